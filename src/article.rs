@@ -1,0 +1,196 @@
+//! The `Article` model: what every later stage knows about one article.
+//!
+//! Parsers fill in everything that comes from the file; the library then
+//! assigns the two fields that depend on history rather than on the file
+//! (`id` and `updated`, kept stable by the state file).
+//! Uses nothing else of Herald's.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, FixedOffset};
+
+/// One published (or publishable) article.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Article {
+    /// URL segment: `/articles/<slug>/`. Unique across the site.
+    pub slug: String,
+    /// Stable identifier (RSS `guid`, Atom `id`, JSON Feed `id`). Empty until
+    /// the library assigns it, unless the file set one in front matter.
+    pub id: String,
+    /// Plain-text headline (never markup).
+    pub title: String,
+    /// The article's own publication time.
+    pub published: DateTime<FixedOffset>,
+    /// Last real change of content. The parser sets it from front matter
+    /// (`updated`) or to `published`; the library moves it when the content
+    /// hash changes.
+    pub updated: DateTime<FixedOffset>,
+    /// True when `updated` came from the file itself (front matter) and must
+    /// not be replaced by the library's change tracking.
+    pub updated_from_file: bool,
+    /// Sections of the site; each gets its own feeds.
+    pub categories: Vec<String>,
+    /// Free-form tags (JSON Feed `tags`, extra RSS/Atom categories).
+    pub tags: Vec<String>,
+    /// Plain-text summary for feed readers.
+    pub summary: String,
+    /// Full body as sanitised HTML.
+    pub body_html: String,
+    /// Author name, if the file names one (else the site's author applies).
+    pub author: Option<String>,
+    /// The file this article came from.
+    pub source: PathBuf,
+    /// Hash of the parsed content (not of the raw bytes): touching a file,
+    /// re-saving it with CRLF or moving it leaves this unchanged.
+    pub hash: u128,
+    /// Problems worth a warning that did not stop publication.
+    pub warnings: Vec<String>,
+}
+
+impl Article {
+    /// Computes [`Article::hash`] from every field a reader can see except
+    /// the slug: the same text under a new file name is the same article
+    /// (FORMAT.md §3), which is how renames and moves keep their id.
+    pub fn content_hash(&self) -> u128 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut field = |s: &str| {
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
+        field(&self.title);
+        field(&self.published.to_rfc3339());
+        for c in &self.categories {
+            field(c);
+        }
+        field("\u{0}tags");
+        for t in &self.tags {
+            field(t);
+        }
+        field(&self.summary);
+        field(&self.body_html);
+        field(self.author.as_deref().unwrap_or(""));
+        h.digest128()
+    }
+
+    /// Every category and tag once, categories first: what RSS and Atom
+    /// list as `<category>` and JSON Feed as `tags`.
+    pub fn labels(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::with_capacity(self.categories.len() + self.tags.len());
+        for l in self.categories.iter().chain(self.tags.iter()) {
+            if !out.contains(&l.as_str()) {
+                out.push(l);
+            }
+        }
+        out
+    }
+}
+
+/// Folds a name into a URL slug: lower-case, every run of characters that
+/// are not ASCII letters or digits becomes one `-`, no `-` at either end.
+/// Non-ASCII letters are kept as they are (lower-cased) so that titles in
+/// other scripts still give readable, distinct slugs.
+pub fn slugify(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut dash = false;
+    for c in name.chars() {
+        if c.is_alphanumeric() {
+            if dash && !out.is_empty() {
+                out.push('-');
+            }
+            dash = false;
+            out.extend(c.to_lowercase());
+        } else {
+            dash = true;
+        }
+    }
+    out
+}
+
+/// The slug of a file name (without extension): [`slugify`] after dropping
+/// a leading `YYYY-MM-DD-` date.
+pub fn slug_from_stem(stem: &str) -> String {
+    let b = stem.as_bytes();
+    let dated = b.len() > 11
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'-'
+        && b[8..10].iter().all(u8::is_ascii_digit)
+        && b[10] == b'-';
+    slugify(if dated { &stem[11..] } else { stem })
+}
+
+/// Removes the characters XML 1.0 forbids (C0 controls other than tab,
+/// newline and carriage return; U+FFFE, U+FFFF; lone surrogates cannot occur
+/// in a Rust string). Neither the `rss` nor the `atom_syndication` crate
+/// strips them, and one such character makes a whole feed unparseable.
+pub fn xml_clean(s: &str) -> std::borrow::Cow<'_, str> {
+    fn bad(c: char) -> bool {
+        matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
+    }
+    if s.chars().any(bad) {
+        std::borrow::Cow::Owned(s.chars().filter(|&c| !bad(c)).collect())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// Shortens plain text to at most `max` characters at a word boundary,
+/// adding `…` when it cut.
+pub fn truncate_words(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    let at = cut.rfind(char::is_whitespace).filter(|&i| i > max / 2);
+    let mut s = match at {
+        Some(i) => cut[..i].trim_end().to_string(),
+        None => cut,
+    };
+    s.push('…');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Slugs follow FORMAT.md §3: lower case, non-alphanumerics folded to `-`,
+    /// leading date dropped.
+    #[test]
+    fn slug_rules() {
+        let cases = [
+            (
+                "dated name",
+                "2025-05-22-thousand-for-thousand",
+                "thousand-for-thousand",
+            ),
+            ("plain", "Hello World", "hello-world"),
+            ("punctuation runs", "a  --__b!!c", "a-b-c"),
+            ("edges", "--Edge Case--", "edge-case"),
+            ("date only is kept", "2025-05-22", "2025-05-22"),
+            ("not a date", "2025-5-22-x", "2025-5-22-x"),
+            ("unicode letters", "Über Straße", "über-straße"),
+        ];
+        for (label, input, want) in cases {
+            assert_eq!(slug_from_stem(input), want, "{label}");
+        }
+    }
+
+    /// Characters XML 1.0 forbids are removed, everything else kept.
+    #[test]
+    fn xml_clean_strips_forbidden() {
+        assert_eq!(xml_clean("a\u{1}b\u{8}c\td\ne\u{FFFF}"), "abc\td\ne");
+        assert!(matches!(
+            xml_clean("fine & <ok>"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    /// Truncation cuts at a word boundary and marks the cut.
+    #[test]
+    fn truncation() {
+        assert_eq!(truncate_words("short", 10), "short");
+        assert_eq!(truncate_words("one two three four", 12), "one two…");
+    }
+}

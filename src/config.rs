@@ -1,0 +1,464 @@
+//! `Config`: Herald's settings from an optional TOML file plus command-line
+//! overrides. Every key has a default, so Herald runs with no file at all;
+//! an unknown key or a wrong type is an error naming the key and the line.
+//! Uses nothing else of Herald's.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+/// Full text or summary in feed items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentMode {
+    /// The whole article body.
+    #[default]
+    Full,
+    /// Only the summary; readers follow the link for the rest.
+    Summary,
+}
+
+/// Per-feed-kind overrides (`[rss]`, `[atom]`, `[json]`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FeedKindConfig {
+    /// Overrides the top-level `content` for this kind of feed.
+    pub content: Option<ContentMode>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable; without timestamps and with syslog priorities under journald.
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The file as written: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    title: Option<String>,
+    description: Option<String>,
+    base_url: Option<toml::Spanned<String>>,
+    id_authority: Option<String>,
+    author: Option<String>,
+    language: Option<String>,
+    timezone: Option<toml::Spanned<String>>,
+    content_dir: Option<PathBuf>,
+    output_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    max_items: Option<toml::Spanned<i64>>,
+    content: Option<ContentMode>,
+    rss: Option<FeedKindConfig>,
+    atom: Option<FeedKindConfig>,
+    json: Option<FeedKindConfig>,
+    listen: Option<toml::Spanned<String>>,
+    cache_max_age: Option<u64>,
+    debounce_ms: Option<u64>,
+    settle_max_ms: Option<u64>,
+    verify_interval_secs: Option<u64>,
+    max_connections: Option<toml::Spanned<i64>>,
+    header_read_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    max_header_bytes: Option<toml::Spanned<i64>>,
+    shutdown_grace_secs: Option<u64>,
+    log_level: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+/// Herald's settings, every one resolved to a value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Feed and site title.
+    pub title: String,
+    /// Feed and site description.
+    pub description: String,
+    /// Public URL of the site, always ending in `/`.
+    pub base_url: String,
+    /// Explicit id authority (`tag:` URIs); `None` means "the host of
+    /// `base_url` at first publication", remembered in the state file.
+    pub id_authority: Option<String>,
+    /// Site author, used for articles that name none.
+    pub author: String,
+    /// Language tag of the feeds (`en`, `zh-CN` …).
+    pub language: String,
+    /// Zone of dates written without an offset.
+    pub timezone: Tz,
+    /// Where the articles are.
+    pub content_dir: PathBuf,
+    /// Where the generated files go.
+    pub output_dir: PathBuf,
+    /// Where the state file lives (never inside `output_dir`).
+    pub state_dir: PathBuf,
+    /// Items per feed.
+    pub max_items: usize,
+    /// Full text or summary, per feed kind.
+    pub content_rss: ContentMode,
+    /// See `content_rss`.
+    pub content_atom: ContentMode,
+    /// See `content_rss`.
+    pub content_json: ContentMode,
+    /// Address `serve` listens on.
+    pub listen: SocketAddr,
+    /// `Cache-Control: max-age` seconds for feeds and pages (RSS `<ttl>` follows it).
+    pub cache_max_age: u64,
+    /// Quiet period after a file event before a rebuild.
+    pub debounce: Duration,
+    /// Longest a file that keeps changing can delay its rebuild.
+    pub settle_max: Duration,
+    /// Period of the stat-only verification pass that catches missed events.
+    pub verify_interval: Duration,
+    /// Concurrent HTTP connections; more wait in the kernel backlog.
+    pub max_connections: usize,
+    /// A client must send its request headers within this time.
+    pub header_read_timeout: Duration,
+    /// An idle keep-alive connection is closed after this time.
+    pub idle_timeout: Duration,
+    /// Largest request head accepted, in bytes.
+    pub max_header_bytes: usize,
+    /// How long in-flight responses may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// `tracing` filter (overridden by `RUST_LOG`).
+    pub log_level: String,
+    /// Log output format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            title: "Herald".into(),
+            description: "Articles published by Herald".into(),
+            base_url: "http://127.0.0.1:8080/".into(),
+            id_authority: None,
+            author: "Herald".into(),
+            language: "en".into(),
+            timezone: Tz::UTC,
+            content_dir: "content".into(),
+            output_dir: "feeds".into(),
+            state_dir: "state".into(),
+            max_items: 50,
+            content_rss: ContentMode::Full,
+            content_atom: ContentMode::Full,
+            content_json: ContentMode::Full,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            cache_max_age: 300,
+            debounce: Duration::from_millis(50),
+            settle_max: Duration::from_millis(2000),
+            verify_interval: Duration::from_secs(180),
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 16 * 1024,
+            shutdown_grace: Duration::from_secs(5),
+            log_level: "info".into(),
+            log_format: LogFormat::Human,
+        }
+    }
+}
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read config: {source}", path.display())]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key is unknown, has the wrong type or a bad value.
+    #[error("{}:{line}: {message}", path.display())]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line of the offending key.
+        line: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads `path`, or returns the defaults when `path` is `None`.
+    ///
+    /// # Errors
+    /// The file cannot be read, or a key is unknown, mistyped or invalid.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Ok(Config::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.into(),
+                    source,
+                })?;
+                Config::from_toml(p, &text)
+            }
+        }
+    }
+
+    /// Parses config text; `path` only labels errors.
+    ///
+    /// # Errors
+    /// A key is unknown, mistyped or invalid: the message names key and line.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let line_at = |pos: usize| text[..pos.min(text.len())].matches('\n').count() + 1;
+        let invalid = |line: usize, message: String| ConfigError::Invalid {
+            path: path.into(),
+            line,
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map_or(1, |s| line_at(s.start));
+            let key = text
+                .lines()
+                .nth(line - 1)
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim().to_string());
+            let msg = e.message().trim().replace('\n', " ");
+            match key {
+                Some(k)
+                    if !k.is_empty() && !k.starts_with('[') && !msg.contains(&format!("`{k}`")) =>
+                {
+                    invalid(line, format!("{k}: {msg}"))
+                }
+                _ => invalid(line, msg),
+            }
+        })?;
+
+        let mut c = Config::default();
+        let spanned_line = |s: &std::ops::Range<usize>| line_at(s.start);
+        macro_rules! set {
+            ($field:ident) => {
+                if let Some(v) = raw.$field {
+                    c.$field = v;
+                }
+            };
+        }
+        set!(title);
+        set!(description);
+        set!(author);
+        set!(language);
+        set!(content_dir);
+        set!(output_dir);
+        set!(state_dir);
+        set!(cache_max_age);
+        set!(log_level);
+        set!(log_format);
+        c.id_authority = raw.id_authority.filter(|a| !a.trim().is_empty());
+        if let Some(u) = raw.base_url {
+            let v = u.get_ref().trim();
+            if !(v.starts_with("http://") || v.starts_with("https://")) || host_of(v).is_none() {
+                return Err(invalid(
+                    spanned_line(&u.span()),
+                    format!("base_url: {v:?} is not an absolute http(s) URL"),
+                ));
+            }
+            c.base_url = if v.ends_with('/') {
+                v.to_string()
+            } else {
+                format!("{v}/")
+            };
+        }
+        if let Some(tz) = raw.timezone {
+            c.timezone = tz.get_ref().parse().map_err(|_| {
+                invalid(
+                    spanned_line(&tz.span()),
+                    format!(
+                        "timezone: {:?} is not an IANA time zone name (e.g. \"Europe/Berlin\")",
+                        tz.get_ref()
+                    ),
+                )
+            })?;
+        }
+        let positive = |v: Option<toml::Spanned<i64>>,
+                        key: &str,
+                        default: usize|
+         -> Result<usize, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(s) if *s.get_ref() >= 1 => Ok(*s.get_ref() as usize),
+                Some(s) => Err(invalid(
+                    spanned_line(&s.span()),
+                    format!("{key}: must be at least 1, not {}", s.get_ref()),
+                )),
+            }
+        };
+        c.max_items = positive(raw.max_items, "max_items", c.max_items)?;
+        c.max_connections = positive(raw.max_connections, "max_connections", c.max_connections)?;
+        c.max_header_bytes =
+            positive(raw.max_header_bytes, "max_header_bytes", c.max_header_bytes)?;
+        if c.max_header_bytes < 1024 {
+            c.max_header_bytes = 1024;
+        }
+        let content = raw.content.unwrap_or_default();
+        let pick =
+            |k: &Option<FeedKindConfig>| k.as_ref().and_then(|k| k.content).unwrap_or(content);
+        c.content_rss = pick(&raw.rss);
+        c.content_atom = pick(&raw.atom);
+        c.content_json = pick(&raw.json);
+        if let Some(l) = raw.listen {
+            c.listen = l.get_ref().parse().map_err(|_| {
+                invalid(
+                    spanned_line(&l.span()),
+                    format!(
+                        "listen: {:?} is not an address like \"127.0.0.1:8080\"",
+                        l.get_ref()
+                    ),
+                )
+            })?;
+        }
+        let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
+        let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
+        c.debounce = ms(raw.debounce_ms, c.debounce);
+        c.settle_max = ms(raw.settle_max_ms, c.settle_max).max(c.debounce);
+        c.verify_interval = secs(raw.verify_interval_secs, c.verify_interval);
+        c.header_read_timeout = secs(raw.header_read_timeout_secs, c.header_read_timeout);
+        c.idle_timeout = secs(raw.idle_timeout_secs, c.idle_timeout);
+        c.shutdown_grace = secs(raw.shutdown_grace_secs, c.shutdown_grace);
+        Ok(c)
+    }
+
+    /// The authority for new ids when none is configured: the host of `base_url`.
+    pub fn default_authority(&self) -> String {
+        self.id_authority
+            .clone()
+            .unwrap_or_else(|| host_of(&self.base_url).unwrap_or("localhost").to_string())
+    }
+
+    /// Settings whose change only takes effect after a restart.
+    pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.listen != new.listen {
+            v.push("listen");
+        }
+        if self.max_connections != new.max_connections {
+            v.push("max_connections");
+        }
+        if self.header_read_timeout != new.header_read_timeout
+            || self.idle_timeout != new.idle_timeout
+            || self.max_header_bytes != new.max_header_bytes
+        {
+            v.push("header_read_timeout_secs/idle_timeout_secs/max_header_bytes");
+        }
+        if self.log_format != new.log_format {
+            v.push("log_format");
+        }
+        v
+    }
+}
+
+/// The host part of an absolute URL (without port or user info).
+pub fn host_of(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    let host = if host.starts_with('[') {
+        host.split(']').next().map(|h| &h[1..])?
+    } else {
+        host.split(':').next()?
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(Path::new("herald.toml"), t)
+    }
+
+    /// An empty file gives exactly the defaults.
+    #[test]
+    fn empty_is_default() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    /// The shipped example config parses and matches the built-in defaults
+    /// where it says it does.
+    #[test]
+    fn example_config_parses() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/herald.toml"))
+                .unwrap();
+        let c = parse(&text).unwrap();
+        let d = Config::default();
+        assert_eq!(c.max_items, d.max_items);
+        assert_eq!(c.timezone, d.timezone);
+        assert_eq!(c.content_dir, d.content_dir);
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.debounce, d.debounce);
+    }
+
+    /// Unknown keys and wrong types name the key and the line.
+    #[test]
+    fn errors_name_key_and_line() {
+        let cases = [
+            (
+                "unknown key",
+                "title = \"x\"\n\ntitel = \"y\"\n",
+                3,
+                "titel",
+            ),
+            (
+                "wrong type",
+                "title = \"x\"\nmax_items = \"many\"\n",
+                2,
+                "invalid type",
+            ),
+            ("bad zone", "timezone = \"Mars/Olympus\"\n", 1, "timezone"),
+            ("zero items", "\nmax_items = 0\n", 2, "max_items"),
+            ("bad url", "base_url = \"example.com\"\n", 1, "base_url"),
+            ("bad listen", "\n\nlisten = \"localhost\"\n", 3, "listen"),
+            ("bad content mode", "content = \"some\"\n", 1, "content"),
+            (
+                "unknown in table",
+                "[rss]\ncontnet = \"full\"\n",
+                2,
+                "contnet",
+            ),
+        ];
+        for (label, text, line, key) in cases {
+            let e = parse(text).unwrap_err();
+            let s = e.to_string();
+            assert!(
+                s.starts_with(&format!("herald.toml:{line}: ")),
+                "{label}: {s}"
+            );
+            assert!(s.contains(key), "{label}: {s}");
+        }
+    }
+
+    /// `content` applies to all feeds and each kind can override it.
+    #[test]
+    fn content_mode_overrides() {
+        let c = parse("content = \"summary\"\n[json]\ncontent = \"full\"\n").unwrap();
+        assert_eq!(
+            (c.content_rss, c.content_atom, c.content_json),
+            (
+                ContentMode::Summary,
+                ContentMode::Summary,
+                ContentMode::Full
+            )
+        );
+    }
+
+    /// The id authority defaults to the host of base_url.
+    #[test]
+    fn authority_default() {
+        let c = parse("base_url = \"https://news.example.org:8443/blog\"\n").unwrap();
+        assert_eq!(c.base_url, "https://news.example.org:8443/blog/");
+        assert_eq!(c.default_authority(), "news.example.org");
+        let c = parse("base_url = \"https://a.example\"\nid_authority = \"b.example\"\n").unwrap();
+        assert_eq!(c.default_authority(), "b.example");
+    }
+}

@@ -1,0 +1,37 @@
+//! Herald: a feed publisher daemon. Editors drop articles into a folder;
+//! Herald notices, rebuilds the RSS 2.0, Atom 1.0 and JSON Feed documents
+//! (plus an HTML index, article pages and OPML) and serves them over HTTP.
+//!
+//! # Layout
+//!
+//! Data flows one way; a later stage never reaches back into an earlier one.
+//!
+//! ```text
+//!  content/ ──notify──▶ watch ──batch of paths──▶ library ──▶ render ──▶ Site (immutable snapshot)
+//!                                                   │                       ├──▶ feeds/ on disk (atomic rename)
+//!                                parse (pure) ◀─────┘                       └──▶ ArcSwap ──▶ server (hyper) ──▶ readers
+//! ```
+//!
+//! - [`config`]: settings from TOML, defaults that work with no file.
+//! - [`article`]: the `Article` model, slugs, text hygiene.
+//! - [`parse`]: file text → `Article` (scraped column, Markdown). Pure.
+//! - [`state`]: the persistent record that keeps ids and `updated` stable.
+//! - [`library`]: all articles by path; full scan or incremental apply.
+//! - [`render`]: articles → feed, page and OPML bytes. Pure.
+//! - [`site`]: the snapshot served and mirrored to disk.
+//! - [`watch`]: file events → batches of changed paths.
+//! - [`server`]: hyper 1.x over the current snapshot.
+//! - [`daemon`]: wiring of all of the above; `build`, `check` and `serve`.
+#![warn(missing_docs)]
+
+pub mod article;
+pub mod config;
+pub mod daemon;
+pub mod library;
+pub mod metrics;
+pub mod parse;
+pub mod render;
+// pub mod server;
+pub mod site;
+pub mod state;
+// pub mod watch;

@@ -1,0 +1,581 @@
+//! The set of articles, keyed by source path, plus the files that failed and
+//! why. [`Library::scan`] walks the whole content tree once (and again for
+//! verification passes and rescans); [`Library::apply`] takes a batch of
+//! changed paths and re-reads only files whose size, mtime or inode moved.
+//! [`Library::view`] settles identities (through the state file), slug
+//! conflicts and future-dated articles into the list the renderers use.
+//! Uses `parse`, `article` and `state`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use rayon::prelude::*;
+
+use crate::article::Article;
+use crate::parse::{self, ParseCtx, ParseError};
+use crate::state::State;
+
+/// What identifies a file version without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    mtime: Option<SystemTime>,
+    ino: u64,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        #[cfg(unix)]
+        let ino = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let ino = 0;
+        Stamp {
+            len: meta.len(),
+            mtime: meta.modified().ok(),
+            ino,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct FileEntry {
+    stamp: Stamp,
+    /// The last version that parsed (with id and `updated` once published).
+    article: Option<Arc<Article>>,
+    /// Why the current version on disk does not parse, if it does not.
+    error: Option<ParseError>,
+}
+
+/// The content directory is gone or unreadable.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: content directory cannot be read: {source}", path.display())]
+pub struct RootError {
+    /// The content directory.
+    pub path: PathBuf,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+/// What the renderers see: the published articles and what was left out.
+#[derive(Debug, Default, Clone)]
+pub struct View {
+    /// Published articles, newest first (ties by slug).
+    pub articles: Vec<Arc<Article>>,
+    /// Files left out (parse errors, slug conflicts), sorted by path.
+    pub rejected: Vec<ParseError>,
+    /// Published with a warning (e.g. no body).
+    pub warnings: Vec<String>,
+    /// When the next held-back, future-dated article is due.
+    pub next_release: Option<DateTime<Utc>>,
+}
+
+/// All articles of one content directory.
+#[derive(Debug)]
+pub struct Library {
+    root: PathBuf,
+    ctx: ParseCtx,
+    files: HashMap<PathBuf, FileEntry>,
+    state: State,
+    authority: String,
+}
+
+/// Outcome of reading one file.
+enum Read {
+    Parsed(Stamp, Option<Article>),
+    Failed(Stamp, ParseError),
+}
+
+impl Library {
+    /// An empty library over `root`; call [`Library::scan`] to fill it.
+    pub fn new(root: PathBuf, ctx: ParseCtx, state: State, authority: String) -> Library {
+        Library {
+            root,
+            ctx,
+            files: HashMap::new(),
+            state,
+            authority,
+        }
+    }
+
+    /// The content directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The identity record (to save it, or read feed ids from it).
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    /// Number of article files known (published or not).
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// True when no article file is known.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Changes the parse settings (time zone) after a config reload; every
+    /// file is re-read on the next scan.
+    pub fn set_ctx(&mut self, ctx: ParseCtx, authority: String) {
+        if ctx.tz != self.ctx.tz {
+            self.files.clear();
+        }
+        self.ctx = ctx;
+        self.authority = authority;
+    }
+
+    /// Walks the whole tree: new and changed files are parsed (in
+    /// parallel), vanished ones dropped. Stat-only for unchanged files, so it
+    /// doubles as the periodic verification pass. Returns whether anything
+    /// changed.
+    ///
+    /// # Errors
+    /// The content directory itself is missing or unreadable; the library
+    /// is left as it was, so the last good feeds stay up.
+    pub fn scan(&mut self) -> Result<bool, RootError> {
+        std::fs::metadata(&self.root)
+            .and_then(|m| {
+                if m.is_dir() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("not a directory"))
+                }
+            })
+            .map_err(|source| RootError {
+                path: self.root.clone(),
+                source,
+            })?;
+        let root = self.root.clone();
+        Ok(self.sync_subtree(&root))
+    }
+
+    /// Applies a batch of changed paths (files or directories, existing or
+    /// not). Returns whether anything changed.
+    ///
+    /// # Errors
+    /// As [`Library::scan`].
+    pub fn apply(&mut self, paths: &[PathBuf]) -> Result<bool, RootError> {
+        std::fs::metadata(&self.root).map_err(|source| RootError {
+            path: self.root.clone(),
+            source,
+        })?;
+        let mut changed = false;
+        let mut done: HashSet<&Path> = HashSet::new();
+        for p in paths {
+            if !p.starts_with(&self.root) || !done.insert(p) {
+                continue;
+            }
+            changed |= match std::fs::metadata(p) {
+                Ok(m) if m.is_dir() => self.sync_subtree(p),
+                Ok(_) if parse::kind_of(p).is_some() && !parse::in_hidden_dir(&self.root, p) => {
+                    self.sync_files(vec![p.clone()])
+                }
+                Ok(_) => false,
+                Err(_) => self.forget_under(p),
+            };
+        }
+        Ok(changed)
+    }
+
+    /// Drops every entry at or below `p` (a deleted file or directory).
+    fn forget_under(&mut self, p: &Path) -> bool {
+        let before = self.files.len();
+        self.files.retain(|k, _| !k.starts_with(p));
+        before != self.files.len()
+    }
+
+    /// Re-walks `dir`: drops entries below it that are gone, parses new and
+    /// changed files.
+    fn sync_subtree(&mut self, dir: &Path) -> bool {
+        let root = self.root.clone();
+        let mut seen: Vec<PathBuf> = Vec::new();
+        let walker = walkdir::WalkDir::new(dir)
+            .follow_links(true)
+            .into_iter()
+            .filter_entry(|e| {
+                e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.'))
+            });
+        for entry in walker {
+            match entry {
+                Ok(e) if !e.file_type().is_dir() && parse::kind_of(e.path()).is_some() => {
+                    if !parse::in_hidden_dir(&root, e.path()) {
+                        seen.push(e.into_path());
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(path = %err.path().unwrap_or(dir).display(), "skipped while walking content: {err}")
+                }
+            }
+        }
+        let seen_set: HashSet<&PathBuf> = seen.iter().collect();
+        let before = self.files.len();
+        self.files
+            .retain(|k, _| !k.starts_with(dir) || seen_set.contains(k));
+        let removed = before != self.files.len();
+        self.sync_files(seen) | removed
+    }
+
+    /// Stats each file; reads and parses (in parallel) the ones whose stamp
+    /// moved. A file that fails keeps its last good version.
+    fn sync_files(&mut self, paths: Vec<PathBuf>) -> bool {
+        let stale: Vec<PathBuf> = paths
+            .into_iter()
+            .filter(|p| match (std::fs::metadata(p), self.files.get(p)) {
+                (Ok(m), Some(f)) => Stamp::of(&m) != f.stamp,
+                _ => true,
+            })
+            .collect();
+        if stale.is_empty() {
+            return false;
+        }
+        let ctx = self.ctx;
+        let results: Vec<(PathBuf, Read)> = stale
+            .into_par_iter()
+            .map(|p| {
+                let r = read_one(&p, &ctx);
+                (p, r)
+            })
+            .collect();
+        let mut changed = false;
+        for (p, r) in results {
+            match r {
+                Read::Parsed(stamp, None) => {
+                    changed |= self
+                        .files
+                        .remove(&p)
+                        .is_some_and(|f| f.article.is_some() || f.error.is_some());
+                    // A draft is remembered only by its stamp so it is not re-read.
+                    self.files.insert(
+                        p,
+                        FileEntry {
+                            stamp,
+                            article: None,
+                            error: None,
+                        },
+                    );
+                }
+                Read::Parsed(stamp, Some(a)) => {
+                    let same = self
+                        .files
+                        .get(&p)
+                        .and_then(|f| f.article.as_ref())
+                        .is_some_and(|old| {
+                            old.hash == a.hash
+                                && old.source == a.source
+                                && f_no_error(self.files.get(&p))
+                        });
+                    if same {
+                        if let Some(f) = self.files.get_mut(&p) {
+                            f.stamp = stamp;
+                        }
+                    } else {
+                        self.files.insert(
+                            p,
+                            FileEntry {
+                                stamp,
+                                article: Some(Arc::new(a)),
+                                error: None,
+                            },
+                        );
+                        changed = true;
+                    }
+                }
+                Read::Failed(stamp, e) => {
+                    let entry = self.files.entry(p).or_insert(FileEntry {
+                        stamp,
+                        article: None,
+                        error: None,
+                    });
+                    entry.stamp = stamp;
+                    if entry.error.as_ref() != Some(&e) {
+                        entry.error = Some(e);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// Settles the published set as of `now`: the owner of each slug (the
+    /// one the state file already knows, else the earliest published, then
+    /// path order), stable ids and `updated` from the state file, articles
+    /// dated after `now` held back.
+    pub fn view(&mut self, now: DateTime<Utc>) -> View {
+        let now_fixed: DateTime<FixedOffset> = now.fixed_offset();
+        let mut view = View::default();
+        let mut paths: Vec<PathBuf> = self.files.keys().cloned().collect();
+        paths.sort();
+
+        let mut by_slug: HashMap<String, Vec<(PathBuf, DateTime<FixedOffset>)>> = HashMap::new();
+        for p in &paths {
+            let f = &self.files[p];
+            if let Some(e) = &f.error {
+                view.rejected.push(e.clone());
+            }
+            if let Some(a) = &f.article {
+                if a.published > now_fixed {
+                    let due = a.published.with_timezone(&Utc);
+                    view.next_release = Some(view.next_release.map_or(due, |d| d.min(due)));
+                    continue;
+                }
+                by_slug
+                    .entry(a.slug.clone())
+                    .or_default()
+                    .push((p.clone(), a.published));
+            }
+        }
+
+        let rel = |root: &Path, p: &Path| {
+            p.strip_prefix(root)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .into_owned()
+        };
+        let mut owners: Vec<PathBuf> = Vec::with_capacity(by_slug.len());
+        for (slug, mut claims) in by_slug {
+            claims.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            let owner = claims
+                .iter()
+                .position(|(p, _)| self.state.owns_slug(&rel(&self.root, p), &slug))
+                .unwrap_or(0);
+            let owner_path = claims[owner].0.clone();
+            for (i, (p, _)) in claims.iter().enumerate() {
+                if i != owner {
+                    view.rejected.push(ParseError::new(
+                        p,
+                        1,
+                        format!("slug {slug:?} is already used by {}; rename one of the files or set `slug`", owner_path.display()),
+                    ));
+                }
+            }
+            owners.push(owner_path);
+        }
+        owners.sort();
+
+        let alive: HashSet<String> = paths.iter().map(|p| rel(&self.root, p)).collect();
+        for p in owners {
+            let r = rel(&self.root, &p);
+            let Some(f) = self.files.get_mut(&p) else {
+                continue;
+            };
+            let Some(a) = f.article.as_mut() else {
+                continue;
+            };
+            let (id, updated) = self
+                .state
+                .identify(a, &r, &self.authority, now_fixed, |q| alive.contains(q));
+            if a.id != id || a.updated != updated {
+                let m = Arc::make_mut(a);
+                m.id = id;
+                m.updated = updated;
+            }
+            view.warnings.extend(a.warnings.iter().cloned());
+            view.articles.push(Arc::clone(a));
+        }
+        view.articles.sort_by(|a, b| {
+            b.published
+                .cmp(&a.published)
+                .then_with(|| a.slug.cmp(&b.slug))
+        });
+        view.rejected
+            .sort_by(|a, b| a.path.cmp(&b.path).then_with(|| a.reason.cmp(&b.reason)));
+        view
+    }
+}
+
+fn f_no_error(f: Option<&FileEntry>) -> bool {
+    f.is_some_and(|f| f.error.is_none())
+}
+
+fn read_one(p: &Path, ctx: &ParseCtx) -> Read {
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) => {
+            return Read::Failed(
+                Stamp {
+                    len: 0,
+                    mtime: None,
+                    ino: 0,
+                },
+                ParseError::new(p, 1, format!("cannot read: {e}")),
+            )
+        }
+    };
+    let stamp = Stamp::of(&meta);
+    let bytes = match std::fs::read(p) {
+        Ok(b) => b,
+        Err(e) => return Read::Failed(stamp, ParseError::new(p, 1, format!("cannot read: {e}"))),
+    };
+    // The stamp of what was read: if the file changed while reading, the
+    // next event (or verification pass) sees a newer stamp and reads again.
+    let result = parse::decode(p, &bytes).and_then(|text| parse::parse(p, text, ctx));
+    match result {
+        Ok(a) => Read::Parsed(stamp, a),
+        Err(e) => Read::Failed(stamp, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn lib(dir: &Path) -> Library {
+        Library::new(
+            dir.to_path_buf(),
+            ParseCtx { tz: chrono_tz::UTC },
+            State::default(),
+            "example.com".into(),
+        )
+    }
+
+    fn col(title: &str, date: &str) -> String {
+        format!("{date}\n\nNews\n\n{title}\n\nBody of {title}.\n")
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// A broken file is reported while every other article is published.
+    #[test]
+    fn broken_file_does_not_stop_others() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("a.txt"), col("A", "May 1, 2025, noon")).unwrap();
+        fs::write(d.path().join("b.txt"), "garbage").unwrap();
+        fs::write(
+            d.path().join("c.md"),
+            "---\ntitle: C\ndate: 2025-05-02\n---\nc",
+        )
+        .unwrap();
+        fs::write(d.path().join(".hidden.txt"), "garbage").unwrap();
+        fs::write(d.path().join("notes.rst"), "garbage").unwrap();
+        let mut l = lib(d.path());
+        assert!(l.scan().unwrap());
+        let v = l.view(now());
+        let titles: Vec<&str> = v.articles.iter().map(|a| a.title.as_str()).collect();
+        assert_eq!(titles, ["C", "A"]);
+        assert_eq!(v.rejected.len(), 1);
+        assert!(
+            v.rejected[0].to_string().contains("b.txt:1: invalid date"),
+            "{}",
+            v.rejected[0]
+        );
+    }
+
+    /// Two files claiming one slug: the later one is an error naming both.
+    #[test]
+    fn slug_conflict_names_both() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(
+            d.path().join("2025-05-01-same.txt"),
+            col("First", "May 1, 2025, noon"),
+        )
+        .unwrap();
+        fs::create_dir(d.path().join("sub")).unwrap();
+        fs::write(
+            d.path().join("sub/same.txt"),
+            col("Second", "May 2, 2025, noon"),
+        )
+        .unwrap();
+        let mut l = lib(d.path());
+        l.scan().unwrap();
+        let v = l.view(now());
+        assert_eq!(v.articles.len(), 1);
+        assert_eq!(v.articles[0].title, "First");
+        let msg = v.rejected[0].to_string();
+        assert!(
+            msg.contains("sub/same.txt") && msg.contains("2025-05-01-same.txt"),
+            "{msg}"
+        );
+    }
+
+    /// Future-dated articles are held back and their time is reported.
+    #[test]
+    fn future_held_back() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("f.txt"), col("F", "Jan. 2, 2026, noon")).unwrap();
+        let mut l = lib(d.path());
+        l.scan().unwrap();
+        let v = l.view(now());
+        assert!(v.articles.is_empty());
+        assert_eq!(
+            v.next_release.unwrap().to_rfc3339(),
+            "2026-01-02T12:00:00+00:00"
+        );
+        let later = DateTime::parse_from_rfc3339("2026-01-02T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(l.view(later).articles.len(), 1);
+    }
+
+    /// A failed re-parse keeps the last good version published and reports
+    /// the error; an unchanged file is not re-read.
+    #[test]
+    fn incremental_keeps_last_good() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.txt");
+        fs::write(&p, col("A", "May 1, 2025, noon")).unwrap();
+        let mut l = lib(d.path());
+        l.scan().unwrap();
+        assert!(
+            !l.apply(std::slice::from_ref(&p)).unwrap(),
+            "unchanged file is not a change"
+        );
+        fs::write(&p, "May 1, 2025, noon\n\nNe").unwrap();
+        assert!(l.apply(std::slice::from_ref(&p)).unwrap());
+        let v = l.view(now());
+        assert_eq!(v.articles[0].title, "A");
+        assert_eq!(v.rejected.len(), 1);
+        fs::write(&p, col("A2", "May 1, 2025, noon")).unwrap();
+        assert!(l.apply(std::slice::from_ref(&p)).unwrap());
+        let v = l.view(now());
+        assert_eq!(v.articles[0].title, "A2");
+        assert!(v.rejected.is_empty());
+    }
+
+    /// Deleting a directory drops every article under it.
+    #[test]
+    fn directory_removal() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("sub")).unwrap();
+        fs::write(d.path().join("sub/a.txt"), col("A", "May 1, 2025, noon")).unwrap();
+        fs::write(d.path().join("b.txt"), col("B", "May 1, 2025, noon")).unwrap();
+        let mut l = lib(d.path());
+        l.scan().unwrap();
+        fs::remove_dir_all(d.path().join("sub")).unwrap();
+        assert!(l.apply(&[d.path().join("sub")]).unwrap());
+        let v = l.view(now());
+        assert_eq!(v.articles.len(), 1);
+        assert_eq!(v.articles[0].title, "B");
+    }
+
+    /// A missing content directory is an error and leaves the library as it was.
+    #[test]
+    fn missing_root_keeps_articles() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("c");
+        fs::create_dir(&root).unwrap();
+        fs::write(root.join("a.txt"), col("A", "May 1, 2025, noon")).unwrap();
+        let mut l = Library::new(
+            root.clone(),
+            ParseCtx { tz: chrono_tz::UTC },
+            State::default(),
+            "e".into(),
+        );
+        l.scan().unwrap();
+        fs::remove_dir_all(&root).unwrap();
+        assert!(l.scan().is_err());
+        assert_eq!(l.view(now()).articles.len(), 1);
+    }
+}

@@ -1,0 +1,73 @@
+//! The `herald` command: thin glue over the library crate. Errors become
+//! one line on stderr (the whole cause chain) and an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use herald::config::{Config, LogFormat};
+use herald::daemon;
+
+/// Herald publishes a folder of articles as RSS 2.0, Atom 1.0 and JSON Feed.
+#[derive(Parser, Debug)]
+#[command(name = "herald", version, about, long_about = None)]
+struct Cli {
+    /// Config file (TOML). Without it, built-in defaults apply.
+    #[arg(long, short = 'c', global = true, env = "HERALD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Content directory (overrides `content_dir`).
+    #[arg(long, global = true)]
+    content: Option<PathBuf>,
+    /// Output directory (overrides `output_dir`).
+    #[arg(long, global = true)]
+    output: Option<PathBuf>,
+    /// State directory (overrides `state_dir`).
+    #[arg(long, global = true)]
+    state: Option<PathBuf>,
+    /// Log format (overrides `log_format`).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Watch the content directory and serve every feed over HTTP.
+    Serve {
+        /// Address to listen on (overrides `listen`); port 0 picks a free port.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Build every feed and page once into the output directory.
+    Build,
+    /// Parse everything and report every problem; writes nothing.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let overrides = daemon::Overrides {
+        content_dir: cli.content.clone(),
+        output_dir: cli.output.clone(),
+        state_dir: cli.state.clone(),
+        listen: match &cli.command {
+            Command::Serve { listen } => *listen,
+            _ => None,
+        },
+        log_format: cli.log_format,
+    };
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => overrides.apply(c),
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::from(daemon::EXIT_CONFIG);
+        }
+    };
+    let code = match cli.command {
+        Command::Build => daemon::build_command(&config),
+        Command::Check => daemon::check_command(&config),
+        Command::Serve { .. } => daemon::serve_command(config, cli.config, overrides),
+    };
+    ExitCode::from(code)
+}

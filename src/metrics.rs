@@ -1,0 +1,171 @@
+//! Counters shared by the daemon loop and the server, rendered as
+//! Prometheus text at `/metrics`. Lock-free atomics; uses nothing else of
+//! Herald's.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Request routes are grouped into these classes, so the label set stays
+/// small however many articles there are.
+pub const ROUTE_CLASSES: [&str; 8] = [
+    "feed",
+    "category_feed",
+    "index",
+    "article",
+    "opml",
+    "health",
+    "metrics",
+    "other",
+];
+const STATUSES: [u16; 7] = [200, 301, 304, 400, 404, 405, 500];
+
+/// All of Herald's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: [[AtomicU64; STATUSES.len()]; ROUTE_CLASSES.len()],
+    /// Rebuilds published.
+    pub rebuilds: AtomicU64,
+    /// Sum of rebuild durations, microseconds.
+    pub rebuild_micros_sum: AtomicU64,
+    /// Duration of the last rebuild, microseconds.
+    pub rebuild_micros_last: AtomicU64,
+    /// Articles in the current snapshot.
+    pub articles: AtomicU64,
+    /// Files rejected in the current snapshot.
+    pub rejected: AtomicU64,
+    /// Open connections.
+    pub connections: AtomicU64,
+    /// Full rescans (start, overflow, watcher errors, verification passes).
+    pub rescans: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one response.
+    pub fn request(&self, class: usize, status: u16) {
+        if let Some(s) = STATUSES.iter().position(|&x| x == status) {
+            if let Some(row) = self.requests.get(class) {
+                row[s].fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// Records one published rebuild.
+    pub fn rebuilt(&self, micros: u64, articles: usize, rejected: usize) {
+        self.rebuilds.fetch_add(1, Relaxed);
+        self.rebuild_micros_sum.fetch_add(micros, Relaxed);
+        self.rebuild_micros_last.store(micros, Relaxed);
+        self.articles.store(articles as u64, Relaxed);
+        self.rejected.store(rejected as u64, Relaxed);
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP herald_http_requests_total HTTP responses by route class and status.\n# TYPE herald_http_requests_total counter\n");
+        let mut not_modified = 0;
+        for (c, row) in self.requests.iter().enumerate() {
+            for (s, n) in row.iter().enumerate() {
+                let n = n.load(Relaxed);
+                if STATUSES[s] == 304 {
+                    not_modified += n;
+                }
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "herald_http_requests_total{{route=\"{}\",status=\"{}\"}} {n}",
+                        ROUTE_CLASSES[c], STATUSES[s]
+                    );
+                }
+            }
+        }
+        let gauge = |out: &mut String, name: &str, kind: &str, help: &str, v: f64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            );
+        };
+        gauge(
+            &mut out,
+            "herald_http_not_modified_total",
+            "counter",
+            "Conditional GETs answered 304.",
+            not_modified as f64,
+        );
+        gauge(
+            &mut out,
+            "herald_rebuilds_total",
+            "counter",
+            "Snapshots published.",
+            self.rebuilds.load(Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "herald_rebuild_duration_seconds_sum",
+            "counter",
+            "Total time spent rebuilding.",
+            self.rebuild_micros_sum.load(Relaxed) as f64 / 1e6,
+        );
+        gauge(
+            &mut out,
+            "herald_rebuild_last_duration_seconds",
+            "gauge",
+            "Duration of the last rebuild.",
+            self.rebuild_micros_last.load(Relaxed) as f64 / 1e6,
+        );
+        gauge(
+            &mut out,
+            "herald_articles",
+            "gauge",
+            "Articles published.",
+            self.articles.load(Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "herald_rejected_files",
+            "gauge",
+            "Article files left out because they failed.",
+            self.rejected.load(Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "herald_open_connections",
+            "gauge",
+            "Open HTTP connections.",
+            self.connections.load(Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "herald_rescans_total",
+            "counter",
+            "Full content rescans.",
+            self.rescans.load(Relaxed) as f64,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counters appear with their labels; 304s are summed.
+    #[test]
+    fn prometheus_text() {
+        let m = Metrics::default();
+        m.request(0, 200);
+        m.request(0, 304);
+        m.request(3, 304);
+        m.rebuilt(1500, 7, 1);
+        let t = m.render();
+        assert!(
+            t.contains("herald_http_requests_total{route=\"feed\",status=\"200\"} 1\n"),
+            "{t}"
+        );
+        assert!(t.contains("herald_http_not_modified_total 2\n"), "{t}");
+        assert!(t.contains("herald_articles 7\n"), "{t}");
+        assert!(
+            t.contains("herald_rebuild_last_duration_seconds 0.0015\n"),
+            "{t}"
+        );
+    }
+}

@@ -1,0 +1,496 @@
+//! Markdown with front matter (FORMAT.md §2): YAML between `---` lines or
+//! TOML between `+++` lines, then a CommonMark body (tables, footnotes,
+//! strikethrough). Raw HTML and unsafe link schemes are sanitised.
+
+use std::path::Path;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
+use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+use serde::Deserialize;
+
+use super::{localize, ParseCtx, ParseError};
+use crate::article::{slugify, truncate_words, xml_clean, Article};
+
+const SUMMARY_CHARS: usize = 300;
+
+/// Front-matter keys Herald reads; other keys (Hugo's `weight`, Jekyll's
+/// `layout` …) are ignored so that existing content moves over unchanged.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+struct FrontMatter {
+    title: Option<String>,
+    date: Option<String>,
+    updated: Option<String>,
+    #[serde(alias = "category")]
+    categories: OneOrMany,
+    tags: OneOrMany,
+    summary: Option<String>,
+    author: Option<String>,
+    draft: bool,
+    slug: Option<String>,
+    id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(untagged)]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        let v = match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        v.into_iter()
+            .map(|s| clean_line(&s))
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+/// Where the front matter and the body are, and how to read the former.
+struct Split<'a> {
+    toml: bool,
+    front: &'a str,
+    /// Line number of the first front-matter line.
+    front_line: usize,
+    body: &'a str,
+}
+
+/// Splits `---`/`+++` front matter from the body.
+fn split<'a>(path: &Path, text: &'a str) -> Result<Split<'a>, ParseError> {
+    let first_end = text.find('\n').unwrap_or(text.len());
+    let fence = text[..first_end].trim_end();
+    let toml = match fence {
+        "---" => false,
+        "+++" => true,
+        _ if text.trim().is_empty() => return Err(ParseError::new(path, 1, "empty file")),
+        _ => {
+            return Err(ParseError::new(
+                path,
+                1,
+                "no front matter: expected `---` (YAML) or `+++` (TOML) on line 1",
+            ))
+        }
+    };
+    let mut offset = (first_end + 1).min(text.len());
+    let mut line = 2;
+    while offset < text.len() {
+        let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+        if text[offset..end].trim_end() == fence {
+            let body_start = (end + 1).min(text.len());
+            return Ok(Split {
+                toml,
+                front: &text[first_end + 1..offset],
+                front_line: 2,
+                body: &text[body_start..],
+            });
+        }
+        offset = end + 1;
+        line += 1;
+    }
+    Err(ParseError::new(
+        path,
+        line - 1,
+        format!("front matter opened on line 1 is never closed with `{fence}`"),
+    ))
+}
+
+fn read_front(path: &Path, s: &Split<'_>) -> Result<FrontMatter, ParseError> {
+    if s.toml {
+        let value: toml::Table = toml::from_str(s.front).map_err(|e| {
+            let line = e
+                .span()
+                .map_or(0, |sp| s.front[..sp.start].matches('\n').count());
+            ParseError::new(
+                path,
+                s.front_line + line,
+                format!("front matter: {}", e.message()),
+            )
+        })?;
+        let value = toml::Value::Table(stringify_dates(value));
+        FrontMatter::deserialize(value).map_err(|e| {
+            ParseError::new(path, s.front_line, format!("front matter: {}", e.message()))
+        })
+    } else {
+        if s.front.trim().is_empty() {
+            return Ok(FrontMatter::default());
+        }
+        serde_yaml::from_str(s.front).map_err(|e| {
+            let line = e.location().map_or(0, |l| l.line().saturating_sub(1));
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            ParseError::new(path, s.front_line + line, format!("front matter: {msg}"))
+        })
+    }
+}
+
+/// TOML has a native date type; Herald reads every date as text so that
+/// YAML and TOML go through one date parser.
+fn stringify_dates(t: toml::Table) -> toml::Table {
+    t.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                toml::Value::Datetime(d) => toml::Value::String(d.to_string()),
+                other => other,
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+/// RFC 3339, or a date-time / date without offset read in the site's zone.
+fn parse_date(s: &str, ctx: &ParseCtx) -> Option<DateTime<FixedOffset>> {
+    let s = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(s) {
+        return Some(d);
+    }
+    if let Ok(d) = DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%:z") {
+        return Some(d);
+    }
+    for f in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
+            return Some(localize(n, ctx.tz));
+        }
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .map(|d| localize(d.and_time(chrono::NaiveTime::MIN), ctx.tz))
+}
+
+/// Finds the line a front-matter key is on, for error messages.
+fn key_line(s: &Split<'_>, key: &str) -> usize {
+    s.front
+        .lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with([':', '=']))
+        })
+        .map_or(s.front_line, |i| s.front_line + i)
+}
+
+fn clean_line(s: &str) -> String {
+    xml_clean(s)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(super) fn parse(
+    path: &Path,
+    text: &str,
+    ctx: &ParseCtx,
+) -> Result<Option<Article>, ParseError> {
+    let split = split(path, text)?;
+    let fm = read_front(path, &split)?;
+    if fm.draft {
+        return Ok(None);
+    }
+    let title = fm.title.as_deref().map(clean_line).unwrap_or_default();
+    if title.is_empty() {
+        return Err(ParseError::new(
+            path,
+            split.front_line,
+            "front matter has no `title`",
+        ));
+    }
+    let date_str = fm
+        .date
+        .as_deref()
+        .ok_or_else(|| ParseError::new(path, split.front_line, "front matter has no `date`"))?;
+    let published = parse_date(date_str, ctx).ok_or_else(|| {
+        ParseError::new(
+            path,
+            key_line(&split, "date"),
+            format!(
+                "invalid `date` {date_str:?}: expected RFC 3339, e.g. 2025-05-22T06:40:00+08:00"
+            ),
+        )
+    })?;
+    let (updated, updated_from_file) = match fm.updated.as_deref() {
+        None => (published, false),
+        Some(u) => (
+            parse_date(u, ctx).ok_or_else(|| {
+                ParseError::new(
+                    path,
+                    key_line(&split, "updated"),
+                    format!("invalid `updated` {u:?}: expected RFC 3339"),
+                )
+            })?,
+            true,
+        ),
+    };
+
+    let body_line = text[..text.len() - split.body.len()].matches('\n').count() + 1;
+    let (body_html, first_paragraph) = render_body(&xml_clean(split.body));
+    let mut warnings = Vec::new();
+    if body_html.trim().is_empty() {
+        warnings.push(format!(
+            "{}:{body_line}: article has a title but no body",
+            path.display()
+        ));
+    }
+    let summary = match fm.summary.as_deref().map(clean_line) {
+        Some(s) if !s.is_empty() => s,
+        _ => truncate_words(&first_paragraph, SUMMARY_CHARS),
+    };
+
+    Ok(Some(Article {
+        slug: fm.slug.as_deref().map(slugify).unwrap_or_default(),
+        id: fm.id.as_deref().map(clean_line).unwrap_or_default(),
+        title,
+        published,
+        updated: updated.max(published),
+        updated_from_file,
+        categories: fm.categories.into_vec(),
+        tags: fm.tags.into_vec(),
+        summary,
+        body_html,
+        author: fm
+            .author
+            .as_deref()
+            .map(clean_line)
+            .filter(|a| !a.is_empty()),
+        source: path.to_path_buf(),
+        hash: 0,
+        warnings,
+    }))
+}
+
+/// Renders CommonMark to HTML and returns it with the plain text of the
+/// first paragraph. The output of pulldown-cmark is safe except for raw HTML
+/// and link targets with schemes such as `javascript:`; only when one of
+/// those occurs does the (much slower) full ammonia pass run.
+fn render_body(md: &str) -> (String, String) {
+    let opts = Options::ENABLE_TABLES | Options::ENABLE_FOOTNOTES | Options::ENABLE_STRIKETHROUGH;
+    let events: Vec<Event<'_>> = Parser::new_ext(md, opts).collect();
+
+    let mut needs_clean = false;
+    let mut first = String::new();
+    let mut depth: Option<usize> = None;
+    let mut done = false;
+    for ev in &events {
+        match ev {
+            Event::Html(_) | Event::InlineHtml(_) => needs_clean = true,
+            Event::Start(Tag::Link { dest_url, .. })
+            | Event::Start(Tag::Image { dest_url, .. })
+                if !safe_url(dest_url) =>
+            {
+                needs_clean = true
+            }
+            _ => {}
+        }
+        if done {
+            continue;
+        }
+        match ev {
+            Event::Start(Tag::Paragraph) if depth.is_none() => depth = Some(0),
+            Event::Start(_) if depth.is_some() => depth = depth.map(|d| d + 1),
+            Event::End(TagEnd::Paragraph) if depth == Some(0) => done = true,
+            Event::End(_) if depth.is_some() => depth = depth.map(|d| d.saturating_sub(1)),
+            Event::Text(t) | Event::Code(t) if depth.is_some() => first.push_str(t),
+            Event::SoftBreak | Event::HardBreak if depth.is_some() => first.push(' '),
+            _ => {}
+        }
+    }
+    let mut html = String::with_capacity(md.len() + md.len() / 4);
+    pulldown_cmark::html::push_html(&mut html, events.into_iter());
+    if needs_clean {
+        html = ammonia::clean(&html);
+    }
+    (html, first.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Relative URLs, fragments and http(s)/mailto are safe; any other scheme
+/// sends the body through ammonia.
+fn safe_url(url: &str) -> bool {
+    match url.find([':', '/', '?', '#']) {
+        Some(i) if url.as_bytes()[i] == b':' => {
+            let scheme = url[..i].to_ascii_lowercase();
+            matches!(scheme.as_str(), "http" | "https" | "mailto")
+        }
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::{parse as parse_any, ParseCtx};
+
+    fn ctx() -> ParseCtx {
+        ParseCtx {
+            tz: "Asia/Shanghai".parse().unwrap(),
+        }
+    }
+
+    fn md(name: &str, text: &str) -> Result<Option<Article>, ParseError> {
+        parse_any(Path::new(name), text, &ctx())
+    }
+
+    const FULL: &str = "---\ntitle: \"Ceasefire talks resume\"\ndate: 2025-05-22T06:40:00+08:00\nupdated: 2025-05-23T09:00:00+08:00\ncategories: [Columns and Opinions]\ntags: [diplomacy, ukraine]\nsummary: \"One paragraph for feed readers.\"\nauthor: \"Desk editor\"\nslug: ceasefire-talks\n---\nBody in **Markdown**.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n";
+
+    /// The FORMAT.md example front matter fills every field.
+    #[test]
+    fn yaml_front_matter() {
+        let a = md("2025-05-22-whatever.md", FULL).unwrap().unwrap();
+        assert_eq!(a.title, "Ceasefire talks resume");
+        assert_eq!(a.slug, "ceasefire-talks");
+        assert_eq!(a.published.to_rfc3339(), "2025-05-22T06:40:00+08:00");
+        assert_eq!(a.updated.to_rfc3339(), "2025-05-23T09:00:00+08:00");
+        assert!(a.updated_from_file);
+        assert_eq!(a.categories, vec!["Columns and Opinions"]);
+        assert_eq!(a.tags, vec!["diplomacy", "ukraine"]);
+        assert_eq!(a.summary, "One paragraph for feed readers.");
+        assert_eq!(a.author.as_deref(), Some("Desk editor"));
+        assert!(a.body_html.contains("<strong>Markdown</strong>"));
+        assert!(a.body_html.contains("<table>"), "tables extension on");
+    }
+
+    /// TOML front matter with a native datetime and a bare date.
+    #[test]
+    fn toml_front_matter() {
+        let t = "+++\ntitle = \"T & U\"\ndate = 2025-05-22T06:40:00+08:00\ncategories = [\"News\"]\n+++\nFirst *para*\ngraph.\n\nSecond.\n";
+        let a = md("2025-05-22-my-post.md", t).unwrap().unwrap();
+        assert_eq!(a.title, "T & U");
+        assert_eq!(a.slug, "my-post");
+        assert_eq!(a.published.to_rfc3339(), "2025-05-22T06:40:00+08:00");
+        assert_eq!(
+            a.summary,
+            "First paragraph.".replace("paragraph", "para graph")
+        );
+        let b = md("x.md", "+++\ntitle = \"d\"\ndate = 2025-05-22\n+++\nx")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            b.published.to_rfc3339(),
+            "2025-05-22T00:00:00+08:00",
+            "bare date in the site zone"
+        );
+    }
+
+    /// A date without offset uses the configured time zone.
+    #[test]
+    fn naive_date_uses_timezone() {
+        let a = md("x.md", "---\ntitle: x\ndate: 2025-05-22 06:40\n---\nb")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.published.to_rfc3339(), "2025-05-22T06:40:00+08:00");
+    }
+
+    /// Drafts are never published.
+    #[test]
+    fn drafts_skipped() {
+        assert_eq!(
+            md(
+                "x.md",
+                "---\ntitle: x\ndate: 2025-05-22\ndraft: true\n---\nb"
+            )
+            .unwrap(),
+            None
+        );
+    }
+
+    /// Raw HTML is sanitised: no scripts, no handlers, no javascript: URLs.
+    #[test]
+    fn sanitised() {
+        let t = "---\ntitle: x\ndate: 2025-05-22\n---\nHi <script>alert(1)</script> <img src=x onerror=alert(1)>\n\n[click](javascript:alert(1)) [ok](https://example.com/a?b#c) [rel](../x)\n\n<div onclick=\"x()\">d</div>\n";
+        let a = md("x.md", t).unwrap().unwrap();
+        let h = a.body_html.to_ascii_lowercase();
+        assert!(!h.contains("<script"), "{h}");
+        assert!(!h.contains("onerror") && !h.contains("onclick"), "{h}");
+        assert!(!h.contains("javascript:"), "{h}");
+        assert!(h.contains("href=\"https://example.com/a?b#c\""), "{h}");
+        assert!(h.contains("href=\"../x\""), "{h}");
+        let plain = md(
+            "y.md",
+            "---\ntitle: y\ndate: 2025-05-22\n---\n[j](JavaScript:x) 1 < 2 & 3",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            !plain.body_html.to_ascii_lowercase().contains("javascript"),
+            "{}",
+            plain.body_html
+        );
+        assert!(
+            plain.body_html.contains("1 &lt; 2 &amp; 3"),
+            "{}",
+            plain.body_html
+        );
+    }
+
+    /// Broken front matter gives the file, line and reason.
+    #[test]
+    fn broken_front_matter() {
+        let cases = [
+            ("no fence", "title: x\n", 1, "no front matter"),
+            (
+                "unclosed",
+                "---\ntitle: x\ndate: 2025-01-01\n",
+                3,
+                "never closed",
+            ),
+            ("no title", "---\ndate: 2025-01-01\n---\nb", 2, "no `title`"),
+            ("no date", "---\ntitle: x\n---\nb", 2, "no `date`"),
+            (
+                "bad date",
+                "---\ntitle: x\nsummary: s\ndate: last tuesday\n---\nb",
+                4,
+                "invalid `date`",
+            ),
+            (
+                "bad yaml",
+                "---\ntitle: x\ndate: [unclosed\n---\nb",
+                3,
+                "front matter",
+            ),
+            (
+                "bad toml",
+                "+++\ntitle = \"x\"\ndate = = 1\n+++\nb",
+                3,
+                "front matter",
+            ),
+            ("empty", "", 1, "empty file"),
+        ];
+        for (label, input, line, want) in cases {
+            let e = md("m.md", input).unwrap_err();
+            assert!(e.reason.contains(want), "{label}: {e}");
+            assert_eq!(e.line, line, "{label}: {e}");
+        }
+    }
+
+    /// A body-less article is published with a warning.
+    #[test]
+    fn empty_body_warns() {
+        let a = md("x.md", "---\ntitle: x\ndate: 2025-05-22\n---\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.warnings.len(), 1, "{:?}", a.warnings);
+    }
+
+    /// Front matter `id` overrides the generated id; single-string categories work.
+    #[test]
+    fn id_override_and_single_category() {
+        let a = md(
+            "x.md",
+            "---\ntitle: x\ndate: 2025-05-22\nid: urn:uuid:1234\ncategories: Solo\n---\nb",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.id, "urn:uuid:1234");
+        assert_eq!(a.categories, vec!["Solo"]);
+    }
+}

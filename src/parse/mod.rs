@@ -1,0 +1,241 @@
+//! Parsers: one file's text → one [`Article`]. Pure: no I/O, no clock.
+//!
+//! `column.rs` reads the scraped news column (`.txt`), `markdown.rs` reads
+//! Markdown with front matter (`.md`). [`parse`] picks by extension;
+//! [`kind_of`] says which files are articles at all. Uses `article` only.
+
+mod column;
+mod markdown;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset, LocalResult, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
+
+use crate::article::{slug_from_stem, Article};
+
+pub use column::parse_column_date;
+
+/// What the parsers need from outside the file.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseCtx {
+    /// Time zone of dates that carry no offset (the site's `timezone`).
+    pub tz: Tz,
+}
+
+/// The file formats Herald reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The scraped news column (FORMAT.md §1).
+    Column,
+    /// Markdown with YAML or TOML front matter (FORMAT.md §2).
+    Markdown,
+}
+
+/// Which article format a path holds, or `None` for files Herald ignores
+/// without a word: unknown extensions, dot-files, editor swap, backup and
+/// lock files (`.x.swp`, `x~`, `#x#`, `.#x`).
+pub fn kind_of(path: &Path) -> Option<Kind> {
+    let name = path.file_name()?.to_str()?;
+    if name.starts_with('.') || name.starts_with('#') || name.ends_with('~') {
+        return None;
+    }
+    match path.extension()?.to_str()? {
+        "txt" => Some(Kind::Column),
+        "md" | "markdown" => Some(Kind::Markdown),
+        _ => None,
+    }
+}
+
+/// True for paths inside a hidden directory (`.git/`, `.cache/` …) below
+/// `root`: those subtrees are never content.
+pub fn in_hidden_dir(root: &Path, path: &Path) -> bool {
+    path.strip_prefix(root)
+        .ok()
+        .and_then(Path::parent)
+        .is_some_and(|p| {
+            p.components()
+                .any(|c| c.as_os_str().to_str().is_some_and(|s| s.starts_with('.')))
+        })
+}
+
+/// A file that cannot be published, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {reason}", path.display())]
+pub struct ParseError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line the problem is on (1 for whole-file problems).
+    pub line: usize,
+    /// What is wrong, in words an editor understands.
+    pub reason: String,
+}
+
+impl ParseError {
+    pub(crate) fn new(path: &Path, line: usize, reason: impl fmt::Display) -> Self {
+        ParseError {
+            path: path.to_path_buf(),
+            line,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Checks raw bytes are text: valid UTF-8 without NUL bytes. Errors name the
+/// line of the first offending byte.
+///
+/// # Errors
+/// Binary content or invalid UTF-8.
+pub fn decode<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, ParseError> {
+    let line_of = |at: usize| bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+    if let Some(at) = memchr_nul(bytes) {
+        return Err(ParseError::new(
+            path,
+            line_of(at),
+            "binary file (NUL byte), not an article",
+        ));
+    }
+    std::str::from_utf8(bytes).map_err(|e| {
+        ParseError::new(
+            path,
+            line_of(e.valid_up_to()),
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        )
+    })
+}
+
+fn memchr_nul(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == 0)
+}
+
+/// Parses one article file. `Ok(None)` means the file is valid but not to be
+/// published (a Markdown draft).
+///
+/// # Errors
+/// A [`ParseError`] naming the file, line and reason.
+pub fn parse(path: &Path, text: &str, ctx: &ParseCtx) -> Result<Option<Article>, ParseError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut article = match kind_of(path) {
+        Some(Kind::Column) => column::parse(path, text, ctx).map(Some)?,
+        Some(Kind::Markdown) => match markdown::parse(path, text, ctx)? {
+            Some(a) => Some(a),
+            None => return Ok(None),
+        },
+        None => {
+            return Err(ParseError::new(
+                path,
+                1,
+                "not an article file (unknown extension)",
+            ))
+        }
+    };
+    if let Some(a) = article.as_mut() {
+        if a.slug.is_empty() {
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            a.slug = slug_from_stem(stem);
+        }
+        if a.slug.is_empty() {
+            a.slug = crate::article::slugify(&a.title);
+        }
+        if a.slug.is_empty() {
+            return Err(ParseError::new(
+                path,
+                1,
+                "cannot make a slug from the file name or title",
+            ));
+        }
+        a.hash = a.content_hash();
+    }
+    Ok(article)
+}
+
+/// Resolves a local wall-clock time in `tz`. In the hour a DST change
+/// repeats, the earlier instant wins; in the hour it skips, the time is read
+/// as if the clock had not jumped yet (one hour later in the new offset),
+/// which is what a person writing that time meant.
+pub(crate) fn localize(naive: NaiveDateTime, tz: Tz) -> DateTime<FixedOffset> {
+    let resolved = match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => t,
+        LocalResult::Ambiguous(a, _) => a,
+        LocalResult::None => {
+            let later = naive + chrono::Duration::hours(1);
+            match tz.from_local_datetime(&later) {
+                LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t,
+                LocalResult::None => tz.from_utc_datetime(&naive),
+            }
+        }
+    };
+    resolved.fixed_offset()
+}
+
+/// Splits text into lines with their 1-based numbers, without line endings
+/// or trailing white space (handles LF and CRLF).
+pub(crate) fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.split('\n')
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_end()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only `.txt` and `.md` files are articles; editor litter is ignored.
+    #[test]
+    fn which_files_are_articles() {
+        let cases = [
+            ("a.txt", Some(Kind::Column)),
+            ("dir/b.md", Some(Kind::Markdown)),
+            ("c.markdown", Some(Kind::Markdown)),
+            (".hidden.txt", None),
+            (".a.txt.swp", None),
+            ("a.txt~", None),
+            ("#a.txt#", None),
+            (".#a.txt", None),
+            ("a.txt.tmp", None),
+            ("4913", None),
+            ("image.png", None),
+            ("README", None),
+        ];
+        for (p, want) in cases {
+            assert_eq!(kind_of(Path::new(p)), want, "{p}");
+        }
+    }
+
+    /// Files below dot-directories are never content.
+    #[test]
+    fn hidden_directories() {
+        let root = Path::new("/c");
+        assert!(in_hidden_dir(root, Path::new("/c/.git/x.txt")));
+        assert!(in_hidden_dir(root, Path::new("/c/a/.cache/b/x.md")));
+        assert!(!in_hidden_dir(root, Path::new("/c/a/x.md")));
+        assert!(!in_hidden_dir(root, Path::new("/c/x.md")));
+    }
+
+    /// Invalid UTF-8 and binary files are rejected with the right line.
+    #[test]
+    fn decode_errors_name_the_line() {
+        let p = Path::new("x.txt");
+        let e = decode(p, b"ok\nok\n\xff\xfe").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.reason.contains("UTF-8"), "{e}");
+        let e = decode(p, b"line\n\0\0\0").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.reason.contains("binary"), "{e}");
+        assert_eq!(decode(p, "é".as_bytes()).unwrap(), "é");
+    }
+
+    /// A DST gap and a DST overlap resolve to the documented instants.
+    #[test]
+    fn localize_dst_edges() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let gap = NaiveDateTime::parse_from_str("2025-03-30 02:30", "%Y-%m-%d %H:%M").unwrap();
+        assert_eq!(localize(gap, tz).to_rfc3339(), "2025-03-30T03:30:00+02:00");
+        let overlap = NaiveDateTime::parse_from_str("2025-10-26 02:30", "%Y-%m-%d %H:%M").unwrap();
+        assert_eq!(
+            localize(overlap, tz).to_rfc3339(),
+            "2025-10-26T02:30:00+02:00"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! Atom 1.0 (RFC 4287) with `atom_syndication`: feed id, title, updated,
+//! author, generator, `self` and `alternate` links; entries with id, title,
+//! published, updated, alternate link, categories, summary and
+//! `content type="html"`.
+
+use atom_syndication::{
+    Category, Content, Entry, Feed as AtomFeed, Generator, Link, Person, Text, WriteConfig,
+};
+use chrono::DateTime;
+
+use super::{Body, Feed, Settings};
+use crate::article::xml_clean;
+
+fn link(href: String, rel: &str, mime: &str) -> Link {
+    Link {
+        href,
+        rel: rel.into(),
+        mime_type: Some(mime.into()),
+        ..Link::default()
+    }
+}
+
+/// Renders one feed as Atom 1.0.
+pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
+    let mut f = AtomFeed::default();
+    f.set_id(feed.id(s));
+    f.set_title(Text::plain(xml_clean(&feed.title)));
+    f.set_subtitle(Some(Text::plain(xml_clean(&s.description))));
+    // RFC 4287 §4.2.15: the newest change of any entry; with no entries the
+    // Unix epoch keeps the document valid and deterministic.
+    f.set_updated(
+        feed.updated()
+            .unwrap_or_else(|| DateTime::UNIX_EPOCH.fixed_offset()),
+    );
+    f.set_authors(vec![Person {
+        name: s.author.clone(),
+        ..Person::default()
+    }]);
+    f.set_generator(Some(Generator {
+        value: s.generator.clone(),
+        ..Generator::default()
+    }));
+    f.set_lang(Some(s.language.clone()));
+    f.set_links(vec![
+        link(
+            s.url(&feed.route("atom.xml")),
+            "self",
+            "application/atom+xml",
+        ),
+        link(feed.home(s), "alternate", "text/html"),
+    ]);
+    f.set_entries(
+        feed.items
+            .iter()
+            .map(|a| {
+                let mut e = Entry::default();
+                e.set_id(a.id.clone());
+                e.set_title(Text::plain(a.title.clone()));
+                e.set_published(Some(a.published));
+                e.set_updated(a.updated);
+                e.set_links(vec![link(s.article_url(a), "alternate", "text/html")]);
+                if let Some(author) = &a.author {
+                    e.set_authors(vec![Person {
+                        name: author.clone(),
+                        ..Person::default()
+                    }]);
+                }
+                e.set_categories(
+                    a.labels()
+                        .into_iter()
+                        .map(|c| Category {
+                            term: c.to_string(),
+                            ..Category::default()
+                        })
+                        .collect::<Vec<_>>(),
+                );
+                if !a.summary.is_empty() {
+                    e.set_summary(Some(Text::plain(a.summary.clone())));
+                }
+                if s.atom_body == Body::Full {
+                    let mut c = Content::default();
+                    c.set_content_type(Some("html".to_string()));
+                    c.set_value(Some(a.body_html.clone()));
+                    e.set_content(Some(c));
+                }
+                e
+            })
+            .collect::<Vec<_>>(),
+    );
+    let cfg = WriteConfig {
+        write_document_declaration: true,
+        indent_size: Some(2),
+    };
+    let mut out = f
+        .write_with_config(Vec::with_capacity(4096 + feed.items.len() * 6000), cfg)
+        .unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testdata::*;
+    use super::super::{feeds, Body};
+    use super::*;
+
+    fn render(s: &Settings) -> String {
+        String::from_utf8(atom(&feeds(&articles(), s)[0], s)).unwrap()
+    }
+
+    /// Feed and entry elements RFC 4287 requires, with stable ids.
+    #[test]
+    fn fields() {
+        let x = render(&settings());
+        for want in [
+            "<id>tag:news.example.org,2025-05-22:feed</id>",
+            "<title>Herald &amp; Co &lt;test&gt;</title>",
+            "<updated>2025-05-23T10:00:00+08:00</updated>",
+            "<name>Desk</name>",
+            "<generator>Herald test</generator>",
+            "rel=\"self\"",
+            "href=\"https://news.example.org/atom.xml\"",
+            "rel=\"alternate\"",
+            "<id>tag:news.example.org,2025-05-22:plain</id>",
+            "<published>2025-05-22T06:40:00+08:00</published>",
+            "href=\"https://news.example.org/articles/plain/\"",
+            "<category term=\"Columns and Opinions\"/>",
+            "<summary>Summary of Plain title</summary>",
+            "<content type=\"html\">&lt;p&gt;Body of Plain title",
+        ] {
+            assert!(x.contains(want), "missing {want} in\n{x}");
+        }
+    }
+
+    /// Summary mode leaves out content; an empty feed is still valid.
+    #[test]
+    fn summary_and_empty() {
+        let mut s = settings();
+        s.atom_body = Body::Summary;
+        assert!(!render(&s).contains("<content"));
+        let empty = String::from_utf8(atom(&feeds(&[], &s)[0], &s)).unwrap();
+        assert!(
+            empty.contains("<updated>1970-01-01T00:00:00+00:00</updated>"),
+            "{empty}"
+        );
+    }
+
+    /// Hostile titles stay text.
+    #[test]
+    fn hostile_text() {
+        let x = render(&settings());
+        assert!(
+            x.contains("<title>A &amp; B &lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{x}"
+        );
+        assert!(!x.contains("<script>"));
+    }
+}

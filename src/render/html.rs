@@ -1,0 +1,184 @@
+//! HTML: the index (newest articles, every feed, `<link rel="alternate">`
+//! autodiscovery for each feed) and one page per article, the permalink
+//! the feeds point to.
+
+use std::fmt::Write;
+
+use super::{escape, Feed, Settings, KINDS};
+use crate::article::Article;
+
+const STYLE: &str = "body{font:17px/1.55 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}\
+a{color:#0645ad}h1{line-height:1.2}.meta{color:#666;font-size:.9em}li{margin:.4em 0}\
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}";
+
+fn head(out: &mut String, title: &str, s: &Settings, feeds: &[&Feed]) {
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n",
+        escape(&s.language),
+        escape(title)
+    );
+    for f in feeds {
+        for (file, mime) in KINDS {
+            let _ = writeln!(
+                out,
+                "<link rel=\"alternate\" type=\"{mime}\" title=\"{} ({})\" href=\"{}\">",
+                escape(&f.title),
+                kind_label(file),
+                escape(&s.url(&f.route(file)))
+            );
+        }
+    }
+    let _ = write!(out, "<style>{STYLE}</style>\n</head>\n<body>\n");
+}
+
+fn kind_label(file: &str) -> &'static str {
+    match file {
+        "rss.xml" => "RSS",
+        "atom.xml" => "Atom",
+        _ => "JSON Feed",
+    }
+}
+
+fn feed_links(out: &mut String, s: &Settings, f: &Feed) {
+    for (i, (file, _)) in KINDS.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}<a href=\"{}\">{}</a>",
+            if i > 0 { " · " } else { "" },
+            escape(&s.url(&f.route(file))),
+            kind_label(file)
+        );
+    }
+}
+
+/// The home page: newest articles of the main feed, then every feed.
+pub fn index(feeds: &[Feed], s: &Settings) -> Vec<u8> {
+    let mut out = String::with_capacity(8192);
+    let all: Vec<&Feed> = feeds.iter().collect();
+    head(&mut out, &s.title, s, &all);
+    let _ = write!(
+        out,
+        "<header><h1>{}</h1>\n<p>{}</p></header>\n<main>\n<ul class=\"articles\">\n",
+        escape(&s.title),
+        escape(&s.description)
+    );
+    if let Some(main) = feeds.first() {
+        for a in &main.items {
+            let _ = writeln!(
+                out,
+                "<li><a href=\"{}\">{}</a> <span class=\"meta\">{}</span></li>",
+                escape(&s.article_url(a)),
+                escape(&a.title),
+                a.published.format("%Y-%m-%d %H:%M")
+            );
+        }
+    }
+    out.push_str("</ul>\n</main>\n<footer>\n<h2>Feeds</h2>\n<ul class=\"feeds\">\n");
+    for f in feeds {
+        let _ = write!(
+            out,
+            "<li>{}: ",
+            escape(f.category.as_deref().unwrap_or("All articles"))
+        );
+        feed_links(&mut out, s, f);
+        out.push_str("</li>\n");
+    }
+    let _ = write!(
+        out,
+        "</ul>\n<p><a href=\"{}\">OPML list of all feeds</a></p>\n</footer>\n</body>\n</html>\n",
+        escape(&s.url("feeds.opml"))
+    );
+    out.into_bytes()
+}
+
+/// One article's page. `feeds` are the feeds it belongs to (main first).
+pub fn article_page(a: &Article, feeds: &[&Feed], s: &Settings) -> Vec<u8> {
+    let mut out = String::with_capacity(a.body_html.len() + 2048);
+    head(&mut out, &format!("{} — {}", a.title, s.title), s, feeds);
+    let _ = write!(
+        out,
+        "<nav><a href=\"{}\">{}</a></nav>\n<article>\n<h1>{}</h1>\n<p class=\"meta\"><time datetime=\"{}\">{}</time>",
+        escape(&s.url("")),
+        escape(&s.title),
+        escape(&a.title),
+        a.published.to_rfc3339(),
+        a.published.format("%Y-%m-%d %H:%M")
+    );
+    let author = a.author.as_deref().unwrap_or(&s.author);
+    let _ = write!(out, " · {}", escape(author));
+    for f in feeds.iter().filter(|f| f.category.is_some()) {
+        let _ = write!(
+            out,
+            " · <a href=\"{}\">{}</a>",
+            escape(&s.url(&f.route("rss.xml"))),
+            escape(f.category.as_deref().unwrap_or(""))
+        );
+    }
+    out.push_str("</p>\n");
+    out.push_str(&a.body_html);
+    out.push_str("</article>\n</body>\n</html>\n");
+    out.into_bytes()
+}
+
+/// The 404 page.
+pub fn not_found(s: &Settings) -> Vec<u8> {
+    let mut out = String::new();
+    head(&mut out, "Not found", s, &[]);
+    let _ = write!(
+        out,
+        "<h1>Not found</h1>\n<p>No such page. <a href=\"{}\">{}</a></p>\n</body>\n</html>\n",
+        escape(&s.url("")),
+        escape(&s.title)
+    );
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::feeds;
+    use super::super::testdata::*;
+    use super::*;
+
+    /// The index lists articles and has autodiscovery links for every feed.
+    #[test]
+    fn index_autodiscovery() {
+        let s = settings();
+        let f = feeds(&articles(), &s);
+        let h = String::from_utf8(index(&f, &s)).unwrap();
+        assert_eq!(
+            h.matches("<link rel=\"alternate\"").count(),
+            9,
+            "3 feeds × 3 formats"
+        );
+        assert!(h.contains("<link rel=\"alternate\" type=\"application/rss+xml\" title=\"Herald &amp; Co &lt;test&gt; (RSS)\" href=\"https://news.example.org/rss.xml\">"), "{h}");
+        assert!(
+            h.contains("href=\"https://news.example.org/categories/world-news/atom.xml\""),
+            "{h}"
+        );
+        assert!(
+            h.contains("<a href=\"https://news.example.org/articles/plain/\">Plain title</a>"),
+            "{h}"
+        );
+        assert!(h.contains("A &amp; B &lt;script&gt;"), "{h}");
+        assert!(!h.contains("<script>"));
+    }
+
+    /// An article page holds the body, escaped title, and feed links.
+    #[test]
+    fn article_page_content() {
+        let s = settings();
+        let f = feeds(&articles(), &s);
+        let a = &articles()[0];
+        let h = String::from_utf8(article_page(a, &[&f[0], &f[1]], &s)).unwrap();
+        assert!(
+            h.contains(
+                "<h1>A &amp; B &lt;script&gt;alert(1)&lt;/script&gt; &quot;q&quot; ]]&gt;</h1>"
+            ),
+            "{h}"
+        );
+        assert!(h.contains(&a.body_html));
+        assert_eq!(h.matches("<link rel=\"alternate\"").count(), 6);
+    }
+}

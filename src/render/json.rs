@@ -1,0 +1,114 @@
+//! JSON Feed 1.1 (<https://www.jsonfeed.org/version/1.1/>) with serde.
+
+use serde::Serialize;
+
+use super::{Body, Feed, Settings};
+
+#[derive(Serialize)]
+struct JsonFeed<'a> {
+    version: &'static str,
+    title: &'a str,
+    home_page_url: String,
+    feed_url: String,
+    description: &'a str,
+    language: &'a str,
+    authors: [Author<'a>; 1],
+    items: Vec<Item<'a>>,
+}
+
+#[derive(Serialize)]
+struct Author<'a> {
+    name: &'a str,
+}
+
+#[derive(Serialize)]
+struct Item<'a> {
+    id: &'a str,
+    url: String,
+    title: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_html: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_text: Option<&'a str>,
+    summary: &'a str,
+    date_published: String,
+    date_modified: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authors: Option<[Author<'a>; 1]>,
+}
+
+/// Renders one feed as JSON Feed 1.1. In summary mode an item carries the
+/// summary as `content_text` (the spec requires one of the two contents).
+pub fn json(feed: &Feed, s: &Settings) -> Vec<u8> {
+    let doc = JsonFeed {
+        version: "https://jsonfeed.org/version/1.1",
+        title: &feed.title,
+        home_page_url: feed.home(s),
+        feed_url: s.url(&feed.route("feed.json")),
+        description: &s.description,
+        language: &s.language,
+        authors: [Author { name: &s.author }],
+        items: feed
+            .items
+            .iter()
+            .map(|a| {
+                let full = s.json_body == Body::Full;
+                Item {
+                    id: &a.id,
+                    url: s.article_url(a),
+                    title: &a.title,
+                    content_html: full.then_some(a.body_html.as_str()),
+                    content_text: (!full).then_some(a.summary.as_str()),
+                    summary: &a.summary,
+                    date_published: a.published.to_rfc3339(),
+                    date_modified: a.updated.to_rfc3339(),
+                    tags: a.labels(),
+                    authors: a.author.as_deref().map(|n| [Author { name: n }]),
+                }
+            })
+            .collect(),
+    };
+    let mut out = serde_json::to_vec_pretty(&doc).expect("feed serialises: strings only");
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::feeds;
+    use super::super::testdata::*;
+    use super::*;
+
+    /// Every JSON Feed field the spec and the issue name, with exact values.
+    #[test]
+    fn fields() {
+        let s = settings();
+        let v: serde_json::Value =
+            serde_json::from_slice(&json(&feeds(&articles(), &s)[0], &s)).unwrap();
+        assert_eq!(v["version"], "https://jsonfeed.org/version/1.1");
+        assert_eq!(v["title"], "Herald & Co <test>");
+        assert_eq!(v["home_page_url"], "https://news.example.org/");
+        assert_eq!(v["feed_url"], "https://news.example.org/feed.json");
+        let it = &v["items"][1];
+        assert_eq!(it["id"], "tag:news.example.org,2025-05-22:plain");
+        assert_eq!(it["url"], "https://news.example.org/articles/plain/");
+        assert_eq!(it["title"], "Plain title");
+        assert_eq!(it["summary"], "Summary of Plain title");
+        assert_eq!(it["date_published"], "2025-05-22T06:40:00+08:00");
+        assert_eq!(it["date_modified"], "2025-05-22T06:40:00+08:00");
+        assert_eq!(
+            it["tags"],
+            serde_json::json!(["Columns and Opinions", "tag one"])
+        );
+        assert!(it["content_html"]
+            .as_str()
+            .unwrap()
+            .starts_with("<p>Body of Plain title"));
+        assert_eq!(
+            v["items"][0]["title"],
+            "A & B <script>alert(1)</script> \"q\" ]]>"
+        );
+    }
+}

@@ -1,0 +1,308 @@
+//! Renderers: published articles → the bytes of every feed and page.
+//! Pure: no I/O, no clock; every date in the output comes from articles, so
+//! the same content renders byte-identical files.
+//!
+//! `rss.rs` (RSS 2.0, `rss` crate), `atom.rs` (Atom 1.0,
+//! `atom_syndication`), `json.rs` (JSON Feed 1.1, serde), `html.rs` (index
+//! with autodiscovery, article pages), `opml.rs` (OPML 2.0 list of feeds).
+//! Uses `article` only; the caller hands in [`Settings`], the part of the
+//! config these need.
+
+mod atom;
+mod html;
+mod json;
+mod opml;
+mod rss;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::article::{slugify, Article};
+
+pub use atom::atom;
+pub use html::{article_page, index, not_found};
+pub use json::json;
+pub use opml::opml;
+pub use rss::rss;
+
+/// Full text or summary in one kind of feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Body {
+    /// `content:encoded` / Atom `content` / `content_html` carry the article.
+    Full,
+    /// Only the summary; the reader follows the link.
+    Summary,
+}
+
+/// What the renderers need from the config.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Settings {
+    /// Site title.
+    pub title: String,
+    /// Site description.
+    pub description: String,
+    /// Absolute base URL ending in `/`.
+    pub base_url: String,
+    /// Language tag.
+    pub language: String,
+    /// Default author.
+    pub author: String,
+    /// Items per feed.
+    pub max_items: usize,
+    /// Full or summary, per kind.
+    pub rss_body: Body,
+    /// Full or summary, per kind.
+    pub atom_body: Body,
+    /// Full or summary, per kind.
+    pub json_body: Body,
+    /// RSS `<ttl>` in minutes (follows the HTTP `max-age`).
+    pub ttl_minutes: u64,
+    /// Prefix of feed ids, e.g. `tag:example.com,2025-05-22:` (stable,
+    /// from the state file).
+    pub feed_id_prefix: String,
+    /// Value of generator elements.
+    pub generator: String,
+}
+
+impl Settings {
+    /// Absolute URL of a site-relative route (`articles/x/`, `rss.xml`).
+    pub fn url(&self, route: &str) -> String {
+        format!("{}{}", self.base_url, route.trim_start_matches('/'))
+    }
+
+    /// Absolute URL of an article's page.
+    pub fn article_url(&self, a: &Article) -> String {
+        self.url(&article_route(&a.slug))
+    }
+}
+
+/// One feed (in three formats): the main one or a category's.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    /// Title shown in readers.
+    pub title: String,
+    /// Route prefix: `` for the main feed, `categories/<slug>/` for a category.
+    pub dir: String,
+    /// Category name, for category feeds.
+    pub category: Option<String>,
+    /// Newest first, at most `max_items`.
+    pub items: Vec<Arc<Article>>,
+}
+
+/// The three formats, with their file names and media types.
+pub const KINDS: [(&str, &str); 3] = [
+    ("rss.xml", "application/rss+xml"),
+    ("atom.xml", "application/atom+xml"),
+    ("feed.json", "application/feed+json"),
+];
+
+impl Feed {
+    /// Route of this feed in one format (`rss.xml`, `atom.xml`, `feed.json`).
+    pub fn route(&self, file: &str) -> String {
+        format!("{}{file}", self.dir)
+    }
+
+    /// A stable feed id: the site prefix plus the feed's path.
+    pub fn id(&self, s: &Settings) -> String {
+        format!(
+            "{}{}",
+            s.feed_id_prefix,
+            if self.dir.is_empty() {
+                "feed"
+            } else {
+                self.dir.trim_end_matches('/')
+            }
+        )
+    }
+
+    /// Newest `updated` among the items: the feed's own `updated` and
+    /// `lastBuildDate`, so they never depend on the wall clock.
+    pub fn updated(&self) -> Option<DateTime<FixedOffset>> {
+        self.items.iter().map(|a| a.updated).max()
+    }
+
+    /// Where a reader of this feed goes in a browser.
+    pub fn home(&self, s: &Settings) -> String {
+        s.url("")
+    }
+}
+
+/// Percent-encodes a path segment (slugs may hold non-ASCII letters).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The route of an article page (`articles/<slug>/`).
+pub fn article_route(slug: &str) -> String {
+    format!("articles/{}/", encode_segment(slug))
+}
+
+/// The main feed and one feed per category (sorted by category slug), each
+/// holding the newest `max_items` of its articles. `articles` must be
+/// newest first.
+pub fn feeds(articles: &[Arc<Article>], s: &Settings) -> Vec<Feed> {
+    let mut out = vec![Feed {
+        title: s.title.clone(),
+        dir: String::new(),
+        category: None,
+        items: articles.iter().take(s.max_items).cloned().collect(),
+    }];
+    let mut cats: BTreeMap<String, Feed> = BTreeMap::new();
+    for a in articles {
+        for c in &a.categories {
+            let slug = slugify(c);
+            if slug.is_empty() {
+                continue;
+            }
+            let f = cats.entry(slug.clone()).or_insert_with(|| Feed {
+                title: format!("{} — {c}", s.title),
+                dir: format!("categories/{}/", encode_segment(&slug)),
+                category: Some(c.clone()),
+                items: Vec::new(),
+            });
+            if f.items.len() < s.max_items && !f.items.iter().any(|x| Arc::ptr_eq(x, a)) {
+                f.items.push(Arc::clone(a));
+            }
+        }
+    }
+    out.extend(cats.into_values());
+    out
+}
+
+/// Escapes text for HTML and XML content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod testdata {
+    //! Articles with every awkward feature, shared by the renderer tests.
+    use super::*;
+    use std::path::PathBuf;
+
+    pub fn settings() -> Settings {
+        Settings {
+            title: "Herald & Co <test>".into(),
+            description: "All the \"news\"".into(),
+            base_url: "https://news.example.org/".into(),
+            language: "en".into(),
+            author: "Desk".into(),
+            max_items: 50,
+            rss_body: Body::Full,
+            atom_body: Body::Full,
+            json_body: Body::Full,
+            ttl_minutes: 5,
+            feed_id_prefix: "tag:news.example.org,2025-05-22:".into(),
+            generator: "Herald test".into(),
+        }
+    }
+
+    pub fn article(slug: &str, title: &str, published: &str, category: &str) -> Arc<Article> {
+        let p = DateTime::parse_from_rfc3339(published).unwrap();
+        Arc::new(Article {
+            slug: slug.into(),
+            id: format!("tag:news.example.org,{}:{slug}", p.format("%Y-%m-%d")),
+            title: title.into(),
+            published: p,
+            updated: p,
+            updated_from_file: false,
+            categories: vec![category.into()],
+            tags: vec!["tag one".into()],
+            summary: format!("Summary of {title}"),
+            body_html: format!("<p>Body of {} ]]&gt; end</p>\n", escape(title)),
+            author: None,
+            source: PathBuf::from(format!("{slug}.txt")),
+            hash: 1,
+            warnings: vec![],
+        })
+    }
+
+    /// Newest first: a hostile title, a plain one, another category.
+    pub fn articles() -> Vec<Arc<Article>> {
+        vec![
+            article(
+                "hostile",
+                "A & B <script>alert(1)</script> \"q\" ]]>",
+                "2025-05-23T10:00:00+08:00",
+                "Columns and Opinions",
+            ),
+            article(
+                "plain",
+                "Plain title",
+                "2025-05-22T06:40:00+08:00",
+                "Columns and Opinions",
+            ),
+            article(
+                "other",
+                "Über news",
+                "2025-05-01T00:00:00+00:00",
+                "World News",
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testdata::*;
+    use super::*;
+
+    /// The main feed holds the newest `max_items`; each category gets its own.
+    #[test]
+    fn feed_plan() {
+        let mut s = settings();
+        s.max_items = 2;
+        let f = feeds(&articles(), &s);
+        let summary: Vec<(String, Vec<&str>)> = f
+            .iter()
+            .map(|f| {
+                (
+                    f.dir.clone(),
+                    f.items.iter().map(|a| a.slug.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("".to_string(), vec!["hostile", "plain"]),
+                (
+                    "categories/columns-and-opinions/".to_string(),
+                    vec!["hostile", "plain"]
+                ),
+                ("categories/world-news/".to_string(), vec!["other"]),
+            ]
+        );
+        assert_eq!(
+            f[1].id(&s),
+            "tag:news.example.org,2025-05-22:categories/columns-and-opinions"
+        );
+    }
+
+    /// Non-ASCII slugs are percent-encoded in routes.
+    #[test]
+    fn routes_encode() {
+        assert_eq!(article_route("über-x"), "articles/%C3%BCber-x/");
+    }
+}

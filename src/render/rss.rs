@@ -1,0 +1,133 @@
+//! RSS 2.0 with the `rss` crate: channel metadata, `atom:link rel="self"`,
+//! items with `guid`, RFC 2822 `pubDate`, categories, summary as
+//! `description`, full HTML as `content:encoded`, author as `dc:creator`.
+
+use std::collections::BTreeMap;
+
+use rss::extension::atom::{AtomExtension, Link};
+use rss::extension::dublincore::DublinCoreExtension;
+use rss::{Category, Channel, Guid, Item};
+
+use super::{escape, Body, Feed, Settings};
+use crate::article::xml_clean;
+
+/// Renders one feed as RSS 2.0.
+pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
+    let mut ch = Channel {
+        title: xml_clean(&feed.title).into_owned(),
+        link: feed.home(s),
+        description: xml_clean(&s.description).into_owned(),
+        language: Some(s.language.clone()),
+        generator: Some(s.generator.clone()),
+        ttl: Some(s.ttl_minutes.max(1).to_string()),
+        last_build_date: feed.updated().map(|d| d.to_rfc2822()),
+        ..Channel::default()
+    };
+    ch.atom_ext = Some(AtomExtension {
+        links: vec![Link {
+            href: s.url(&feed.route("rss.xml")),
+            rel: "self".into(),
+            mime_type: Some("application/rss+xml".into()),
+            ..Link::default()
+        }],
+    });
+    ch.namespaces = BTreeMap::from([(
+        "dc".to_string(),
+        "http://purl.org/dc/elements/1.1/".to_string(),
+    )]);
+    ch.items = feed
+        .items
+        .iter()
+        .map(|a| {
+            let link = s.article_url(a);
+            let permalink = a.id.starts_with("http://") || a.id.starts_with("https://");
+            Item {
+                title: Some(a.title.clone()),
+                link: Some(link),
+                guid: Some(Guid {
+                    value: a.id.clone(),
+                    permalink,
+                }),
+                pub_date: Some(a.published.to_rfc2822()),
+                categories: a
+                    .labels()
+                    .into_iter()
+                    .map(|c| Category {
+                        name: c.to_string(),
+                        domain: None,
+                    })
+                    .collect(),
+                // `description` is HTML by convention; the summary is plain text.
+                description: Some(escape(&a.summary)),
+                content: (s.rss_body == Body::Full).then(|| a.body_html.clone()),
+                dublin_core_ext: Some(DublinCoreExtension {
+                    creators: vec![a.author.clone().unwrap_or_else(|| s.author.clone())],
+                    ..DublinCoreExtension::default()
+                }),
+                ..Item::default()
+            }
+        })
+        .collect();
+    let mut out = ch
+        .pretty_write_to(Vec::with_capacity(4096 + feed.items.len() * 6000), b' ', 2)
+        .unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testdata::*;
+    use super::super::{feeds, Body};
+    use super::*;
+
+    fn render(s: &Settings) -> String {
+        let f = feeds(&articles(), s);
+        String::from_utf8(rss(&f[0], s)).unwrap()
+    }
+
+    /// Channel and item fields are all present, ids are non-permalink guids.
+    #[test]
+    fn fields() {
+        let x = render(&settings());
+        for want in [
+            "<title>Herald &amp; Co &lt;test&gt;</title>",
+            "<link>https://news.example.org/</link>",
+            "<language>en</language>",
+            "<generator>Herald test</generator>",
+            "<ttl>5</ttl>",
+            "<lastBuildDate>Fri, 23 May 2025 10:00:00 +0800</lastBuildDate>",
+            "<atom:link href=\"https://news.example.org/rss.xml\" rel=\"self\" type=\"application/rss+xml\"/>",
+            "<guid isPermaLink=\"false\">tag:news.example.org,2025-05-22:plain</guid>",
+            "<pubDate>Thu, 22 May 2025 06:40:00 +0800</pubDate>",
+            "<link>https://news.example.org/articles/plain/</link>",
+            "<category>Columns and Opinions</category>",
+            "<category>tag one</category>",
+            "<dc:creator>Desk</dc:creator>",
+            "<content:encoded><![CDATA[<p>Body of Plain title ]]&gt; end</p>",
+        ] {
+            assert!(x.contains(want), "missing {want} in\n{x}");
+        }
+    }
+
+    /// Summary mode leaves out content:encoded.
+    #[test]
+    fn summary_mode() {
+        let mut s = settings();
+        s.rss_body = Body::Summary;
+        let x = render(&s);
+        assert!(!x.contains("content:encoded>"), "{x}");
+        assert!(
+            x.contains("<description><![CDATA[Summary of Plain title]]></description>"),
+            "{x}"
+        );
+    }
+
+    /// A hostile title is text: escaped, and a `]]>` in CDATA is split.
+    #[test]
+    fn hostile_text() {
+        let x = render(&settings());
+        assert!(x.contains("<title>A &amp; B &lt;script&gt;alert(1)&lt;/script&gt; &quot;q&quot; ]]&gt;</title>"), "{x}");
+        assert!(!x.contains("<script>"));
+    }
+}

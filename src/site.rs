@@ -1,0 +1,670 @@
+//! `Site`: the immutable snapshot readers are served from — route →
+//! [`Asset`] (bytes, gzip twin, validators, media type), built from the
+//! renderers' output. [`SiteBuilder`] re-renders only routes whose inputs
+//! changed and keeps `Last-Modified` moving forward per route;
+//! [`write_to`] mirrors a snapshot under the output directory, each file via
+//! temp file + rename, only when its bytes changed, each with a `.gz` twin.
+//! Uses `render` and `article`.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rayon::prelude::*;
+use xxhash_rust::xxh3::{xxh3_128, Xxh3};
+
+use crate::article::Article;
+use crate::render::{self, Feed, Settings};
+
+/// One servable document, with everything a response needs precomputed.
+#[derive(Debug)]
+pub struct Asset {
+    /// The document.
+    pub body: Bytes,
+    /// The same, gzip-compressed once at publish time.
+    pub gzip: Bytes,
+    /// Strong validator of `body` (RFC 9110 §8.8.3), quoted.
+    pub etag: String,
+    /// Strong validator of `gzip`: each encoding is its own representation.
+    pub etag_gzip: String,
+    /// Never moves backwards for a route while Herald runs, nor across
+    /// restarts (seeded from the files' mtimes).
+    pub last_modified: SystemTime,
+    /// `Last-Modified` as an IMF-fixdate, formatted once.
+    pub last_modified_http: String,
+    /// Media type with charset.
+    pub content_type: &'static str,
+    /// True for feeds: served with `Access-Control-Allow-Origin: *`.
+    pub cors: bool,
+}
+
+impl Asset {
+    fn new(
+        body: Vec<u8>,
+        content_type: &'static str,
+        cors: bool,
+        last_modified: SystemTime,
+    ) -> Asset {
+        let gzip = gzip(&body);
+        let last_modified = round_secs(last_modified);
+        Asset {
+            etag: format!("\"{:032x}\"", xxh3_128(&body)),
+            etag_gzip: format!("\"{:032x}\"", xxh3_128(&gzip)),
+            body: Bytes::from(body),
+            gzip: Bytes::from(gzip),
+            last_modified_http: httpdate::fmt_http_date(last_modified),
+            last_modified,
+            content_type,
+            cors,
+        }
+    }
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    // Level 6 shrinks feeds and pages ~4× at a cost paid once per publish;
+    // the header carries no mtime or name, so output is deterministic.
+    let mut enc = flate2::GzBuilder::new().write(
+        Vec::with_capacity(b.len() / 3 + 64),
+        flate2::Compression::new(6),
+    );
+    enc.write_all(b).expect("writing to a Vec cannot fail");
+    enc.finish().expect("writing to a Vec cannot fail")
+}
+
+fn round_secs(t: SystemTime) -> SystemTime {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// An immutable snapshot of everything Herald serves.
+#[derive(Debug, Default)]
+pub struct Site {
+    routes: HashMap<String, Arc<Asset>>,
+    not_found: Option<Arc<Asset>>,
+    /// Articles published in this snapshot.
+    pub articles: usize,
+    /// Files left out of this snapshot because they failed.
+    pub rejected: usize,
+}
+
+impl Site {
+    /// The asset for a route (`/`, `/rss.xml`, `/articles/<slug>/` …).
+    pub fn get(&self, route: &str) -> Option<&Arc<Asset>> {
+        self.routes.get(route)
+    }
+
+    /// The 404 page.
+    pub fn not_found(&self) -> Option<&Arc<Asset>> {
+        self.not_found.as_ref()
+    }
+
+    /// Every route with its asset.
+    pub fn routes(&self) -> impl Iterator<Item = (&String, &Arc<Asset>)> {
+        self.routes.iter()
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// True when nothing is published.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+/// The file under the output directory that mirrors a route.
+pub fn file_of(route: &str) -> PathBuf {
+    let rel = route.trim_start_matches('/');
+    let decoded = percent_decode(rel);
+    if decoded.is_empty() || decoded.ends_with('/') {
+        PathBuf::from(format!("{decoded}index.html"))
+    } else {
+        PathBuf::from(decoded)
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What one piece of output was rendered from; equal fingerprints mean
+/// equal bytes, so the previous asset is reused without rendering.
+type Fingerprint = u128;
+
+/// Renders snapshots, reusing what did not change since the previous one.
+#[derive(Debug, Default)]
+pub struct SiteBuilder {
+    cache: HashMap<String, (Fingerprint, Arc<Asset>)>,
+    /// `Last-Modified` floors per route from an earlier run (file mtimes).
+    floors: HashMap<String, SystemTime>,
+    /// Where the floors come from; read once, at the first build.
+    floor_dir: Option<PathBuf>,
+    floors_loaded: bool,
+}
+
+/// A piece of work: route, fingerprint, and how to render it.
+struct Job<'a> {
+    route: String,
+    fp: Fingerprint,
+    derived: SystemTime,
+    content_type: &'static str,
+    cors: bool,
+    render: Box<dyn Fn() -> Vec<u8> + Send + Sync + 'a>,
+}
+
+fn fp_article(h: &mut Xxh3, a: &Article) {
+    h.update(a.slug.as_bytes());
+    h.update(a.id.as_bytes());
+    h.update(&a.hash.to_le_bytes());
+    h.update(&a.updated.timestamp().to_le_bytes());
+    h.update(a.updated.offset().to_string().as_bytes());
+}
+
+fn to_system(t: Option<chrono::DateTime<chrono::FixedOffset>>) -> SystemTime {
+    t.map_or(UNIX_EPOCH, |t| {
+        UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64)
+    })
+}
+
+impl SiteBuilder {
+    /// A builder that takes `Last-Modified` floors from the files already
+    /// under `dir`, so that a restart never moves them backwards.
+    pub fn with_floors_from(dir: &Path) -> SiteBuilder {
+        SiteBuilder {
+            floor_dir: Some(dir.to_path_buf()),
+            ..SiteBuilder::default()
+        }
+    }
+
+    /// Builds the snapshot for `articles` (newest first). `now` is used only
+    /// when a route's bytes changed but its content dates did not move
+    /// forward (an article deleted or back-dated): `Last-Modified` then
+    /// becomes `now`, so clients holding the old date revalidate.
+    /// Returns the site and the routes whose assets are new.
+    pub fn build(
+        &mut self,
+        articles: &[Arc<Article>],
+        rejected: usize,
+        s: &Settings,
+        now: SystemTime,
+    ) -> (Site, Vec<String>) {
+        let mut sh = Xxh3::new();
+        sh.update(format!("{s:?}").as_bytes());
+        let settings_fp = sh.digest128();
+        let feeds = render::feeds(articles, s);
+        let mut jobs: Vec<Job<'_>> = Vec::with_capacity(articles.len() + feeds.len() * 3 + 3);
+
+        // Feeds: three formats per feed.
+        let mut feed_fps = Xxh3::new();
+        for f in &feeds {
+            let mut h = Xxh3::new();
+            h.update(&settings_fp.to_le_bytes());
+            h.update(f.title.as_bytes());
+            h.update(f.dir.as_bytes());
+            for a in &f.items {
+                fp_article(&mut h, a);
+            }
+            let fp = h.digest128();
+            feed_fps.update(&fp.to_le_bytes());
+            let derived = to_system(f.updated());
+            for (file, mime) in render::KINDS {
+                let mut h = Xxh3::new();
+                h.update(&fp.to_le_bytes());
+                h.update(file.as_bytes());
+                let f2 = f;
+                let ct = match mime {
+                    "application/rss+xml" => "application/rss+xml; charset=utf-8",
+                    "application/atom+xml" => "application/atom+xml; charset=utf-8",
+                    _ => "application/feed+json; charset=utf-8",
+                };
+                let render: Box<dyn Fn() -> Vec<u8> + Send + Sync> = match file {
+                    "rss.xml" => Box::new(move || render::rss(f2, s)),
+                    "atom.xml" => Box::new(move || render::atom(f2, s)),
+                    _ => Box::new(move || render::json(f2, s)),
+                };
+                jobs.push(Job {
+                    route: format!("/{}", f.route(file)),
+                    fp: h.digest128(),
+                    derived,
+                    content_type: ct,
+                    cors: true,
+                    render,
+                });
+            }
+        }
+        let feeds_fp = feed_fps.digest128();
+        let newest = to_system(feeds.first().and_then(Feed::updated));
+        let feeds_ref = &feeds;
+        jobs.push(Job {
+            route: "/".into(),
+            fp: feeds_fp ^ 1,
+            derived: newest,
+            content_type: "text/html; charset=utf-8",
+            cors: false,
+            render: Box::new(move || render::index(feeds_ref, s)),
+        });
+        let mut oh = Xxh3::new();
+        oh.update(&settings_fp.to_le_bytes());
+        for f in &feeds {
+            oh.update(f.dir.as_bytes());
+            oh.update(f.title.as_bytes());
+        }
+        jobs.push(Job {
+            route: "/feeds.opml".into(),
+            fp: oh.digest128(),
+            derived: to_system(feeds.iter().filter_map(Feed::updated).min()),
+            content_type: "text/x-opml; charset=utf-8",
+            cors: true,
+            render: Box::new(move || render::opml(feeds_ref, s)),
+        });
+
+        // Article pages: each links the main feed and its category feeds.
+        let by_category: HashMap<&str, &Feed> = feeds
+            .iter()
+            .filter_map(|f| f.category.as_deref().map(|c| (c, f)))
+            .collect();
+        for a in articles {
+            let mut h = Xxh3::new();
+            h.update(&settings_fp.to_le_bytes());
+            fp_article(&mut h, a);
+            let mine: Vec<&Feed> = std::iter::once(&feeds[0])
+                .chain(
+                    a.categories
+                        .iter()
+                        .filter_map(|c| by_category.get(c.as_str()).copied()),
+                )
+                .collect();
+            for f in &mine {
+                h.update(f.dir.as_bytes());
+            }
+            let a2 = Arc::clone(a);
+            jobs.push(Job {
+                route: format!("/{}", render::article_route(&a.slug)),
+                fp: h.digest128(),
+                derived: to_system(Some(a.updated)),
+                content_type: "text/html; charset=utf-8",
+                cors: false,
+                render: Box::new(move || render::article_page(&a2, &mine, s)),
+            });
+        }
+
+        if let (Some(dir), false) = (&self.floor_dir, self.floors_loaded) {
+            self.floors_loaded = true;
+            self.floors = jobs
+                .par_iter()
+                .filter_map(|j| {
+                    std::fs::metadata(dir.join(file_of(&j.route)))
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .map(|t| (j.route.clone(), t))
+                })
+                .collect();
+            self.floors.retain(|_, t| *t > UNIX_EPOCH);
+        }
+
+        let cache = &self.cache;
+        let floors = &self.floors;
+        let floor_dir = self.floor_dir.as_deref();
+        let results: Vec<(String, Fingerprint, Arc<Asset>, bool)> = jobs
+            .into_par_iter()
+            .map(|j| {
+                if let Some((fp, asset)) = cache.get(&j.route) {
+                    if *fp == j.fp {
+                        return (j.route, j.fp, Arc::clone(asset), false);
+                    }
+                }
+                let body = (j.render)();
+                let prev_lm = cache
+                    .get(&j.route)
+                    .map(|(_, a)| a.last_modified)
+                    .or_else(|| floors.get(&j.route).copied());
+                let lm = match prev_lm {
+                    Some(prev) if round_secs(j.derived) <= prev => {
+                        let same = match cache.get(&j.route) {
+                            Some((_, a)) => a.body[..] == body[..],
+                            None => floor_dir.is_some_and(|d| {
+                                std::fs::read(d.join(file_of(&j.route))).is_ok_and(|b| b == body)
+                            }),
+                        };
+                        if same {
+                            prev
+                        } else {
+                            now.max(prev + Duration::from_secs(1))
+                        }
+                    }
+                    _ => j.derived,
+                };
+                if let Some((_, a)) = cache.get(&j.route) {
+                    if a.body[..] == body[..] && a.last_modified == round_secs(lm) {
+                        return (j.route, j.fp, Arc::clone(a), false);
+                    }
+                }
+                let asset = Arc::new(Asset::new(body, j.content_type, j.cors, lm));
+                (j.route, j.fp, asset, true)
+            })
+            .collect();
+
+        let mut routes = HashMap::with_capacity(results.len());
+        let mut changed = Vec::new();
+        let mut cache = HashMap::with_capacity(results.len());
+        for (route, fp, asset, fresh) in results {
+            if fresh {
+                changed.push(route.clone());
+            }
+            cache.insert(route.clone(), (fp, Arc::clone(&asset)));
+            routes.insert(route, asset);
+        }
+        self.cache = cache;
+        let not_found = Arc::new(Asset::new(
+            render::not_found(s),
+            "text/html; charset=utf-8",
+            false,
+            UNIX_EPOCH,
+        ));
+        changed.sort();
+        (
+            Site {
+                routes,
+                not_found: Some(not_found),
+                articles: articles.len(),
+                rejected,
+            },
+            changed,
+        )
+    }
+}
+
+/// A file under the output directory that could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct WriteError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+/// What [`write_to`] did.
+#[derive(Debug, Default)]
+pub struct WriteReport {
+    /// Files (not counting `.gz` twins) whose bytes changed.
+    pub written: usize,
+    /// Files removed because their route is gone.
+    pub removed: usize,
+    /// Files that failed.
+    pub errors: Vec<WriteError>,
+}
+
+/// Mirrors `site` under `dir`. `only` limits the work to those routes (the
+/// ones a rebuild changed); `None` checks every route against the disk.
+/// Each file is compared with what is on disk and written only if its bytes
+/// differ, through a temp file and a rename so a reader (or nginx) never
+/// sees half a file; its mtime is set to the asset's `Last-Modified`.
+/// Article and category files whose routes are gone are removed.
+pub fn write_to(site: &Site, dir: &Path, only: Option<&[String]>) -> WriteReport {
+    let routes: Vec<(&String, &Arc<Asset>)> = match only {
+        Some(list) => list
+            .iter()
+            .filter_map(|r| site.routes.get_key_value(r))
+            .collect(),
+        None => site.routes.iter().collect(),
+    };
+    let results: Vec<Result<bool, WriteError>> = routes
+        .par_iter()
+        .map(|(route, asset)| write_asset(dir, route, asset))
+        .collect();
+    let mut report = WriteReport::default();
+    for r in results {
+        match r {
+            Ok(true) => report.written += 1,
+            Ok(false) => {}
+            Err(e) => report.errors.push(e),
+        }
+    }
+    let keep: HashSet<PathBuf> = site.routes.keys().map(|r| file_of(r)).collect();
+    for sub in ["articles", "categories"] {
+        prune(dir, &dir.join(sub), &keep, &mut report);
+    }
+    report
+}
+
+fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool, WriteError> {
+    let rel = file_of(route);
+    let path = dir.join(&rel);
+    let gz = gz_path(&path);
+    let same = std::fs::read(&path).is_ok_and(|b| b == asset.body[..]);
+    let gz_ok = same && std::fs::metadata(&gz).is_ok();
+    if same && gz_ok {
+        return Ok(false);
+    }
+    let err = |source| WriteError {
+        path: path.clone(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    atomic_write(&gz, &asset.gzip, asset.last_modified).map_err(|source| WriteError {
+        path: gz.clone(),
+        source,
+    })?;
+    atomic_write(&path, &asset.body, asset.last_modified).map_err(err)?;
+    Ok(true)
+}
+
+fn gz_path(p: &Path) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".gz");
+    PathBuf::from(s)
+}
+
+/// Writes `bytes` to a temp file beside `path`, sets its mtime, renames it
+/// over `path`.
+pub fn atomic_write(path: &Path, bytes: &[u8], mtime: SystemTime) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.herald-tmp"));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.set_modified(mtime)?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn prune(root: &Path, dir: &Path, keep: &HashSet<PathBuf>, report: &mut WriteReport) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            prune(root, &p, keep, report);
+            let _ = std::fs::remove_dir(&p); // only succeeds when empty
+            continue;
+        }
+        let Ok(rel) = p.strip_prefix(root) else {
+            continue;
+        };
+        let base = rel.to_string_lossy();
+        let base = base.strip_suffix(".gz").unwrap_or(&base);
+        if !keep.contains(Path::new(base))
+            && (base.ends_with(".html") || base.ends_with(".xml") || base.ends_with(".json"))
+        {
+            if std::fs::remove_file(&p).is_ok() && !rel.to_string_lossy().ends_with(".gz") {
+                report.removed += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::testdata::{article, articles, settings};
+
+    fn t(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    /// Routes map to files under the output directory.
+    #[test]
+    fn routes_to_files() {
+        assert_eq!(file_of("/"), PathBuf::from("index.html"));
+        assert_eq!(file_of("/rss.xml"), PathBuf::from("rss.xml"));
+        assert_eq!(
+            file_of("/articles/%C3%BCber/"),
+            PathBuf::from("articles/über/index.html")
+        );
+        assert_eq!(
+            file_of("/categories/world/atom.xml"),
+            PathBuf::from("categories/world/atom.xml")
+        );
+    }
+
+    /// Every route of DESIGN.md is present with the right media type, and
+    /// the gzip twin decompresses to the body.
+    #[test]
+    fn snapshot_routes() {
+        let s = settings();
+        let (site, changed) = SiteBuilder::default().build(&articles(), 0, &s, t(0));
+        for (route, ct) in [
+            ("/rss.xml", "application/rss+xml; charset=utf-8"),
+            ("/atom.xml", "application/atom+xml; charset=utf-8"),
+            ("/feed.json", "application/feed+json; charset=utf-8"),
+            (
+                "/categories/world-news/rss.xml",
+                "application/rss+xml; charset=utf-8",
+            ),
+            ("/", "text/html; charset=utf-8"),
+            ("/articles/plain/", "text/html; charset=utf-8"),
+            ("/feeds.opml", "text/x-opml; charset=utf-8"),
+        ] {
+            let a = site.get(route).unwrap_or_else(|| panic!("{route} missing"));
+            assert_eq!(a.content_type, ct, "{route}");
+            let mut d = flate2::read::GzDecoder::new(&a.gzip[..]);
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut d, &mut out).unwrap();
+            assert_eq!(out, a.body, "{route}");
+            assert_ne!(a.etag, a.etag_gzip);
+        }
+        assert_eq!(changed.len(), site.len());
+    }
+
+    /// A rebuild with the same input renders nothing; an edit re-renders only
+    /// the routes that show that article.
+    #[test]
+    fn incremental_rebuild() {
+        let s = settings();
+        let mut b = SiteBuilder::default();
+        let mut arts = articles();
+        b.build(&arts, 0, &s, t(0));
+        let (_, changed) = b.build(&arts, 0, &s, t(0));
+        assert!(changed.is_empty(), "{changed:?}");
+        let mut edited = (*arts[2]).clone();
+        edited.hash = 99;
+        edited.body_html = "<p>new</p>".into();
+        arts[2] = Arc::new(edited);
+        let (_, changed) = b.build(&arts, 0, &s, t(0));
+        assert_eq!(
+            changed,
+            vec![
+                "/articles/other/",
+                "/atom.xml",
+                "/categories/world-news/atom.xml",
+                "/categories/world-news/feed.json",
+                "/categories/world-news/rss.xml",
+                "/feed.json",
+                "/rss.xml"
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+        );
+    }
+
+    /// Deleting the newest article changes the feed but must not move its
+    /// Last-Modified backwards: it becomes `now`.
+    #[test]
+    fn last_modified_never_moves_back() {
+        let s = settings();
+        let mut b = SiteBuilder::default();
+        let arts = articles();
+        let (site, _) = b.build(&arts, 0, &s, t(0));
+        let before = site.get("/rss.xml").unwrap().last_modified;
+        let now = before + Duration::from_secs(3600);
+        let (site, _) = b.build(&arts[1..], 0, &s, now);
+        assert_eq!(site.get("/rss.xml").unwrap().last_modified, now);
+    }
+
+    /// Writing creates every file with a .gz twin; a second write with the
+    /// same snapshot writes nothing; a gone article's page is removed; the
+    /// Last-Modified floor survives a new builder (a restart).
+    #[test]
+    fn write_only_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = settings();
+        let arts = articles();
+        let (site, _) = SiteBuilder::default().build(&arts, 0, &s, t(0));
+        let r = write_to(&site, dir.path(), None);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.written, site.len());
+        assert!(dir.path().join("articles/plain/index.html.gz").exists());
+        assert!(dir
+            .path()
+            .join("categories/world-news/feed.json.gz")
+            .exists());
+        assert_eq!(write_to(&site, dir.path(), None).written, 0);
+
+        let (site2, _) =
+            SiteBuilder::with_floors_from(dir.path()).build(&arts[..2], 0, &s, t(5_000_000_000));
+        let r = write_to(&site2, dir.path(), None);
+        assert_eq!(
+            r.removed,
+            1 + 3,
+            "one article page and the world-news category's three feeds"
+        );
+        assert!(!dir.path().join("articles/other/index.html").exists());
+        assert!(!dir.path().join("articles/other").exists());
+        // The index changed (one article fewer) but its newest date did not:
+        // its Last-Modified must be the restart's `now`, not the old date.
+        assert_eq!(site2.get("/").unwrap().last_modified, t(5_000_000_000));
+        assert_eq!(
+            site2.get("/rss.xml").unwrap().last_modified,
+            t(5_000_000_000)
+        );
+        let page = "/articles/plain/";
+        assert_eq!(
+            site2.get(page).unwrap().last_modified,
+            site.get(page).unwrap().last_modified,
+            "unchanged page keeps its date"
+        );
+        let _ = article;
+    }
+}
