@@ -262,8 +262,568 @@ where
     }
 }
 
-/// `herald serve`.
+/// What the loop thread is told from outside the file system.
+#[derive(Debug)]
+enum Control {
+    Reload,
+    Shutdown,
+}
+
+/// `herald serve`: exit code after shutdown.
 pub fn serve_command(c: Config, config_path: Option<PathBuf>, overrides: Overrides) -> u8 {
-    let _ = (c, config_path, overrides);
-    EXIT_RUNTIME
+    init_logging(&c, false);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .thread_name("herald-http")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald: cannot start the runtime: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    match rt.block_on(serve(c, config_path, overrides)) {
+        Ok(()) => EXIT_OK,
+        Err(Fatal(code, e)) => {
+            tracing::error!("{e:#}");
+            code
+        }
+    }
+}
+
+/// A fatal error with its exit code.
+#[derive(Debug)]
+pub struct Fatal(pub u8, pub anyhow::Error);
+
+fn fatal(code: u8) -> impl FnOnce(anyhow::Error) -> Fatal {
+    move |e| Fatal(code, e)
+}
+
+/// The listening socket: inherited from systemd (`LISTEN_FDS`, fd 3) when
+/// present, else bound to `listen`.
+fn listener(c: &Config) -> Result<std::net::TcpListener, Fatal> {
+    if let Ok(mut fds) = sd_notify::listen_fds() {
+        if let Some(fd) = fds.next() {
+            use std::os::fd::FromRawFd;
+            // SAFETY: systemd passed this fd to this process (LISTEN_PID
+            // checked by listen_fds) and nothing else owns it.
+            let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+            l.set_nonblocking(true).map_err(|e| {
+                Fatal(
+                    EXIT_BIND,
+                    anyhow::anyhow!("socket from systemd (fd {fd}): {e}"),
+                )
+            })?;
+            return Ok(l);
+        }
+    }
+    let l = std::net::TcpListener::bind(c.listen).map_err(|e| {
+        Fatal(
+            EXIT_BIND,
+            anyhow::anyhow!("cannot listen on {}: {e}", c.listen),
+        )
+    })?;
+    l.set_nonblocking(true)
+        .map_err(|e| Fatal(EXIT_BIND, e.into()))?;
+    Ok(l)
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        if let Err(e) = sd_notify::notify(false, states) {
+            tracing::warn!("sd_notify failed: {e}");
+        }
+    }
+}
+
+async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) -> Result<(), Fatal> {
+    let std_listener = listener(&c)?;
+    let addr = std_listener
+        .local_addr()
+        .map_err(|e| Fatal(EXIT_BIND, e.into()))?;
+    let listener =
+        tokio::net::TcpListener::from_std(std_listener).map_err(|e| Fatal(EXIT_BIND, e.into()))?;
+
+    // First snapshot, before READY=1.
+    let mut pubr = Publisher::open(c.clone()).map_err(fatal(EXIT_RUNTIME))?;
+    let first = tokio::task::block_in_place(|| pubr.first_publish())?;
+    let shared = Arc::new(crate::server::Shared::new(first, c.cache_max_age));
+    pubr.shared = Some(Arc::clone(&shared));
+    pubr.after_publish();
+
+    let limits = crate::server::Limits {
+        max_connections: c.max_connections,
+        header_read_timeout: c.header_read_timeout,
+        idle_timeout: c.idle_timeout,
+        max_header_bytes: c.max_header_bytes,
+        shutdown_grace: c.shutdown_grace,
+    };
+    tracing::info!(
+        address = %addr,
+        content = %c.content_dir.display(),
+        output = %c.output_dir.display(),
+        state = %c.state_dir.display(),
+        "listening on http://{addr}/"
+    );
+
+    let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let loop_thread = {
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name("herald-publish".into())
+            .spawn(move || pubr.run(rx, tx, config_path, overrides))
+            .map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?
+    };
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!(
+            "serving {} articles on {addr}",
+            shared.site.load().articles
+        )),
+    ]);
+
+    let server = {
+        let mut stop_rx = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        tokio::spawn(crate::server::run(
+            listener,
+            Arc::clone(&shared),
+            limits,
+            shutdown,
+        ))
+    };
+
+    // Signals: SIGHUP reloads; the first SIGTERM/SIGINT stops gracefully,
+    // a second one exits at once.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let _ = tx.send(Msg::Control(Control::Reload));
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!(
+        "shutting down: finishing in-flight responses (up to {:?})",
+        c.shutdown_grace
+    );
+    notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = stop_tx.send(true);
+    let _ = tx.send(Msg::Control(Control::Shutdown));
+    tokio::select! {
+        r = server => {
+            if let Err(e) = r {
+                return Err(Fatal(EXIT_RUNTIME, anyhow::anyhow!("server task failed: {e}")));
+            }
+        }
+        _ = term.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(i32::from(EXIT_RUNTIME)); }
+        _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(i32::from(EXIT_RUNTIME)); }
+    }
+    let joined = tokio::task::spawn_blocking(move || loop_thread.join()).await;
+    match joined {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(Fatal(EXIT_RUNTIME, e)),
+        _ => {
+            return Err(Fatal(
+                EXIT_RUNTIME,
+                anyhow::anyhow!("the publish loop panicked"),
+            ))
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Messages to the publish loop.
+#[derive(Debug)]
+enum Msg {
+    Fs(crate::watch::Change),
+    Control(Control),
+}
+
+/// The one writer: owns the library, the site builder and the watcher.
+struct Publisher {
+    config: Config,
+    lib: Library,
+    builder: SiteBuilder,
+    shared: Option<Arc<crate::server::Shared>>,
+    next_release: Option<chrono::DateTime<Utc>>,
+    reported: std::collections::HashSet<String>,
+    write_failing: Option<String>,
+    last_rebuild: Option<(SystemTime, u128)>,
+}
+
+impl Publisher {
+    fn open(config: Config) -> anyhow::Result<Publisher> {
+        let lib = open_library(&config)?;
+        let builder = SiteBuilder::with_floors_from(&config.output_dir);
+        Ok(Publisher {
+            config,
+            lib,
+            builder,
+            shared: None,
+            next_release: None,
+            reported: Default::default(),
+            write_failing: None,
+            last_rebuild: None,
+        })
+    }
+
+    fn first_publish(&mut self) -> Result<crate::site::Site, Fatal> {
+        self.lib
+            .scan()
+            .map_err(|e| Fatal(EXIT_CONTENT_DIR, e.into()))?;
+        let (site, changed) = self.render();
+        self.write(&site, None);
+        let _ = changed;
+        Ok(site)
+    }
+
+    /// Renders the current library into a snapshot (not yet published).
+    fn render(&mut self) -> (crate::site::Site, Vec<String>) {
+        let started = Instant::now();
+        let view = self.lib.view(Utc::now());
+        for e in &view.rejected {
+            let line = e.to_string();
+            if !self.reported.contains(&line) {
+                tracing::error!("{line}");
+            }
+        }
+        self.reported = view.rejected.iter().map(ToString::to_string).collect();
+        for w in &view.warnings {
+            tracing::debug!("{w}");
+        }
+        self.next_release = view.next_release;
+        let s = settings(&self.config, self.lib.state_mut(), &view.articles);
+        let (site, changed) =
+            self.builder
+                .build(&view.articles, view.rejected.len(), &s, SystemTime::now());
+        self.last_rebuild = Some((SystemTime::now(), started.elapsed().as_micros()));
+        (site, changed)
+    }
+
+    /// Mirrors to disk; failures are logged once until they change or heal.
+    fn write(&mut self, site: &crate::site::Site, only: Option<&[String]>) {
+        let report = site::write_to(site, &self.config.output_dir, only);
+        match report.errors.first() {
+            Some(e) => {
+                let msg = format!(
+                    "cannot write {}: {e} ({} files); serving continues from memory",
+                    self.config.output_dir.display(),
+                    report.errors.len()
+                );
+                if self.write_failing.as_deref() != Some(&msg) {
+                    tracing::error!("{msg}");
+                }
+                self.write_failing = Some(msg);
+            }
+            None => {
+                if self.write_failing.take().is_some() {
+                    tracing::info!(output = %self.config.output_dir.display(), "writing the output directory works again");
+                }
+            }
+        }
+        if let Err(e) = self.lib.state_mut().save(&self.config.state_dir) {
+            let msg = format!("cannot save state: {e}");
+            if self.write_failing.as_deref() != Some(&msg) {
+                tracing::error!("{msg}");
+                self.write_failing = Some(msg);
+            }
+        }
+    }
+
+    fn after_publish(&self) {
+        if let (Some(shared), Some((_, micros))) = (&self.shared, self.last_rebuild) {
+            let site = shared.site.load();
+            shared
+                .metrics
+                .rebuilt(micros as u64, site.articles, site.rejected);
+        }
+    }
+
+    /// Re-renders and, if anything changed, swaps the snapshot and writes
+    /// the changed files.
+    fn republish(&mut self, reason: &str) {
+        let started = Instant::now();
+        let (site, changed) = self.render();
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        if changed.is_empty()
+            && site.articles == shared.site.load().articles
+            && site.rejected == shared.site.load().rejected
+        {
+            tracing::debug!(reason, "nothing to publish");
+            return;
+        }
+        let site = Arc::new(site);
+        shared.site.store(Arc::clone(&site));
+        let elapsed = started.elapsed();
+        self.after_publish();
+        tracing::info!(
+            reason,
+            articles = site.articles,
+            rejected = site.rejected,
+            changed = changed.len(),
+            ms = elapsed.as_secs_f64() * 1000.0,
+            "published"
+        );
+        if !changed.is_empty() {
+            self.write(&site, Some(&changed));
+        } else if let Err(e) = self.lib.state_mut().save(&self.config.state_dir) {
+            tracing::error!("cannot save state: {e}");
+        }
+        notify(&[sd_notify::NotifyState::Status(&format!(
+            "{} articles, {} rejected; last rebuild {:.1} ms ({reason})",
+            site.articles,
+            site.rejected,
+            elapsed.as_secs_f64() * 1000.0
+        ))]);
+    }
+
+    fn run(
+        mut self,
+        rx: std::sync::mpsc::Receiver<Msg>,
+        tx: std::sync::mpsc::Sender<Msg>,
+        config_path: Option<PathBuf>,
+        overrides: Overrides,
+    ) -> anyhow::Result<()> {
+        use crate::watch::{Change, Pending, Watcher};
+        use std::sync::mpsc::RecvTimeoutError;
+        use std::time::Duration;
+
+        let make_watcher = |root: &std::path::Path| {
+            let (ftx, frx) = std::sync::mpsc::channel::<Change>();
+            let fwd = tx.clone();
+            std::thread::Builder::new()
+                .name("herald-watch-fwd".into())
+                .spawn(move || {
+                    while let Ok(c) = frx.recv() {
+                        if fwd.send(Msg::Fs(c)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .ok();
+            match Watcher::new(root, ftx) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::error!(path = %root.display(), "cannot watch content; relying on the verification pass: {e}");
+                    None
+                }
+            }
+        };
+        let mut watcher = make_watcher(&self.config.content_dir);
+        let mut pending = Pending::default();
+        let mut verify_at = Instant::now() + self.config.verify_interval;
+        let mut watchdog_usec = 0u64;
+        let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
+            .then(|| Duration::from_micros(watchdog_usec / 2));
+        let mut ping_at = Instant::now();
+        let mut root_missing = false;
+
+        loop {
+            let now = Instant::now();
+            let mut deadline = verify_at;
+            if let Some(d) = pending.deadline(self.config.debounce, self.config.settle_max) {
+                deadline = deadline.min(d);
+            }
+            if let Some(when) = self.next_release {
+                let wait = (when - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                deadline = deadline.min(now + wait);
+            }
+            if watchdog.is_some() {
+                deadline = deadline.min(ping_at);
+            }
+            let msg = rx.recv_timeout(deadline.saturating_duration_since(now));
+            let mut control = None;
+            match msg {
+                Ok(Msg::Fs(c)) => pending.add(c, Instant::now()),
+                Ok(Msg::Control(c)) => control = Some(c),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Drain whatever else is queued, so a burst is one batch.
+            while control.is_none() {
+                match rx.try_recv() {
+                    Ok(Msg::Fs(c)) => pending.add(c, Instant::now()),
+                    Ok(Msg::Control(c)) => control = Some(c),
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            if let Some(w) = watchdog {
+                if now >= ping_at {
+                    notify(&[sd_notify::NotifyState::Watchdog]);
+                    ping_at = now + w;
+                }
+            }
+            match control {
+                Some(Control::Shutdown) => break,
+                Some(Control::Reload) => {
+                    notify(&[
+                        sd_notify::NotifyState::Reloading,
+                        sd_notify::NotifyState::monotonic_usec_now()
+                            .unwrap_or(sd_notify::NotifyState::Custom("MONOTONIC_USEC=0")),
+                    ]);
+                    let root_before = self.config.content_dir.clone();
+                    self.reload(config_path.as_deref(), &overrides);
+                    if self.config.content_dir != root_before {
+                        watcher = make_watcher(&self.config.content_dir);
+                        pending = Pending::default();
+                    }
+                    self.rescan("reload");
+                    notify(&[sd_notify::NotifyState::Ready]);
+                    continue;
+                }
+                None => {}
+            }
+
+            let (batch, rescan) =
+                pending.take_ready(now, self.config.debounce, self.config.settle_max);
+            let mut changed = false;
+            let mut reason = "change";
+            if let Some(why) = rescan {
+                tracing::warn!("{why}: rescanning the content directory");
+                changed |= self.scan_or_keep(&mut root_missing);
+                reason = "rescan";
+            } else if !batch.is_empty() {
+                let root_hit = watcher
+                    .as_ref()
+                    .is_some_and(|w| batch.iter().any(|p| p == w.root()));
+                if root_hit {
+                    // The content directory itself was removed or created.
+                    if let Some(w) = watcher.as_mut() {
+                        w.root_lost();
+                        if w.ensure_root() {
+                            tracing::info!("content directory is back; watching it again");
+                        }
+                    }
+                    changed |= self.scan_or_keep(&mut root_missing);
+                } else {
+                    // Events name paths under the watched (canonical) root;
+                    // the library and its messages use the configured one.
+                    let batch: Vec<PathBuf> = match watcher.as_ref() {
+                        Some(w) => batch
+                            .into_iter()
+                            .map(|p| match p.strip_prefix(w.root()) {
+                                Ok(rel) => self.lib.root().join(rel),
+                                Err(_) => p,
+                            })
+                            .collect(),
+                        None => batch,
+                    };
+                    match self.lib.apply(&batch) {
+                        Ok(c) => changed |= c,
+                        Err(_) => changed |= self.scan_or_keep(&mut root_missing),
+                    }
+                }
+            }
+            if Instant::now() >= verify_at {
+                verify_at = Instant::now() + self.config.verify_interval;
+                if let Some(w) = watcher.as_mut() {
+                    if w.ensure_root() {
+                        tracing::info!("content directory watch restored");
+                    }
+                }
+                if let Some(shared) = &self.shared {
+                    shared
+                        .metrics
+                        .rescans
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                if self.scan_or_keep(&mut root_missing) {
+                    tracing::info!("verification pass found changes the watcher missed");
+                    changed = true;
+                    reason = "verification";
+                }
+            }
+            let released = self.next_release.is_some_and(|t| t <= Utc::now());
+            if changed || released {
+                self.republish(if released && !changed {
+                    "scheduled article"
+                } else {
+                    reason
+                });
+            }
+        }
+        drop(watcher);
+        self.lib
+            .state_mut()
+            .save(&self.config.state_dir)
+            .context("saving state at shutdown")?;
+        Ok(())
+    }
+
+    /// Full scan; a missing root keeps the last snapshot and is logged once.
+    fn scan_or_keep(&mut self, root_missing: &mut bool) -> bool {
+        match self.lib.scan() {
+            Ok(c) => {
+                if std::mem::take(root_missing) {
+                    tracing::info!(path = %self.config.content_dir.display(), "content directory is readable again");
+                }
+                c
+            }
+            Err(e) => {
+                if !*root_missing {
+                    tracing::error!("{e}; keeping the last published feeds");
+                }
+                *root_missing = true;
+                false
+            }
+        }
+    }
+
+    fn rescan(&mut self, reason: &str) {
+        let mut missing = false;
+        self.scan_or_keep(&mut missing);
+        self.republish(reason);
+    }
+
+    /// SIGHUP: a valid new config takes effect; an invalid one is logged
+    /// and the running one kept.
+    fn reload(&mut self, path: Option<&std::path::Path>, overrides: &Overrides) {
+        let new = match Config::load(path) {
+            Ok(c) => overrides.apply(c),
+            Err(e) => {
+                tracing::error!("reload failed, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        for key in self.config.restart_needed(&new) {
+            tracing::warn!("config `{key}` changed: takes effect after a restart");
+        }
+        if new.content_dir != self.config.content_dir || new.state_dir != self.config.state_dir {
+            match open_library(&new) {
+                Ok(lib) => self.lib = lib,
+                Err(e) => {
+                    tracing::error!("reload failed, keeping the running configuration: {e:#}");
+                    return;
+                }
+            }
+        } else {
+            let authority = self
+                .lib
+                .state_mut()
+                .authority(new.id_authority.as_deref(), &new.default_authority());
+            self.lib.set_ctx(ParseCtx { tz: new.timezone }, authority);
+        }
+        if let Some(shared) = &self.shared {
+            shared
+                .cache_control
+                .store(Arc::new(crate::server::cache_control(new.cache_max_age)));
+        }
+        tracing::info!(config = %path.map_or_else(|| "(defaults)".into(), |p| p.display().to_string()), "configuration reloaded");
+        self.config = new;
+    }
 }

@@ -17,7 +17,7 @@ pub const ROUTE_CLASSES: [&str; 8] = [
     "metrics",
     "other",
 ];
-const STATUSES: [u16; 7] = [200, 301, 304, 400, 404, 405, 500];
+const STATUSES: [u16; 8] = [200, 301, 304, 400, 404, 405, 412, 500];
 
 /// All of Herald's counters.
 #[derive(Debug, Default)]

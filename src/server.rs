@@ -1,0 +1,808 @@
+//! The HTTP server: hyper 1.x (HTTP/1.1 keep-alive and h2c) over the
+//! current [`Site`] snapshot. A request is a hash lookup plus header
+//! comparisons: everything else was computed at publish time, and nothing
+//! here touches the disk — routes are keys in the snapshot, never paths.
+//!
+//! The pipeline of one request, in order ([`respond`]): method → route
+//! normalisation → built-in routes (`/healthz`, `/metrics`) → snapshot
+//! lookup → content negotiation (gzip) → conditional GET → headers.
+//! Uses `site` and `metrics`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::{sleep_until, Instant, Sleep};
+
+use crate::metrics::Metrics;
+use crate::site::{Asset, Site};
+
+/// What the server shares with the daemon: the snapshot (swapped
+/// atomically on publish) and the counters.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current snapshot; readers see the old or the new, never a mix.
+    pub site: ArcSwap<Site>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// `Cache-Control` value for feeds and pages.
+    pub cache_control: ArcSwap<HeaderValue>,
+}
+
+impl Shared {
+    /// Wraps a first snapshot.
+    pub fn new(site: Site, max_age: u64) -> Shared {
+        Shared {
+            site: ArcSwap::from_pointee(site),
+            metrics: Arc::new(Metrics::default()),
+            cache_control: ArcSwap::from_pointee(cache_control(max_age)),
+        }
+    }
+}
+
+/// The `Cache-Control` header for a `max-age`.
+pub fn cache_control(max_age: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("public, max-age={max_age}"))
+        .expect("digits and ASCII are a valid header value")
+}
+
+/// Connection limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Concurrent connections; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// A request head must arrive within this time (also bounds how long an
+    /// HTTP/1 keep-alive connection may sit idle between requests).
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes moving either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest request head, bytes.
+    pub max_header_bytes: usize,
+    /// On shutdown, how long in-flight responses may take.
+    pub shutdown_grace: Duration,
+}
+
+/// Serves `listener` until `shutdown` resolves, then stops accepting and
+/// lets open connections finish their responses for up to
+/// `limits.shutdown_grace`.
+pub async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(128)
+        .keep_alive_interval(Some(limits.idle_timeout / 2))
+        .keep_alive_timeout(limits.header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => p.expect("semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => { backoff = Duration::from_millis(5); s }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
+        let shared2 = Arc::clone(&shared);
+        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let site = shared2.site.load();
+            let cc = shared2.cache_control.load();
+            let resp = respond(&req, &site, &shared2.metrics, &cc);
+            std::future::ready(Ok::<_, Infallible>(resp))
+        });
+        let conn = builder.serve_connection(io, svc).into_owned();
+        let fut = graceful.watch(conn);
+        let metrics = Arc::clone(&shared.metrics);
+        metrics
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::spawn(async move {
+            if let Err(e) = fut.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+            metrics
+                .connections
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::debug!("all connections closed"),
+        () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace of {:?} over; closing remaining connections", limits.shutdown_grace),
+    }
+}
+
+/// Wraps a stream so that a connection on which no byte moves in either
+/// direction for `idle` is closed (slow-loris bodies, dead peers, idle
+/// HTTP/2 connections).
+struct IdleIo<T> {
+    inner: T,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<T> IdleIo<T> {
+    fn new(inner: T, idle: Duration) -> Self {
+        IdleIo {
+            inner,
+            idle,
+            timer: Box::pin(sleep_until(Instant::now() + idle)),
+        }
+    }
+
+    fn touch(&mut self) {
+        self.timer.as_mut().reset(Instant::now() + self.idle);
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.timer.as_mut().poll(cx).is_ready()
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                self.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                self.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                self.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Route classes for metrics (indexes into `metrics::ROUTE_CLASSES`).
+fn class_of(route: &str) -> usize {
+    match route {
+        "/rss.xml" | "/atom.xml" | "/feed.json" => 0,
+        "/" => 2,
+        "/feeds.opml" => 4,
+        "/healthz" => 5,
+        "/metrics" => 6,
+        r if r.starts_with("/categories/") => 1,
+        r if r.starts_with("/articles/") => 3,
+        _ => 7,
+    }
+}
+
+/// Answers one request from a snapshot. Never fails: every internal state
+/// maps to a status code here.
+pub fn respond<B>(
+    req: &Request<B>,
+    site: &Site,
+    metrics: &Metrics,
+    cache_control: &HeaderValue,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let (class, resp) = match route(req, site, metrics, cache_control) {
+        Ok((route, r)) => (class_of(route), r),
+        Err(r) => (class_of(path), r),
+    };
+    metrics.request(class, resp.status().as_u16());
+    resp
+}
+
+fn route<'r, B>(
+    req: &'r Request<B>,
+    site: &Site,
+    metrics: &Metrics,
+    cache_control: &HeaderValue,
+) -> Result<(&'r str, Response<Full<Bytes>>), Response<Full<Bytes>>> {
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => {
+            let mut r = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: use GET or HEAD\n",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return Err(r);
+        }
+    };
+    let raw = req.uri().path();
+    if raw.contains("..")
+        || raw.contains('\\')
+        || raw.contains('\0')
+        || raw.to_ascii_lowercase().contains("%2e")
+        || raw.to_ascii_lowercase().contains("%5c")
+        || raw.contains("%00")
+        || raw.contains("//")
+    {
+        return Err(not_found(site, head));
+    }
+    let path = raw
+        .strip_suffix("index.html")
+        .filter(|p| p.ends_with('/'))
+        .unwrap_or(raw);
+    match path {
+        "/healthz" => {
+            let mut r = plain(StatusCode::OK, if head { "" } else { "ok\n" });
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Ok((path, r));
+        }
+        "/metrics" => {
+            let mut body = metrics.render();
+            let _ = std::fmt::Write::write_fmt(
+                &mut body,
+                format_args!(
+                    "# TYPE herald_site_routes gauge\nherald_site_routes {}\n",
+                    site.len()
+                ),
+            );
+            let mut r = Response::new(Full::new(if head {
+                Bytes::new()
+            } else {
+                Bytes::from(body)
+            }));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Ok((path, r));
+        }
+        _ => {}
+    }
+    let Some(asset) = site.get(path) else {
+        let with_slash = format!("{path}/");
+        if site.get(&with_slash).is_some() {
+            let mut r = plain(StatusCode::MOVED_PERMANENTLY, "");
+            if let Ok(v) = HeaderValue::from_str(&with_slash) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return Ok((path, r));
+        }
+        return Err(not_found(site, head));
+    };
+    Ok((path, serve_asset(req.headers(), asset, head, cache_control)))
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn not_found(site: &Site, head: bool) -> Response<Full<Bytes>> {
+    let body = site
+        .not_found()
+        .map_or_else(|| Bytes::from_static(b"not found\n"), |a| a.body.clone());
+    let len = body.len();
+    let mut r = Response::new(Full::new(if head { Bytes::new() } else { body }));
+    *r.status_mut() = StatusCode::NOT_FOUND;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// True when the client accepts gzip: `gzip` (or `x-gzip`) with q > 0, or
+/// `*` with q > 0 when gzip is not named (RFC 9110 §12.5.3).
+pub fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut star = None;
+    for v in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(v) = v.to_str() else { continue };
+        for item in v.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .or_else(|| p.trim().strip_prefix("Q="))
+                })
+                .filter_map(|q| q.trim().parse::<f32>().ok())
+                .next()
+                .unwrap_or(1.0);
+            match coding.as_str() {
+                "gzip" | "x-gzip" => return q > 0.0,
+                "*" => star = Some(q > 0.0),
+                _ => {}
+            }
+        }
+    }
+    star.unwrap_or(false)
+}
+
+/// Opaque tag without the weak prefix, for weak comparison (RFC 9110 §8.8.3.2).
+fn opaque(tag: &str) -> &str {
+    tag.trim().strip_prefix("W/").unwrap_or(tag.trim())
+}
+
+/// Does an `If-None-Match` / `If-Match` list match `etag`? `weak` selects
+/// the comparison function.
+fn list_matches(
+    headers: &HeaderMap,
+    name: header::HeaderName,
+    etag: &str,
+    weak: bool,
+) -> Option<bool> {
+    let mut present = false;
+    for v in headers.get_all(&name) {
+        present = true;
+        let Ok(v) = v.to_str() else { continue };
+        for tag in v.split(',') {
+            let tag = tag.trim();
+            if tag == "*" {
+                return Some(true);
+            }
+            let hit = if weak {
+                opaque(tag) == opaque(etag)
+            } else {
+                !tag.starts_with("W/") && tag == etag
+            };
+            if hit {
+                return Some(true);
+            }
+        }
+    }
+    present.then_some(false)
+}
+
+fn http_date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+}
+
+/// The outcome of evaluating preconditions.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// Send the representation.
+    Proceed,
+    /// 304 Not Modified.
+    NotModified,
+    /// 412 Precondition Failed.
+    Failed,
+}
+
+/// Evaluates conditional request headers for a GET/HEAD in the order of
+/// RFC 9110 §13.2.2:
+/// 1. `If-Match` (strong comparison) — false → 412;
+/// 2. else `If-Unmodified-Since` — modified after → 412;
+/// 3. `If-None-Match` (weak comparison, `*` matches) — match → 304;
+/// 4. else `If-Modified-Since` — not modified since → 304.
+///
+/// `etag` must be the validator of the representation about to be sent
+/// (each content coding has its own), so a cached gzip body is never
+/// confirmed for a client now asking for identity, or the reverse.
+pub fn evaluate(headers: &HeaderMap, etag: &str, last_modified: SystemTime) -> Precondition {
+    match list_matches(headers, header::IF_MATCH, etag, false) {
+        Some(false) => return Precondition::Failed,
+        Some(true) => {}
+        None => {
+            if let Some(since) = http_date(headers, header::IF_UNMODIFIED_SINCE) {
+                if last_modified > since {
+                    return Precondition::Failed;
+                }
+            }
+        }
+    }
+    match list_matches(headers, header::IF_NONE_MATCH, etag, true) {
+        Some(true) => return Precondition::NotModified,
+        Some(false) => return Precondition::Proceed,
+        None => {}
+    }
+    if let Some(since) = http_date(headers, header::IF_MODIFIED_SINCE) {
+        if last_modified <= since {
+            return Precondition::NotModified;
+        }
+    }
+    Precondition::Proceed
+}
+
+fn serve_asset(
+    headers: &HeaderMap,
+    asset: &Asset,
+    head: bool,
+    cache_control: &HeaderValue,
+) -> Response<Full<Bytes>> {
+    let gzip = accepts_gzip(headers) && asset.gzip.len() < asset.body.len();
+    let (body, etag) = if gzip {
+        (&asset.gzip, &asset.etag_gzip)
+    } else {
+        (&asset.body, &asset.etag)
+    };
+    let status = match evaluate(headers, etag, asset.last_modified) {
+        Precondition::Proceed => StatusCode::OK,
+        Precondition::NotModified => StatusCode::NOT_MODIFIED,
+        Precondition::Failed => StatusCode::PRECONDITION_FAILED,
+    };
+    let send_body = status == StatusCode::OK && !head;
+    let mut r = Response::new(Full::new(if send_body {
+        body.clone()
+    } else {
+        Bytes::new()
+    }));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    // A 304 carries the validators and caching headers its 200 would
+    // (RFC 9110 §15.4.5), but no content headers.
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&asset.last_modified_http) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    h.insert(header::CACHE_CONTROL, cache_control.clone());
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if asset.cors {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    }
+    if status == StatusCode::OK {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        if gzip {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::testdata::{articles, settings};
+    use crate::site::SiteBuilder;
+    use http_body_util::BodyExt;
+
+    fn site() -> Site {
+        SiteBuilder::default()
+            .build(&articles(), 0, &settings(), SystemTime::UNIX_EPOCH)
+            .0
+    }
+
+    fn get(
+        site: &Site,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Response<Full<Bytes>> {
+        let mut b = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        respond(
+            &b.body(()).unwrap(),
+            site,
+            &Metrics::default(),
+            &cache_control(300),
+        )
+    }
+
+    fn body(r: Response<Full<Bytes>>) -> Bytes {
+        futures_lite_block(r.into_body().collect())
+            .expect("Full bodies cannot fail")
+            .to_bytes()
+    }
+
+    fn futures_lite_block<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn hv<'a>(r: &'a Response<Full<Bytes>>, name: &str) -> &'a str {
+        r.headers().get(name).map_or("", |v| v.to_str().unwrap())
+    }
+
+    /// A feed GET carries type, length, validators, caching and CORS headers.
+    #[test]
+    fn feed_headers() {
+        let s = site();
+        let r = get(&s, "GET", "/rss.xml", &[]);
+        assert_eq!(r.status(), 200);
+        assert_eq!(hv(&r, "content-type"), "application/rss+xml; charset=utf-8");
+        assert_eq!(hv(&r, "etag"), s.get("/rss.xml").unwrap().etag);
+        assert_eq!(hv(&r, "cache-control"), "public, max-age=300");
+        assert_eq!(hv(&r, "vary"), "Accept-Encoding");
+        assert_eq!(hv(&r, "access-control-allow-origin"), "*");
+        assert_eq!(hv(&r, "last-modified"), "Fri, 23 May 2025 02:00:00 GMT");
+        let len: usize = hv(&r, "content-length").parse().unwrap();
+        assert_eq!(body(r).len(), len);
+    }
+
+    /// Each media type is right, with charset.
+    #[test]
+    fn media_types() {
+        let s = site();
+        for (p, ct) in [
+            ("/atom.xml", "application/atom+xml; charset=utf-8"),
+            ("/feed.json", "application/feed+json; charset=utf-8"),
+            ("/feeds.opml", "text/x-opml; charset=utf-8"),
+            ("/", "text/html; charset=utf-8"),
+            ("/index.html", "text/html; charset=utf-8"),
+            ("/articles/plain/", "text/html; charset=utf-8"),
+            ("/articles/plain/index.html", "text/html; charset=utf-8"),
+            (
+                "/categories/world-news/feed.json",
+                "application/feed+json; charset=utf-8",
+            ),
+        ] {
+            let r = get(&s, "GET", p, &[]);
+            assert_eq!(r.status(), 200, "{p}");
+            assert_eq!(hv(&r, "content-type"), ct, "{p}");
+        }
+        assert_eq!(
+            hv(&get(&s, "GET", "/", &[]), "access-control-allow-origin"),
+            "",
+            "CORS only on feeds"
+        );
+    }
+
+    /// gzip is chosen by Accept-Encoding with q-values, has its own ETag, and
+    /// decompresses to the identity body.
+    #[test]
+    fn gzip_negotiation() {
+        let s = site();
+        let a = s.get("/atom.xml").unwrap();
+        for (ae, gz) in [
+            ("gzip", true),
+            ("gzip, deflate, br", true),
+            ("br;q=1.0, gzip;q=0.5", true),
+            ("gzip;q=0", false),
+            ("GZIP;Q=0.001", true),
+            ("*", true),
+            ("*;q=0", false),
+            ("identity", false),
+            ("deflate", false),
+            ("x-gzip", true),
+            ("*, gzip;q=0", false),
+        ] {
+            let r = get(&s, "GET", "/atom.xml", &[("accept-encoding", ae)]);
+            assert_eq!(hv(&r, "content-encoding") == "gzip", gz, "{ae}");
+            assert_eq!(
+                hv(&r, "etag"),
+                if gz { &a.etag_gzip } else { &a.etag },
+                "{ae}"
+            );
+        }
+        let r = get(&s, "GET", "/atom.xml", &[("accept-encoding", "gzip")]);
+        let b = body(r);
+        let mut d = flate2::read::GzDecoder::new(&b[..]);
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut d, &mut out).unwrap();
+        assert_eq!(out, a.body);
+    }
+
+    /// Conditional GET per RFC 9110 §13.2.2: If-None-Match wins over
+    /// If-Modified-Since, lists and `*` and weak tags match, and an ETag of
+    /// the other encoding never produces a 304.
+    #[test]
+    fn conditional_get() {
+        let s = site();
+        let a = s.get("/rss.xml").unwrap();
+        let lm = a.last_modified_http.as_str();
+        let old = "Thu, 01 Jan 2015 00:00:00 GMT";
+        let weak = format!("W/{}", a.etag);
+        let list = format!("\"x\", {}", a.etag);
+        let cases: Vec<(&str, Vec<(&str, &str)>, u16)> = vec![
+            ("inm exact", vec![("if-none-match", &a.etag)], 304),
+            ("inm weak", vec![("if-none-match", &weak)], 304),
+            ("inm list", vec![("if-none-match", &list)], 304),
+            ("inm star", vec![("if-none-match", "*")], 304),
+            ("inm other", vec![("if-none-match", "\"nope\"")], 200),
+            (
+                "inm beats ims",
+                vec![("if-none-match", "\"nope\""), ("if-modified-since", lm)],
+                200,
+            ),
+            ("ims equal", vec![("if-modified-since", lm)], 304),
+            ("ims older", vec![("if-modified-since", old)], 200),
+            ("ims garbage", vec![("if-modified-since", "yesterday")], 200),
+            (
+                "gzip etag on identity request",
+                vec![("if-none-match", &a.etag_gzip)],
+                200,
+            ),
+            (
+                "identity etag on gzip request",
+                vec![("if-none-match", &a.etag), ("accept-encoding", "gzip")],
+                200,
+            ),
+            (
+                "gzip etag on gzip request",
+                vec![("if-none-match", &a.etag_gzip), ("accept-encoding", "gzip")],
+                304,
+            ),
+            ("if-match fails", vec![("if-match", "\"nope\"")], 412),
+            ("if-match ok", vec![("if-match", &a.etag)], 200),
+            ("ius older", vec![("if-unmodified-since", old)], 412),
+        ];
+        for (label, h, want) in cases {
+            let r = get(&s, "GET", "/rss.xml", &h);
+            assert_eq!(r.status(), want, "{label}");
+            if want == 304 {
+                assert!(!hv(&r, "etag").is_empty(), "{label}: 304 repeats ETag");
+                assert_eq!(hv(&r, "cache-control"), "public, max-age=300", "{label}");
+                assert_eq!(hv(&r, "vary"), "Accept-Encoding", "{label}");
+                assert!(body(r).is_empty(), "{label}: 304 has no body");
+            }
+        }
+    }
+
+    /// HEAD gives GET's headers and no body; other methods get 405 + Allow.
+    #[test]
+    fn head_and_methods() {
+        let s = site();
+        let g = get(&s, "GET", "/feed.json", &[]);
+        let h = get(&s, "HEAD", "/feed.json", &[]);
+        assert_eq!(h.status(), 200);
+        assert_eq!(hv(&h, "content-length"), hv(&g, "content-length"));
+        assert_eq!(hv(&h, "etag"), hv(&g, "etag"));
+        assert!(body(h).is_empty());
+        for m in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"] {
+            let r = get(&s, m, "/feed.json", &[]);
+            assert_eq!(r.status(), 405, "{m}");
+            assert_eq!(hv(&r, "allow"), "GET, HEAD");
+        }
+    }
+
+    /// Unknown routes and traversal attempts get the 404 page; a missing
+    /// trailing slash on an article redirects.
+    #[test]
+    fn not_found_and_traversal() {
+        let s = site();
+        for p in [
+            "/nope",
+            "/../etc/passwd",
+            "/articles/../rss.xml",
+            "/%2e%2e/%2e%2e/etc/passwd",
+            "/articles/%2E%2E/x",
+            "/..%5c..%5cwindows",
+            "/articles\\plain",
+            "/rss.xml%00",
+            "//etc/passwd",
+            "/Cargo.toml",
+        ] {
+            let r = get(&s, "GET", p, &[]);
+            assert_eq!(r.status(), 404, "{p}");
+            assert_eq!(hv(&r, "content-type"), "text/html; charset=utf-8");
+            assert!(
+                String::from_utf8_lossy(&body(r)).contains("Not found"),
+                "{p}"
+            );
+        }
+        let r = get(&s, "GET", "/articles/plain", &[]);
+        assert_eq!(r.status(), 301);
+        assert_eq!(hv(&r, "location"), "/articles/plain/");
+    }
+
+    /// /healthz and /metrics answer; metrics count requests by class and status.
+    #[test]
+    fn health_and_metrics() {
+        let s = site();
+        let m = Metrics::default();
+        let cc = cache_control(60);
+        let req = |p: &str| Request::builder().uri(p).body(()).unwrap();
+        assert_eq!(respond(&req("/healthz"), &s, &m, &cc).status(), 200);
+        respond(&req("/rss.xml"), &s, &m, &cc);
+        respond(&req("/nope"), &s, &m, &cc);
+        let t = String::from_utf8(body(respond(&req("/metrics"), &s, &m, &cc)).to_vec()).unwrap();
+        assert!(
+            t.contains("herald_http_requests_total{route=\"feed\",status=\"200\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("herald_http_requests_total{route=\"other\",status=\"404\"} 1"),
+            "{t}"
+        );
+        assert!(
+            t.contains("herald_http_requests_total{route=\"health\",status=\"200\"} 1"),
+            "{t}"
+        );
+    }
+}
