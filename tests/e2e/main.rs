@@ -1,0 +1,6 @@
+//! End-to-end tests: the real `herald` binary on real files in temporary
+//! directories. One test binary; one module per area.
+
+mod build;
+mod util;
+mod validate;
