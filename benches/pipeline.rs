@@ -1,1 +1,120 @@
-fn main() {}
+//! Criterion benches of the build pipeline's pure stages, on generated
+//! articles that look like the real content (`benches/corpus/mod.rs`, the
+//! same generator `examples/gen_corpus.rs` writes to disk):
+//!
+//! - `parse/column`, `parse/markdown`: one 4–6 KB file → `Article`;
+//! - `render/{rss,atom,json}_50`: the main feed with 50 full-text items;
+//! - `site/build_cold_1000`: `SiteBuilder::build` over 1,000 articles with
+//!   an empty cache (every feed and page rendered and gzipped);
+//! - `site/build_unchanged_1000`: the same builder again with nothing
+//!   changed (the daemon's rebuild after an event that changed nothing).
+//!
+//! Run with `cargo bench --bench pipeline`; see `benches/README.md`.
+
+#[path = "corpus/mod.rs"]
+mod corpus;
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use herald::article::Article;
+use herald::parse::{parse, ParseCtx};
+use herald::render::{self, Body, Settings};
+use herald::site::SiteBuilder;
+
+fn ctx() -> ParseCtx {
+    ParseCtx {
+        tz: "Asia/Shanghai".parse().expect("known zone"),
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        title: "Herald bench".into(),
+        description: "Generated articles".into(),
+        base_url: "https://news.example.org/".into(),
+        language: "en".into(),
+        author: "Desk".into(),
+        max_items: 50,
+        rss_body: Body::Full,
+        atom_body: Body::Full,
+        json_body: Body::Full,
+        ttl_minutes: 5,
+        feed_id_prefix: "tag:news.example.org,2022-05-01:".into(),
+        generator: "Herald bench".into(),
+    }
+}
+
+/// Articles 0..n of a mixed corpus, parsed, with ids as the library would
+/// assign them, newest first.
+fn articles(n: u64) -> Vec<Arc<Article>> {
+    let ctx = ctx();
+    let mut out: Vec<Arc<Article>> = (0..n)
+        .map(|i| {
+            let d = corpus::article(i, corpus::Mix::Mixed);
+            let mut a = parse(Path::new(&d.rel), &d.text, &ctx)
+                .expect("generated articles parse")
+                .expect("generated articles are not drafts");
+            a.id = format!(
+                "tag:news.example.org,{}:{}",
+                a.published.format("%Y-%m-%d"),
+                a.slug
+            );
+            Arc::new(a)
+        })
+        .collect();
+    out.sort_by(|a, b| b.published.cmp(&a.published).then(a.slug.cmp(&b.slug)));
+    out
+}
+
+fn bench_parse(c: &mut Criterion) {
+    let ctx = ctx();
+    let mut g = c.benchmark_group("parse");
+    let col = corpus::column(7);
+    g.throughput(Throughput::Bytes(col.text.len() as u64));
+    g.bench_function("column", |b| {
+        b.iter(|| parse(Path::new(&col.rel), black_box(&col.text), &ctx))
+    });
+    let md = corpus::markdown(8, false);
+    g.throughput(Throughput::Bytes(md.text.len() as u64));
+    g.bench_function("markdown", |b| {
+        b.iter(|| parse(Path::new(&md.rel), black_box(&md.text), &ctx))
+    });
+    g.finish();
+}
+
+fn bench_render(c: &mut Criterion) {
+    let s = settings();
+    let arts = articles(50);
+    let feed = render::feeds(&arts, &s).swap_remove(0);
+    assert_eq!(feed.items.len(), 50);
+    let mut g = c.benchmark_group("render");
+    g.bench_function("rss_50", |b| b.iter(|| render::rss(black_box(&feed), &s)));
+    g.bench_function("atom_50", |b| b.iter(|| render::atom(black_box(&feed), &s)));
+    g.bench_function("json_50", |b| b.iter(|| render::json(black_box(&feed), &s)));
+    g.finish();
+}
+
+fn bench_site(c: &mut Criterion) {
+    let s = settings();
+    let arts = articles(1000);
+    let now = UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    let mut g = c.benchmark_group("site");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(arts.len() as u64));
+    g.bench_function("build_cold_1000", |b| {
+        b.iter(|| SiteBuilder::default().build(black_box(&arts), 0, &s, now))
+    });
+    let mut warm = SiteBuilder::default();
+    warm.build(&arts, 0, &s, now);
+    g.bench_function("build_unchanged_1000", |b| {
+        b.iter(|| warm.build(black_box(&arts), 0, &s, SystemTime::now()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_parse, bench_render, bench_site);
+criterion_main!(benches);
