@@ -132,7 +132,7 @@ fn report(view: &View) {
 
 /// `herald check`: parse everything, print every problem, write nothing.
 pub fn check_command(c: &Config) -> u8 {
-    init_logging(c, true);
+    init_logging(c);
     let mut lib = match open_library(c) {
         Ok(l) => l,
         Err(e) => {
@@ -166,7 +166,7 @@ pub fn check_command(c: &Config) -> u8 {
 
 /// `herald build`: publish once into the output directory.
 pub fn build_command(c: &Config) -> u8 {
-    init_logging(c, true);
+    init_logging(c);
     match build_once(c) {
         Ok(view) if view.rejected.is_empty() => EXIT_OK,
         Ok(_) => EXIT_BAD_CONTENT,
@@ -220,12 +220,15 @@ fn build_once(c: &Config) -> Result<View, (u8, anyhow::Error)> {
 /// (`JOURNAL_STREAM` set) no timestamps and `<N>` syslog priority
 /// prefixes; JSON with `log_format = "json"`. `RUST_LOG` wins over
 /// `log_level`.
-pub fn init_logging(c: &Config, _cli: bool) {
+pub fn init_logging(c: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&c.log_level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = match c.log_format {
         LogFormat::Json => builder.json().with_current_span(false).try_init(),
         LogFormat::Human if std::env::var_os("JOURNAL_STREAM").is_some() => {
@@ -271,7 +274,7 @@ enum Control {
 
 /// `herald serve`: exit code after shutdown.
 pub fn serve_command(c: Config, config_path: Option<PathBuf>, overrides: Overrides) -> u8 {
-    init_logging(&c, false);
+    init_logging(&c);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
@@ -347,6 +350,9 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
         tokio::net::TcpListener::from_std(std_listener).map_err(|e| Fatal(EXIT_BIND, e.into()))?;
 
     // First snapshot, before READY=1.
+    // Watch before the first scan, so nothing written in between is missed.
+    let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+    let watcher = start_watcher(&c.content_dir, &tx);
     let mut pubr = Publisher::open(c.clone()).map_err(fatal(EXIT_RUNTIME))?;
     let first = tokio::task::block_in_place(|| pubr.first_publish())?;
     let shared = Arc::new(crate::server::Shared::new(first, c.cache_max_age));
@@ -368,13 +374,12 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
         "listening on http://{addr}/"
     );
 
-    let (tx, rx) = std::sync::mpsc::channel::<Msg>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let loop_thread = {
         let tx = tx.clone();
         std::thread::Builder::new()
             .name("herald-publish".into())
-            .spawn(move || pubr.run(rx, tx, config_path, overrides))
+            .spawn(move || pubr.run(watcher, rx, tx, config_path, overrides))
             .map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?
     };
     notify(&[
@@ -442,6 +447,24 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the watcher for `root`, queueing its events for the loop. On
+/// failure the loop still runs; the verification pass finds changes.
+fn start_watcher(
+    root: &std::path::Path,
+    tx: &std::sync::mpsc::Sender<Msg>,
+) -> Option<crate::watch::Watcher> {
+    let tx = tx.clone();
+    match crate::watch::Watcher::new(root, move |c| {
+        let _ = tx.send(Msg::Fs(c));
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(path = %root.display(), "cannot watch content; relying on the verification pass: {e}");
+            None
+        }
+    }
 }
 
 /// Messages to the publish loop.
@@ -517,27 +540,38 @@ impl Publisher {
         let report = site::write_to(site, &self.config.output_dir, only);
         match report.errors.first() {
             Some(e) => {
-                let msg = format!(
-                    "cannot write {}: {e} ({} files); serving continues from memory",
-                    self.config.output_dir.display(),
-                    report.errors.len()
-                );
-                if self.write_failing.as_deref() != Some(&msg) {
-                    tracing::error!("{msg}");
+                // Logged when the failure starts or changes kind, not on
+                // every publish while the disk stays full.
+                let key = format!("output:{:?}", e.source.kind());
+                if self.write_failing.as_deref() != Some(&key) {
+                    tracing::error!(
+                        "cannot write {}: {e} ({} files failed); serving continues from memory",
+                        self.config.output_dir.display(),
+                        report.errors.len()
+                    );
                 }
-                self.write_failing = Some(msg);
+                self.write_failing = Some(key);
             }
             None => {
-                if self.write_failing.take().is_some() {
+                if self
+                    .write_failing
+                    .as_deref()
+                    .is_some_and(|k| k.starts_with("output:"))
+                {
+                    self.write_failing = None;
                     tracing::info!(output = %self.config.output_dir.display(), "writing the output directory works again");
                 }
             }
         }
+        self.save_state();
+    }
+
+    fn save_state(&mut self) {
         if let Err(e) = self.lib.state_mut().save(&self.config.state_dir) {
-            let msg = format!("cannot save state: {e}");
-            if self.write_failing.as_deref() != Some(&msg) {
-                tracing::error!("{msg}");
-                self.write_failing = Some(msg);
+            let key = format!("state:{e}");
+            if self.write_failing.as_deref() != Some(&key) {
+                tracing::error!("cannot save state: {e}");
+                self.write_failing = Some(key);
             }
         }
     }
@@ -580,8 +614,8 @@ impl Publisher {
         );
         if !changed.is_empty() {
             self.write(&site, Some(&changed));
-        } else if let Err(e) = self.lib.state_mut().save(&self.config.state_dir) {
-            tracing::error!("cannot save state: {e}");
+        } else {
+            self.save_state();
         }
         notify(&[sd_notify::NotifyState::Status(&format!(
             "{} articles, {} rejected; last rebuild {:.1} ms ({reason})",
@@ -593,37 +627,16 @@ impl Publisher {
 
     fn run(
         mut self,
+        mut watcher: Option<crate::watch::Watcher>,
         rx: std::sync::mpsc::Receiver<Msg>,
         tx: std::sync::mpsc::Sender<Msg>,
         config_path: Option<PathBuf>,
         overrides: Overrides,
     ) -> anyhow::Result<()> {
-        use crate::watch::{Change, Pending, Watcher};
+        use crate::watch::Pending;
         use std::sync::mpsc::RecvTimeoutError;
         use std::time::Duration;
 
-        let make_watcher = |root: &std::path::Path| {
-            let (ftx, frx) = std::sync::mpsc::channel::<Change>();
-            let fwd = tx.clone();
-            std::thread::Builder::new()
-                .name("herald-watch-fwd".into())
-                .spawn(move || {
-                    while let Ok(c) = frx.recv() {
-                        if fwd.send(Msg::Fs(c)).is_err() {
-                            break;
-                        }
-                    }
-                })
-                .ok();
-            match Watcher::new(root, ftx) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    tracing::error!(path = %root.display(), "cannot watch content; relying on the verification pass: {e}");
-                    None
-                }
-            }
-        };
-        let mut watcher = make_watcher(&self.config.content_dir);
         let mut pending = Pending::default();
         let mut verify_at = Instant::now() + self.config.verify_interval;
         let mut watchdog_usec = 0u64;
@@ -679,7 +692,7 @@ impl Publisher {
                     let root_before = self.config.content_dir.clone();
                     self.reload(config_path.as_deref(), &overrides);
                     if self.config.content_dir != root_before {
-                        watcher = make_watcher(&self.config.content_dir);
+                        watcher = start_watcher(&self.config.content_dir, &tx);
                         pending = Pending::default();
                     }
                     self.rescan("reload");

@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
@@ -67,12 +66,17 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Starts watching `root`; events go to `tx` as [`Change`]s.
+    /// Starts watching `root`; each event is handed to `on_change` (on the
+    /// watcher's own thread, so it must only queue it).
     ///
     /// # Errors
     /// The watcher cannot be created (e.g. the inotify instance limit).
-    pub fn new(root: &Path, tx: Sender<Change>) -> notify::Result<Watcher> {
-        let root_abs = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    pub fn new(
+        root: &Path,
+        on_change: impl Fn(Change) + Send + 'static,
+    ) -> notify::Result<Watcher> {
+        let root_abs = std::fs::canonicalize(root)
+            .unwrap_or_else(|_| std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()));
         let inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             let msg = match res {
                 Ok(ev) if ev.need_rescan() => {
@@ -84,7 +88,7 @@ impl Watcher {
                 },
                 Err(e) => Change::Rescan(format!("watcher error: {e}")),
             };
-            let _ = tx.send(msg);
+            on_change(msg);
         })?;
         let mut w = Watcher {
             inner,

@@ -2,5 +2,7 @@
 //! directories. One test binary; one module per area.
 
 mod build;
+mod live;
+mod serve;
 mod util;
 mod validate;
