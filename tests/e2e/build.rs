@@ -906,3 +906,70 @@ fn shipped_example_config_is_valid() {
         run.stdout
     );
 }
+
+/// A file moved away while a new file takes its old path: the moved
+/// article keeps its id (same content under a new path is the same
+/// article) and the newcomer gets a fresh one.
+#[test]
+#[ignore = "known bug: the state matches by path before content, so the newcomer takes the moved article's id"]
+fn moved_article_keeps_id_when_a_new_file_takes_its_path() {
+    let ws = Workspace::new();
+    ws.write(
+        "content/latest.txt",
+        "May 1, 2025, noon\n\nWorld\n\nStory X\n\nX body.\n",
+    );
+    ws.herald(&["build"]).expect_code(0);
+    std::fs::rename(
+        ws.path("content/latest.txt"),
+        ws.path("content/story-x.txt"),
+    )
+    .expect("move");
+    ws.write(
+        "content/latest.txt",
+        "May 2, 2025, noon\n\nWorld\n\nStory Y\n\nY body.\n",
+    );
+    ws.herald(&["build"]).expect_code(0);
+    let f = parse_feed(&ws, "feed.json");
+    let got: Vec<(&str, &str)> = f
+        .entries
+        .iter()
+        .map(|e| (title(e), e.id.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("Story Y", "tag:127.0.0.1,2025-05-02:latest"),
+            ("Story X", "tag:127.0.0.1,2025-05-01:latest"),
+        ]
+    );
+}
+
+/// Log lines written to a file or pipe carry no terminal colour codes.
+#[test]
+#[ignore = "known bug: tracing's ANSI colours are on even when stderr is not a terminal"]
+fn logs_to_a_file_have_no_colour_codes() {
+    let ws = clean_site();
+    let mut cmd = std::process::Command::new(crate::util::HERALD);
+    cmd.args(["--config", "herald.toml", "build"])
+        .current_dir(ws.root())
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM");
+    let out = cmd.output().expect("run herald");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("build finished"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "escape codes in {stderr:?}");
+}
+
+/// A fatal error is one line naming its cause once.
+#[test]
+#[ignore = "known bug: errors whose Display already includes their source print the cause twice with {:#}"]
+fn fatal_errors_name_their_cause_once() {
+    let ws = Workspace::new();
+    let run = ws.herald(&["--content", "missing", "build"]);
+    run.expect_code(3);
+    assert_eq!(
+        run.stderr,
+        "herald: missing: content directory cannot be read: No such file or directory (os error 2)\n"
+    );
+}
