@@ -342,6 +342,13 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 }
 
 async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) -> Result<(), Fatal> {
+    // Signal handlers first: a `systemctl reload` right after READY=1 must
+    // not meet SIGHUP's default action (terminate). SIGHUP reloads; the
+    // first SIGTERM/SIGINT stops gracefully, a second one exits at once.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     let std_listener = listener(&c)?;
     let addr = std_listener
         .local_addr()
@@ -403,12 +410,6 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
         ))
     };
 
-    // Signals: SIGHUP reloads; the first SIGTERM/SIGINT stops gracefully,
-    // a second one exits at once.
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -465,6 +466,18 @@ fn start_watcher(
             None
         }
     }
+}
+
+/// Half of `WATCHDOG_USEC` when systemd's watchdog is on for this process
+/// (sd_watchdog_enabled(3): `WATCHDOG_PID`, when set, must be our pid).
+fn watchdog_interval() -> Option<std::time::Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| std::time::Duration::from_micros(usec / 2))
 }
 
 /// Messages to the publish loop.
@@ -639,9 +652,7 @@ impl Publisher {
 
         let mut pending = Pending::default();
         let mut verify_at = Instant::now() + self.config.verify_interval;
-        let mut watchdog_usec = 0u64;
-        let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
-            .then(|| Duration::from_micros(watchdog_usec / 2));
+        let watchdog = watchdog_interval();
         let mut ping_at = Instant::now();
         let mut root_missing = false;
 

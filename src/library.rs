@@ -84,7 +84,7 @@ pub struct Library {
 
 /// Outcome of reading one file.
 enum Read {
-    Parsed(Stamp, Option<Article>),
+    Parsed(Stamp, Option<Box<Article>>),
     Failed(Stamp, ParseError),
 }
 
@@ -280,7 +280,7 @@ impl Library {
                             p,
                             FileEntry {
                                 stamp,
-                                article: Some(Arc::new(a)),
+                                article: Some(Arc::from(a)),
                                 error: None,
                             },
                         );
@@ -418,7 +418,7 @@ fn read_one(p: &Path, ctx: &ParseCtx) -> Read {
     // next event (or verification pass) sees a newer stamp and reads again.
     let result = parse::decode(p, &bytes).and_then(|text| parse::parse(p, text, ctx));
     match result {
-        Ok(a) => Read::Parsed(stamp, a),
+        Ok(a) => Read::Parsed(stamp, a.map(Box::new)),
         Err(e) => Read::Failed(stamp, e),
     }
 }

@@ -262,77 +262,63 @@ pub fn respond<B>(
     metrics: &Metrics,
     cache_control: &HeaderValue,
 ) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
-    let (class, resp) = match route(req, site, metrics, cache_control) {
-        Ok((route, r)) => (class_of(route), r),
-        Err(r) => (class_of(path), r),
-    };
-    metrics.request(class, resp.status().as_u16());
+    let resp = route(req, site, metrics, cache_control);
+    let p = req.uri().path();
+    let p = p.strip_suffix("index.html").filter(|x| x.ends_with('/')).unwrap_or(p);
+    metrics.request(class_of(p), resp.status().as_u16());
     resp
 }
 
-fn route<'r, B>(
-    req: &'r Request<B>,
+fn route<B>(
+    req: &Request<B>,
     site: &Site,
     metrics: &Metrics,
     cache_control: &HeaderValue,
-) -> Result<(&'r str, Response<Full<Bytes>>), Response<Full<Bytes>>> {
+) -> Response<Full<Bytes>> {
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
         _ => {
-            let mut r = plain(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed: use GET or HEAD\n",
-            );
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return Err(r);
+            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use GET or HEAD\n");
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return r;
         }
     };
     let raw = req.uri().path();
+    let lower = raw.to_ascii_lowercase();
+    // Routes are map keys, so nothing here can reach the disk; these are
+    // refused outright so that no alias of a route is ever served.
     if raw.contains("..")
         || raw.contains('\\')
         || raw.contains('\0')
-        || raw.to_ascii_lowercase().contains("%2e")
-        || raw.to_ascii_lowercase().contains("%5c")
-        || raw.contains("%00")
         || raw.contains("//")
+        || lower.contains("%2e")
+        || lower.contains("%5c")
+        || lower.contains("%00")
+        || lower.contains("%2f")
     {
-        return Err(not_found(site, head));
+        return not_found(site, head);
     }
-    let path = raw
-        .strip_suffix("index.html")
-        .filter(|p| p.ends_with('/'))
-        .unwrap_or(raw);
+    let path = raw.strip_suffix("index.html").filter(|p| p.ends_with('/')).unwrap_or(raw);
     match path {
         "/healthz" => {
             let mut r = plain(StatusCode::OK, if head { "" } else { "ok\n" });
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return Ok((path, r));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return r;
         }
         "/metrics" => {
             let mut body = metrics.render();
             let _ = std::fmt::Write::write_fmt(
                 &mut body,
-                format_args!(
-                    "# TYPE herald_site_routes gauge\nherald_site_routes {}\n",
-                    site.len()
-                ),
+                format_args!("# TYPE herald_site_routes gauge\nherald_site_routes {}\n", site.len()),
             );
-            let mut r = Response::new(Full::new(if head {
-                Bytes::new()
-            } else {
-                Bytes::from(body)
-            }));
+            let mut r = Response::new(Full::new(if head { Bytes::new() } else { Bytes::from(body) }));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
             );
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return Ok((path, r));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return r;
         }
         _ => {}
     }
@@ -343,11 +329,11 @@ fn route<'r, B>(
             if let Ok(v) = HeaderValue::from_str(&with_slash) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
-            return Ok((path, r));
+            return r;
         }
-        return Err(not_found(site, head));
+        return not_found(site, head);
     };
-    Ok((path, serve_asset(req.headers(), asset, head, cache_control)))
+    serve_asset(req.headers(), asset, head, cache_control)
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -689,7 +675,8 @@ mod tests {
         let old = "Thu, 01 Jan 2015 00:00:00 GMT";
         let weak = format!("W/{}", a.etag);
         let list = format!("\"x\", {}", a.etag);
-        let cases: Vec<(&str, Vec<(&str, &str)>, u16)> = vec![
+        type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+        let cases: Vec<Case<'_>> = vec![
             ("inm exact", vec![("if-none-match", &a.etag)], 304),
             ("inm weak", vec![("if-none-match", &weak)], 304),
             ("inm list", vec![("if-none-match", &list)], 304),

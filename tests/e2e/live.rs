@@ -16,7 +16,7 @@ use crate::util::{Workspace, HERALD};
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Config for tests: short timers so changes show quickly.
-pub const FAST_CONFIG: &str = "base_url = \"https://news.example.org/\"\nlisten = \"127.0.0.1:0\"\ndebounce_ms = 30\nsettle_max_ms = 1500\nverify_interval_secs = 3600\nshutdown_grace_secs = 5\n";
+pub const FAST_CONFIG: &str = "base_url = \"https://news.example.org/\"\ndebounce_ms = 30\nsettle_max_ms = 1500\nverify_interval_secs = 3600\nshutdown_grace_secs = 5\n";
 
 /// The daemon under test.
 pub struct TestDaemon {
@@ -63,22 +63,39 @@ impl TestDaemon {
         extra_config: &str,
         adjust: impl FnOnce(&mut Command),
     ) -> TestDaemon {
-        ws.write("herald.toml", format!("{FAST_CONFIG}{extra_config}"));
         let mut cmd = Command::new(HERALD);
-        cmd.args(["--config", "herald.toml", "serve"])
-            .current_dir(ws.root())
+        cmd.args(["--config", "herald.toml", "serve"]);
+        adjust(&mut cmd);
+        Self::start_cmd(ws, extra_config, cmd)
+    }
+
+    /// Runs `cmd` (which must end up exec'ing `herald --config herald.toml
+    /// serve`) in the workspace, with a clean environment, stderr captured.
+    pub fn start_cmd(ws: Workspace, extra_config: &str, mut cmd: Command) -> TestDaemon {
+        let listen = if extra_config.contains("listen =") {
+            ""
+        } else {
+            "listen = \"127.0.0.1:0\"\n"
+        };
+        ws.write(
+            "herald.toml",
+            format!("{FAST_CONFIG}{listen}{extra_config}"),
+        );
+        cmd.current_dir(ws.root())
             .env_remove("RUST_LOG")
             .env_remove("HERALD_CONFIG")
             .env_remove("JOURNAL_STREAM")
-            .env_remove("NOTIFY_SOCKET")
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_PID")
-            .env_remove("WATCHDOG_USEC")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        adjust(&mut cmd);
+        // A test that sets NOTIFY_SOCKET itself keeps it; otherwise one
+        // inherited from the environment must not reach the daemon.
+        if !cmd.get_envs().any(|(k, _)| k == "NOTIFY_SOCKET") {
+            cmd.env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC");
+        }
         let mut child = cmd.spawn().expect("spawn herald serve");
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(String::new()));

@@ -4,5 +4,6 @@
 mod build;
 mod live;
 mod serve;
+mod service;
 mod util;
 mod validate;
