@@ -2,8 +2,6 @@
 //! `content/`, `feeds/` and `state/`, the real `herald` binary run inside
 //! it with a deadline, fixture copying, and readers for what it wrote.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
