@@ -168,12 +168,12 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{}: cannot read config: {source}", path.display())]
+    #[error("{}: cannot read config: {error}", path.display())]
     Read {
         /// The config file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A key is unknown, has the wrong type or a bad value.
     #[error("{}:{line}: {message}", path.display())]
@@ -196,9 +196,9 @@ impl Config {
         match path {
             None => Ok(Config::default()),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                let text = std::fs::read_to_string(p).map_err(|error| ConfigError::Read {
                     path: p.into(),
-                    source,
+                    error,
                 })?;
                 Config::from_toml(p, &text)
             }

@@ -152,7 +152,7 @@ pub fn check_command(c: &Config) -> u8 {
         println!("warning: {w}");
     }
     println!(
-        "{} articles ok, {} files rejected, {} warnings",
+        "{} articles ok, {} file(s) rejected, {} warning(s)",
         view.articles.len(),
         view.rejected.len(),
         view.warnings.len()
@@ -555,7 +555,7 @@ impl Publisher {
             Some(e) => {
                 // Logged when the failure starts or changes kind, not on
                 // every publish while the disk stays full.
-                let key = format!("output:{:?}", e.source.kind());
+                let key = format!("output:{:?}", e.error.kind());
                 if self.write_failing.as_deref() != Some(&key) {
                     tracing::error!(
                         "cannot write {}: {e} ({} files failed); serving continues from memory",

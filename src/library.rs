@@ -51,12 +51,12 @@ struct FileEntry {
 
 /// The content directory is gone or unreadable.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: content directory cannot be read: {source}", path.display())]
+#[error("{}: content directory cannot be read: {error}", path.display())]
 pub struct RootError {
     /// The content directory.
     pub path: PathBuf,
     /// Why.
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 /// What the renderers see: the published articles and what was left out.
@@ -147,9 +147,9 @@ impl Library {
                     Err(std::io::Error::other("not a directory"))
                 }
             })
-            .map_err(|source| RootError {
+            .map_err(|error| RootError {
                 path: self.root.clone(),
-                source,
+                error,
             })?;
         let root = self.root.clone();
         Ok(self.sync_subtree(&root))
@@ -161,9 +161,9 @@ impl Library {
     /// # Errors
     /// As [`Library::scan`].
     pub fn apply(&mut self, paths: &[PathBuf]) -> Result<bool, RootError> {
-        std::fs::metadata(&self.root).map_err(|source| RootError {
+        std::fs::metadata(&self.root).map_err(|error| RootError {
             path: self.root.clone(),
-            source,
+            error,
         })?;
         let mut changed = false;
         let mut done: HashSet<&Path> = HashSet::new();
@@ -360,18 +360,23 @@ impl Library {
         }
         owners.sort();
 
-        let alive: HashSet<String> = paths.iter().map(|p| rel(&self.root, p)).collect();
-        for p in owners {
-            let r = rel(&self.root, &p);
-            let Some(f) = self.files.get_mut(&p) else {
+        let items: Vec<(String, Arc<Article>)> = owners
+            .iter()
+            .filter_map(|p| {
+                self.files
+                    .get(p)
+                    .and_then(|f| f.article.clone())
+                    .map(|a| (rel(&self.root, p), a))
+            })
+            .collect();
+        let refs: Vec<(String, &Article)> = items.iter().map(|(r, a)| (r.clone(), &**a)).collect();
+        let identities = self.state.identify_all(&refs, &self.authority, now_fixed);
+        drop(refs);
+        drop(items);
+        for (p, (id, updated)) in owners.iter().zip(identities) {
+            let Some(a) = self.files.get_mut(p).and_then(|f| f.article.as_mut()) else {
                 continue;
             };
-            let Some(a) = f.article.as_mut() else {
-                continue;
-            };
-            let (id, updated) = self
-                .state
-                .identify(a, &r, &self.authority, now_fixed, |q| alive.contains(q));
             if a.id != id || a.updated != updated {
                 let m = Arc::make_mut(a);
                 m.id = id;

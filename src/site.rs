@@ -458,12 +458,12 @@ impl SiteBuilder {
 
 /// A file under the output directory that could not be written.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {source}", path.display())]
+#[error("{}: {error}", path.display())]
 pub struct WriteError {
     /// The file.
     pub path: PathBuf,
     /// Why.
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 /// What [`write_to`] did.
@@ -519,16 +519,16 @@ fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool, WriteErro
     if same && gz_ok {
         return Ok(false);
     }
-    let err = |source| WriteError {
+    let err = |error| WriteError {
         path: path.clone(),
-        source,
+        error,
     };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(err)?;
     }
-    atomic_write(&gz, &asset.gzip, asset.last_modified).map_err(|source| WriteError {
+    atomic_write(&gz, &asset.gzip, asset.last_modified).map_err(|error| WriteError {
         path: gz.clone(),
-        source,
+        error,
     })?;
     atomic_write(&path, &asset.body, asset.last_modified).map_err(err)?;
     Ok(true)
@@ -639,6 +639,26 @@ mod tests {
             assert_ne!(a.etag, a.etag_gzip);
         }
         assert_eq!(changed.len(), site.len());
+    }
+
+    /// The per-thread deflate state is reset between documents: a large
+    /// document (several output buffer growths) followed by small ones at
+    /// both levels all give valid gzip members of exactly their input.
+    #[test]
+    fn gzip_state_reused() {
+        let big: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
+            .collect();
+        let docs: [&[u8]; 4] = [&big, b"<p>small</p>", b"", &big[..1000]];
+        for level in [1, 6, 1] {
+            for d in docs {
+                let z = gzip(d, level);
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&z[..]), &mut out)
+                    .unwrap();
+                assert_eq!(out, d, "level {level}, {} bytes", d.len());
+            }
+        }
     }
 
     /// A rebuild with the same input renders nothing; an edit re-renders only

@@ -4,7 +4,7 @@
 //! rename) to `state_dir/state.json`, never into the output directory.
 //! Uses nothing else of Herald's but the `Article` model.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -20,20 +20,20 @@ const VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Reading or writing failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The state file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file exists but is not a Herald state file.
-    #[error("{}: not a valid state file ({source}); move it away to start afresh, which gives every article a new id", path.display())]
+    #[error("{}: not a valid state file ({error}); move it away to start afresh, which gives every article a new id", path.display())]
     Corrupt {
         /// The state file.
         path: PathBuf,
         /// Why.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 }
 
@@ -79,10 +79,10 @@ impl State {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(source) => return Err(StateError::Io { path, source }),
+            Err(error) => return Err(StateError::Io { path, error }),
         };
-        let disk: Disk = serde_json::from_slice(&bytes)
-            .map_err(|source| StateError::Corrupt { path, source })?;
+        let disk: Disk =
+            serde_json::from_slice(&bytes).map_err(|error| StateError::Corrupt { path, error })?;
         let mut s = State {
             disk,
             ..State::default()
@@ -106,9 +106,9 @@ impl State {
         }
         self.disk.version = VERSION;
         let path = dir.join(FILE);
-        let io = |source| StateError::Io {
+        let io = |error| StateError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         let json = serde_json::to_vec_pretty(&self.disk)
@@ -188,96 +188,127 @@ impl State {
             .is_some_and(|e| e.slug == slug)
     }
 
-    /// Gives `a` its stable id and `updated`, recording it. `rel` is its
-    /// path relative to the content directory; `alive` says whether some
-    /// other article file currently exists at a path (an entry whose file is
-    /// gone may be claimed by a renamed or moved file).
+    /// Gives every published article its stable id and `updated`, and
+    /// records them. `items` holds each article with its path relative to
+    /// the content directory.
     ///
-    /// Lookup order: front-matter id, same path, same content at a vanished
-    /// path (rename/move), same slug at a vanished path (delete and
-    /// re-create). A new article gets
-    /// `tag:<authority>,<published date>:<slug>`.
-    pub fn identify(
+    /// Matching is global, strongest evidence first, and an entry is
+    /// claimed by one article only:
+    /// 1. the front-matter `id`;
+    /// 2. same path and same content (nothing happened);
+    /// 3. same content (a rename or move, even if a new file now sits at
+    ///    the old path);
+    /// 4. same path (an edit in place);
+    /// 5. same slug (deleted and written again, perhaps as `.md`).
+    ///
+    /// Anything else is new and gets `tag:<authority>,<published date>:<slug>`.
+    /// `updated` moves to `now` when a known article's content hash changed.
+    pub fn identify_all(
         &mut self,
-        a: &Article,
-        rel: &str,
+        items: &[(String, &Article)],
         authority: &str,
         now: DateTime<FixedOffset>,
-        alive: impl Fn(&str) -> bool,
-    ) -> (String, DateTime<FixedOffset>) {
-        let hash = format!("{:032x}", a.hash);
-        let vanished = |s: &State, id: &String| {
-            s.disk
-                .articles
-                .get(id)
-                .is_some_and(|e| e.path == rel || !alive(&e.path))
+    ) -> Vec<(String, DateTime<FixedOffset>)> {
+        let hashes: Vec<String> = items
+            .iter()
+            .map(|(_, a)| format!("{:032x}", a.hash))
+            .collect();
+        let mut found: Vec<Option<String>> = vec![None; items.len()];
+        let mut claimed: HashSet<String> = HashSet::with_capacity(items.len());
+        let claim = |found: &mut Option<String>, id: &String, claimed: &mut HashSet<String>| {
+            if found.is_none() && !claimed.contains(id) {
+                claimed.insert(id.clone());
+                *found = Some(id.clone());
+            }
         };
-        let found = if !a.id.is_empty() {
-            Some(a.id.clone())
-        } else if let Some(id) = self.by_path.get(rel) {
-            Some(id.clone())
-        } else if let Some(id) = self
-            .by_hash
-            .get(&hash)
-            .and_then(|ids| ids.iter().find(|id| vanished(self, id)))
-        {
-            Some(id.clone())
-        } else {
-            self.by_slug
-                .get(&a.slug)
-                .and_then(|ids| ids.iter().find(|id| vanished(self, id)))
-                .cloned()
-        };
+        for (i, (_, a)) in items.iter().enumerate() {
+            if !a.id.is_empty() {
+                claim(&mut found[i], &a.id, &mut claimed);
+            }
+        }
+        for (i, (rel, _)) in items.iter().enumerate() {
+            if let Some(id) = self.by_path.get(rel) {
+                if self
+                    .disk
+                    .articles
+                    .get(id)
+                    .is_some_and(|e| e.hash == hashes[i])
+                {
+                    claim(&mut found[i], id, &mut claimed);
+                }
+            }
+        }
+        for (i, h) in hashes.iter().enumerate() {
+            if found[i].is_none() {
+                if let Some(id) = self
+                    .by_hash
+                    .get(h)
+                    .and_then(|ids| ids.iter().find(|id| !claimed.contains(*id)))
+                {
+                    claim(&mut found[i], id, &mut claimed);
+                }
+            }
+        }
+        for (i, (rel, _)) in items.iter().enumerate() {
+            if let Some(id) = self.by_path.get(rel) {
+                claim(&mut found[i], id, &mut claimed);
+            }
+        }
+        for (i, (_, a)) in items.iter().enumerate() {
+            if found[i].is_none() {
+                if let Some(id) = self
+                    .by_slug
+                    .get(&a.slug)
+                    .and_then(|ids| ids.iter().find(|id| !claimed.contains(*id)))
+                {
+                    claim(&mut found[i], id, &mut claimed);
+                }
+            }
+        }
 
-        let (id, mut entry) =
-            match found.and_then(|id| self.disk.articles.get(&id).cloned().map(|e| (id, e))) {
+        let mut out = Vec::with_capacity(items.len());
+        for (i, (rel, a)) in items.iter().enumerate() {
+            let known = found[i]
+                .as_ref()
+                .and_then(|id| self.disk.articles.get(id).map(|e| (id.clone(), e.clone())));
+            let (id, mut entry) = match known {
                 Some((id, e)) => {
                     let mut e2 = e.clone();
-                    if e.hash != hash {
-                        e2.hash = hash;
+                    if e.hash != hashes[i] {
+                        e2.hash = hashes[i].clone();
                         e2.updated = now.max(a.published);
                     }
-                    e2.path = rel.to_string();
+                    e2.path = rel.clone();
                     e2.slug = a.slug.clone();
                     (id, e2)
                 }
                 None => {
-                    let id = if a.id.is_empty() {
-                        self.fresh_id(a, authority)
-                    } else {
-                        a.id.clone()
+                    let id = match &found[i] {
+                        Some(explicit) => explicit.clone(),
+                        None => self.fresh_id(a, authority),
                     };
-                    (
-                        id,
-                        Entry {
-                            slug: a.slug.clone(),
-                            path: rel.to_string(),
-                            hash,
-                            updated: a.published,
-                        },
-                    )
+                    let entry = Entry {
+                        slug: a.slug.clone(),
+                        path: rel.clone(),
+                        hash: hashes[i].clone(),
+                        updated: a.published,
+                    };
+                    (id, entry)
                 }
             };
-        if a.updated_from_file {
-            entry.updated = a.updated;
-        }
-        let updated = entry.updated.max(a.published);
-        if self.disk.articles.get(&id) != Some(&entry) {
-            // A path can belong to one article only: drop a stale claim on it.
-            if let Some(old) = self.by_path.get(rel).cloned() {
-                if old != id {
-                    self.unindex(&old);
-                    if let Some(e) = self.disk.articles.get_mut(&old) {
-                        e.path.clear();
-                    }
-                }
+            if a.updated_from_file {
+                entry.updated = a.updated;
             }
-            self.unindex(&id);
-            self.disk.articles.insert(id.clone(), entry);
-            self.index(&id);
-            self.dirty = true;
+            let updated = entry.updated.max(a.published);
+            if self.disk.articles.get(&id) != Some(&entry) {
+                self.unindex(&id);
+                self.disk.articles.insert(id.clone(), entry);
+                self.index(&id);
+                self.dirty = true;
+            }
+            out.push((id, updated));
         }
-        (id, updated)
+        out
     }
 
     fn fresh_id(&self, a: &Article, authority: &str) -> String {
@@ -329,49 +360,75 @@ mod tests {
     const T1: &str = "2025-06-01T00:00:00+00:00";
     const T2: &str = "2025-07-01T00:00:00+00:00";
 
+    /// Identifies the whole current set of articles (path, article).
+    fn ids(
+        s: &mut State,
+        set: &[(&str, &Article)],
+        at: &str,
+    ) -> Vec<(String, DateTime<FixedOffset>)> {
+        let items: Vec<(String, &Article)> = set.iter().map(|(p, a)| (p.to_string(), *a)).collect();
+        s.identify_all(&items, "e.example", now(at))
+    }
+
     /// A new article gets a tag: id; an edit keeps it and moves `updated`;
     /// an unchanged re-read moves nothing.
     #[test]
     fn id_stable_updated_moves_on_change_only() {
         let mut s = State::default();
         let a = article("x", "one");
-        let (id, up) = s.identify(&a, "x.txt", "example.com", now(T1), |_| true);
-        assert_eq!(id, "tag:example.com,2025-05-22:x");
-        assert_eq!(up, a.published);
+        let first = ids(&mut s, &[("x.txt", &a)], T1);
         assert_eq!(
-            s.identify(&a, "x.txt", "example.com", now(T2), |_| true),
-            (id.clone(), up)
+            first[0],
+            ("tag:e.example,2025-05-22:x".to_string(), a.published)
         );
+        s.dirty = false;
+        assert_eq!(ids(&mut s, &[("x.txt", &a)], T2), first);
+        assert!(!s.is_dirty(), "an unchanged re-read writes nothing");
         let b = article("x", "two");
-        let (id2, up2) = s.identify(&b, "x.txt", "example.com", now(T2), |_| true);
-        assert_eq!(id2, id);
-        assert_eq!(up2, now(T2));
+        let edited = ids(&mut s, &[("x.txt", &b)], T2);
+        assert_eq!(edited[0], (first[0].0.clone(), now(T2)));
     }
 
-    /// A rename (same content, new path, old path gone) keeps the id, even
-    /// when the slug changes; a copy (old path still alive) does not.
+    /// A rename keeps the id, even when the slug changes; a copy beside the
+    /// original gets its own.
     #[test]
     fn rename_keeps_id_copy_does_not() {
         let mut s = State::default();
         let a = article("x", "same");
-        let (id, _) = s.identify(&a, "x.txt", "e", now(T1), |_| true);
+        let id = ids(&mut s, &[("x.txt", &a)], T1)[0].0.clone();
         let moved = article("y", "same");
-        let (id_moved, _) = s.identify(&moved, "sub/y.txt", "e", now(T1), |p| p != "x.txt");
-        assert_eq!(id_moved, id);
+        assert_eq!(ids(&mut s, &[("sub/y.txt", &moved)], T1)[0].0, id);
         let copy = article("z", "same");
-        let (id_copy, _) = s.identify(&copy, "z.txt", "e", now(T1), |_| true);
-        assert_ne!(id_copy, id);
+        let both = ids(&mut s, &[("sub/y.txt", &moved), ("z.txt", &copy)], T1);
+        assert_eq!(both[0].0, id);
+        assert_ne!(both[1].0, id);
     }
 
-    /// Save and load round-trip: ids survive a restart; the file is only
-    /// rewritten when something changed.
+    /// An article moved away while a new file takes its old path: the moved
+    /// article keeps its id (same content), the newcomer gets a fresh one.
+    #[test]
+    fn move_and_new_file_at_old_path() {
+        let mut s = State::default();
+        let x = article("latest", "story x");
+        let id_x = ids(&mut s, &[("latest.txt", &x)], T1)[0].0.clone();
+        let x_moved = article("story-x", "story x");
+        let mut y = article("latest", "story y");
+        y.published = now("2025-05-23T00:00:00+00:00");
+        let got = ids(&mut s, &[("latest.txt", &y), ("story-x.txt", &x_moved)], T2);
+        assert_eq!(got[1].0, id_x);
+        assert_eq!(got[0].0, "tag:e.example,2025-05-23:latest");
+    }
+
+    /// Save and load round-trip: ids survive a restart; the authority is the
+    /// one recorded first.
     #[test]
     fn persists_across_restart() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::default();
         let a = article("x", "b");
         let auth = s.authority(None, "first.example");
-        let (id, up) = s.identify(&a, "x.txt", &auth, now(T1), |_| true);
+        let items = [("x.txt".to_string(), &a)];
+        let first = s.identify_all(&items, &auth, now(T1));
         s.save(dir.path()).unwrap();
         assert!(!s.is_dirty());
         let mut r = State::load(dir.path()).unwrap();
@@ -380,10 +437,7 @@ mod tests {
             "first.example",
             "authority fixed at first publication"
         );
-        assert_eq!(
-            r.identify(&a, "x.txt", "second.example", now(T2), |_| true),
-            (id, up)
-        );
+        assert_eq!(r.identify_all(&items, "second.example", now(T2)), first);
         assert!(!r.is_dirty());
     }
 
@@ -391,9 +445,11 @@ mod tests {
     #[test]
     fn recreate_same_slug_keeps_id() {
         let mut s = State::default();
-        let (id, _) = s.identify(&article("x", "v1"), "x.txt", "e", now(T1), |_| true);
-        let (id2, _) = s.identify(&article("x", "v2"), "x.md", "e", now(T2), |p| p != "x.txt");
-        assert_eq!(id, id2);
+        let id = ids(&mut s, &[("x.txt", &article("x", "v1"))], T1)[0]
+            .0
+            .clone();
+        ids(&mut s, &[], T1);
+        assert_eq!(ids(&mut s, &[("x.md", &article("x", "v2"))], T2)[0].0, id);
     }
 
     /// A corrupt state file is an error that says what to do, not a silent reset.

@@ -15,15 +15,17 @@ pub fn opml(feeds: &[Feed], s: &Settings) -> Vec<u8> {
     );
     for f in feeds {
         for (file, _) in KINDS {
-            let kind = match file {
-                "rss.xml" => "rss",
-                "atom.xml" => "atom",
-                _ => "json",
+            // OPML 2.0 subscription lists say type="rss" whatever the
+            // feed's format; readers skip outlines of other types.
+            let label = match file {
+                "rss.xml" => "RSS",
+                "atom.xml" => "Atom",
+                _ => "JSON Feed",
             };
             let _ = writeln!(
                 out,
-                "    <outline type=\"{kind}\" text=\"{t}\" title=\"{t}\" xmlUrl=\"{x}\" htmlUrl=\"{h}\"/>",
-                t = escape(&f.title),
+                "    <outline type=\"rss\" text=\"{t}\" title=\"{t}\" xmlUrl=\"{x}\" htmlUrl=\"{h}\"/>",
+                t = escape(&format!("{} ({label})", f.title)),
                 x = escape(&s.url(&f.route(file))),
                 h = escape(&f.home(s)),
             );
@@ -46,7 +48,7 @@ mod tests {
         let o = String::from_utf8(opml(&feeds(&articles(), &s), &s)).unwrap();
         assert_eq!(o.matches("<outline ").count(), 9);
         assert!(
-            o.contains("type=\"rss\" text=\"Herald &amp; Co &lt;test&gt;\""),
+            o.contains("type=\"rss\" text=\"Herald &amp; Co &lt;test&gt; (RSS)\""),
             "{o}"
         );
         assert!(
