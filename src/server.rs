@@ -264,7 +264,10 @@ pub fn respond<B>(
 ) -> Response<Full<Bytes>> {
     let resp = route(req, site, metrics, cache_control);
     let p = req.uri().path();
-    let p = p.strip_suffix("index.html").filter(|x| x.ends_with('/')).unwrap_or(p);
+    let p = p
+        .strip_suffix("index.html")
+        .filter(|x| x.ends_with('/'))
+        .unwrap_or(p);
     metrics.request(class_of(p), resp.status().as_u16());
     resp
 }
@@ -279,8 +282,12 @@ fn route<B>(
         Method::GET => false,
         Method::HEAD => true,
         _ => {
-            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use GET or HEAD\n");
-            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            let mut r = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: use GET or HEAD\n",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
     };
@@ -299,25 +306,37 @@ fn route<B>(
     {
         return not_found(site, head);
     }
-    let path = raw.strip_suffix("index.html").filter(|p| p.ends_with('/')).unwrap_or(raw);
+    let path = raw
+        .strip_suffix("index.html")
+        .filter(|p| p.ends_with('/'))
+        .unwrap_or(raw);
     match path {
         "/healthz" => {
             let mut r = plain(StatusCode::OK, if head { "" } else { "ok\n" });
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return r;
         }
         "/metrics" => {
             let mut body = metrics.render();
             let _ = std::fmt::Write::write_fmt(
                 &mut body,
-                format_args!("# TYPE herald_site_routes gauge\nherald_site_routes {}\n", site.len()),
+                format_args!(
+                    "# TYPE herald_site_routes gauge\nherald_site_routes {}\n",
+                    site.len()
+                ),
             );
-            let mut r = Response::new(Full::new(if head { Bytes::new() } else { Bytes::from(body) }));
+            let mut r = Response::new(Full::new(if head {
+                Bytes::new()
+            } else {
+                Bytes::from(body)
+            }));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
             );
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return r;
         }
         _ => {}
@@ -349,7 +368,7 @@ fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 fn not_found(site: &Site, head: bool) -> Response<Full<Bytes>> {
     let body = site
         .not_found()
-        .map_or_else(|| Bytes::from_static(b"not found\n"), |a| a.body.clone());
+        .map_or_else(|| Bytes::from_static(b"not found\n"), |a| a.body());
     let len = body.len();
     let mut r = Response::new(Full::new(if head { Bytes::new() } else { body }));
     *r.status_mut() = StatusCode::NOT_FOUND;
@@ -485,22 +504,19 @@ fn serve_asset(
     head: bool,
     cache_control: &HeaderValue,
 ) -> Response<Full<Bytes>> {
-    let gzip = accepts_gzip(headers) && asset.gzip.len() < asset.body.len();
-    let (body, etag) = if gzip {
-        (&asset.gzip, &asset.etag_gzip)
-    } else {
-        (&asset.body, &asset.etag)
-    };
+    let gzip = accepts_gzip(headers) && asset.gzip.len() < asset.len;
+    let etag = if gzip { &asset.etag_gzip } else { &asset.etag };
     let status = match evaluate(headers, etag, asset.last_modified) {
         Precondition::Proceed => StatusCode::OK,
         Precondition::NotModified => StatusCode::NOT_MODIFIED,
         Precondition::Failed => StatusCode::PRECONDITION_FAILED,
     };
     let send_body = status == StatusCode::OK && !head;
-    let mut r = Response::new(Full::new(if send_body {
-        body.clone()
-    } else {
-        Bytes::new()
+    let len = if gzip { asset.gzip.len() } else { asset.len };
+    let mut r = Response::new(Full::new(match (send_body, gzip) {
+        (false, _) => Bytes::new(),
+        (true, true) => asset.gzip.clone(),
+        (true, false) => asset.body(),
     }));
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -525,7 +541,7 @@ fn serve_asset(
             header::CONTENT_TYPE,
             HeaderValue::from_static(asset.content_type),
         );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         h.insert(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -661,7 +677,29 @@ mod tests {
         let mut d = flate2::read::GzDecoder::new(&b[..]);
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut d, &mut out).unwrap();
-        assert_eq!(out, a.body);
+        assert_eq!(out, a.body());
+    }
+
+    /// Article pages are kept gzip-only in memory; a client without gzip
+    /// still gets the exact page, with the identity ETag and length.
+    #[test]
+    fn article_page_identity_from_gzip() {
+        let s = site();
+        let a = s.get("/articles/plain/").unwrap();
+        let r = get(&s, "GET", "/articles/plain/", &[]);
+        assert_eq!(hv(&r, "etag"), a.etag);
+        assert_eq!(hv(&r, "content-length"), a.len.to_string());
+        let b = body(r);
+        assert!(String::from_utf8_lossy(&b).contains("<h1>Plain title</h1>"));
+        let z = body(get(
+            &s,
+            "GET",
+            "/articles/plain/",
+            &[("accept-encoding", "gzip")],
+        ));
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&z[..]), &mut out).unwrap();
+        assert_eq!(out, b);
     }
 
     /// Conditional GET per RFC 9110 §13.2.2: If-None-Match wins over

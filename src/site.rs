@@ -22,9 +22,11 @@ use crate::render::{self, Feed, Settings};
 /// One servable document, with everything a response needs precomputed.
 #[derive(Debug)]
 pub struct Asset {
-    /// The document.
-    pub body: Bytes,
-    /// The same, gzip-compressed once at publish time.
+    /// The document, when kept uncompressed (see [`Asset::body`]).
+    identity: Option<Bytes>,
+    /// Length of the document in bytes.
+    pub len: usize,
+    /// The document gzip-compressed once at publish time.
     pub gzip: Bytes,
     /// Strong validator of `body` (RFC 9110 §8.8.3), quoted.
     pub etag: String,
@@ -42,36 +44,61 @@ pub struct Asset {
 }
 
 impl Asset {
+    /// Builds an asset for `route`. Article pages (one per article, each
+    /// rarely fetched, nearly always with gzip) keep only their gzip form
+    /// in memory; feeds, the index and OPML keep both.
     fn new(
+        route: &str,
         body: Vec<u8>,
         content_type: &'static str,
         cors: bool,
         last_modified: SystemTime,
-        level: u32,
     ) -> Asset {
-        let gzip = gzip(&body, level);
-        Asset::with_gzip(body, gzip, content_type, cors, last_modified)
-    }
-
-    /// An asset whose gzip twin is already known (read back from the
-    /// output directory, where it was checked to decompress to `body`).
-    fn with_gzip(
-        body: Vec<u8>,
-        gzip: Vec<u8>,
-        content_type: &'static str,
-        cors: bool,
-        last_modified: SystemTime,
-    ) -> Asset {
+        let mut gz = gzip(&body, gzip_level(route));
+        gz.shrink_to_fit();
         let last_modified = round_secs(last_modified);
+        let len = body.len();
+        let etag = etag_of(&body);
+        let identity = (!route.starts_with("/articles/")).then(|| {
+            let mut body = body;
+            body.shrink_to_fit();
+            Bytes::from(body)
+        });
         Asset {
-            etag: format!("\"{:032x}\"", xxh3_128(&body)),
-            etag_gzip: format!("\"{:032x}\"", xxh3_128(&gzip)),
-            body: Bytes::from(body),
-            gzip: Bytes::from(gzip),
+            etag,
+            etag_gzip: etag_of(&gz),
+            identity,
+            len,
+            gzip: Bytes::from(gz),
             last_modified_http: httpdate::fmt_http_date(last_modified),
             last_modified,
             content_type,
             cors,
+        }
+    }
+}
+
+/// The strong validator of some bytes, quoted: a 128-bit hash, so equal
+/// ETags mean equal bytes.
+fn etag_of(b: &[u8]) -> String {
+    format!("\"{:032x}\"", xxh3_128(b))
+}
+
+impl Asset {
+    /// The uncompressed document (decompressed on demand for article
+    /// pages, which keep only their gzip form).
+    pub fn body(&self) -> Bytes {
+        match &self.identity {
+            Some(b) => b.clone(),
+            None => {
+                let mut out = Vec::with_capacity(self.len);
+                let ok = std::io::Read::read_to_end(
+                    &mut flate2::read::GzDecoder::new(&self.gzip[..]),
+                    &mut out,
+                );
+                debug_assert!(ok.is_ok(), "Herald's own gzip decompresses");
+                Bytes::from(out)
+            }
         }
     }
 }
@@ -394,6 +421,7 @@ impl SiteBuilder {
                     }
                 }
                 let body = (j.render)();
+                let etag = etag_of(&body);
                 let prev_lm = cache
                     .get(&j.route)
                     .map(|(_, a)| a.last_modified)
@@ -401,7 +429,7 @@ impl SiteBuilder {
                 let lm = match prev_lm {
                     Some(prev) if round_secs(j.derived) <= prev => {
                         let same = match cache.get(&j.route) {
-                            Some((_, a)) => a.body[..] == body[..],
+                            Some((_, a)) => a.etag == etag,
                             None => floor_dir.is_some_and(|d| {
                                 std::fs::read(d.join(file_of(&j.route))).is_ok_and(|b| b == body)
                             }),
@@ -415,12 +443,11 @@ impl SiteBuilder {
                     _ => j.derived,
                 };
                 if let Some((_, a)) = cache.get(&j.route) {
-                    if a.body[..] == body[..] && a.last_modified == round_secs(lm) {
+                    if a.etag == etag && a.last_modified == round_secs(lm) {
                         return (j.route, j.fp, Arc::clone(a), false);
                     }
                 }
-                let level = gzip_level(&j.route);
-                let asset = Arc::new(Asset::new(body, j.content_type, j.cors, lm, level));
+                let asset = Arc::new(Asset::new(&j.route, body, j.content_type, j.cors, lm));
                 (j.route, j.fp, asset, true)
             })
             .collect();
@@ -437,11 +464,11 @@ impl SiteBuilder {
         }
         self.cache = cache;
         let not_found = Arc::new(Asset::new(
+            "/404",
             render::not_found(s),
             "text/html; charset=utf-8",
             false,
             UNIX_EPOCH,
-            6,
         ));
         changed.sort();
         (
@@ -514,7 +541,8 @@ fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool, WriteErro
     let rel = file_of(route);
     let path = dir.join(&rel);
     let gz = gz_path(&path);
-    let same = std::fs::read(&path).is_ok_and(|b| b == asset.body[..]);
+    let same =
+        std::fs::read(&path).is_ok_and(|b| b.len() == asset.len && etag_of(&b) == asset.etag);
     let gz_ok = same && std::fs::metadata(&gz).is_ok();
     if same && gz_ok {
         return Ok(false);
@@ -530,7 +558,7 @@ fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool, WriteErro
         path: gz.clone(),
         error,
     })?;
-    atomic_write(&path, &asset.body, asset.last_modified).map_err(err)?;
+    atomic_write(&path, &asset.body(), asset.last_modified).map_err(err)?;
     Ok(true)
 }
 
@@ -635,7 +663,7 @@ mod tests {
             let mut d = flate2::read::GzDecoder::new(&a.gzip[..]);
             let mut out = Vec::new();
             std::io::Read::read_to_end(&mut d, &mut out).unwrap();
-            assert_eq!(out, a.body, "{route}");
+            assert_eq!(out, a.body(), "{route}");
             assert_ne!(a.etag, a.etag_gzip);
         }
         assert_eq!(changed.len(), site.len());
@@ -673,7 +701,7 @@ mod tests {
         assert!(changed.is_empty(), "{changed:?}");
         let mut edited = (*arts[2]).clone();
         edited.hash = 99;
-        edited.body_html = "<p>new</p>".into();
+        edited.body_html = crate::article::Body::new("<p>new</p>");
         arts[2] = Arc::new(edited);
         let (_, changed) = b.build(&arts, 0, &s, t(0));
         assert_eq!(

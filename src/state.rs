@@ -343,7 +343,7 @@ mod tests {
             categories: vec![],
             tags: vec![],
             summary: String::new(),
-            body_html: body.into(),
+            body_html: crate::article::Body::new(body),
             author: None,
             source: PathBuf::new(),
             hash: 0,

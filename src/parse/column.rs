@@ -97,7 +97,7 @@ pub(super) fn parse(path: &Path, text: &str, ctx: &ParseCtx) -> Result<Article, 
         categories: vec![category.text],
         tags: Vec::new(),
         summary,
-        body_html,
+        body_html: crate::article::Body::new(&body_html),
         author: None,
         source: path.to_path_buf(),
         hash: 0,
@@ -373,15 +373,18 @@ mod tests {
             "{}",
             a.title
         );
-        assert_eq!(a.body_html.matches("<p>").count(), 5);
-        assert!(a.body_html.starts_with("<p>On May 16 local time"));
-        assert!(a.body_html.contains("&quot;Thousand for Thousand&quot;"));
+        assert_eq!(a.body_html.html().matches("<p>").count(), 5);
+        assert!(a.body_html.html().starts_with("<p>On May 16 local time"));
+        assert!(a
+            .body_html
+            .html()
+            .contains("&quot;Thousand for Thousand&quot;"));
         assert!(
-            !a.body_html.contains("Sharp Turn"),
+            !a.body_html.html().contains("Sharp Turn"),
             "Recommend teaser leaked into the body"
         );
-        assert!(!a.body_html.contains("views"));
-        assert!(!a.body_html.contains("<p>image</p>"));
+        assert!(!a.body_html.html().contains("views"));
+        assert!(!a.body_html.html().contains("<p>image</p>"));
         assert!(a.summary.starts_with("On May 16 local time") && a.summary.ends_with('…'));
         assert!(a.warnings.is_empty());
     }

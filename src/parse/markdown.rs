@@ -257,7 +257,7 @@ pub(super) fn parse(
         categories: fm.categories.into_vec(),
         tags: fm.tags.into_vec(),
         summary,
-        body_html,
+        body_html: crate::article::Body::new(&body_html),
         author: fm
             .author
             .as_deref()
@@ -355,8 +355,11 @@ mod tests {
         assert_eq!(a.tags, vec!["diplomacy", "ukraine"]);
         assert_eq!(a.summary, "One paragraph for feed readers.");
         assert_eq!(a.author.as_deref(), Some("Desk editor"));
-        assert!(a.body_html.contains("<strong>Markdown</strong>"));
-        assert!(a.body_html.contains("<table>"), "tables extension on");
+        assert!(a.body_html.html().contains("<strong>Markdown</strong>"));
+        assert!(
+            a.body_html.html().contains("<table>"),
+            "tables extension on"
+        );
     }
 
     /// TOML front matter with a native datetime and a bare date.
@@ -408,7 +411,7 @@ mod tests {
     fn sanitised() {
         let t = "---\ntitle: x\ndate: 2025-05-22\n---\nHi <script>alert(1)</script> <img src=x onerror=alert(1)>\n\n[click](javascript:alert(1)) [ok](https://example.com/a?b#c) [rel](../x)\n\n<div onclick=\"x()\">d</div>\n";
         let a = md("x.md", t).unwrap().unwrap();
-        let h = a.body_html.to_ascii_lowercase();
+        let h = a.body_html.html().to_ascii_lowercase();
         assert!(!h.contains("<script"), "{h}");
         assert!(!h.contains("onerror") && !h.contains("onclick"), "{h}");
         assert!(!h.contains("javascript:"), "{h}");
@@ -421,14 +424,18 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(
-            !plain.body_html.to_ascii_lowercase().contains("javascript"),
+            !plain
+                .body_html
+                .html()
+                .to_ascii_lowercase()
+                .contains("javascript"),
             "{}",
-            plain.body_html
+            plain.body_html.html()
         );
         assert!(
-            plain.body_html.contains("1 &lt; 2 &amp; 3"),
+            plain.body_html.html().contains("1 &lt; 2 &amp; 3"),
             "{}",
-            plain.body_html
+            plain.body_html.html()
         );
     }
 

@@ -80,7 +80,7 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
                 if s.atom_body == Body::Full {
                     let mut c = Content::default();
                     c.set_content_type(Some("html".to_string()));
-                    c.set_value(Some(a.body_html.clone()));
+                    c.set_value(Some(a.body_html.html()));
                     e.set_content(Some(c));
                 }
                 e

@@ -117,7 +117,7 @@ pub fn article_page(a: &Article, feeds: &[&Feed], s: &Settings) -> Vec<u8> {
         );
     }
     out.push_str("</p>\n");
-    out.push_str(&a.body_html);
+    out.push_str(&a.body_html.html());
     out.push_str("</article>\n</body>\n</html>\n");
     out.into_bytes()
 }
@@ -178,7 +178,7 @@ mod tests {
             ),
             "{h}"
         );
-        assert!(h.contains(&a.body_html));
+        assert!(h.contains(&a.body_html.html()));
         assert_eq!(h.matches("<link rel=\"alternate\"").count(), 6);
     }
 }

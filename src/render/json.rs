@@ -27,7 +27,7 @@ struct Item<'a> {
     url: String,
     title: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    content_html: Option<&'a str>,
+    content_html: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content_text: Option<&'a str>,
     summary: &'a str,
@@ -59,7 +59,7 @@ pub fn json(feed: &Feed, s: &Settings) -> Vec<u8> {
                     id: &a.id,
                     url: s.article_url(a),
                     title: &a.title,
-                    content_html: full.then_some(a.body_html.as_str()),
+                    content_html: full.then(|| a.body_html.html()),
                     content_text: (!full).then_some(a.summary.as_str()),
                     summary: &a.summary,
                     date_published: a.published.to_rfc3339(),

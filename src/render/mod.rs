@@ -230,7 +230,10 @@ pub(crate) mod testdata {
             categories: vec![category.into()],
             tags: vec!["tag one".into()],
             summary: format!("Summary of {title}"),
-            body_html: format!("<p>Body of {} ]]&gt; end</p>\n", escape(title)),
+            body_html: crate::article::Body::new(&format!(
+                "<p>Body of {} ]]&gt; end</p>\n",
+                escape(title)
+            )),
             author: None,
             source: PathBuf::from(format!("{slug}.txt")),
             hash: 1,

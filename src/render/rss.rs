@@ -59,7 +59,7 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
                     .collect(),
                 // `description` is HTML by convention; the summary is plain text.
                 description: Some(escape(&a.summary)),
-                content: (s.rss_body == Body::Full).then(|| a.body_html.clone()),
+                content: (s.rss_body == Body::Full).then(|| a.body_html.html()),
                 dublin_core_ext: Some(DublinCoreExtension {
                     creators: vec![a.author.clone().unwrap_or_else(|| s.author.clone())],
                     ..DublinCoreExtension::default()
