@@ -625,6 +625,10 @@ impl Publisher {
             ms = elapsed.as_secs_f64() * 1000.0,
             "published"
         );
+        let removed = self.builder.removed().to_vec();
+        if !removed.is_empty() {
+            site::remove_routes(&self.config.output_dir, &removed);
+        }
         if !changed.is_empty() {
             self.write(&site, Some(&changed));
         } else {

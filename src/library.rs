@@ -47,6 +47,8 @@ struct FileEntry {
     article: Option<Arc<Article>>,
     /// Why the current version on disk does not parse, if it does not.
     error: Option<ParseError>,
+    /// `article` carries the id and `updated` the state file gave it.
+    identified: bool,
 }
 
 /// The content directory is gone or unreadable.
@@ -258,6 +260,7 @@ impl Library {
                             stamp,
                             article: None,
                             error: None,
+                            identified: false,
                         },
                     );
                 }
@@ -267,8 +270,12 @@ impl Library {
                         .get(&p)
                         .and_then(|f| f.article.as_ref())
                         .is_some_and(|old| {
+                            // The hash leaves out the slug (renames keep ids)
+                            // and the front-matter date of change.
                             old.hash == a.hash
-                                && old.source == a.source
+                                && old.slug == a.slug
+                                && old.updated_from_file == a.updated_from_file
+                                && (!a.updated_from_file || old.updated == a.updated)
                                 && f_no_error(self.files.get(&p))
                         });
                     if same {
@@ -282,6 +289,7 @@ impl Library {
                                 stamp,
                                 article: Some(Arc::from(a)),
                                 error: None,
+                                identified: false,
                             },
                         );
                         changed = true;
@@ -292,6 +300,7 @@ impl Library {
                         stamp,
                         article: None,
                         error: None,
+                        identified: false,
                     });
                     entry.stamp = stamp;
                     if entry.error.as_ref() != Some(&e) {
@@ -311,12 +320,13 @@ impl Library {
     pub fn view(&mut self, now: DateTime<Utc>) -> View {
         let now_fixed: DateTime<FixedOffset> = now.fixed_offset();
         let mut view = View::default();
-        let mut paths: Vec<PathBuf> = self.files.keys().cloned().collect();
-        paths.sort();
+        let bytes = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
 
-        let mut by_slug: HashMap<String, Vec<(PathBuf, DateTime<FixedOffset>)>> = HashMap::new();
-        for p in &paths {
-            let f = &self.files[p];
+        // Claims per slug. Byte order of paths (not `Path`'s component
+        // order, which costs far more) is enough for a deterministic result.
+        let mut by_slug: HashMap<&str, Vec<(&PathBuf, DateTime<FixedOffset>)>> =
+            HashMap::with_capacity(self.files.len());
+        for (p, f) in &self.files {
             if let Some(e) = &f.error {
                 view.rejected.push(e.clone());
             }
@@ -327,12 +337,11 @@ impl Library {
                     continue;
                 }
                 by_slug
-                    .entry(a.slug.clone())
+                    .entry(a.slug.as_str())
                     .or_default()
-                    .push((p.clone(), a.published));
+                    .push((p, a.published));
             }
         }
-
         let rel = |root: &Path, p: &Path| {
             p.strip_prefix(root)
                 .unwrap_or(p)
@@ -341,12 +350,16 @@ impl Library {
         };
         let mut owners: Vec<PathBuf> = Vec::with_capacity(by_slug.len());
         for (slug, mut claims) in by_slug {
-            claims.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            if claims.len() == 1 {
+                owners.push(claims[0].0.clone());
+                continue;
+            }
+            claims.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| bytes(a.0).cmp(&bytes(b.0))));
             let owner = claims
                 .iter()
-                .position(|(p, _)| self.state.owns_slug(&rel(&self.root, p), &slug))
+                .position(|(p, _)| self.state.owns_slug(&rel(&self.root, p), slug))
                 .unwrap_or(0);
-            let owner_path = claims[owner].0.clone();
+            let owner_path = claims[owner].0;
             for (i, (p, _)) in claims.iter().enumerate() {
                 if i != owner {
                     view.rejected.push(ParseError::new(
@@ -356,42 +369,76 @@ impl Library {
                     ));
                 }
             }
-            owners.push(owner_path);
+            owners.push(owner_path.clone());
         }
-        owners.sort();
 
-        let items: Vec<(String, Arc<Article>)> = owners
-            .iter()
-            .filter_map(|p| {
-                self.files
-                    .get(p)
-                    .and_then(|f| f.article.clone())
-                    .map(|a| (rel(&self.root, p), a))
-            })
-            .collect();
-        let refs: Vec<(String, &Article)> = items.iter().map(|(r, a)| (r.clone(), &**a)).collect();
-        let identities = self.state.identify_all(&refs, &self.authority, now_fixed);
-        drop(refs);
-        drop(items);
-        for (p, (id, updated)) in owners.iter().zip(identities) {
-            let Some(a) = self.files.get_mut(p).and_then(|f| f.article.as_mut()) else {
-                continue;
-            };
-            if a.id != id || a.updated != updated {
-                let m = Arc::make_mut(a);
-                m.id = id;
-                m.updated = updated;
+        // Articles identified before and unchanged since keep their ids and
+        // hold their state entries; only new and changed ones are matched.
+        let mut fresh: Vec<PathBuf> = Vec::new();
+        let mut claimed: HashSet<&str> = HashSet::with_capacity(owners.len());
+        for p in &owners {
+            let f = &self.files[p];
+            match &f.article {
+                Some(a) if f.identified => {
+                    claimed.insert(a.id.as_str());
+                }
+                Some(_) => fresh.push(p.clone()),
+                None => {}
             }
-            view.warnings.extend(a.warnings.iter().cloned());
-            view.articles.push(Arc::clone(a));
         }
-        view.articles.sort_by(|a, b| {
+        fresh.sort_unstable_by_key(|p| bytes(p));
+        if !fresh.is_empty() {
+            let items: Vec<(String, Arc<Article>)> = fresh
+                .iter()
+                .filter_map(|p| {
+                    self.files
+                        .get(p)
+                        .and_then(|f| f.article.clone())
+                        .map(|a| (rel(&self.root, p), a))
+                })
+                .collect();
+            let refs: Vec<(String, &Article)> =
+                items.iter().map(|(r, a)| (r.clone(), &**a)).collect();
+            let claimed: HashSet<String> = claimed.iter().map(|s| s.to_string()).collect();
+            let identities = self
+                .state
+                .identify_all(&refs, &claimed, &self.authority, now_fixed);
+            drop(refs);
+            drop(items);
+            for (p, (id, updated)) in fresh.iter().zip(identities) {
+                let Some(f) = self.files.get_mut(p) else {
+                    continue;
+                };
+                f.identified = true;
+                let Some(a) = f.article.as_mut() else {
+                    continue;
+                };
+                if a.id != id || a.updated != updated {
+                    let m = Arc::make_mut(a);
+                    m.id = id;
+                    m.updated = updated;
+                }
+            }
+        } else {
+            drop(claimed);
+        }
+        for p in &owners {
+            if let Some(a) = self.files.get(p).and_then(|f| f.article.as_ref()) {
+                view.warnings.extend(a.warnings.iter().cloned());
+                view.articles.push(Arc::clone(a));
+            }
+        }
+        view.articles.sort_unstable_by(|a, b| {
             b.published
                 .cmp(&a.published)
                 .then_with(|| a.slug.cmp(&b.slug))
         });
-        view.rejected
-            .sort_by(|a, b| a.path.cmp(&b.path).then_with(|| a.reason.cmp(&b.reason)));
+        view.rejected.sort_by(|a, b| {
+            bytes(&a.path)
+                .cmp(&bytes(&b.path))
+                .then_with(|| a.reason.cmp(&b.reason))
+        });
+        view.warnings.sort();
         view
     }
 }

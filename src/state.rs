@@ -203,9 +203,11 @@ impl State {
     ///
     /// Anything else is new and gets `tag:<authority>,<published date>:<slug>`.
     /// `updated` moves to `now` when a known article's content hash changed.
+    /// `taken` holds ids already in use by articles not in `items`.
     pub fn identify_all(
         &mut self,
         items: &[(String, &Article)],
+        taken: &HashSet<String>,
         authority: &str,
         now: DateTime<FixedOffset>,
     ) -> Vec<(String, DateTime<FixedOffset>)> {
@@ -214,7 +216,8 @@ impl State {
             .map(|(_, a)| format!("{:032x}", a.hash))
             .collect();
         let mut found: Vec<Option<String>> = vec![None; items.len()];
-        let mut claimed: HashSet<String> = HashSet::with_capacity(items.len());
+        // Entries held by articles identified earlier and unchanged since.
+        let mut claimed: HashSet<String> = taken.clone();
         let claim = |found: &mut Option<String>, id: &String, claimed: &mut HashSet<String>| {
             if found.is_none() && !claimed.contains(id) {
                 claimed.insert(id.clone());
@@ -367,7 +370,7 @@ mod tests {
         at: &str,
     ) -> Vec<(String, DateTime<FixedOffset>)> {
         let items: Vec<(String, &Article)> = set.iter().map(|(p, a)| (p.to_string(), *a)).collect();
-        s.identify_all(&items, "e.example", now(at))
+        s.identify_all(&items, &HashSet::new(), "e.example", now(at))
     }
 
     /// A new article gets a tag: id; an edit keeps it and moves `updated`;
@@ -428,7 +431,7 @@ mod tests {
         let a = article("x", "b");
         let auth = s.authority(None, "first.example");
         let items = [("x.txt".to_string(), &a)];
-        let first = s.identify_all(&items, &auth, now(T1));
+        let first = s.identify_all(&items, &HashSet::new(), &auth, now(T1));
         s.save(dir.path()).unwrap();
         assert!(!s.is_dirty());
         let mut r = State::load(dir.path()).unwrap();
@@ -437,7 +440,10 @@ mod tests {
             "first.example",
             "authority fixed at first publication"
         );
-        assert_eq!(r.identify_all(&items, "second.example", now(T2)), first);
+        assert_eq!(
+            r.identify_all(&items, &HashSet::new(), "second.example", now(T2)),
+            first
+        );
         assert!(!r.is_dirty());
     }
 

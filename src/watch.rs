@@ -188,22 +188,23 @@ impl Pending {
         self.paths.is_empty() && self.rescan.is_none()
     }
 
-    /// When the next batch may be ready (for the loop's sleep).
+    /// When the next batch may be ready (for the loop's sleep): the end of
+    /// the quiet period if anything could be taken then, else the moment
+    /// the oldest held (still open) file reaches `settle_max`. Never a
+    /// moment at which [`Pending::take_ready`] would take nothing, so the
+    /// loop cannot spin.
     pub fn deadline(&self, debounce: Duration, settle_max: Duration) -> Option<Instant> {
         if self.is_empty() {
             return None;
         }
-        let quiet = self.last_event.map(|t| t + debounce);
-        let oldest = self
-            .paths
-            .values()
-            .map(|s| s.first)
-            .min()
-            .map(|t| t + settle_max);
-        match (quiet, oldest) {
-            (Some(q), Some(o)) => Some(q.min(o)),
-            (q, o) => q.or(o),
-        }
+        let cap = self.paths.values().map(|s| s.first + settle_max).min();
+        let any_ready = self.rescan.is_some() || self.paths.values().any(|s| !s.open_write);
+        let quiet = if any_ready {
+            self.last_event.map(|t| t + debounce)
+        } else {
+            None
+        };
+        [quiet, cap].into_iter().flatten().min()
     }
 
     /// Takes the batch that is ready at `now`: every path, once no event
@@ -312,6 +313,11 @@ mod tests {
         p.add(paths(&["b.txt"], Kind::Other), t0);
         let (batch, _) = p.take_ready(t0 + D, D, S);
         assert_eq!(batch, vec![PathBuf::from("b.txt")], "a.txt still open");
+        assert_eq!(
+            p.deadline(D, S),
+            Some(t0 + S),
+            "nothing to take before settle_max: no busy loop"
+        );
         p.add(
             paths(&["a.txt"], Kind::CloseWrite),
             t0 + Duration::from_millis(300),
