@@ -6,7 +6,7 @@
 //! conflicts and future-dated articles into the list the renderers use.
 //! Uses `parse`, `article` and `state`.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -96,7 +96,7 @@ impl Library {
         Library {
             root,
             ctx,
-            files: HashMap::new(),
+            files: HashMap::default(),
             state,
             authority,
         }
@@ -168,7 +168,7 @@ impl Library {
             error,
         })?;
         let mut changed = false;
-        let mut done: HashSet<&Path> = HashSet::new();
+        let mut done: HashSet<&Path> = HashSet::default();
         for p in paths {
             if !p.starts_with(&self.root) || !done.insert(p) {
                 continue;
@@ -325,7 +325,7 @@ impl Library {
         // Claims per slug. Byte order of paths (not `Path`'s component
         // order, which costs far more) is enough for a deterministic result.
         let mut by_slug: HashMap<&str, Vec<(&PathBuf, DateTime<FixedOffset>)>> =
-            HashMap::with_capacity(self.files.len());
+            HashMap::with_capacity_and_hasher(self.files.len(), Default::default());
         for (p, f) in &self.files {
             if let Some(e) = &f.error {
                 view.rejected.push(e.clone());
@@ -375,7 +375,8 @@ impl Library {
         // Articles identified before and unchanged since keep their ids and
         // hold their state entries; only new and changed ones are matched.
         let mut fresh: Vec<PathBuf> = Vec::new();
-        let mut claimed: HashSet<&str> = HashSet::with_capacity(owners.len());
+        let mut claimed: HashSet<&str> =
+            HashSet::with_capacity_and_hasher(owners.len(), Default::default());
         for p in &owners {
             let f = &self.files[p];
             match &f.article {
@@ -399,7 +400,6 @@ impl Library {
                 .collect();
             let refs: Vec<(String, &Article)> =
                 items.iter().map(|(r, a)| (r.clone(), &**a)).collect();
-            let claimed: HashSet<String> = claimed.iter().map(|s| s.to_string()).collect();
             let identities = self
                 .state
                 .identify_all(&refs, &claimed, &self.authority, now_fixed);

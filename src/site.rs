@@ -6,7 +6,7 @@
 //! temp file + rename, only when its bytes changed, each with a `.gz` twin.
 //! Uses `render` and `article`.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -392,8 +392,9 @@ impl SiteBuilder {
             .filter_map(|f| f.category.as_deref().map(|c| (c, f)))
             .collect();
         let mut reused: Vec<(String, Fingerprint, Arc<Asset>)> = Vec::with_capacity(articles.len());
-        let mut page_articles: HashMap<String, Arc<Article>> = HashMap::new();
-        let mut kept: HashMap<String, PageEntry> = HashMap::with_capacity(articles.len());
+        let mut page_articles: HashMap<String, Arc<Article>> = HashMap::default();
+        let mut kept: HashMap<String, PageEntry> =
+            HashMap::with_capacity_and_hasher(articles.len(), Default::default());
         for a in articles {
             if let Some(p) = self.pages.remove(&a.slug) {
                 if Arc::ptr_eq(&p.article, a) && p.settings_fp == settings_fp {
@@ -487,9 +488,11 @@ impl SiteBuilder {
             })
             .collect();
 
-        let mut routes = HashMap::with_capacity(results.len() + reused.len());
+        let mut routes =
+            HashMap::with_capacity_and_hasher(results.len() + reused.len(), Default::default());
         let mut changed = Vec::new();
-        let mut cache = HashMap::with_capacity(results.len() + reused.len());
+        let mut cache =
+            HashMap::with_capacity_and_hasher(results.len() + reused.len(), Default::default());
         let mut pages = kept;
         for (route, fp, asset) in reused {
             cache.insert(route.clone(), (fp, Arc::clone(&asset)));

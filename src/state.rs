@@ -4,7 +4,9 @@
 //! rename) to `state_dir/state.json`, never into the output directory.
 //! Uses nothing else of Herald's but the `Article` model.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -207,7 +209,7 @@ impl State {
     pub fn identify_all(
         &mut self,
         items: &[(String, &Article)],
-        taken: &HashSet<String>,
+        taken: &HashSet<&str>,
         authority: &str,
         now: DateTime<FixedOffset>,
     ) -> Vec<(String, DateTime<FixedOffset>)> {
@@ -217,9 +219,9 @@ impl State {
             .collect();
         let mut found: Vec<Option<String>> = vec![None; items.len()];
         // Entries held by articles identified earlier and unchanged since.
-        let mut claimed: HashSet<String> = taken.clone();
+        let mut claimed: HashSet<String> = HashSet::default();
         let claim = |found: &mut Option<String>, id: &String, claimed: &mut HashSet<String>| {
-            if found.is_none() && !claimed.contains(id) {
+            if found.is_none() && !taken.contains(id.as_str()) && !claimed.contains(id) {
                 claimed.insert(id.clone());
                 *found = Some(id.clone());
             }
@@ -243,11 +245,10 @@ impl State {
         }
         for (i, h) in hashes.iter().enumerate() {
             if found[i].is_none() {
-                if let Some(id) = self
-                    .by_hash
-                    .get(h)
-                    .and_then(|ids| ids.iter().find(|id| !claimed.contains(*id)))
-                {
+                if let Some(id) = self.by_hash.get(h).and_then(|ids| {
+                    ids.iter()
+                        .find(|id| !taken.contains(id.as_str()) && !claimed.contains(*id))
+                }) {
                     claim(&mut found[i], id, &mut claimed);
                 }
             }
@@ -259,11 +260,10 @@ impl State {
         }
         for (i, (_, a)) in items.iter().enumerate() {
             if found[i].is_none() {
-                if let Some(id) = self
-                    .by_slug
-                    .get(&a.slug)
-                    .and_then(|ids| ids.iter().find(|id| !claimed.contains(*id)))
-                {
+                if let Some(id) = self.by_slug.get(&a.slug).and_then(|ids| {
+                    ids.iter()
+                        .find(|id| !taken.contains(id.as_str()) && !claimed.contains(*id))
+                }) {
                     claim(&mut found[i], id, &mut claimed);
                 }
             }
@@ -370,7 +370,7 @@ mod tests {
         at: &str,
     ) -> Vec<(String, DateTime<FixedOffset>)> {
         let items: Vec<(String, &Article)> = set.iter().map(|(p, a)| (p.to_string(), *a)).collect();
-        s.identify_all(&items, &HashSet::new(), "e.example", now(at))
+        s.identify_all(&items, &HashSet::default(), "e.example", now(at))
     }
 
     /// A new article gets a tag: id; an edit keeps it and moves `updated`;
@@ -431,7 +431,7 @@ mod tests {
         let a = article("x", "b");
         let auth = s.authority(None, "first.example");
         let items = [("x.txt".to_string(), &a)];
-        let first = s.identify_all(&items, &HashSet::new(), &auth, now(T1));
+        let first = s.identify_all(&items, &HashSet::default(), &auth, now(T1));
         s.save(dir.path()).unwrap();
         assert!(!s.is_dirty());
         let mut r = State::load(dir.path()).unwrap();
@@ -441,7 +441,7 @@ mod tests {
             "authority fixed at first publication"
         );
         assert_eq!(
-            r.identify_all(&items, &HashSet::new(), "second.example", now(T2)),
+            r.identify_all(&items, &HashSet::default(), "second.example", now(T2)),
             first
         );
         assert!(!r.is_dirty());

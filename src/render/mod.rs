@@ -158,18 +158,26 @@ pub fn feeds(articles: &[Arc<Article>], s: &Settings) -> Vec<Feed> {
         items: articles.iter().take(s.max_items).cloned().collect(),
     }];
     let mut cats: BTreeMap<String, Feed> = BTreeMap::new();
+    // Few distinct category names, many articles: slugify each name once.
+    let mut slugs: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
     for a in articles {
         for c in &a.categories {
-            let slug = slugify(c);
+            let slug = slugs.entry(c.as_str()).or_insert_with(|| slugify(c));
             if slug.is_empty() {
                 continue;
             }
-            let f = cats.entry(slug.clone()).or_insert_with(|| Feed {
-                title: format!("{} — {c}", s.title),
-                dir: format!("categories/{}/", encode_segment(&slug)),
-                category: Some(c.clone()),
-                items: Vec::new(),
-            });
+            if !cats.contains_key(slug.as_str()) {
+                let feed = Feed {
+                    title: format!("{} — {c}", s.title),
+                    dir: format!("categories/{}/", encode_segment(slug)),
+                    category: Some(c.clone()),
+                    items: Vec::new(),
+                };
+                cats.insert(slug.clone(), feed);
+            }
+            let Some(f) = cats.get_mut(slug.as_str()) else {
+                continue;
+            };
             if f.items.len() < s.max_items && !f.items.iter().any(|x| Arc::ptr_eq(x, a)) {
                 f.items.push(Arc::clone(a));
             }
