@@ -184,13 +184,19 @@ fn build_once(c: &Config) -> Result<View, (u8, anyhow::Error)> {
     let view = lib.view(Utc::now());
     report(&view);
     let s = settings(c, lib.state_mut(), &view.articles);
-    let (site, _) = SiteBuilder::with_floors_from(&c.output_dir).build(
+    // Article pages go to disk as they are rendered; only the feeds, the
+    // index and OPML are held until `write_to`.
+    let (mut site, _) = SiteBuilder::streaming_to(&c.output_dir).build(
         &view.articles,
         view.rejected.len(),
         &s,
         SystemTime::now(),
     );
-    let written = site::write_to(&site, &c.output_dir, None);
+    let mut written = site.take_stream_report();
+    let rest = site::write_to(&site, &c.output_dir, None);
+    written.written += rest.written;
+    written.removed += rest.removed;
+    written.errors.extend(rest.errors);
     if let Some(e) = written.errors.first() {
         return Err((
             EXIT_RUNTIME,

@@ -178,9 +178,24 @@ pub struct Site {
     pub articles: usize,
     /// Files left out of this snapshot because they failed.
     pub rejected: usize,
+    /// Routes a streaming build wrote straight to disk and did not keep.
+    streamed: Vec<String>,
+    /// What writing the streamed routes did.
+    stream_report: WriteReport,
 }
 
 impl Site {
+    /// Routes a streaming build wrote straight to disk (not served from
+    /// this snapshot).
+    pub fn streamed(&self) -> &[String] {
+        &self.streamed
+    }
+
+    /// What writing the streamed routes did (taken once).
+    pub fn take_stream_report(&mut self) -> WriteReport {
+        std::mem::take(&mut self.stream_report)
+    }
+
     /// The asset for a route (`/`, `/rss.xml`, `/articles/<slug>/` …).
     pub fn get(&self, route: &str) -> Option<&Arc<Asset>> {
         self.routes.get(route)
@@ -255,6 +270,9 @@ pub struct SiteBuilder {
     pages: HashMap<String, PageEntry>,
     /// Routes the last build dropped.
     removed: Vec<String>,
+    /// One-shot builds (`herald build`): write article pages to this
+    /// directory as they are rendered and keep none of them in memory.
+    stream_to: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -262,6 +280,14 @@ struct PageEntry {
     article: Arc<Article>,
     settings_fp: Fingerprint,
     route: String,
+}
+
+/// What became of one job.
+enum Rendered {
+    /// In memory: route, fingerprint, asset, and whether it is new.
+    Kept(String, Fingerprint, Arc<Asset>, bool),
+    /// Written to the output directory (or found identical there) and dropped.
+    Streamed(String, Result<bool, WriteError>),
 }
 
 /// A piece of work: route, fingerprint, and how to render it.
@@ -289,6 +315,19 @@ fn to_system(t: Option<chrono::DateTime<chrono::FixedOffset>>) -> SystemTime {
 }
 
 impl SiteBuilder {
+    /// A builder for a one-shot build into `dir`: floors as
+    /// [`SiteBuilder::with_floors_from`], and article pages are written
+    /// (when their bytes changed) as soon as they are rendered and then
+    /// dropped, so memory does not grow with the archive. The returned
+    /// [`Site`] lists them in [`Site::streamed`]; [`write_to`] writes the
+    /// rest and prunes.
+    pub fn streaming_to(dir: &Path) -> SiteBuilder {
+        SiteBuilder {
+            stream_to: Some(dir.to_path_buf()),
+            ..SiteBuilder::with_floors_from(dir)
+        }
+    }
+
     /// A builder that takes `Last-Modified` floors from the files already
     /// under `dir`, so that a restart never moves them backwards.
     pub fn with_floors_from(dir: &Path) -> SiteBuilder {
@@ -448,12 +487,13 @@ impl SiteBuilder {
         let cache = &self.cache;
         let floors = &self.floors;
         let floor_dir = self.floor_dir.as_deref();
-        let results: Vec<(String, Fingerprint, Arc<Asset>, bool)> = jobs
+        let stream_to = self.stream_to.as_deref();
+        let results: Vec<Rendered> = jobs
             .into_par_iter()
             .map(|j| {
                 if let Some((fp, asset)) = cache.get(&j.route) {
                     if *fp == j.fp {
-                        return (j.route, j.fp, Arc::clone(asset), false);
+                        return Rendered::Kept(j.route, j.fp, Arc::clone(asset), false);
                     }
                 }
                 let body = (j.render)();
@@ -462,6 +502,7 @@ impl SiteBuilder {
                     .get(&j.route)
                     .map(|(_, a)| a.last_modified)
                     .or_else(|| floors.get(&j.route).copied());
+                let mut same_on_disk = false;
                 let lm = match prev_lm {
                     Some(prev) if round_secs(j.derived) <= prev => {
                         let same = match cache.get(&j.route) {
@@ -470,6 +511,7 @@ impl SiteBuilder {
                                 std::fs::read(d.join(file_of(&j.route))).is_ok_and(|b| b == body)
                             }),
                         };
+                        same_on_disk = same && cache.get(&j.route).is_none();
                         if same {
                             prev
                         } else {
@@ -480,11 +522,21 @@ impl SiteBuilder {
                 };
                 if let Some((_, a)) = cache.get(&j.route) {
                     if a.etag == etag && a.last_modified == round_secs(lm) {
-                        return (j.route, j.fp, Arc::clone(a), false);
+                        return Rendered::Kept(j.route, j.fp, Arc::clone(a), false);
                     }
                 }
+                if let (Some(dir), true) = (stream_to, j.route.starts_with("/articles/")) {
+                    let gz_there =
+                        || std::fs::metadata(gz_path(&dir.join(file_of(&j.route)))).is_ok();
+                    if same_on_disk && gz_there() {
+                        return Rendered::Streamed(j.route, Ok(false));
+                    }
+                    let asset = Asset::new(&j.route, body, j.content_type, j.cors, lm);
+                    let written = write_asset(dir, &j.route, &asset);
+                    return Rendered::Streamed(j.route, written);
+                }
                 let asset = Arc::new(Asset::new(&j.route, body, j.content_type, j.cors, lm));
-                (j.route, j.fp, asset, true)
+                Rendered::Kept(j.route, j.fp, asset, true)
             })
             .collect();
 
@@ -498,7 +550,21 @@ impl SiteBuilder {
             cache.insert(route.clone(), (fp, Arc::clone(&asset)));
             routes.insert(route, asset);
         }
-        for (route, fp, asset, fresh) in results {
+        let mut streamed = Vec::new();
+        let mut stream_report = WriteReport::default();
+        for r in results {
+            let (route, fp, asset, fresh) = match r {
+                Rendered::Kept(route, fp, asset, fresh) => (route, fp, asset, fresh),
+                Rendered::Streamed(route, result) => {
+                    match result {
+                        Ok(true) => stream_report.written += 1,
+                        Ok(false) => {}
+                        Err(e) => stream_report.errors.push(e),
+                    }
+                    streamed.push(route);
+                    continue;
+                }
+            };
             if fresh {
                 changed.push(route.clone());
             }
@@ -538,6 +604,8 @@ impl SiteBuilder {
                 not_found: Some(not_found),
                 articles: articles.len(),
                 rejected,
+                streamed,
+                stream_report,
             },
             changed,
         )
@@ -592,7 +660,12 @@ pub fn write_to(site: &Site, dir: &Path, only: Option<&[String]>) -> WriteReport
         }
     }
     if only.is_none() {
-        let keep: HashSet<PathBuf> = site.routes.keys().map(|r| file_of(r)).collect();
+        let keep: HashSet<PathBuf> = site
+            .routes
+            .keys()
+            .chain(site.streamed.iter())
+            .map(|r| file_of(r))
+            .collect();
         for sub in ["articles", "categories"] {
             prune(dir, &dir.join(sub), &keep, &mut report);
         }
