@@ -89,12 +89,16 @@ impl Article {
 ///
 /// A daemon holds every article for as long as it runs, but the full body
 /// is needed only when a page or a feed that shows it is rendered; packed,
-/// a body takes about a third of the memory. Compression uses level 1 with
-/// state reused per thread, so packing costs a few microseconds per article.
+/// a body takes about a third of the memory. The packed form is a raw
+/// deflate stream ended with a sync flush (byte-aligned, not final), so it
+/// can be spliced verbatim into the gzip stream of the article's page: the
+/// page's gzip twin then costs only its header and footer (see
+/// `site::Asset`). Compression uses level 1 with state reused per thread.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Body {
     packed: Box<[u8]>,
     len: usize,
+    crc: u32,
 }
 
 thread_local! {
@@ -104,6 +108,34 @@ thread_local! {
         std::cell::RefCell::new(flate2::Decompress::new(false));
 }
 
+/// Raw-deflates `input` with `compress` (reset first), appending to `out`
+/// and ending with a sync flush (`finish == false`) or the final block.
+pub(crate) fn deflate_into(
+    compress: &mut flate2::Compress,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    finish: bool,
+) {
+    compress.reset();
+    let flush = if finish {
+        flate2::FlushCompress::Finish
+    } else {
+        flate2::FlushCompress::Sync
+    };
+    loop {
+        out.reserve(input.len() / 2 + 1024);
+        let done = compress.total_in() as usize;
+        let st = compress
+            .compress_vec(&input[done..], out, flush)
+            .expect("deflating an in-memory buffer cannot fail");
+        let all_in = compress.total_in() as usize == input.len();
+        // Output space left over means the flush completed.
+        if st == flate2::Status::StreamEnd || (!finish && all_in && out.len() < out.capacity()) {
+            break;
+        }
+    }
+}
+
 impl Body {
     /// Packs `html`.
     pub fn new(html: &str) -> Body {
@@ -111,26 +143,13 @@ impl Body {
             return Body::default();
         }
         let mut out = Vec::with_capacity(html.len() / 2 + 64);
-        DEFLATE.with_borrow_mut(|c| {
-            c.reset();
-            loop {
-                let done = c.total_in() as usize;
-                let st = c
-                    .compress_vec(
-                        &html.as_bytes()[done..],
-                        &mut out,
-                        flate2::FlushCompress::Finish,
-                    )
-                    .expect("deflating an in-memory buffer cannot fail");
-                if st == flate2::Status::StreamEnd {
-                    break;
-                }
-                out.reserve(out.capacity().max(1024));
-            }
-        });
+        DEFLATE.with_borrow_mut(|c| deflate_into(c, html.as_bytes(), &mut out, false));
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(html.as_bytes());
         Body {
             packed: out.into_boxed_slice(),
             len: html.len(),
+            crc: crc.finalize(),
         }
     }
 
@@ -144,19 +163,30 @@ impl Body {
             d.reset(false);
             while out.len() < self.len {
                 let done = d.total_in() as usize;
-                let st = d
-                    .decompress_vec(
-                        &self.packed[done..],
-                        &mut out,
-                        flate2::FlushDecompress::Finish,
-                    )
-                    .expect("inflating what Body::new deflated cannot fail");
-                if st == flate2::Status::StreamEnd {
-                    break;
-                }
+                let before = out.len();
+                d.decompress_vec(
+                    &self.packed[done..],
+                    &mut out,
+                    flate2::FlushDecompress::Sync,
+                )
+                .expect("inflating what Body::new deflated cannot fail");
+                assert!(
+                    out.len() > before,
+                    "packed body shorter than its recorded length"
+                );
             }
         });
         String::from_utf8(out).expect("Body::new packed a str")
+    }
+
+    /// The packed form: raw deflate blocks ending in a sync flush.
+    pub fn deflated(&self) -> &[u8] {
+        &self.packed
+    }
+
+    /// CRC-32 (gzip's) of the HTML.
+    pub fn crc(&self) -> u32 {
+        self.crc
     }
 
     /// Length of the HTML in bytes.

@@ -504,7 +504,7 @@ fn serve_asset(
     head: bool,
     cache_control: &HeaderValue,
 ) -> Response<Full<Bytes>> {
-    let gzip = accepts_gzip(headers) && asset.gzip.len() < asset.len;
+    let gzip = accepts_gzip(headers) && asset.gzip_len < asset.len;
     let etag = if gzip { &asset.etag_gzip } else { &asset.etag };
     let status = match evaluate(headers, etag, asset.last_modified) {
         Precondition::Proceed => StatusCode::OK,
@@ -512,10 +512,10 @@ fn serve_asset(
         Precondition::Failed => StatusCode::PRECONDITION_FAILED,
     };
     let send_body = status == StatusCode::OK && !head;
-    let len = if gzip { asset.gzip.len() } else { asset.len };
+    let len = if gzip { asset.gzip_len } else { asset.len };
     let mut r = Response::new(Full::new(match (send_body, gzip) {
         (false, _) => Bytes::new(),
-        (true, true) => asset.gzip.clone(),
+        (true, true) => asset.gzip(),
         (true, false) => asset.body(),
     }));
     *r.status_mut() = status;

@@ -24,13 +24,16 @@ use crate::render::{self, Feed, Settings};
 pub struct Asset {
     /// The document, when kept uncompressed (see [`Asset::body`]).
     identity: Option<Bytes>,
+    /// The gzip form (see [`Asset::gzip`]).
+    gz: Gz,
     /// Length of the document in bytes.
     pub len: usize,
-    /// The document gzip-compressed once at publish time.
-    pub gzip: Bytes,
-    /// Strong validator of `body` (RFC 9110 §8.8.3), quoted.
+    /// Length of the gzip form in bytes.
+    pub gzip_len: usize,
+    /// Strong validator of the document (RFC 9110 §8.8.3), quoted.
     pub etag: String,
-    /// Strong validator of `gzip`: each encoding is its own representation.
+    /// Strong validator of the gzip form: each encoding is its own
+    /// representation.
     pub etag_gzip: String,
     /// Never moves backwards for a route while Herald runs, nor across
     /// restarts (seeded from the files' mtimes).
@@ -43,57 +46,153 @@ pub struct Asset {
     pub cors: bool,
 }
 
+/// How the gzip form is held.
+#[derive(Debug)]
+enum Gz {
+    /// Compressed once at publish time.
+    Whole(Bytes),
+    /// An article page: gzip header and the deflated page head, then the
+    /// article's own packed body (already raw deflate, byte-aligned), then
+    /// the deflated tail and the gzip trailer. Valid as one deflate stream
+    /// because each part was compressed on its own (no back-references
+    /// across parts) and all but the last end in a sync flush. The body is
+    /// shared with the library, so a page costs about a kilobyte.
+    Spliced {
+        head: Bytes,
+        article: Arc<Article>,
+        tail: Bytes,
+    },
+}
+
+/// What a job renders.
+enum Doc {
+    /// A whole document.
+    Whole(Vec<u8>),
+    /// An article page: head, the article's body, tail.
+    Page(String, Arc<Article>, String),
+}
+
+thread_local! {
+    static PAGE_DEFLATE: std::cell::RefCell<flate2::Compress> =
+        std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::fast(), false));
+}
+
 impl Asset {
     /// Builds an asset for `route`. Article pages (one per article, each
-    /// rarely fetched, nearly always with gzip) keep only their gzip form
-    /// in memory; feeds, the index and OPML keep both.
+    /// rarely fetched, nearly always with gzip) keep no uncompressed copy;
+    /// feeds, the index and OPML keep both forms.
     fn new(
         route: &str,
-        body: Vec<u8>,
+        doc: Doc,
         content_type: &'static str,
         cors: bool,
         last_modified: SystemTime,
     ) -> Asset {
-        let mut gz = gzip(&body, gzip_level(route));
-        gz.shrink_to_fit();
         let last_modified = round_secs(last_modified);
-        let len = body.len();
-        let etag = etag_of(&body);
-        let identity = (!route.starts_with("/articles/")).then(|| {
-            let mut body = body;
-            body.shrink_to_fit();
-            Bytes::from(body)
-        });
+        let (identity, gz, len, etag, etag_gzip, gzip_len) = match doc {
+            Doc::Whole(mut body) => {
+                let mut gz = gzip(&body, gzip_level(route));
+                gz.shrink_to_fit();
+                body.shrink_to_fit();
+                let (etag, etag_gzip, len, gzip_len) =
+                    (etag_of(&body), etag_of(&gz), body.len(), gz.len());
+                let keep = !route.starts_with("/articles/");
+                (
+                    keep.then(|| Bytes::from(body)),
+                    Gz::Whole(Bytes::from(gz)),
+                    len,
+                    etag,
+                    etag_gzip,
+                    gzip_len,
+                )
+            }
+            Doc::Page(head, article, tail) => {
+                let body = &article.body_html;
+                let mut head_z = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 0xff];
+                let mut tail_z = Vec::with_capacity(tail.len() + 32);
+                PAGE_DEFLATE.with_borrow_mut(|c| {
+                    crate::article::deflate_into(c, head.as_bytes(), &mut head_z, false);
+                    crate::article::deflate_into(c, tail.as_bytes(), &mut tail_z, true);
+                });
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(head.as_bytes());
+                crc.combine(&crc32fast::Hasher::new_with_initial_len(
+                    body.crc(),
+                    body.len() as u64,
+                ));
+                let mut tail_crc = crc32fast::Hasher::new();
+                tail_crc.update(tail.as_bytes());
+                crc.combine(&tail_crc);
+                let len = head.len() + body.len() + tail.len();
+                tail_z.extend_from_slice(&crc.finalize().to_le_bytes());
+                tail_z.extend_from_slice(&(len as u32).to_le_bytes());
+                // Validators from the parts: the identity one from the page
+                // head and tail plus the body's content hash, the gzip one
+                // from the exact bytes sent.
+                let mut h = Xxh3::new();
+                h.update(head.as_bytes());
+                h.update(&article.hash.to_le_bytes());
+                h.update(&body.crc().to_le_bytes());
+                h.update(tail.as_bytes());
+                let etag = format!("\"{:032x}\"", h.digest128());
+                let mut g = Xxh3::new();
+                g.update(&head_z);
+                g.update(body.deflated());
+                g.update(&tail_z);
+                let etag_gzip = format!("\"{:032x}\"", g.digest128());
+                let gzip_len = head_z.len() + body.deflated().len() + tail_z.len();
+                head_z.shrink_to_fit();
+                tail_z.shrink_to_fit();
+                let gz = Gz::Spliced {
+                    head: Bytes::from(head_z),
+                    article,
+                    tail: Bytes::from(tail_z),
+                };
+                (None, gz, len, etag, etag_gzip, gzip_len)
+            }
+        };
         Asset {
-            etag,
-            etag_gzip: etag_of(&gz),
             identity,
+            gz,
             len,
-            gzip: Bytes::from(gz),
+            gzip_len,
+            etag,
+            etag_gzip,
             last_modified_http: httpdate::fmt_http_date(last_modified),
             last_modified,
             content_type,
             cors,
         }
     }
-}
 
-/// The strong validator of some bytes, quoted: a 128-bit hash, so equal
-/// ETags mean equal bytes.
-fn etag_of(b: &[u8]) -> String {
-    format!("\"{:032x}\"", xxh3_128(b))
-}
+    /// The gzip form, as sent (assembled for article pages: one copy of
+    /// a few kilobytes).
+    pub fn gzip(&self) -> Bytes {
+        match &self.gz {
+            Gz::Whole(b) => b.clone(),
+            Gz::Spliced {
+                head,
+                article,
+                tail,
+            } => {
+                let mut out = Vec::with_capacity(self.gzip_len);
+                out.extend_from_slice(head);
+                out.extend_from_slice(article.body_html.deflated());
+                out.extend_from_slice(tail);
+                Bytes::from(out)
+            }
+        }
+    }
 
-impl Asset {
     /// The uncompressed document (decompressed on demand for article
-    /// pages, which keep only their gzip form).
+    /// pages, which keep none).
     pub fn body(&self) -> Bytes {
         match &self.identity {
             Some(b) => b.clone(),
             None => {
                 let mut out = Vec::with_capacity(self.len);
                 let ok = std::io::Read::read_to_end(
-                    &mut flate2::read::GzDecoder::new(&self.gzip[..]),
+                    &mut flate2::read::GzDecoder::new(&self.gzip()[..]),
                     &mut out,
                 );
                 debug_assert!(ok.is_ok(), "Herald's own gzip decompresses");
@@ -101,6 +200,18 @@ impl Asset {
             }
         }
     }
+
+    fn with_last_modified(mut self, lm: SystemTime) -> Asset {
+        self.last_modified = round_secs(lm);
+        self.last_modified_http = httpdate::fmt_http_date(self.last_modified);
+        self
+    }
+}
+
+/// The strong validator of some bytes, quoted: a 128-bit hash, so equal
+/// ETags mean equal bytes.
+fn etag_of(b: &[u8]) -> String {
+    format!("\"{:032x}\"", xxh3_128(b))
 }
 
 /// gzip level of a route's twin. Feeds, the index and OPML are few and
@@ -297,7 +408,7 @@ struct Job<'a> {
     derived: SystemTime,
     content_type: &'static str,
     cors: bool,
-    render: Box<dyn Fn() -> Vec<u8> + Send + Sync + 'a>,
+    render: Box<dyn Fn() -> Doc + Send + Sync + 'a>,
 }
 
 fn fp_article(h: &mut Xxh3, a: &Article) {
@@ -384,10 +495,10 @@ impl SiteBuilder {
                     "application/atom+xml" => "application/atom+xml; charset=utf-8",
                     _ => "application/feed+json; charset=utf-8",
                 };
-                let render: Box<dyn Fn() -> Vec<u8> + Send + Sync> = match file {
-                    "rss.xml" => Box::new(move || render::rss(f2, s)),
-                    "atom.xml" => Box::new(move || render::atom(f2, s)),
-                    _ => Box::new(move || render::json(f2, s)),
+                let render: Box<dyn Fn() -> Doc + Send + Sync> = match file {
+                    "rss.xml" => Box::new(move || Doc::Whole(render::rss(f2, s))),
+                    "atom.xml" => Box::new(move || Doc::Whole(render::atom(f2, s))),
+                    _ => Box::new(move || Doc::Whole(render::json(f2, s))),
                 };
                 jobs.push(Job {
                     route: format!("/{}", f.route(file)),
@@ -408,7 +519,7 @@ impl SiteBuilder {
             derived: newest,
             content_type: "text/html; charset=utf-8",
             cors: false,
-            render: Box::new(move || render::index(feeds_ref, s)),
+            render: Box::new(move || Doc::Whole(render::index(feeds_ref, s))),
         });
         let mut oh = Xxh3::new();
         oh.update(&settings_fp.to_le_bytes());
@@ -422,7 +533,7 @@ impl SiteBuilder {
             derived: to_system(feeds.iter().filter_map(Feed::updated).min()),
             content_type: "text/x-opml; charset=utf-8",
             cors: true,
-            render: Box::new(move || render::opml(feeds_ref, s)),
+            render: Box::new(move || Doc::Whole(render::opml(feeds_ref, s))),
         });
 
         // Article pages: each links the main feed and its category feeds.
@@ -466,7 +577,10 @@ impl SiteBuilder {
                 derived: to_system(Some(a.updated)),
                 content_type: "text/html; charset=utf-8",
                 cors: false,
-                render: Box::new(move || render::article_page(&a2, &mine, s)),
+                render: Box::new(move || {
+                    let (head, tail) = render::article_page_parts(&a2, &mine, s);
+                    Doc::Page(head, Arc::clone(&a2), tail)
+                }),
             });
         }
 
@@ -496,8 +610,9 @@ impl SiteBuilder {
                         return Rendered::Kept(j.route, j.fp, Arc::clone(asset), false);
                     }
                 }
-                let body = (j.render)();
-                let etag = etag_of(&body);
+                // Rendered with a provisional date; the real one depends on
+                // whether the bytes changed.
+                let fresh = Asset::new(&j.route, (j.render)(), j.content_type, j.cors, j.derived);
                 let prev_lm = cache
                     .get(&j.route)
                     .map(|(_, a)| a.last_modified)
@@ -506,10 +621,10 @@ impl SiteBuilder {
                 let lm = match prev_lm {
                     Some(prev) if round_secs(j.derived) <= prev => {
                         let same = match cache.get(&j.route) {
-                            Some((_, a)) => a.etag == etag,
-                            None => floor_dir.is_some_and(|d| {
-                                std::fs::read(d.join(file_of(&j.route))).is_ok_and(|b| b == body)
-                            }),
+                            Some((_, a)) => a.etag == fresh.etag,
+                            None => {
+                                floor_dir.is_some_and(|d| same_gzip_on_disk(d, &j.route, &fresh))
+                            }
                         };
                         same_on_disk = same && cache.get(&j.route).is_none();
                         if same {
@@ -521,7 +636,7 @@ impl SiteBuilder {
                     _ => j.derived,
                 };
                 if let Some((_, a)) = cache.get(&j.route) {
-                    if a.etag == etag && a.last_modified == round_secs(lm) {
+                    if a.etag == fresh.etag && a.last_modified == round_secs(lm) {
                         return Rendered::Kept(j.route, j.fp, Arc::clone(a), false);
                     }
                 }
@@ -531,11 +646,11 @@ impl SiteBuilder {
                     if same_on_disk && gz_there() {
                         return Rendered::Streamed(j.route, Ok(false));
                     }
-                    let asset = Asset::new(&j.route, body, j.content_type, j.cors, lm);
+                    let asset = fresh.with_last_modified(lm);
                     let written = write_asset(dir, &j.route, &asset);
                     return Rendered::Streamed(j.route, written);
                 }
-                let asset = Arc::new(Asset::new(&j.route, body, j.content_type, j.cors, lm));
+                let asset = Arc::new(fresh.with_last_modified(lm));
                 Rendered::Kept(j.route, j.fp, asset, true)
             })
             .collect();
@@ -592,7 +707,7 @@ impl SiteBuilder {
         self.pages = pages;
         let not_found = Arc::new(Asset::new(
             "/404",
-            render::not_found(s),
+            Doc::Whole(render::not_found(s)),
             "text/html; charset=utf-8",
             false,
             UNIX_EPOCH,
@@ -693,16 +808,24 @@ pub fn remove_routes(dir: &Path, routes: &[String]) -> usize {
     removed
 }
 
+/// True when the `.gz` twin on disk is byte for byte the asset's gzip form
+/// and the plain file exists with the right length: gzip output is
+/// deterministic, so equal twins mean equal documents.
+fn same_gzip_on_disk(dir: &Path, route: &str, asset: &Asset) -> bool {
+    let path = dir.join(file_of(route));
+    let plain_ok = std::fs::metadata(&path).is_ok_and(|m| m.len() == asset.len as u64);
+    plain_ok
+        && std::fs::read(gz_path(&path))
+            .is_ok_and(|b| b.len() == asset.gzip_len && b[..] == asset.gzip()[..])
+}
+
 fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool, WriteError> {
+    if same_gzip_on_disk(dir, route, asset) {
+        return Ok(false);
+    }
     let rel = file_of(route);
     let path = dir.join(&rel);
     let gz = gz_path(&path);
-    let same =
-        std::fs::read(&path).is_ok_and(|b| b.len() == asset.len && etag_of(&b) == asset.etag);
-    let gz_ok = same && std::fs::metadata(&gz).is_ok();
-    if same && gz_ok {
-        return Ok(false);
-    }
     let err = |error| WriteError {
         path: path.clone(),
         error,
@@ -710,7 +833,7 @@ fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool, WriteErro
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(err)?;
     }
-    atomic_write(&gz, &asset.gzip, asset.last_modified).map_err(|error| WriteError {
+    atomic_write(&gz, &asset.gzip(), asset.last_modified).map_err(|error| WriteError {
         path: gz.clone(),
         error,
     })?;
@@ -816,7 +939,8 @@ mod tests {
         ] {
             let a = site.get(route).unwrap_or_else(|| panic!("{route} missing"));
             assert_eq!(a.content_type, ct, "{route}");
-            let mut d = flate2::read::GzDecoder::new(&a.gzip[..]);
+            let gz = a.gzip();
+            let mut d = flate2::read::GzDecoder::new(&gz[..]);
             let mut out = Vec::new();
             std::io::Read::read_to_end(&mut d, &mut out).unwrap();
             assert_eq!(out, a.body(), "{route}");
@@ -842,6 +966,41 @@ mod tests {
                     .unwrap();
                 assert_eq!(out, d, "level {level}, {} bytes", d.len());
             }
+        }
+    }
+
+    /// An article page's spliced gzip (page head, the article's packed body,
+    /// tail) is one valid gzip member whose content, CRC and length match
+    /// the page rendered whole.
+    #[test]
+    fn spliced_page_gzip_is_the_whole_page() {
+        let s = settings();
+        let arts = articles();
+        let (site, _) = SiteBuilder::default().build(&arts, 0, &s, t(0));
+        let feeds = render::feeds(&arts, &s);
+        for a in &arts {
+            let asset = site
+                .get(&format!("/{}", render::article_route(&a.slug)))
+                .unwrap();
+            let mine: Vec<&Feed> = std::iter::once(&feeds[0])
+                .chain(feeds.iter().filter(|f| {
+                    f.category
+                        .as_ref()
+                        .is_some_and(|c| a.categories.contains(c))
+                }))
+                .collect();
+            let whole = render::article_page(a, &mine, &s);
+            let gz = asset.gzip();
+            assert_eq!(gz.len(), asset.gzip_len);
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out)
+                .expect("valid gzip: CRC and length checked by the decoder");
+            assert_eq!(out, whole, "{}", a.slug);
+            assert_eq!(asset.len, whole.len());
+            let mut multi = flate2::read::MultiGzDecoder::new(&gz[..]);
+            let mut again = Vec::new();
+            std::io::Read::read_to_end(&mut multi, &mut again).unwrap();
+            assert_eq!(again, whole, "a single member, nothing after it");
         }
     }
 

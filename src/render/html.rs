@@ -95,7 +95,17 @@ pub fn index(feeds: &[Feed], s: &Settings) -> Vec<u8> {
 
 /// One article's page. `feeds` are the feeds it belongs to (main first).
 pub fn article_page(a: &Article, feeds: &[&Feed], s: &Settings) -> Vec<u8> {
-    let mut out = String::with_capacity(a.body_html.len() + 2048);
+    let (head, tail) = article_page_parts(a, feeds, s);
+    let mut out = head.into_bytes();
+    out.extend_from_slice(a.body_html.html().as_bytes());
+    out.extend_from_slice(tail.as_bytes());
+    out
+}
+
+/// An article's page without its body: what goes before and after it.
+/// The page is exactly `head + body + tail`.
+pub fn article_page_parts(a: &Article, feeds: &[&Feed], s: &Settings) -> (String, String) {
+    let mut out = String::with_capacity(2048);
     head(&mut out, &format!("{} — {}", a.title, s.title), s, feeds);
     let _ = write!(
         out,
@@ -117,9 +127,7 @@ pub fn article_page(a: &Article, feeds: &[&Feed], s: &Settings) -> Vec<u8> {
         );
     }
     out.push_str("</p>\n");
-    out.push_str(&a.body_html.html());
-    out.push_str("</article>\n</body>\n</html>\n");
-    out.into_bytes()
+    (out, "</article>\n</body>\n</html>\n".to_string())
 }
 
 /// The 404 page.

@@ -22,7 +22,7 @@ use chrono::{DateTime, FixedOffset};
 use crate::article::{slugify, Article};
 
 pub use atom::atom;
-pub use html::{article_page, index, not_found};
+pub use html::{article_page, article_page_parts, index, not_found};
 pub use json::json;
 pub use opml::opml;
 pub use rss::rss;
