@@ -72,15 +72,17 @@ impl TestDaemon {
     /// Runs `cmd` (which must end up exec'ing `herald --config herald.toml
     /// serve`) in the workspace, with a clean environment, stderr captured.
     pub fn start_cmd(ws: Workspace, extra_config: &str, mut cmd: Command) -> TestDaemon {
-        let listen = if extra_config.contains("listen =") {
-            ""
-        } else {
-            "listen = \"127.0.0.1:0\"\n"
-        };
-        ws.write(
-            "herald.toml",
-            format!("{FAST_CONFIG}{listen}{extra_config}"),
-        );
+        // Keys the test sets itself win over the defaults here.
+        let defaults: String = format!("{FAST_CONFIG}listen = \"127.0.0.1:0\"\n")
+            .lines()
+            .filter(|l| {
+                l.split('=')
+                    .next()
+                    .is_some_and(|k| !extra_config.contains(&format!("{k}=")))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        ws.write("herald.toml", format!("{defaults}{extra_config}"));
         cmd.current_dir(ws.root())
             .env_remove("RUST_LOG")
             .env_remove("HERALD_CONFIG")

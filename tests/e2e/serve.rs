@@ -484,3 +484,19 @@ fn output_directory_mirrors_snapshot() {
     );
     d.stop();
 }
+
+/// A change no file event reports — the target of a symlinked article
+/// edited outside the content tree — is found by the periodic
+/// verification pass.
+#[test]
+fn verification_pass_finds_missed_changes() {
+    let ws = ws_with(&[("a.txt", col("A", 1))]);
+    ws.write("elsewhere/s.txt", col("Linked", 2));
+    std::os::unix::fs::symlink(ws.path("elsewhere/s.txt"), ws.path("content/s.txt")).unwrap();
+    let mut d = TestDaemon::start(ws, "verify_interval_secs = 1\n");
+    d.wait_titles(&["Linked", "A"]);
+    d.ws.write("elsewhere/s.txt", col("Linked, edited out of sight", 2));
+    d.wait_titles(&["Linked, edited out of sight", "A"]);
+    d.wait_log("verification pass found changes");
+    d.stop();
+}
