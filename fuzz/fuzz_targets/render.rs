@@ -79,12 +79,14 @@ fn assert_well_formed(kind: &str, bytes: &[u8]) {
                 }
             }
             Event::End(_) => depth -= 1,
-            Event::Text(t) if depth == 0 => {
+            Event::Text(t) => {
                 let t = t.decode().expect("UTF-8 input");
                 assert!(
-                    t.trim().is_empty(),
+                    depth > 0 || t.trim().is_empty(),
                     "{kind}: text outside the root: {t:?}\n{doc}"
                 );
+                // XML 1.0 §2.4: `]]>` may not appear in character data.
+                assert!(!t.contains("]]>"), "{kind}: `]]>` in text\n{doc}");
             }
             Event::CData(_) if depth == 0 => panic!("{kind}: CDATA outside the root\n{doc}"),
             Event::GeneralRef(g) => {
