@@ -210,7 +210,13 @@ impl Config {
     /// # Errors
     /// A key is unknown, mistyped or invalid: the message names key and line.
     pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let line_at = |pos: usize| text[..pos.min(text.len())].matches('\n').count() + 1;
+        let line_at = |pos: usize| {
+            text.as_bytes()[..pos.min(text.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1
+        };
         let invalid = |line: usize, message: String| ConfigError::Invalid {
             path: path.into(),
             line,

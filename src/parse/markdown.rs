@@ -105,9 +105,12 @@ fn split<'a>(path: &Path, text: &'a str) -> Result<Split<'a>, ParseError> {
 fn read_front(path: &Path, s: &Split<'_>) -> Result<FrontMatter, ParseError> {
     if s.toml {
         let value: toml::Table = toml::from_str(s.front).map_err(|e| {
-            let line = e
-                .span()
-                .map_or(0, |sp| s.front[..sp.start].matches('\n').count());
+            let line = e.span().map_or(0, |sp| {
+                s.front.as_bytes()[..sp.start.min(s.front.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+            });
             ParseError::new(
                 path,
                 s.front_line + line,

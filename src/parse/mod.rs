@@ -159,10 +159,12 @@ pub(crate) fn localize(naive: NaiveDateTime, tz: Tz) -> DateTime<FixedOffset> {
         LocalResult::Single(t) => t,
         LocalResult::Ambiguous(a, _) => a,
         LocalResult::None => {
-            let later = naive + chrono::Duration::hours(1);
-            match tz.from_local_datetime(&later) {
-                LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t,
-                LocalResult::None => tz.from_utc_datetime(&naive),
+            let later = naive
+                .checked_add_signed(chrono::Duration::hours(1))
+                .map(|l| tz.from_local_datetime(&l));
+            match later {
+                Some(LocalResult::Single(t) | LocalResult::Ambiguous(t, _)) => t,
+                _ => tz.from_utc_datetime(&naive),
             }
         }
     };
