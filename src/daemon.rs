@@ -168,7 +168,7 @@ pub fn check_command(c: &Config) -> u8 {
 pub fn build_command(c: &Config) -> u8 {
     init_logging(c);
     match build_once(c) {
-        Ok(view) if view.rejected.is_empty() => EXIT_OK,
+        Ok(0) => EXIT_OK,
         Ok(_) => EXIT_BAD_CONTENT,
         Err((code, e)) => {
             eprintln!("herald: {e:#}");
@@ -177,9 +177,45 @@ pub fn build_command(c: &Config) -> u8 {
     }
 }
 
-fn build_once(c: &Config) -> Result<View, (u8, anyhow::Error)> {
+/// Hash of everything in the config that shapes the output, and of
+/// Herald's version (a new version may render differently).
+fn settings_fingerprint(c: &Config) -> String {
+    let text = format!("{} {c:?}", env!("CARGO_PKG_VERSION"));
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+}
+
+/// One `herald build`; returns the number of rejected files.
+fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
     let started = Instant::now();
     let mut lib = open_library(c).map_err(|e| (EXIT_RUNTIME, e))?;
+    // Fingerprint before reading: a file written during the build makes
+    // the next build do the work again.
+    let content = crate::library::tree_fingerprint(&c.content_dir)
+        .map_err(|e| (EXIT_CONTENT_DIR, e.into()))?;
+    let content = format!("{content:032x}");
+    let settings_fp = settings_fingerprint(c);
+    if let Some(last) = lib.state_mut().last_build() {
+        let due = last.next_release.is_some_and(|t| t <= Utc::now());
+        if last.content == content
+            && last.settings == settings_fp
+            && !due
+            && last.output == format!("{:032x}", site::output_fingerprint(&c.output_dir))
+        {
+            for w in &last.warnings {
+                tracing::warn!("{w}");
+            }
+            tracing::info!(
+                articles = last.articles,
+                rejected = 0,
+                written = 0,
+                removed = 0,
+                output = %c.output_dir.display(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "build finished: content, settings and output unchanged since the last build"
+            );
+            return Ok(0);
+        }
+    }
     lib.scan().map_err(|e| (EXIT_CONTENT_DIR, e.into()))?;
     let view = lib.view(Utc::now());
     report(&view);
@@ -207,6 +243,17 @@ fn build_once(c: &Config) -> Result<View, (u8, anyhow::Error)> {
             ),
         ));
     }
+    // Only a build without rejected files may be skipped next time: those
+    // must be reported (and fail the build) again.
+    let record = view.rejected.is_empty().then(|| crate::state::BuildRecord {
+        content,
+        settings: settings_fp,
+        output: format!("{:032x}", site::output_fingerprint(&c.output_dir)),
+        articles: view.articles.len(),
+        next_release: view.next_release.map(|t| t.fixed_offset()),
+        warnings: view.warnings.clone(),
+    });
+    lib.state_mut().set_last_build(record);
     lib.state_mut()
         .save(&c.state_dir)
         .map_err(|e| (EXIT_RUNTIME, e.into()))?;
@@ -219,7 +266,7 @@ fn build_once(c: &Config) -> Result<View, (u8, anyhow::Error)> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "build finished"
     );
-    Ok(view)
+    Ok(view.rejected.len())
 }
 
 /// Sets up `tracing`: human format on a terminal; under journald
@@ -631,14 +678,16 @@ impl Publisher {
             ms = elapsed.as_secs_f64() * 1000.0,
             "published"
         );
-        let removed = self.builder.removed().to_vec();
-        if !removed.is_empty() {
-            site::remove_routes(&self.config.output_dir, &removed);
-        }
+        // New and changed files first, then the gone ones: a reader of
+        // the directory never finds a feed linking to a removed page.
         if !changed.is_empty() {
             self.write(&site, Some(&changed));
         } else {
             self.save_state();
+        }
+        let removed = self.builder.removed().to_vec();
+        if !removed.is_empty() {
+            site::remove_routes(&self.config.output_dir, &removed);
         }
         notify(&[sd_notify::NotifyState::Status(&format!(
             "{} articles, {} rejected; last rebuild {:.1} ms ({reason})",

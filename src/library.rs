@@ -195,27 +195,7 @@ impl Library {
     /// Re-walks `dir`: drops entries below it that are gone, parses new and
     /// changed files.
     fn sync_subtree(&mut self, dir: &Path) -> bool {
-        let root = self.root.clone();
-        let mut seen: Vec<PathBuf> = Vec::new();
-        let walker = walkdir::WalkDir::new(dir)
-            .follow_links(true)
-            .into_iter()
-            .filter_entry(|e| {
-                e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.'))
-            });
-        for entry in walker {
-            match entry {
-                Ok(e) if !e.file_type().is_dir() && parse::kind_of(e.path()).is_some() => {
-                    if !parse::in_hidden_dir(&root, e.path()) {
-                        seen.push(e.into_path());
-                    }
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    tracing::warn!(path = %err.path().unwrap_or(dir).display(), "skipped while walking content: {err}")
-                }
-            }
-        }
+        let seen = article_files(&self.root, dir);
         let seen_set: HashSet<&PathBuf> = seen.iter().collect();
         let before = self.files.len();
         self.files
@@ -441,6 +421,73 @@ impl Library {
         view.warnings.sort();
         view
     }
+}
+
+/// Every article file at or below `dir` (following symlinks, skipping
+/// dot-directories and files Herald ignores). Walk errors are logged and
+/// the rest of the walk goes on.
+fn article_files(root: &Path, dir: &Path) -> Vec<PathBuf> {
+    let mut seen = Vec::new();
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.'))
+        });
+    for entry in walker {
+        match entry {
+            Ok(e) if !e.file_type().is_dir() && parse::kind_of(e.path()).is_some() => {
+                if !parse::in_hidden_dir(root, e.path()) {
+                    seen.push(e.into_path());
+                }
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(path = %err.path().unwrap_or(dir).display(), "skipped while walking content: {err}")
+            }
+        }
+    }
+    seen
+}
+
+/// A fingerprint of the content tree from a stat-only walk: every article
+/// file's path, size, mtime and inode. Equal fingerprints mean no file was
+/// added, removed, renamed or written (the same test the daemon uses to
+/// decide what to re-read).
+///
+/// # Errors
+/// The content directory is missing or unreadable.
+pub fn tree_fingerprint(root: &Path) -> Result<u128, RootError> {
+    std::fs::metadata(root).map_err(|error| RootError {
+        path: root.to_path_buf(),
+        error,
+    })?;
+    let mut files = article_files(root, root);
+    files.sort_unstable_by(|a, b| {
+        a.as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.as_os_str().as_encoded_bytes())
+    });
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for p in &files {
+        h.update(
+            p.strip_prefix(root)
+                .unwrap_or(p)
+                .as_os_str()
+                .as_encoded_bytes(),
+        );
+        if let Ok(m) = std::fs::metadata(p) {
+            let st = Stamp::of(&m);
+            h.update(&st.len.to_le_bytes());
+            h.update(&st.ino.to_le_bytes());
+            let t = st
+                .mtime
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .unwrap_or_default();
+            h.update(&t.as_nanos().to_le_bytes());
+        }
+    }
+    Ok(h.digest128())
 }
 
 fn f_no_error(f: Option<&FileEntry>) -> bool {

@@ -788,6 +788,37 @@ pub fn write_to(site: &Site, dir: &Path, only: Option<&[String]>) -> WriteReport
     report
 }
 
+/// A fingerprint of everything under `dir` from a stat-only walk: each
+/// file's path, size and mtime (Herald sets every mtime it writes to the
+/// file's Last-Modified, so an edit or removal by anyone else shows).
+pub fn output_fingerprint(dir: &Path) -> u128 {
+    let mut files: Vec<(Vec<u8>, u64, u128)> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            let t = m
+                .modified()
+                .ok()?
+                .duration_since(UNIX_EPOCH)
+                .ok()?
+                .as_nanos();
+            let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
+            Some((rel.as_os_str().as_encoded_bytes().to_vec(), m.len(), t))
+        })
+        .collect();
+    files.sort_unstable();
+    let mut h = Xxh3::new();
+    for (p, len, t) in &files {
+        h.update(p);
+        h.update(&len.to_le_bytes());
+        h.update(&t.to_le_bytes());
+    }
+    h.update(&(files.len() as u64).to_le_bytes());
+    h.digest128()
+}
+
 /// Removes the files (and `.gz` twins) of routes that are gone, and their
 /// directories when empty — the incremental counterpart of the full prune
 /// in [`write_to`]. Returns how many files were removed.

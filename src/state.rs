@@ -59,6 +59,29 @@ struct Disk {
     since: Option<String>,
     /// id → entry. A BTreeMap so the file is byte-identical for equal state.
     articles: BTreeMap<String, Entry>,
+    /// What the last clean `herald build` saw and wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_build: Option<BuildRecord>,
+}
+
+/// Fingerprints of a clean build: content tree, settings, output tree,
+/// and when the next held-back article is due. A build that finds all of
+/// them unchanged (and nothing due) has nothing to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRecord {
+    /// [`crate::library::tree_fingerprint`] before the build, hex.
+    pub content: String,
+    /// Hash of the settings and Herald's version, hex.
+    pub settings: String,
+    /// Fingerprint of the output tree after the build, hex.
+    pub output: String,
+    /// Articles published.
+    pub articles: usize,
+    /// The next future-dated article's time, if any.
+    pub next_release: Option<DateTime<FixedOffset>>,
+    /// Warnings of that build, repeated when it is skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The identity record, with indexes for the lookups the library makes.
@@ -122,6 +145,19 @@ impl State {
         std::fs::rename(&tmp, &path).map_err(io)?;
         self.dirty = false;
         Ok(())
+    }
+
+    /// The record of the last clean build.
+    pub fn last_build(&self) -> Option<&BuildRecord> {
+        self.disk.last_build.as_ref()
+    }
+
+    /// Records (or clears) the last clean build.
+    pub fn set_last_build(&mut self, record: Option<BuildRecord>) {
+        if self.disk.last_build != record {
+            self.disk.last_build = record;
+            self.dirty = true;
+        }
     }
 
     /// True when there are changes not yet saved.

@@ -970,3 +970,34 @@ fn fatal_errors_name_their_cause_once() {
         "herald: missing: content directory cannot be read: No such file or directory (os error 2)\n"
     );
 }
+
+/// A build that finds content, settings and output unchanged does nothing;
+/// a touched article, a changed setting or a file missing from the output
+/// directory each make it build again, and the output is restored.
+#[test]
+fn unchanged_build_is_skipped_until_something_moves() {
+    let ws = clean_site();
+    ws.herald_cfg(&["build"]).expect_code(0);
+    let again = ws.herald_cfg(&["build"]);
+    again.expect_code(0);
+    assert!(
+        again.stderr.contains("unchanged since the last build"),
+        "{}",
+        again.stderr
+    );
+    let before = ws.read("feeds/rss.xml");
+
+    std::fs::remove_file(ws.path("feeds/rss.xml")).unwrap();
+    let run = ws.herald_cfg(&["build"]);
+    run.expect_code(0);
+    assert!(!run.stderr.contains("unchanged since"), "{}", run.stderr);
+    assert_eq!(run.build_field("written"), "1");
+    assert_eq!(ws.read("feeds/rss.xml"), before);
+
+    let cfg = ws.read("herald.toml");
+    ws.write("herald.toml", format!("{cfg}\ncontent = \"summary\"\n"));
+    let run = ws.herald_cfg(&["build"]);
+    run.expect_code(0);
+    assert!(!run.stderr.contains("unchanged since"), "{}", run.stderr);
+    assert!(!ws.read("feeds/rss.xml").contains("content:encoded"));
+}
