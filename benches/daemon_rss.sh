@@ -30,7 +30,8 @@ command -v curl >/dev/null || { echo "daemon_rss: needs curl" >&2; exit 2; }
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/herald-rss-XXXXXX")
 PID=
 cleanup() {
-  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+  set +e # a child's non-zero exit status must not stop the cleanup
+  [ -n "$PID" ] && { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }
   rm -rf "$TMP"
 }
 trap cleanup EXIT

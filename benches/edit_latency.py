@@ -20,7 +20,9 @@ Python 3 standard library only. Run from anywhere:
     python3 benches/edit_latency.py --edits 20 --debounce 50
 
 It builds `target/release/herald` and the `gen_corpus` example first
-(`--no-build` skips that) and removes its temporary directory at the end.
+(`--no-build` skips that; `HERALD=path GEN=path` use other binaries), runs
+a private copy of the binary so a rebuild during the run changes nothing,
+and removes its temporary directory at the end.
 """
 
 import argparse
@@ -37,8 +39,8 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HERALD = os.path.join(REPO, "target", "release", "herald")
-GEN = os.path.join(REPO, "target", "release", "examples", "gen_corpus")
+HERALD = os.environ.get("HERALD") or os.path.join(REPO, "target", "release", "herald")
+GEN = os.environ.get("GEN") or os.path.join(REPO, "target", "release", "examples", "gen_corpus")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LISTENING = re.compile(r"listening on http://([0-9.]+:[0-9]+)/")
 PUBLISHED_MS = re.compile(r"published.*?\bms=([0-9.]+)|\bms=([0-9.]+).*published")
@@ -73,7 +75,7 @@ class Server:
         env = dict(os.environ, NO_COLOR="1")
         env.pop("RUST_LOG", None)
         self.proc = subprocess.Popen(
-            [HERALD, "--config", cfg, "serve"],
+            [os.path.join(root, "herald"), "--config", cfg, "serve"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -123,10 +125,17 @@ class Server:
         raise RuntimeError(f"/healthz never answered 200 on {self.addr}")
 
     def get_feed(self):
-        """One conditional GET of /rss.xml; the body when it changed, else None."""
+        """One conditional GET of /rss.xml; the body when it changed, else None.
+        A keep-alive connection the server closed (Herald closes one idle
+        for `header_read_timeout`) is reopened once, as a reader would."""
         headers = {"If-None-Match": self.etag} if self.etag else {}
-        self.conn.request("GET", "/rss.xml", headers=headers)
-        r = self.conn.getresponse()
+        try:
+            self.conn.request("GET", "/rss.xml", headers=headers)
+            r = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):
+            self.conn.close()
+            self.conn.request("GET", "/rss.xml", headers=headers)
+            r = self.conn.getresponse()
         body = r.read()
         if r.status == 304:
             return None
@@ -218,6 +227,11 @@ def main():
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
+        shutil.copy2(HERALD, os.path.join(root, "herald"))
+        rev = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO,
+                             capture_output=True, text=True).stdout.strip() or "?"
+        print(f"herald {rev} ({HERALD}); {os.cpu_count()} cores; "
+              f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}", flush=True)
         corpus = os.path.join(root, "corpus")
         subprocess.run([GEN, str(a.articles), corpus], check=True)
         files = newest_markdown(corpus, a.files)
@@ -227,6 +241,8 @@ def main():
             servers.append(Server(root, corpus, d, a.log_level))
             print(f"debounce {d} ms: herald on {servers[-1].addr}", flush=True)
 
+        for s in servers:  # reopen connections left idle while the others started
+            s.get_feed()
         results = {s.debounce_ms: [] for s in servers}
         failures = {s.debounce_ms: 0 for s in servers}
         for i in range(a.edits):

@@ -43,9 +43,14 @@ done
 TMP=$(mktemp -d /tmp/herald-wrk-XXXXXX)
 NGINX_PID= HERALD_PID= BARE_PID=
 cleanup() {
-  [ -n "$HERALD_PID" ] && kill "$HERALD_PID" 2>/dev/null && wait "$HERALD_PID" 2>/dev/null
-  [ -n "$BARE_PID" ] && kill "$BARE_PID" 2>/dev/null && wait "$BARE_PID" 2>/dev/null
-  [ -n "$NGINX_PID" ] && kill -QUIT "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
+  set +e # a child's non-zero exit status must not stop the cleanup
+  for p in $HERALD_PID $BARE_PID; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  # nginx: QUIT (graceful, the master stops its workers), then TERM.
+  if [ -n "$NGINX_PID" ]; then
+    kill -QUIT "$NGINX_PID" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+    kill "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null
+  fi
   rm -rf "$TMP"
 }
 trap cleanup EXIT
