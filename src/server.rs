@@ -155,27 +155,43 @@ pub async fn run(
 /// Wraps a stream so that a connection on which no byte moves in either
 /// direction for `idle` is closed (slow-loris bodies, dead peers, idle
 /// HTTP/2 connections).
+///
+/// Activity only records a time stamp; the timer is re-armed when it fires
+/// and finds the connection was active since, so bytes moving cost no
+/// timer-wheel work.
 struct IdleIo<T> {
     inner: T,
     idle: Duration,
+    last: Instant,
     timer: Pin<Box<Sleep>>,
 }
 
 impl<T> IdleIo<T> {
     fn new(inner: T, idle: Duration) -> Self {
+        let now = Instant::now();
         IdleIo {
             inner,
             idle,
-            timer: Box::pin(sleep_until(Instant::now() + idle)),
+            last: now,
+            timer: Box::pin(sleep_until(now + idle)),
         }
     }
 
     fn touch(&mut self) {
-        self.timer.as_mut().reset(Instant::now() + self.idle);
+        self.last = Instant::now();
     }
 
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.timer.as_mut().poll(cx).is_ready()
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last + self.idle;
+            if due <= Instant::now() {
+                return true;
+            }
+            self.timer.as_mut().reset(due);
+        }
     }
 }
 
@@ -292,17 +308,19 @@ fn route<B>(
         }
     };
     let raw = req.uri().path();
-    let lower = raw.to_ascii_lowercase();
     // Routes are map keys, so nothing here can reach the disk; these are
     // refused outright so that no alias of a route is ever served.
+    let encoded = |raw: &str| {
+        let lower = raw.to_ascii_lowercase();
+        ["%2e", "%5c", "%00", "%2f"]
+            .iter()
+            .any(|e| lower.contains(e))
+    };
     if raw.contains("..")
         || raw.contains('\\')
         || raw.contains('\0')
         || raw.contains("//")
-        || lower.contains("%2e")
-        || lower.contains("%5c")
-        || lower.contains("%00")
-        || lower.contains("%2f")
+        || (raw.contains('%') && encoded(raw))
     {
         return not_found(site, head);
     }
@@ -390,7 +408,7 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
         let Ok(v) = v.to_str() else { continue };
         for item in v.split(',') {
             let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let coding = parts.next().unwrap_or("").trim();
             let q = parts
                 .filter_map(|p| {
                     p.trim()
@@ -400,10 +418,11 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
                 .filter_map(|q| q.trim().parse::<f32>().ok())
                 .next()
                 .unwrap_or(1.0);
-            match coding.as_str() {
-                "gzip" | "x-gzip" => return q > 0.0,
-                "*" => star = Some(q > 0.0),
-                _ => {}
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                return q > 0.0;
+            }
+            if coding == "*" {
+                star = Some(q > 0.0);
             }
         }
     }
@@ -505,7 +524,11 @@ fn serve_asset(
     cache_control: &HeaderValue,
 ) -> Response<Full<Bytes>> {
     let gzip = accepts_gzip(headers) && asset.gzip_len < asset.len;
-    let etag = if gzip { &asset.etag_gzip } else { &asset.etag };
+    let (etag, etag_hv) = if gzip {
+        (&asset.etag_gzip, &asset.headers.etag_gzip)
+    } else {
+        (&asset.etag, &asset.headers.etag)
+    };
     let status = match evaluate(headers, etag, asset.last_modified) {
         Precondition::Proceed => StatusCode::OK,
         Precondition::NotModified => StatusCode::NOT_MODIFIED,
@@ -522,12 +545,8 @@ fn serve_asset(
     let h = r.headers_mut();
     // A 304 carries the validators and caching headers its 200 would
     // (RFC 9110 §15.4.5), but no content headers.
-    if let Ok(v) = HeaderValue::from_str(etag) {
-        h.insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&asset.last_modified_http) {
-        h.insert(header::LAST_MODIFIED, v);
-    }
+    h.insert(header::ETAG, etag_hv.clone());
+    h.insert(header::LAST_MODIFIED, asset.headers.last_modified.clone());
     h.insert(header::CACHE_CONTROL, cache_control.clone());
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     if asset.cors {

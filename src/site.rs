@@ -40,10 +40,38 @@ pub struct Asset {
     pub last_modified: SystemTime,
     /// `Last-Modified` as an IMF-fixdate, formatted once.
     pub last_modified_http: String,
+    /// `etag`, `etag_gzip` and `last_modified_http` as header values, so a
+    /// response copies a reference instead of validating text.
+    pub headers: AssetHeaders,
     /// Media type with charset.
     pub content_type: &'static str,
     /// True for feeds: served with `Access-Control-Allow-Origin: *`.
     pub cors: bool,
+}
+
+/// Header values of an asset, built once per publish.
+#[derive(Debug, Clone)]
+pub struct AssetHeaders {
+    /// `ETag` of the document.
+    pub etag: http::HeaderValue,
+    /// `ETag` of the gzip form.
+    pub etag_gzip: http::HeaderValue,
+    /// `Last-Modified`.
+    pub last_modified: http::HeaderValue,
+}
+
+impl AssetHeaders {
+    fn new(etag: &str, etag_gzip: &str, last_modified: &str) -> AssetHeaders {
+        let hv = |s: &str| {
+            http::HeaderValue::from_str(s)
+                .expect("quoted hex and HTTP dates are valid header values")
+        };
+        AssetHeaders {
+            etag: hv(etag),
+            etag_gzip: hv(etag_gzip),
+            last_modified: hv(last_modified),
+        }
+    }
 }
 
 /// How the gzip form is held.
@@ -151,14 +179,16 @@ impl Asset {
                 (None, gz, len, etag, etag_gzip, gzip_len)
             }
         };
+        let last_modified_http = httpdate::fmt_http_date(last_modified);
         Asset {
+            headers: AssetHeaders::new(&etag, &etag_gzip, &last_modified_http),
             identity,
             gz,
             len,
             gzip_len,
             etag,
             etag_gzip,
-            last_modified_http: httpdate::fmt_http_date(last_modified),
+            last_modified_http,
             last_modified,
             content_type,
             cors,
@@ -204,6 +234,7 @@ impl Asset {
     fn with_last_modified(mut self, lm: SystemTime) -> Asset {
         self.last_modified = round_secs(lm);
         self.last_modified_http = httpdate::fmt_http_date(self.last_modified);
+        self.headers = AssetHeaders::new(&self.etag, &self.etag_gzip, &self.last_modified_http);
         self
     }
 }
