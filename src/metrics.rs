@@ -19,10 +19,26 @@ pub const ROUTE_CLASSES: [&str; 8] = [
 ];
 const STATUSES: [u16; 8] = [200, 301, 304, 400, 404, 405, 412, 500];
 
+const SHARDS: usize = 4;
+
+/// One thread's request counters, on cache lines of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard([[AtomicU64; STATUSES.len()]; ROUTE_CLASSES.len()]);
+
+static NEXT_SHARD: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static SHARD: usize = (NEXT_SHARD.fetch_add(1, Relaxed) as usize) % SHARDS;
+}
+
 /// All of Herald's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: [[AtomicU64; STATUSES.len()]; ROUTE_CLASSES.len()],
+    /// Request counters, one shard per server thread (round-robin): two
+    /// cores bumping one shared counter would bounce its cache line on
+    /// every response.
+    requests: [Shard; SHARDS],
     /// Rebuilds published.
     pub rebuilds: AtomicU64,
     /// Sum of rebuild durations, microseconds.
@@ -43,7 +59,8 @@ impl Metrics {
     /// Counts one response.
     pub fn request(&self, class: usize, status: u16) {
         if let Some(s) = STATUSES.iter().position(|&x| x == status) {
-            if let Some(row) = self.requests.get(class) {
+            let shard = SHARD.with(|i| *i);
+            if let Some(row) = self.requests[shard].0.get(class) {
                 row[s].fetch_add(1, Relaxed);
             }
         }
@@ -63,9 +80,13 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP herald_http_requests_total HTTP responses by route class and status.\n# TYPE herald_http_requests_total counter\n");
         let mut not_modified = 0;
-        for (c, row) in self.requests.iter().enumerate() {
-            for (s, n) in row.iter().enumerate() {
-                let n = n.load(Relaxed);
+        for c in 0..ROUTE_CLASSES.len() {
+            for s in 0..STATUSES.len() {
+                let n: u64 = self
+                    .requests
+                    .iter()
+                    .map(|sh| sh.0[c][s].load(Relaxed))
+                    .sum();
                 if STATUSES[s] == 304 {
                     not_modified += n;
                 }
