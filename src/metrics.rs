@@ -80,21 +80,20 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP herald_http_requests_total HTTP responses by route class and status.\n# TYPE herald_http_requests_total counter\n");
         let mut not_modified = 0;
-        for c in 0..ROUTE_CLASSES.len() {
-            for s in 0..STATUSES.len() {
+        for (c, class) in ROUTE_CLASSES.iter().enumerate() {
+            for (s, status) in STATUSES.iter().enumerate() {
                 let n: u64 = self
                     .requests
                     .iter()
                     .map(|sh| sh.0[c][s].load(Relaxed))
                     .sum();
-                if STATUSES[s] == 304 {
+                if *status == 304 {
                     not_modified += n;
                 }
                 if n > 0 {
                     let _ = writeln!(
                         out,
-                        "herald_http_requests_total{{route=\"{}\",status=\"{}\"}} {n}",
-                        ROUTE_CLASSES[c], STATUSES[s]
+                        "herald_http_requests_total{{route=\"{class}\",status=\"{status}\"}} {n}"
                     );
                 }
             }
