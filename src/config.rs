@@ -150,7 +150,7 @@ impl Default for Config {
             content_json: ContentMode::Full,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             cache_max_age: 300,
-            debounce: Duration::from_millis(50),
+            debounce: Duration::from_millis(25),
             settle_max: Duration::from_millis(2000),
             verify_interval: Duration::from_secs(180),
             max_connections: 1024,
