@@ -220,8 +220,8 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
     let view = lib.view(Utc::now());
     report(&view);
     let s = settings(c, lib.state_mut(), &view.articles);
-    // Article pages go to disk as they are rendered; only the feeds, the
-    // index and OPML are held until `write_to`.
+    // Every document goes to disk as it is rendered (article pages first)
+    // and is dropped; `write_to` then only removes what is gone.
     let (mut site, _) = SiteBuilder::streaming_to(&c.output_dir).build(
         &view.articles,
         view.rejected.len(),

@@ -458,11 +458,10 @@ fn to_system(t: Option<chrono::DateTime<chrono::FixedOffset>>) -> SystemTime {
 
 impl SiteBuilder {
     /// A builder for a one-shot build into `dir`: floors as
-    /// [`SiteBuilder::with_floors_from`], and article pages are written
-    /// (when their bytes changed) as soon as they are rendered and then
-    /// dropped, so memory does not grow with the archive. The returned
-    /// [`Site`] lists them in [`Site::streamed`]; [`write_to`] writes the
-    /// rest and prunes.
+    /// [`SiteBuilder::with_floors_from`], and every document is written
+    /// (when its bytes changed) as soon as it is rendered and then dropped,
+    /// so memory does not grow with the archive. The returned [`Site`]
+    /// lists them in [`Site::streamed`]; [`write_to`] then only prunes.
     pub fn streaming_to(dir: &Path) -> SiteBuilder {
         SiteBuilder {
             stream_to: Some(dir.to_path_buf()),
@@ -633,58 +632,62 @@ impl SiteBuilder {
         let floors = &self.floors;
         let floor_dir = self.floor_dir.as_deref();
         let stream_to = self.stream_to.as_deref();
-        let results: Vec<Rendered> = jobs
-            .into_par_iter()
-            .map(|j| {
-                if let Some((fp, asset)) = cache.get(&j.route) {
-                    if *fp == j.fp {
-                        return Rendered::Kept(j.route, j.fp, Arc::clone(asset), false);
+        let run = |j: Job<'_>| -> Rendered {
+            if let Some((fp, asset)) = cache.get(&j.route) {
+                if *fp == j.fp {
+                    return Rendered::Kept(j.route, j.fp, Arc::clone(asset), false);
+                }
+            }
+            // Rendered with a provisional date; the real one depends on
+            // whether the bytes changed.
+            let fresh = Asset::new(&j.route, (j.render)(), j.content_type, j.cors, j.derived);
+            let prev_lm = cache
+                .get(&j.route)
+                .map(|(_, a)| a.last_modified)
+                .or_else(|| floors.get(&j.route).copied());
+            let mut same_on_disk = false;
+            let lm = match prev_lm {
+                Some(prev) if round_secs(j.derived) <= prev => {
+                    let same = match cache.get(&j.route) {
+                        Some((_, a)) => a.etag == fresh.etag,
+                        None => floor_dir.is_some_and(|d| same_gzip_on_disk(d, &j.route, &fresh)),
+                    };
+                    same_on_disk = same && cache.get(&j.route).is_none();
+                    if same {
+                        prev
+                    } else {
+                        now.max(prev + Duration::from_secs(1))
                     }
                 }
-                // Rendered with a provisional date; the real one depends on
-                // whether the bytes changed.
-                let fresh = Asset::new(&j.route, (j.render)(), j.content_type, j.cors, j.derived);
-                let prev_lm = cache
-                    .get(&j.route)
-                    .map(|(_, a)| a.last_modified)
-                    .or_else(|| floors.get(&j.route).copied());
-                let mut same_on_disk = false;
-                let lm = match prev_lm {
-                    Some(prev) if round_secs(j.derived) <= prev => {
-                        let same = match cache.get(&j.route) {
-                            Some((_, a)) => a.etag == fresh.etag,
-                            None => {
-                                floor_dir.is_some_and(|d| same_gzip_on_disk(d, &j.route, &fresh))
-                            }
-                        };
-                        same_on_disk = same && cache.get(&j.route).is_none();
-                        if same {
-                            prev
-                        } else {
-                            now.max(prev + Duration::from_secs(1))
-                        }
-                    }
-                    _ => j.derived,
-                };
-                if let Some((_, a)) = cache.get(&j.route) {
-                    if a.etag == fresh.etag && a.last_modified == round_secs(lm) {
-                        return Rendered::Kept(j.route, j.fp, Arc::clone(a), false);
-                    }
+                _ => j.derived,
+            };
+            if let Some((_, a)) = cache.get(&j.route) {
+                if a.etag == fresh.etag && a.last_modified == round_secs(lm) {
+                    return Rendered::Kept(j.route, j.fp, Arc::clone(a), false);
                 }
-                if let (Some(dir), true) = (stream_to, j.route.starts_with("/articles/")) {
-                    let gz_there =
-                        || std::fs::metadata(gz_path(&dir.join(file_of(&j.route)))).is_ok();
-                    if same_on_disk && gz_there() {
-                        return Rendered::Streamed(j.route, Ok(false));
-                    }
-                    let asset = fresh.with_last_modified(lm);
-                    let written = write_asset(dir, &j.route, &asset);
-                    return Rendered::Streamed(j.route, written);
+            }
+            if let Some(dir) = stream_to {
+                let gz_there = || std::fs::metadata(gz_path(&dir.join(file_of(&j.route)))).is_ok();
+                if same_on_disk && gz_there() {
+                    return Rendered::Streamed(j.route, Ok(false));
                 }
-                let asset = Arc::new(fresh.with_last_modified(lm));
-                Rendered::Kept(j.route, j.fp, asset, true)
-            })
-            .collect();
+                let asset = fresh.with_last_modified(lm);
+                let written = write_asset(dir, &j.route, &asset);
+                return Rendered::Streamed(j.route, written);
+            }
+            let asset = Arc::new(fresh.with_last_modified(lm));
+            Rendered::Kept(j.route, j.fp, asset, true)
+        };
+        // Streaming, article pages go first: a reader of the directory
+        // never finds a feed or the index linking to a page not yet there.
+        let (first, then): (Vec<Job<'_>>, Vec<Job<'_>>) = if stream_to.is_some() {
+            jobs.into_iter()
+                .partition(|j| j.route.starts_with("/articles/"))
+        } else {
+            (jobs, Vec::new())
+        };
+        let mut results: Vec<Rendered> = first.into_par_iter().map(&run).collect();
+        results.extend(then.into_par_iter().map(&run).collect::<Vec<_>>());
 
         let mut routes =
             HashMap::with_capacity_and_hasher(results.len() + reused.len(), Default::default());
