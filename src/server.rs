@@ -538,10 +538,13 @@ fn serve_asset(
     }));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    // A 304 carries the validators and caching headers its 200 would
-    // (RFC 9110 §15.4.5), but no content headers.
+    // A 304 carries the ETag, Cache-Control and Vary its 200 would, and no
+    // other representation metadata: with an ETag present, RFC 9110
+    // §15.4.5 says not to send Last-Modified either.
     h.insert(header::ETAG, etag_hv.clone());
-    h.insert(header::LAST_MODIFIED, asset.headers.last_modified.clone());
+    if status != StatusCode::NOT_MODIFIED {
+        h.insert(header::LAST_MODIFIED, asset.headers.last_modified.clone());
+    }
     h.insert(header::CACHE_CONTROL, cache_control.clone());
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     if asset.cors {
@@ -768,6 +771,16 @@ mod tests {
                 assert!(!hv(&r, "etag").is_empty(), "{label}: 304 repeats ETag");
                 assert_eq!(hv(&r, "cache-control"), "public, max-age=300", "{label}");
                 assert_eq!(hv(&r, "vary"), "Accept-Encoding", "{label}");
+                assert_eq!(
+                    hv(&r, "last-modified"),
+                    "",
+                    "{label}: 304 omits Last-Modified"
+                );
+                assert_eq!(
+                    hv(&r, "content-type"),
+                    "",
+                    "{label}: 304 has no content headers"
+                );
                 assert!(body(r).is_empty(), "{label}: 304 has no body");
             }
         }
