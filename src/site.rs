@@ -102,7 +102,7 @@ enum Doc {
 
 thread_local! {
     static PAGE_DEFLATE: std::cell::RefCell<flate2::Compress> =
-        std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::fast(), false));
+        std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::new(2), false));
 }
 
 impl Asset {
@@ -119,7 +119,7 @@ impl Asset {
         let last_modified = round_secs(last_modified);
         let (identity, gz, len, etag, etag_gzip, gzip_len) = match doc {
             Doc::Whole(mut body) => {
-                let mut gz = gzip(&body, gzip_level(route));
+                let mut gz = gzip(&body, WHOLE_GZIP_LEVEL);
                 gz.shrink_to_fit();
                 body.shrink_to_fit();
                 let (etag, etag_gzip, len, gzip_len) =
@@ -136,7 +136,7 @@ impl Asset {
             }
             Doc::Page(head, article, tail) => {
                 let body = &article.body_html;
-                let mut head_z = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 0xff];
+                let mut head_z = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
                 let mut tail_z = Vec::with_capacity(tail.len() + 32);
                 PAGE_DEFLATE.with_borrow_mut(|c| {
                     crate::article::deflate_into(c, head.as_bytes(), &mut head_z, false);
@@ -245,20 +245,12 @@ fn etag_of(b: &[u8]) -> String {
     format!("\"{:032x}\"", xxh3_128(b))
 }
 
-/// gzip level of a route's twin. Feeds, the index and OPML are few and
-/// fetched over and over, but they are also re-compressed on every edit
-/// that touches them, on the way to being served: level 4 (a 313 KB feed:
-/// 2.6% larger than level 6 at less than half the time). Article pages are one per article, so
-/// their compression is most of a cold build's CPU time, and each is read
-/// rarely: level 1 (zlib-rs's "quick" strategy) costs about half as much
-/// per page for a twin ~25% larger.
-fn gzip_level(route: &str) -> u32 {
-    if route.starts_with("/articles/") {
-        1
-    } else {
-        4
-    }
-}
+/// gzip level of a whole document's twin: feeds, the index and OPML are
+/// few and fetched over and over, but they are also re-compressed on every
+/// edit that touches them, on the way to being served: level 4 (a 313 KB
+/// feed: 2.6% larger than level 6 at less than half the time). Article
+/// pages are not compressed here at all (see [`Gz::Spliced`]).
+const WHOLE_GZIP_LEVEL: u32 = 4;
 
 /// gzip (RFC 1952) of `b`: a fixed header without mtime or name, so output
 /// is deterministic; raw deflate; CRC-32 and length. The deflate state
