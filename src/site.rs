@@ -30,18 +30,11 @@ pub struct Asset {
     pub len: usize,
     /// Length of the gzip form in bytes.
     pub gzip_len: usize,
-    /// Strong validator of the document (RFC 9110 §8.8.3), quoted.
-    pub etag: String,
-    /// Strong validator of the gzip form: each encoding is its own
-    /// representation.
-    pub etag_gzip: String,
     /// Never moves backwards for a route while Herald runs, nor across
     /// restarts (seeded from the files' mtimes).
     pub last_modified: SystemTime,
-    /// `Last-Modified` as an IMF-fixdate, formatted once.
-    pub last_modified_http: String,
-    /// `etag`, `etag_gzip` and `last_modified_http` as header values, so a
-    /// response copies a reference instead of validating text.
+    /// Validators as ready header values, so a response copies a
+    /// reference instead of validating text (see [`Asset::etag`]).
     pub headers: AssetHeaders,
     /// Media type with charset.
     pub content_type: &'static str,
@@ -179,16 +172,12 @@ impl Asset {
                 (None, gz, len, etag, etag_gzip, gzip_len)
             }
         };
-        let last_modified_http = httpdate::fmt_http_date(last_modified);
         Asset {
-            headers: AssetHeaders::new(&etag, &etag_gzip, &last_modified_http),
+            headers: AssetHeaders::new(&etag, &etag_gzip, &httpdate::fmt_http_date(last_modified)),
             identity,
             gz,
             len,
             gzip_len,
-            etag,
-            etag_gzip,
-            last_modified_http,
             last_modified,
             content_type,
             cors,
@@ -233,9 +222,26 @@ impl Asset {
 
     fn with_last_modified(mut self, lm: SystemTime) -> Asset {
         self.last_modified = round_secs(lm);
-        self.last_modified_http = httpdate::fmt_http_date(self.last_modified);
-        self.headers = AssetHeaders::new(&self.etag, &self.etag_gzip, &self.last_modified_http);
+        self.headers.last_modified =
+            http::HeaderValue::from_str(&httpdate::fmt_http_date(self.last_modified))
+                .expect("an HTTP date is a valid header value");
         self
+    }
+
+    /// Strong validator of the document (RFC 9110 §8.8.3), quoted.
+    pub fn etag(&self) -> &str {
+        self.headers.etag.to_str().unwrap_or_default()
+    }
+
+    /// Strong validator of the gzip form: each encoding is its own
+    /// representation.
+    pub fn etag_gzip(&self) -> &str {
+        self.headers.etag_gzip.to_str().unwrap_or_default()
+    }
+
+    /// `Last-Modified` as an IMF-fixdate.
+    pub fn last_modified_http(&self) -> &str {
+        self.headers.last_modified.to_str().unwrap_or_default()
     }
 }
 
@@ -641,7 +647,7 @@ impl SiteBuilder {
             let lm = match prev_lm {
                 Some(prev) if round_secs(j.derived) <= prev => {
                     let same = match cache.get(&j.route) {
-                        Some((_, a)) => a.etag == fresh.etag,
+                        Some((_, a)) => a.headers.etag == fresh.headers.etag,
                         None => floor_dir.is_some_and(|d| same_gzip_on_disk(d, &j.route, &fresh)),
                     };
                     same_on_disk = same && cache.get(&j.route).is_none();
@@ -654,7 +660,7 @@ impl SiteBuilder {
                 _ => j.derived,
             };
             if let Some((_, a)) = cache.get(&j.route) {
-                if a.etag == fresh.etag && a.last_modified == round_secs(lm) {
+                if a.headers.etag == fresh.headers.etag && a.last_modified == round_secs(lm) {
                     return Rendered::Kept(j.route, j.fp, Arc::clone(a), false);
                 }
             }
@@ -731,6 +737,9 @@ impl SiteBuilder {
         self.removed.sort();
         self.cache = cache;
         self.pages = pages;
+        // Floors matter only for routes the cache does not know yet; after
+        // the first build it knows them all.
+        self.floors = HashMap::default();
         let not_found = Arc::new(Asset::new(
             "/404",
             Doc::Whole(render::not_found(s)),
@@ -1001,7 +1010,7 @@ mod tests {
             let mut out = Vec::new();
             std::io::Read::read_to_end(&mut d, &mut out).unwrap();
             assert_eq!(out, a.body(), "{route}");
-            assert_ne!(a.etag, a.etag_gzip);
+            assert_ne!(a.etag(), a.etag_gzip());
         }
         assert_eq!(changed.len(), site.len());
     }
