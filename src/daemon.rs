@@ -572,9 +572,8 @@ impl Publisher {
         self.lib
             .scan()
             .map_err(|e| Fatal(EXIT_CONTENT_DIR, e.into()))?;
-        let (site, changed) = self.render();
+        let (site, _) = self.render();
         self.write(&site, None);
-        let _ = changed;
         Ok(site)
     }
 

@@ -245,19 +245,17 @@ impl Library {
                     );
                 }
                 Read::Parsed(stamp, Some(a)) => {
-                    let same = self
-                        .files
-                        .get(&p)
-                        .and_then(|f| f.article.as_ref())
-                        .is_some_and(|old| {
-                            // The hash leaves out the slug (renames keep ids)
-                            // and the front-matter date of change.
-                            old.hash == a.hash
-                                && old.slug == a.slug
-                                && old.updated_from_file == a.updated_from_file
-                                && (!a.updated_from_file || old.updated == a.updated)
-                                && f_no_error(self.files.get(&p))
-                        });
+                    let same = self.files.get(&p).is_some_and(|f| {
+                        // The hash leaves out the slug (renames keep ids)
+                        // and the front-matter date of change.
+                        f.error.is_none()
+                            && f.article.as_ref().is_some_and(|old| {
+                                old.hash == a.hash
+                                    && old.slug == a.slug
+                                    && old.updated_from_file == a.updated_from_file
+                                    && (!a.updated_from_file || old.updated == a.updated)
+                            })
+                    });
                     if same {
                         if let Some(f) = self.files.get_mut(&p) {
                             f.stamp = stamp;
@@ -369,22 +367,20 @@ impl Library {
         }
         fresh.sort_unstable_by_key(|p| bytes(p));
         if !fresh.is_empty() {
-            let items: Vec<(String, Arc<Article>)> = fresh
+            // Borrowed, not cloned: an extra `Arc` would make the
+            // `make_mut` below copy every article it updates.
+            let refs: Vec<(String, &Article)> = fresh
                 .iter()
                 .filter_map(|p| {
                     self.files
                         .get(p)
-                        .and_then(|f| f.article.clone())
+                        .and_then(|f| f.article.as_deref())
                         .map(|a| (rel(&self.root, p), a))
                 })
                 .collect();
-            let refs: Vec<(String, &Article)> =
-                items.iter().map(|(r, a)| (r.clone(), &**a)).collect();
             let identities = self
                 .state
                 .identify_all(&refs, &claimed, &self.authority, now_fixed);
-            drop(refs);
-            drop(items);
             for (p, (id, updated)) in fresh.iter().zip(identities) {
                 let Some(f) = self.files.get_mut(p) else {
                     continue;
@@ -399,8 +395,6 @@ impl Library {
                     m.updated = updated;
                 }
             }
-        } else {
-            drop(claimed);
         }
         for p in &owners {
             if let Some(a) = self.files.get(p).and_then(|f| f.article.as_ref()) {
@@ -488,10 +482,6 @@ pub fn tree_fingerprint(root: &Path) -> Result<u128, RootError> {
         }
     }
     Ok(h.digest128())
-}
-
-fn f_no_error(f: Option<&FileEntry>) -> bool {
-    f.is_some_and(|f| f.error.is_none())
 }
 
 fn read_one(p: &Path, ctx: &ParseCtx) -> Read {
