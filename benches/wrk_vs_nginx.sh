@@ -5,6 +5,7 @@
 #   benches/wrk_vs_nginx.sh              # 10,000 articles, 5 repetitions, 10 s runs
 #   REPS=3 DURATION=5 ARTICLES=2000 benches/wrk_vs_nginx.sh
 #   BARE=1 benches/wrk_vs_nginx.sh       # also examples/bare_hyper.rs (hyper alone)
+#   CASES='gzip 304' benches/wrk_vs_nginx.sh   # only some of the cases
 #   HERALD=/path/to/herald NO_BUILD=1 benches/wrk_vs_nginx.sh   # another build
 #
 # Both servers get two cores' worth of workers: nginx `worker_processes 2`,
@@ -29,6 +30,7 @@ ARTICLES=${ARTICLES:-10000}
 REPS=${REPS:-5}
 DURATION=${DURATION:-10}
 THREADS=${THREADS:-2}
+CASES=${CASES:-plain gzip 304}
 CONNS=${CONNS:-64}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 HERALD=${HERALD:-$REPO/target/release/herald}
@@ -242,7 +244,7 @@ PY
 
 echo "== runs: wrk -t$THREADS -c$CONNS -d${DURATION}s, $REPS repetitions, servers alternated"
 for rep in $(seq 1 "$REPS"); do
-  for c in plain gzip 304; do
+  for c in $CASES; do
     if [ $((rep % 2)) -eq 1 ]; then order=$SERVERS; else order=$(echo $SERVERS | tr ' ' '\n' | tac | tr '\n' ' '); fi
     for s in $order; do
       run "$rep" "$c" "$s"
@@ -266,7 +268,8 @@ print("| case | server | runs | req/s (median) | CPU µs/req (median) | server C
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 summary = {}
 servers = list(dict.fromkeys(x["server"] for x in rows))
-for c in ["plain", "gzip", "304"]:
+cases = list(dict.fromkeys(x["case"] for x in rows))
+for c in cases:
     for s in sorted(servers, key=["nginx", "herald", "bare"].index):
         r = [x for x in rows if x["case"] == c and x["server"] == s]
         rps = st.median(float(x["rps"]) for x in r)
@@ -281,7 +284,7 @@ for s in [x for x in ["herald", "bare"] if x in servers]:
     print()
     print(f"| case | {s}/nginx req/s | {s}/nginx CPU/req | median of per-rep req/s ratios | median of per-rep CPU/req ratios |" + (" target (req/s ≥ 1, CPU ≤ 1) |" if s == "herald" else ""))
     print("|---|---:|---:|---:|---:|" + ("---|" if s == "herald" else ""))
-    for c in ["plain", "gzip", "304"]:
+    for c in cases:
         (nr, nc), (hr, hc) = summary[c, "nginx"], summary[c, s]
         per, perc = [], []
         for rep in sorted({x["rep"] for x in rows}):

@@ -94,13 +94,46 @@ fn main() -> std::io::Result<()> {
             body: gzip,
         },
     });
+    let per_thread = args.iter().any(|a| a == "--per-thread");
+    let std_listener = std::net::TcpListener::bind(addr.as_str())?;
+    std_listener.set_nonblocking(true)?;
+    eprintln!("listening on http://{}/", std_listener.local_addr()?);
+    if per_thread {
+        // One single-threaded runtime per core, all accepting on the same
+        // socket, as nginx's worker processes do.
+        let mut threads = Vec::new();
+        for _ in 0..2 {
+            let l = std_listener.try_clone()?;
+            let files = Arc::clone(&files);
+            threads.push(std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&rt, serve(l, files, auto, timer))
+            }));
+        }
+        for t in threads {
+            t.join().expect("server thread")?;
+        }
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
-        let listener = TcpListener::bind(addr.as_str()).await?;
-        eprintln!("listening on http://{}/", listener.local_addr()?);
+    rt.block_on(serve(std_listener, files, auto, timer))
+}
+
+async fn serve(
+    l: std::net::TcpListener,
+    files: Arc<Files>,
+    auto: bool,
+    timer: bool,
+) -> std::io::Result<()> {
+    let listener = TcpListener::from_std(l)?;
+    {
         let mut auto_b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         let mut h1 = hyper::server::conn::http1::Builder::new();
         h1.keep_alive(true);
@@ -134,5 +167,5 @@ fn main() -> std::io::Result<()> {
                 });
             }
         }
-    })
+    }
 }

@@ -65,6 +65,7 @@ struct RawConfig {
     settle_max_ms: Option<u64>,
     verify_interval_secs: Option<u64>,
     max_connections: Option<toml::Spanned<i64>>,
+    http_workers: Option<toml::Spanned<i64>>,
     header_read_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     max_header_bytes: Option<toml::Spanned<i64>>,
@@ -117,6 +118,8 @@ pub struct Config {
     pub verify_interval: Duration,
     /// Concurrent HTTP connections; more wait in the kernel backlog.
     pub max_connections: usize,
+    /// Threads serving HTTP connections, each with its own event loop.
+    pub http_workers: usize,
     /// A client must send its request headers within this time.
     pub header_read_timeout: Duration,
     /// An idle keep-alive connection is closed after this time.
@@ -154,6 +157,7 @@ impl Default for Config {
             settle_max: Duration::from_millis(2000),
             verify_interval: Duration::from_secs(180),
             max_connections: 1024,
+            http_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
@@ -300,6 +304,7 @@ impl Config {
         };
         c.max_items = positive(raw.max_items, "max_items", c.max_items)?;
         c.max_connections = positive(raw.max_connections, "max_connections", c.max_connections)?;
+        c.http_workers = positive(raw.http_workers, "http_workers", c.http_workers)?;
         c.max_header_bytes =
             positive(raw.max_header_bytes, "max_header_bytes", c.max_header_bytes)?;
         if c.max_header_bytes < 1024 {
@@ -348,6 +353,9 @@ impl Config {
         }
         if self.max_connections != new.max_connections {
             v.push("max_connections");
+        }
+        if self.http_workers != new.http_workers {
+            v.push("http_workers");
         }
         if self.header_read_timeout != new.header_read_timeout
             || self.idle_timeout != new.idle_timeout

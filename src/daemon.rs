@@ -330,8 +330,8 @@ pub fn serve_command(c: Config, config_path: Option<PathBuf>, overrides: Overrid
     init_logging(&c);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .worker_threads(2)
-        .thread_name("herald-http")
+        .worker_threads(1)
+        .thread_name("herald-main")
         .build()
     {
         Ok(rt) => rt,
@@ -414,6 +414,11 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
     let (tx, rx) = std::sync::mpsc::channel::<Msg>();
     let watcher = start_watcher(&c.content_dir, &tx);
     let mut pubr = Publisher::open(c.clone()).map_err(fatal(EXIT_RUNTIME))?;
+    raise_fd_limit();
+    if let Err(e) = std::fs::create_dir_all(&c.state_dir) {
+        tracing::warn!(dir = %c.state_dir.display(), "cannot create the state directory: {e}");
+    }
+    crate::sendfile::enable(&c.state_dir);
     let first = tokio::task::block_in_place(|| pubr.first_publish())?;
     let shared = Arc::new(crate::server::Shared::new(first, c.cache_max_age));
     pubr.shared = Some(Arc::clone(&shared));
@@ -425,6 +430,7 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
         idle_timeout: c.idle_timeout,
         max_header_bytes: c.max_header_bytes,
         shutdown_grace: c.shutdown_grace,
+        workers: c.http_workers,
     };
     tracing::info!(
         address = %addr,
@@ -501,6 +507,20 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit (as Go's runtime
+/// does): each connection and each file-backed body holds a descriptor,
+/// and the usual soft limit of 1024 is below `max_connections`' default.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            tracing::debug!("cannot raise the open-file limit: {e}");
+        }
+    }
 }
 
 /// Starts the watcher for `root`, queueing its events for the loop. On

@@ -21,6 +21,7 @@
 //! - [`site`]: the snapshot served and mirrored to disk.
 //! - [`watch`]: file events → batches of changed paths.
 //! - [`server`]: hyper 1.x over the current snapshot.
+//! - [`sendfile`]: large bodies in unlinked files, sent with `sendfile(2)`.
 //! - [`daemon`]: wiring of all of the above; `build`, `check` and `serve`.
 #![warn(missing_docs)]
 
@@ -31,6 +32,7 @@ pub mod library;
 pub mod metrics;
 pub mod parse;
 pub mod render;
+pub mod sendfile;
 pub mod server;
 pub mod site;
 pub mod state;

@@ -64,8 +64,8 @@ pub fn cache_control(max_age: u64) -> HeaderValue {
 pub struct Limits {
     /// Concurrent connections; further clients wait in the listen backlog.
     pub max_connections: usize,
-    /// A request head must arrive within this time (also bounds how long an
-    /// HTTP/1 keep-alive connection may sit idle between requests).
+    /// A request head must arrive within this time of its first byte (of
+    /// the connection opening, for the first request).
     pub header_read_timeout: Duration,
     /// A connection with no bytes moving either way for this long is closed.
     pub idle_timeout: Duration,
@@ -73,35 +73,50 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// On shutdown, how long in-flight responses may take.
     pub shutdown_grace: Duration,
+    /// Threads serving connections.
+    pub workers: usize,
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting and
 /// lets open connections finish their responses for up to
 /// `limits.shutdown_grace`.
+///
+/// This task only accepts: each connection is handed, in turn, to one of
+/// `limits.workers` threads, each running its own single-threaded runtime
+/// (as nginx's worker processes do), so a connection's requests never
+/// cross threads and no worker wakes another to steal work.
 pub async fn run(
     listener: TcpListener,
     shared: Arc<Shared>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32)
-        .max_concurrent_streams(128)
-        .keep_alive_interval(Some(limits.idle_timeout / 2))
-        .keep_alive_timeout(limits.header_read_timeout);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut workers = Vec::new();
+    let mut queues = Vec::new();
+    for i in 0..limits.workers.max(1) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
+        let shared = Arc::clone(&shared);
+        let limits = limits.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("herald-http-{i}"))
+            .spawn(move || worker(rx, shared, limits));
+        match spawned {
+            Ok(h) => {
+                workers.push(h);
+                queues.push(tx);
+            }
+            Err(e) => tracing::error!("cannot start HTTP worker thread {i}: {e}"),
+        }
+    }
+    if queues.is_empty() {
+        tracing::error!("no HTTP worker thread could start; not serving");
+        shutdown.await;
+        return;
+    }
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
+    let mut next = 0;
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&permits).acquire_owned() => p.expect("semaphore is never closed"),
@@ -120,92 +135,264 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
-        let shared2 = Arc::clone(&shared);
-        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-            let site = shared2.site.load();
-            let cc = shared2.cache_control.load();
-            let resp = respond(&req, &site, &shared2.metrics, &cc);
-            std::future::ready(Ok::<_, Infallible>(resp))
-        });
-        let conn = builder.serve_connection(io, svc).into_owned();
-        let fut = graceful.watch(conn);
-        let metrics = Arc::clone(&shared.metrics);
-        metrics
-            .connections
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tokio::spawn(async move {
-            if let Err(e) = fut.await {
-                tracing::debug!(%peer, "connection ended: {e}");
+        // Leave this runtime's reactor; the worker registers it with its own.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, "connection dropped: {e}");
+                continue;
             }
-            metrics
-                .connections
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            drop(permit);
-        });
+        };
+        let _ = stream.set_nodelay(true);
+        if queues[next].send((stream, peer, permit)).is_err() {
+            tracing::error!("HTTP worker thread {next} stopped");
+        }
+        next = (next + 1) % queues.len();
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::debug!("all connections closed"),
-        () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace of {:?} over; closing remaining connections", limits.shutdown_grace),
-    }
+    drop(queues); // each worker now drains its connections and ends
+    let _ = tokio::task::spawn_blocking(move || {
+        for w in workers {
+            let _ = w.join();
+        }
+    })
+    .await;
 }
 
-/// Wraps a stream so that a connection on which no byte moves in either
-/// direction for `idle` is closed (slow-loris bodies, dead peers, idle
-/// HTTP/2 connections).
+/// An accepted connection on its way to a worker thread.
+type Accepted = (
+    std::net::TcpStream,
+    std::net::SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+);
+
+/// One HTTP worker thread: serves the connections it is dealt until the
+/// acceptor hangs up, then drains them for up to `shutdown_grace`.
+fn worker(
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
+    shared: Arc<Shared>,
+    limits: Limits,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start an HTTP worker runtime: {e}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // No hyper timer for HTTP/1: `IdleIo` keeps the header-read limit.
+        builder
+            .http1()
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes as u32)
+            .max_concurrent_streams(128)
+            .keep_alive_interval(Some(limits.idle_timeout / 2))
+            .keep_alive_timeout(limits.header_read_timeout);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        while let Some((stream, peer, permit)) = queue.recv().await {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, "connection dropped: {e}");
+                    continue;
+                }
+            };
+            let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout, limits.header_read_timeout));
+            let shared2 = Arc::clone(&shared);
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let site = shared2.site.load();
+                let cc = shared2.cache_control.load();
+                let resp = respond(&req, &site, &shared2.metrics, &cc);
+                std::future::ready(Ok::<_, Infallible>(resp))
+            });
+            let conn = builder.serve_connection(io, svc).into_owned();
+            let fut = graceful.watch(conn);
+            let metrics = Arc::clone(&shared.metrics);
+            metrics
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                if let Err(e) = fut.await {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+                metrics
+                    .connections
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+        tokio::select! {
+            () = graceful.shutdown() => tracing::debug!("all connections closed"),
+            () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace of {:?} over; closing remaining connections", limits.shutdown_grace),
+        }
+    });
+}
+
+/// Wraps a stream with the connection's two clocks:
 ///
-/// Activity only records a time stamp; the timer is re-armed when it fires
-/// and finds the connection was active since, so bytes moving cost no
-/// timer-wheel work.
-struct IdleIo<T> {
+/// - idle: a connection on which no byte moves in either direction for
+///   `idle` is closed (dead peers, idle keep-alive and HTTP/2 connections);
+/// - head: once a client starts a request (its first bytes after our last
+///   response, or the connection opening), the response must begin within
+///   `head` — a slow-loris client trickling a request head is cut off
+///   however steadily it trickles.
+///
+/// I/O only records time stamps; the one timer is re-armed when it fires
+/// and finds the connection still within both limits, or moved earlier
+/// when a request head starts before it — so a busy keep-alive connection
+/// costs no timer-wheel work per request (hyper's own header-read timeout
+/// arms and clears a timer for every request).
+struct IdleIo<T = tokio::net::TcpStream> {
     inner: T,
     idle: Duration,
-    last: Instant,
+    head: Duration,
+    /// Last byte moved, on the coarse clock ([`coarse_now`]).
+    last: Duration,
+    /// When the request head now being read began; `None` once we answer.
+    head_since: Option<Duration>,
+    /// The first bytes were looked at (HTTP/1 or HTTP/2).
+    sniffed: bool,
     timer: Pin<Box<Sleep>>,
 }
 
 impl<T> IdleIo<T> {
-    fn new(inner: T, idle: Duration) -> Self {
-        let now = Instant::now();
+    fn new(inner: T, idle: Duration, head: Duration) -> Self {
+        let now = coarse_now();
         IdleIo {
             inner,
             idle,
+            head,
             last: now,
-            timer: Box::pin(sleep_until(now + idle)),
+            head_since: Some(now),
+            sniffed: false,
+            timer: Box::pin(sleep_until(later(Instant::now(), idle.min(head)))),
         }
     }
 
-    fn touch(&mut self) {
-        self.last = Instant::now();
+    /// HTTP/2 multiplexes requests and pings both ways on an idle
+    /// connection, so the head clock is for HTTP/1 only: a connection
+    /// opening with the HTTP/2 preface has only the idle clock.
+    fn sniff(&mut self, first: &[u8]) {
+        const PREFACE: &[u8] = b"PRI * HTTP/2.0";
+        self.sniffed = true;
+        let n = first.len().min(PREFACE.len());
+        if first[..n] == PREFACE[..n] {
+            self.head = Duration::MAX;
+            self.head_since = None;
+        }
     }
 
-    /// Passes an I/O result through, noting activity; while the inner
-    /// stream is pending, fails the operation once the idle time is over.
-    fn track<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
-        match r {
-            Poll::Ready(r) => {
-                self.touch();
-                Poll::Ready(r)
+    fn read_some(&mut self) {
+        let now = coarse_now();
+        self.last = now;
+        if self.head_since.is_none() && self.head != Duration::MAX {
+            self.head_since = Some(now);
+            let due = later(Instant::now(), self.head);
+            if self.timer.deadline() > due {
+                self.timer.as_mut().reset(due);
             }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
-            Poll::Pending => Poll::Pending,
         }
     }
 
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match r {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.wrote_some();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.check(cx),
+        }
+    }
+
+    fn wrote_some(&mut self) {
+        self.last = coarse_now();
+        self.head_since = None;
+    }
+
+    /// While the inner stream is pending, fails the operation once a limit
+    /// is over.
+    fn check<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
         loop {
             if self.timer.as_mut().poll(cx).is_pending() {
-                return false;
+                return Poll::Pending;
             }
-            let due = self.last + self.idle;
-            if due <= Instant::now() {
-                return true;
+            let idle_due = self.last.saturating_add(self.idle);
+            let due = self
+                .head_since
+                .map_or(idle_due, |h| idle_due.min(h.saturating_add(self.head)));
+            let now = coarse_now();
+            if due <= now {
+                return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
             }
-            self.timer.as_mut().reset(due);
+            self.timer.as_mut().reset(later(Instant::now(), due - now));
         }
     }
+}
+
+/// Streams that can send a file-backed body with `sendfile` ([`crate::sendfile`]).
+trait SendFile {
+    /// `None` when no buffer is a file-backed body.
+    fn poll_sendfile(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Option<Poll<io::Result<usize>>>;
+}
+
+impl SendFile for tokio::net::TcpStream {
+    fn poll_sendfile(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Option<Poll<io::Result<usize>>> {
+        if !crate::sendfile::any_file_backed(bufs) {
+            return None;
+        }
+        loop {
+            match self.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
+                Poll::Pending => return Some(Poll::Pending),
+            }
+            let r = self.try_io(tokio::io::Interest::WRITABLE, || {
+                crate::sendfile::send_vectored(crate::sendfile::fd_of(self), bufs).unwrap_or(Ok(0))
+            });
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Some(Poll::Ready(r)),
+            }
+        }
+    }
+}
+
+/// The monotonic clock at its coarse resolution (a few milliseconds): read
+/// on every read and write of every connection, where the precise clock's
+/// cost would show; the limits it measures are seconds long.
+fn coarse_now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// `t + d`, or a year from `t` when a configured limit is beyond the clock.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(365 * 86_400))
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
@@ -214,19 +401,30 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.track(cx, r)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                if buf.filled().len() > before {
+                    if !self.sniffed {
+                        self.sniff(&buf.filled()[before..]);
+                    }
+                    self.read_some();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => self.check(cx),
+        }
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
+impl<T: AsyncWrite + SendFile + Unpin> AsyncWrite for IdleIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.track(cx, r)
+        self.wrote(cx, r)
     }
 
     fn poll_write_vectored(
@@ -234,8 +432,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.track(cx, r)
+        let r = match self.inner.poll_sendfile(cx, bufs) {
+            Some(r) => r,
+            None => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+        };
+        self.wrote(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -537,6 +738,8 @@ fn serve_asset(
         (true, false) => asset.body(),
     }));
     *r.status_mut() = status;
+    // Room for every header below at once, instead of growing on the way.
+    *r.headers_mut() = HeaderMap::with_capacity(12);
     let h = r.headers_mut();
     // A 304 carries the ETag, Cache-Control and Vary its 200 would, and no
     // other representation metadata: with an ETag present, RFC 9110

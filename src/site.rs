@@ -119,8 +119,8 @@ impl Asset {
                     (etag_of(&body), etag_of(&gz), body.len(), gz.len());
                 let keep = !route.starts_with("/articles/");
                 (
-                    keep.then(|| Bytes::from(body)),
-                    Gz::Whole(Bytes::from(gz)),
+                    keep.then(|| crate::sendfile::hold(body)),
+                    Gz::Whole(crate::sendfile::hold(gz)),
                     len,
                     etag,
                     etag_gzip,

@@ -332,3 +332,39 @@ pub fn gunzip(b: &[u8]) -> Vec<u8> {
 pub fn column(date: &str, category: &str, title: &str, body: &str) -> String {
     format!("{date}\n\n{category}\n\n  • views:12\n\n{title}\n\nimage\n\n{body}\n\nRecommend\n\nTeaser\n\nLatest")
 }
+
+/// GET `path` over HTTP/2 with prior knowledge (h2c): status, content
+/// type and body.
+pub fn h2_get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::builder()
+            .uri(format!("http://{addr}{path}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        (status, ct, body)
+    })
+}

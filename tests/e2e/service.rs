@@ -257,6 +257,103 @@ fn header_read_timeout_closes_slowloris() {
     d.stop();
 }
 
+/// Waits until the server closes `s` (read returns 0 or fails hard), at
+/// most `limit`, trickling one byte of `trickle` every 200 ms if given.
+/// Returns how long that took.
+fn closed_within(s: &mut TcpStream, limit: Duration, trickle: Option<&[u8]>) -> Duration {
+    let started = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let mut i = 0;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return started.elapsed(),
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                assert!(
+                    text.starts_with("HTTP/1.1 408"),
+                    "unexpected answer {text:?}"
+                );
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return started.elapsed(),
+        }
+        assert!(started.elapsed() < limit, "still open after {limit:?}");
+        if let Some(t) = trickle {
+            if s.write_all(&t[i % t.len()..i % t.len() + 1]).is_err() {
+                return started.elapsed();
+            }
+            i += 1;
+        }
+    }
+}
+
+/// A client that connects and sends nothing is disconnected after
+/// `header_read_timeout_secs`, like one that stops mid-head.
+#[test]
+fn silent_connection_closed() {
+    let d = TestDaemon::start(ws_with_article(), "header_read_timeout_secs = 1\n");
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    let waited = closed_within(&mut s, Duration::from_secs(5), None);
+    assert!(
+        waited >= Duration::from_millis(800),
+        "closed after {waited:?}"
+    );
+    d.stop();
+}
+
+/// A slow-loris client that keeps trickling bytes of a never-ending head
+/// (so the connection is never idle) is cut off after
+/// `header_read_timeout_secs` all the same.
+#[test]
+fn trickling_head_cut_off() {
+    let d = TestDaemon::start(
+        ws_with_article(),
+        "header_read_timeout_secs = 1\nidle_timeout_secs = 60\n",
+    );
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.write_all(b"GET /rss.xml HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let waited = closed_within(&mut s, Duration::from_secs(6), Some(b"abcdefgh"));
+    assert!(
+        waited >= Duration::from_millis(800),
+        "closed after {waited:?}"
+    );
+    assert_eq!(d.get("/healthz").status, 200);
+    d.stop();
+}
+
+/// Between requests a keep-alive connection may wait longer than
+/// `header_read_timeout_secs` (up to `idle_timeout_secs`): the limit counts
+/// from a request's first byte, not from the previous response.
+#[test]
+fn keep_alive_outlasts_header_read_timeout() {
+    let d = TestDaemon::start(
+        ws_with_article(),
+        "header_read_timeout_secs = 1\nidle_timeout_secs = 30\n",
+    );
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let ask = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut buf = [0u8; 4096];
+    for round in 0..2 {
+        if round == 1 {
+            std::thread::sleep(Duration::from_millis(2500));
+        }
+        s.write_all(ask).unwrap();
+        let n = s.read(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.ends_with("ok\n"),
+            "round {round}: {text:?}"
+        );
+    }
+    d.stop();
+}
+
 /// At `max_connections` open connections, the next client waits until one
 /// closes; then it is served.
 #[test]
@@ -289,33 +386,7 @@ fn connection_cap() {
 #[test]
 fn http2_prior_knowledge() {
     let d = TestDaemon::start(ws_with_article(), "");
-    let addr = d.addr;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (status, ct, body) = rt.block_on(async move {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
-        let req = hyper::Request::builder()
-            .uri(format!("http://{addr}/atom.xml"))
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let resp = send.send_request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
-        let body = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .unwrap()
-            .to_bytes();
-        (status, ct, body)
-    });
+    let (status, ct, body) = crate::live::h2_get(d.addr, "/atom.xml");
     assert_eq!(status, 200);
     assert_eq!(ct, "application/atom+xml; charset=utf-8");
     assert_eq!(body, d.get("/atom.xml").body);

@@ -1,0 +1,335 @@
+//! Large response bodies held in unlinked files, so that the server sends
+//! them with `sendfile(2)` instead of copying them into the socket.
+//!
+//! A feed is sent over and over, byte for byte the same until the next
+//! publish. Written from the heap, every response copies the whole body
+//! into the kernel's socket buffers; nginx serving the `.gz` twins from
+//! disk (`sendfile on`) hands the kernel page-cache pages instead, and that
+//! copy was most of the CPU per request between the two. Here, once
+//! [`enable`]d (by `herald serve`), a body of [`MIN_LEN`] bytes or more is
+//! written once into a file created with `O_TMPFILE` (it has no name, so
+//! nothing else can find it; mode 0400 once written) and mapped read-only:
+//! the [`Bytes`] handed around are that mapping, and the connection
+//! wrapper in `server` recognises them ([`lookup`]) and has the kernel
+//! send the file's pages. The file is never written again while it lives,
+//! so pages still queued in a socket never change under it; closing it
+//! (when no snapshot uses the body any more) frees it.
+//!
+//! These are still memory, not disk reads: the pages were written a moment
+//! ago and stay in the page cache as long as they are sent. They are not
+//! counted in the daemon's RSS (the mapping is not touched by sending), as
+//! nginx's files are not counted in nginx's. A sealed `memfd` would be the
+//! same in spirit, but its pages are small (shmem without huge pages) and
+//! sending them measured no cheaper than copying; ext4 and xfs file pages
+//! come in large folios. No request path ever names a file.
+//!
+//! When no such file can be made (`O_TMPFILE` unsupported, the descriptor
+//! cap [`MAX_LIVE`]), the body stays an ordinary heap buffer and is written
+//! the ordinary way. Uses nothing else of Herald.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
+
+use bytes::Bytes;
+
+/// Bodies at least this long are sealed; a shorter copy costs less than
+/// the extra system call.
+pub const MIN_LEN: usize = 16 * 1024;
+
+/// At most this many file-backed bodies at once (each holds a file
+/// descriptor); beyond it bodies stay on the heap.
+pub const MAX_LIVE: usize = 256;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The directory the unlinked files are made in; unset: heap only.
+static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// From now on, bodies of [`MIN_LEN`] or more are kept in unlinked files
+/// in `dir` (on the file system of `dir`, never visible in it). Returns
+/// whether that works here; if not, bodies stay on the heap.
+pub fn enable(dir: &std::path::Path) -> bool {
+    match tmpfile(dir) {
+        Ok(_) => {
+            let _ = DIR.set(dir.to_path_buf());
+            true
+        }
+        Err(e) => {
+            tracing::info!(dir = %dir.display(), "large bodies stay on the heap (no O_TMPFILE: {e})");
+            false
+        }
+    }
+}
+
+fn tmpfile(dir: &std::path::Path) -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    Ok(rustix::fs::openat(
+        rustix::fs::CWD,
+        dir,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?)
+}
+
+/// Address ranges of the live mappings, sorted by start, with their file.
+static REGIONS: RwLock<Vec<Region>> = RwLock::new(Vec::new());
+
+#[derive(Debug, Clone, Copy)]
+struct Region {
+    start: usize,
+    len: usize,
+    fd: i32,
+}
+
+/// A read-only mapped unlinked file, never written again.
+struct Mapped {
+    fd: OwnedFd,
+    ptr: *mut std::ffi::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and never changes; the pointer
+// is only read through `as_ref` and unmapped once, on drop.
+unsafe impl Send for Mapped {}
+// SAFETY: as above: shared reads of immutable memory.
+unsafe impl Sync for Mapped {}
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes for the life of `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // Out of the registry first, so no lookup can return this file once
+        // its descriptor number is free for reuse.
+        let start = self.ptr as usize;
+        if let Ok(mut r) = REGIONS.write() {
+            r.retain(|x| x.start != start);
+        }
+        // SAFETY: `ptr`/`len` are the mapping made in `make`, unmapped once.
+        let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+        // `fd` closes itself.
+    }
+}
+
+/// `body` as [`Bytes`]: in an unlinked file when enabled, it is long enough
+/// and one can be made, else on the heap.
+pub fn hold(body: Vec<u8>) -> Bytes {
+    let Some(dir) = DIR.get() else {
+        return Bytes::from(body);
+    };
+    if body.len() < MIN_LEN || LIVE.fetch_add(1, Ordering::Relaxed) >= MAX_LIVE {
+        if body.len() >= MIN_LEN {
+            LIVE.fetch_sub(1, Ordering::Relaxed);
+        }
+        return Bytes::from(body);
+    }
+    match make(dir, &body) {
+        Ok(s) => Bytes::from_owner(s),
+        Err(e) => {
+            LIVE.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!("body of {} bytes kept on the heap: {e}", body.len());
+            Bytes::from(body)
+        }
+    }
+}
+
+fn make(dir: &std::path::Path, body: &[u8]) -> io::Result<Mapped> {
+    let fd = tmpfile(dir)?;
+    let mut rest = body;
+    while !rest.is_empty() {
+        let n = rustix::io::write(&fd, rest)?;
+        rest = &rest[n..];
+    }
+    // Others can only reach it through /proc/<pid>/fd; not for writing.
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o400))?;
+    // SAFETY: a fresh shared read-only mapping of a file we own and never
+    // write or truncate again, so it stays valid and unchanged while mapped.
+    let ptr = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            body.len(),
+            rustix::mm::ProtFlags::READ,
+            rustix::mm::MapFlags::SHARED,
+            &fd,
+            0,
+        )?
+    };
+    let mapped = Mapped {
+        fd,
+        ptr,
+        len: body.len(),
+    };
+    let region = Region {
+        start: ptr as usize,
+        len: body.len(),
+        fd: std::os::fd::AsRawFd::as_raw_fd(&mapped.fd),
+    };
+    let mut r = REGIONS
+        .write()
+        .map_err(|_| io::Error::other("body registry poisoned"))?;
+    let at = r.partition_point(|x| x.start < region.start);
+    r.insert(at, region);
+    Ok(mapped)
+}
+
+/// If `buf` lies inside a file-backed body, that body's file and the offset of
+/// `buf` in it.
+///
+/// The descriptor is only valid while the [`Bytes`] that `buf` borrows
+/// from is alive, which is the case for a slice being written.
+pub fn lookup(buf: &[u8]) -> Option<(BorrowedFd<'_>, u64)> {
+    let p = buf.as_ptr() as usize;
+    let r = REGIONS.read().ok()?;
+    let i = r.partition_point(|x| x.start <= p).checked_sub(1)?;
+    let x = r[i];
+    if p + buf.len() > x.start + x.len {
+        return None;
+    }
+    // SAFETY: the region is registered, so its `Mapped` is alive, and it
+    // stays alive while `buf` (which points into its mapping) does.
+    let fd = unsafe { BorrowedFd::borrow_raw(x.fd) };
+    Some((fd, (p - x.start) as u64))
+}
+
+/// True when one of `bufs` is (part of) a file-backed body.
+pub fn any_file_backed(bufs: &[io::IoSlice<'_>]) -> bool {
+    LIVE.load(Ordering::Relaxed) > 0
+        && bufs
+            .iter()
+            .any(|b| b.len() >= SENDFILE_MIN && lookup(b).is_some())
+}
+
+/// A remainder of a body shorter than this is written the ordinary way.
+const SENDFILE_MIN: usize = 4096;
+
+/// Writes `bufs` in order to `socket`, sending a file-backed body among them
+/// with `sendfile`: the buffers before it with one `sendmsg` flagged
+/// `MSG_MORE` (so the response head and body leave in full packets), then
+/// the file's pages. Returns the bytes written, like `writev`; `None` when
+/// no buffer is a file-backed body (write them the ordinary way).
+pub fn send_vectored(
+    socket: BorrowedFd<'_>,
+    bufs: &[io::IoSlice<'_>],
+) -> Option<io::Result<usize>> {
+    let (at, (file, offset)) = bufs
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.len() >= SENDFILE_MIN)
+        .find_map(|(i, b)| lookup(b).map(|l| (i, l)))?;
+    let head = &bufs[..at];
+    let head_len: usize = head.iter().map(|b| b.len()).sum();
+    let mut sent = 0;
+    if head_len > 0 {
+        use rustix::net::SendFlags;
+        let flags = SendFlags::MORE | SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+        match rustix::net::sendmsg(socket, head, &mut Default::default(), flags) {
+            Ok(n) if n < head_len => return Some(Ok(n)),
+            Ok(n) => sent = n,
+            Err(e) => return Some(Err(e.into())),
+        }
+    }
+    let mut off = offset;
+    match rustix::fs::sendfile(socket, file, Some(&mut off), bufs[at].len()) {
+        Ok(n) => Some(Ok(sent + n)),
+        // The head went out; the body waits for the next writable turn.
+        Err(_) if sent > 0 => Some(Ok(sent)),
+        Err(e) => Some(Err(e.into())),
+    }
+}
+
+/// The socket of `s`, for [`send_vectored`].
+pub fn fd_of(s: &impl AsFd) -> BorrowedFd<'_> {
+    s.as_fd()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on() {
+        assert!(
+            enable(&std::env::temp_dir()),
+            "O_TMPFILE works in the temp dir"
+        );
+    }
+
+    #[test]
+    fn small_bodies_stay_on_the_heap() {
+        on();
+        let b = hold(b"short".to_vec());
+        assert_eq!(&b[..], b"short");
+        assert!(lookup(&b).is_none());
+    }
+
+    #[test]
+    fn large_bodies_read_back_and_are_found() {
+        on();
+        let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let b = hold(body.clone());
+        assert_eq!(&b[..], &body[..]);
+        let (fd, off) = lookup(&b[1000..5000]).expect("a file-backed body is registered");
+        assert_eq!(off, 1000);
+        // The file holds the same bytes, has no name and is read-only.
+        let mut back = vec![0u8; 4000];
+        rustix::io::pread(fd, &mut back, 1000).unwrap();
+        assert_eq!(&back[..], &body[1000..5000]);
+        let st = rustix::fs::fstat(fd).unwrap();
+        assert_eq!(st.st_nlink, 0, "unlinked");
+        assert_eq!(st.st_mode & 0o777, 0o400);
+        // A slice reaching past the body is not taken for it.
+        let outside = unsafe { std::slice::from_raw_parts(b.as_ptr(), b.len() + 1) };
+        assert!(lookup(outside).is_none());
+        let addr = b.as_ptr() as usize;
+        drop(b);
+        let gone = REGIONS.read().unwrap().iter().any(|r| r.start == addr);
+        assert!(!gone, "unregistered on drop");
+    }
+
+    #[test]
+    fn sendfile_writes_head_then_body() {
+        use std::io::Read;
+        on();
+        let body: Vec<u8> = (0..64_000u32).map(|i| (i % 241) as u8).collect();
+        let b = hold(body.clone());
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut c = c;
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            got
+        });
+        let head = b"HEAD:";
+        let want = head.len() + b.len();
+        let mut done = 0;
+        let mut sendfile_calls = 0;
+        while done < want {
+            // What is left, as hyper passes it after a partial write.
+            let bufs: Vec<io::IoSlice<'_>> = if done < head.len() {
+                vec![io::IoSlice::new(&head[done..]), io::IoSlice::new(&b)]
+            } else {
+                vec![io::IoSlice::new(&b[done - head.len()..])]
+            };
+            done += match send_vectored(fd_of(&s), &bufs) {
+                Some(r) => {
+                    sendfile_calls += 1;
+                    r.unwrap()
+                }
+                None => std::io::Write::write_vectored(&mut &s, &bufs).unwrap(),
+            };
+        }
+        assert!(sendfile_calls > 0);
+        drop(s);
+        let got = reader.join().unwrap();
+        assert_eq!(&got[..head.len()], head);
+        assert_eq!(&got[head.len()..], &body[..]);
+    }
+}
