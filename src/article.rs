@@ -48,6 +48,28 @@ pub struct Article {
 }
 
 impl Article {
+    /// Gives back the spare capacity of every string: a library holds
+    /// every article for as long as Herald runs, and a summary built word
+    /// by word keeps about as much slack as text.
+    pub fn shrink_to_fit(&mut self) {
+        for s in [
+            &mut self.slug,
+            &mut self.id,
+            &mut self.title,
+            &mut self.summary,
+        ] {
+            s.shrink_to_fit();
+        }
+        for v in [&mut self.categories, &mut self.tags, &mut self.warnings] {
+            v.iter_mut().for_each(String::shrink_to_fit);
+            v.shrink_to_fit();
+        }
+        if let Some(a) = &mut self.author {
+            a.shrink_to_fit();
+        }
+        self.source.shrink_to_fit();
+    }
+
     /// Computes [`Article::hash`] from every field a reader can see except
     /// the slug: the same text under a new file name is the same article
     /// (FORMAT.md §3), which is how renames and moves keep their id.

@@ -392,6 +392,7 @@ impl Library {
                 if a.id != id || a.updated != updated {
                     let m = Arc::make_mut(a);
                     m.id = id;
+                    m.id.shrink_to_fit();
                     m.updated = updated;
                 }
             }

@@ -244,6 +244,51 @@ pub fn send_vectored(
     }
 }
 
+/// Writes `bytes` to `out`: a file-backed body is copied by the kernel
+/// (`copy_file_range`), so mirroring it to `feeds/` does not fault its
+/// pages into this process; anything else is written as usual.
+pub fn write_all(out: &mut std::fs::File, bytes: &[u8]) -> io::Result<()> {
+    if let Some((file, mut off)) = lookup(bytes) {
+        let mut left = bytes.len();
+        while left > 0 {
+            match rustix::fs::copy_file_range(file, Some(&mut off), &*out, None, left) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => left -= n,
+                Err(e) if e == rustix::io::Errno::INTR => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        return Ok(());
+    }
+    io::Write::write_all(out, bytes)
+}
+
+/// `a == b`, where `a` may be a file-backed body: it is then read through
+/// its file rather than its mapping (for the same reason as [`write_all`]).
+pub fn equals(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let Some((file, off)) = lookup(a) else {
+        return a == b;
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut done = 0;
+    while done < b.len() {
+        let want = (b.len() - done).min(buf.len());
+        match rustix::io::pread(file, &mut buf[..want], off + done as u64) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => {
+                if buf[..n] != b[done..done + n] {
+                    return false;
+                }
+                done += n;
+            }
+        }
+    }
+    true
+}
+
 /// The socket of `s`, for [`send_vectored`].
 pub fn fd_of(s: &impl AsFd) -> BorrowedFd<'_> {
     s.as_fd()
@@ -290,6 +335,25 @@ mod tests {
         drop(b);
         let gone = REGIONS.read().unwrap().iter().any(|r| r.start == addr);
         assert!(!gone, "unregistered on drop");
+    }
+
+    #[test]
+    fn copies_and_compares_through_the_file() {
+        on();
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 239) as u8).collect();
+        let b = hold(body.clone());
+        assert!(lookup(&b).is_some());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let mut f = std::fs::File::create(&path).unwrap();
+        write_all(&mut f, &b[100..]).unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(&path).unwrap(), &body[100..]);
+        assert!(equals(&b, &body));
+        let mut other = body.clone();
+        other[150_000] ^= 1;
+        assert!(!equals(&b, &other));
+        assert!(!equals(&b, &body[1..]));
     }
 
     #[test]

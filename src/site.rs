@@ -7,7 +7,6 @@
 //! Uses `render` and `article`.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -882,7 +881,7 @@ fn same_gzip_on_disk(dir: &Path, route: &str, asset: &Asset) -> bool {
     let plain_ok = std::fs::metadata(&path).is_ok_and(|m| m.len() == asset.len as u64);
     plain_ok
         && std::fs::read(gz_path(&path))
-            .is_ok_and(|b| b.len() == asset.gzip_len && b[..] == asset.gzip()[..])
+            .is_ok_and(|b| b.len() == asset.gzip_len && crate::sendfile::equals(&asset.gzip(), &b))
 }
 
 fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool, WriteError> {
@@ -923,7 +922,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mtime: SystemTime) -> std::io::Re
     let tmp = path.with_file_name(format!(".{name}.herald-tmp"));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        crate::sendfile::write_all(&mut f, bytes)?;
         f.set_modified(mtime)?;
         drop(f);
         std::fs::rename(&tmp, path)

@@ -5,10 +5,13 @@
 //! Uses nothing else of Herald's but the `Article` model.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use smallvec::SmallVec;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use xxhash_rust::xxh3::xxh3_64;
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
@@ -42,13 +45,31 @@ pub enum StateError {
 /// What Herald remembers about one article.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct Entry {
-    slug: String,
+    slug: Box<str>,
     /// Source path relative to the content directory.
-    path: String,
-    /// Content hash, hex.
-    hash: String,
+    path: Box<str>,
+    /// Content hash ([`Article::hash`]), written as 32 hex digits.
+    #[serde(with = "hex128")]
+    hash: u128,
     updated: DateTime<FixedOffset>,
 }
+
+/// A `u128` as 32 lowercase hex digits in the state file.
+mod hex128 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:032x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        u128::from_str_radix(&text, 16).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Ids under one index key; nearly always exactly one, kept inline.
+type Ids = SmallVec<[Arc<str>; 1]>;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Disk {
@@ -58,7 +79,8 @@ struct Disk {
     /// Date (`YYYY-MM-DD`) used in feed ids, fixed at first publication.
     since: Option<String>,
     /// id → entry. A BTreeMap so the file is byte-identical for equal state.
-    articles: BTreeMap<String, Entry>,
+    /// Ids are shared with the indexes, not copied.
+    articles: BTreeMap<Arc<str>, Entry>,
     /// What the last clean `herald build` saw and wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_build: Option<BuildRecord>,
@@ -85,12 +107,17 @@ pub struct BuildRecord {
 }
 
 /// The identity record, with indexes for the lookups the library makes.
+///
+/// The indexes are keyed by hashes of paths and slugs, not copies of them,
+/// and hold the ids the map holds (shared): a library of 100,000 articles
+/// keeps one copy of each string. A lookup checks the entry itself, so a
+/// hash collision can never match the wrong article.
 #[derive(Debug, Default)]
 pub struct State {
     disk: Disk,
-    by_path: HashMap<String, String>,
-    by_hash: HashMap<String, Vec<String>>,
-    by_slug: HashMap<String, Vec<String>>,
+    by_path: HashMap<u64, Ids>,
+    by_hash: HashMap<u128, Ids>,
+    by_slug: HashMap<u64, Ids>,
     dirty: bool,
 }
 
@@ -112,7 +139,7 @@ impl State {
             disk,
             ..State::default()
         };
-        let ids: Vec<String> = s.disk.articles.keys().cloned().collect();
+        let ids: Vec<Arc<str>> = s.disk.articles.keys().cloned().collect();
         for id in ids {
             s.index(&id);
         }
@@ -165,32 +192,67 @@ impl State {
         self.dirty
     }
 
-    fn index(&mut self, id: &str) {
+    fn index(&mut self, id: &Arc<str>) {
         let e = &self.disk.articles[id];
-        self.by_path.insert(e.path.clone(), id.to_string());
-        self.by_hash
-            .entry(e.hash.clone())
+        self.by_path
+            .entry(xxh3_64(e.path.as_bytes()))
             .or_default()
-            .push(id.to_string());
+            .push(Arc::clone(id));
+        self.by_hash.entry(e.hash).or_default().push(Arc::clone(id));
         self.by_slug
-            .entry(e.slug.clone())
+            .entry(xxh3_64(e.slug.as_bytes()))
             .or_default()
-            .push(id.to_string());
+            .push(Arc::clone(id));
     }
 
     fn unindex(&mut self, id: &str) {
         let Some(e) = self.disk.articles.get(id) else {
             return;
         };
-        if self.by_path.get(&e.path).is_some_and(|i| i == id) {
-            self.by_path.remove(&e.path);
+        fn drop_from<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Ids>, k: K, id: &str) {
+            if let Some(v) = m.get_mut(&k) {
+                v.retain(|i| &**i != id);
+                if v.is_empty() {
+                    m.remove(&k);
+                }
+            }
         }
-        if let Some(v) = self.by_hash.get_mut(&e.hash) {
-            v.retain(|i| i != id);
-        }
-        if let Some(v) = self.by_slug.get_mut(&e.slug) {
-            v.retain(|i| i != id);
-        }
+        let (p, h, s) = (
+            xxh3_64(e.path.as_bytes()),
+            e.hash,
+            xxh3_64(e.slug.as_bytes()),
+        );
+        drop_from(&mut self.by_path, p, id);
+        drop_from(&mut self.by_hash, h, id);
+        drop_from(&mut self.by_slug, s, id);
+    }
+
+    /// Ids of the entries whose source path is `rel`.
+    fn with_path<'a>(&'a self, rel: &'a str) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+        self.by_path
+            .get(&xxh3_64(rel.as_bytes()))
+            .into_iter()
+            .flatten()
+            .filter(move |id| {
+                self.disk
+                    .articles
+                    .get(&***id)
+                    .is_some_and(|e| &*e.path == rel)
+            })
+    }
+
+    /// Ids of the entries whose slug is `slug`.
+    fn with_slug<'a>(&'a self, slug: &'a str) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+        self.by_slug
+            .get(&xxh3_64(slug.as_bytes()))
+            .into_iter()
+            .flatten()
+            .filter(move |id| {
+                self.disk
+                    .articles
+                    .get(&***id)
+                    .is_some_and(|e| &*e.slug == slug)
+            })
     }
 
     /// The authority for new `tag:` ids: the one recorded at first
@@ -220,10 +282,10 @@ impl State {
     /// article that currently owns `slug` (used to settle slug conflicts in
     /// favour of the article that had the slug first).
     pub fn owns_slug(&self, rel: &str, slug: &str) -> bool {
-        self.by_path
-            .get(rel)
-            .and_then(|id| self.disk.articles.get(id))
-            .is_some_and(|e| e.slug == slug)
+        self.with_path(rel)
+            .next()
+            .and_then(|id| self.disk.articles.get(&**id))
+            .is_some_and(|e| &*e.slug == slug)
     }
 
     /// Gives every published article its stable id and `updated`, and
@@ -249,57 +311,55 @@ impl State {
         authority: &str,
         now: DateTime<FixedOffset>,
     ) -> Vec<(String, DateTime<FixedOffset>)> {
-        let hashes: Vec<String> = items
-            .iter()
-            .map(|(_, a)| format!("{:032x}", a.hash))
-            .collect();
-        let mut found: Vec<Option<String>> = vec![None; items.len()];
+        let mut found: Vec<Option<Arc<str>>> = vec![None; items.len()];
         // Entries held by articles identified earlier and unchanged since.
-        let mut claimed: HashSet<String> = HashSet::default();
-        let claim = |found: &mut Option<String>, id: &String, claimed: &mut HashSet<String>| {
-            if found.is_none() && !taken.contains(id.as_str()) && !claimed.contains(id) {
-                claimed.insert(id.clone());
-                *found = Some(id.clone());
-            }
-        };
+        let mut claimed: HashSet<Arc<str>> = HashSet::default();
+        let free =
+            |id: &str, claimed: &HashSet<Arc<str>>| !taken.contains(id) && !claimed.contains(id);
+        let claim =
+            |found: &mut Option<Arc<str>>, id: &Arc<str>, claimed: &mut HashSet<Arc<str>>| {
+                if found.is_none() && !taken.contains(&**id) && !claimed.contains(id) {
+                    claimed.insert(Arc::clone(id));
+                    *found = Some(Arc::clone(id));
+                }
+            };
         for (i, (_, a)) in items.iter().enumerate() {
             if !a.id.is_empty() {
-                claim(&mut found[i], &a.id, &mut claimed);
-            }
-        }
-        for (i, (rel, _)) in items.iter().enumerate() {
-            if let Some(id) = self.by_path.get(rel) {
-                if self
+                let id = self
                     .disk
                     .articles
-                    .get(id)
-                    .is_some_and(|e| e.hash == hashes[i])
-                {
-                    claim(&mut found[i], id, &mut claimed);
-                }
+                    .get_key_value(a.id.as_str())
+                    .map_or_else(|| Arc::from(a.id.as_str()), |(k, _)| Arc::clone(k));
+                claim(&mut found[i], &id, &mut claimed);
             }
         }
-        for (i, h) in hashes.iter().enumerate() {
-            if found[i].is_none() {
-                if let Some(id) = self.by_hash.get(h).and_then(|ids| {
-                    ids.iter()
-                        .find(|id| !taken.contains(id.as_str()) && !claimed.contains(*id))
-                }) {
-                    claim(&mut found[i], id, &mut claimed);
-                }
-            }
-        }
-        for (i, (rel, _)) in items.iter().enumerate() {
-            if let Some(id) = self.by_path.get(rel) {
+        for (i, (rel, a)) in items.iter().enumerate() {
+            let same = self
+                .with_path(rel)
+                .find(|id| self.disk.articles[&***id].hash == a.hash);
+            if let Some(id) = same {
                 claim(&mut found[i], id, &mut claimed);
             }
         }
         for (i, (_, a)) in items.iter().enumerate() {
             if found[i].is_none() {
-                if let Some(id) = self.by_slug.get(&a.slug).and_then(|ids| {
-                    ids.iter()
-                        .find(|id| !taken.contains(id.as_str()) && !claimed.contains(*id))
-                }) {
+                let id = self
+                    .by_hash
+                    .get(&a.hash)
+                    .and_then(|ids| ids.iter().find(|id| free(id, &claimed)));
+                if let Some(id) = id {
+                    claim(&mut found[i], id, &mut claimed);
+                }
+            }
+        }
+        for (i, (rel, _)) in items.iter().enumerate() {
+            if let Some(id) = self.with_path(rel).next() {
+                claim(&mut found[i], id, &mut claimed);
+            }
+        }
+        for (i, (_, a)) in items.iter().enumerate() {
+            if found[i].is_none() {
+                if let Some(id) = self.with_slug(&a.slug).find(|id| free(id, &claimed)) {
                     claim(&mut found[i], id, &mut claimed);
                 }
             }
@@ -309,27 +369,31 @@ impl State {
         for (i, (rel, a)) in items.iter().enumerate() {
             let known = found[i]
                 .as_ref()
-                .and_then(|id| self.disk.articles.get(id).map(|e| (id.clone(), e.clone())));
+                .and_then(|id| self.disk.articles.get_key_value(&**id))
+                .map(|(id, e)| (Arc::clone(id), e.clone()));
             let (id, mut entry) = match known {
-                Some((id, e)) => {
-                    let mut e2 = e.clone();
-                    if e.hash != hashes[i] {
-                        e2.hash = hashes[i].clone();
-                        e2.updated = now.max(a.published);
+                Some((id, mut e)) => {
+                    if e.hash != a.hash {
+                        e.hash = a.hash;
+                        e.updated = now.max(a.published);
                     }
-                    e2.path = rel.clone();
-                    e2.slug = a.slug.clone();
-                    (id, e2)
+                    if *e.path != **rel {
+                        e.path = rel.as_str().into();
+                    }
+                    if *e.slug != *a.slug {
+                        e.slug = a.slug.as_str().into();
+                    }
+                    (id, e)
                 }
                 None => {
                     let id = match &found[i] {
-                        Some(explicit) => explicit.clone(),
-                        None => self.fresh_id(a, authority),
+                        Some(explicit) => Arc::clone(explicit),
+                        None => Arc::from(self.fresh_id(a, authority)),
                     };
                     let entry = Entry {
-                        slug: a.slug.clone(),
-                        path: rel.clone(),
-                        hash: hashes[i].clone(),
+                        slug: a.slug.as_str().into(),
+                        path: rel.as_str().into(),
+                        hash: a.hash,
                         updated: a.published,
                     };
                     (id, entry)
@@ -341,11 +405,11 @@ impl State {
             let updated = entry.updated.max(a.published);
             if self.disk.articles.get(&id) != Some(&entry) {
                 self.unindex(&id);
-                self.disk.articles.insert(id.clone(), entry);
+                self.disk.articles.insert(Arc::clone(&id), entry);
                 self.index(&id);
                 self.dirty = true;
             }
-            out.push((id, updated));
+            out.push((id.to_string(), updated));
         }
         out
     }
@@ -358,7 +422,7 @@ impl State {
         );
         let mut id = base.clone();
         let mut n = 2;
-        while self.disk.articles.contains_key(&id) {
+        while self.disk.articles.contains_key(id.as_str()) {
             id = format!("{base}-{n}");
             n += 1;
         }
@@ -504,5 +568,28 @@ mod tests {
             e.contains("state.json") && e.contains("not a valid state file"),
             "{e}"
         );
+    }
+
+    /// The file keeps its format (hashes as 32 hex digits, entries by id),
+    /// and what is loaded back identifies the same articles by path, by
+    /// content and by slug.
+    #[test]
+    fn file_format_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::default();
+        let (a, b) = (article("x", "one"), article("y", "two"));
+        let first = ids(&mut s, &[("x.txt", &a), ("y.txt", &b)], T1);
+        s.save(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
+        let hex = format!("\"hash\": \"{:032x}\"", a.hash);
+        assert!(text.contains(&hex), "{text}");
+        assert!(text.contains(&format!("\"{}\": {{", first[0].0)), "{text}");
+        let mut r = State::load(dir.path()).unwrap();
+        // y moved (same content), x edited in place, a third re-created by slug.
+        let x2 = article("x", "one, edited");
+        let later = ids(&mut r, &[("x.txt", &x2), ("sub/y.txt", &b)], T2);
+        assert_eq!(later[0].0, first[0].0);
+        assert_eq!(later[1].0, first[1].0);
+        assert!(r.owns_slug("sub/y.txt", "y") && !r.owns_slug("y.txt", "y"));
     }
 }

@@ -146,6 +146,7 @@ pub fn parse(path: &Path, text: &str, ctx: &ParseCtx) -> Result<Option<Article>,
             ));
         }
         a.hash = a.content_hash();
+        a.shrink_to_fit();
     }
     Ok(article)
 }
