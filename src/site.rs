@@ -32,9 +32,15 @@ pub struct Asset {
     /// Never moves backwards for a route while Herald runs, nor across
     /// restarts (seeded from the files' mtimes).
     pub last_modified: SystemTime,
-    /// Validators as ready header values, so a response copies a
-    /// reference instead of validating text (see [`Asset::etag`]).
-    pub headers: AssetHeaders,
+    /// 128-bit hash behind the `ETag` of the document.
+    etag: u128,
+    /// 128-bit hash behind the `ETag` of the gzip form.
+    etag_gzip: u128,
+    /// Validators as ready header values, so a response copies a reference
+    /// instead of formatting text: kept for the documents fetched over and
+    /// over (feeds, the index, OPML). Article pages, one per article and
+    /// rarely fetched, format theirs per request and save ~250 bytes each.
+    ready: Option<Box<AssetHeaders>>,
     /// Media type with charset.
     pub content_type: &'static str,
     /// True for feeds: served with `Access-Control-Allow-Origin: *`.
@@ -43,7 +49,7 @@ pub struct Asset {
 
 /// Header values of an asset, built once per publish.
 #[derive(Debug, Clone)]
-pub struct AssetHeaders {
+struct AssetHeaders {
     /// `ETag` of the document.
     pub etag: http::HeaderValue,
     /// `ETag` of the gzip form.
@@ -52,16 +58,64 @@ pub struct AssetHeaders {
     pub last_modified: http::HeaderValue,
 }
 
+/// An `ETag` value: a 128-bit hash as 32 hex digits, quoted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Tag([u8; 34]);
+
+impl Tag {
+    fn new(h: u128) -> Tag {
+        let mut b = [b'"'; 34];
+        let hex = format!("{h:032x}");
+        b[1..33].copy_from_slice(hex.as_bytes());
+        Tag(b)
+    }
+
+    /// As text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("quotes and hex digits")
+    }
+
+    fn value(&self) -> http::HeaderValue {
+        http::HeaderValue::from_bytes(&self.0).expect("quoted hex is a valid header value")
+    }
+}
+
+impl std::ops::Deref for Tag {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<Tag> for &str {
+    fn eq(&self, other: &Tag) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn http_date_value(t: SystemTime) -> http::HeaderValue {
+    http::HeaderValue::from_str(&httpdate::fmt_http_date(t))
+        .expect("an HTTP date is a valid header value")
+}
+
 impl AssetHeaders {
-    fn new(etag: &str, etag_gzip: &str, last_modified: &str) -> AssetHeaders {
-        let hv = |s: &str| {
-            http::HeaderValue::from_str(s)
-                .expect("quoted hex and HTTP dates are valid header values")
-        };
+    fn new(etag: u128, etag_gzip: u128, last_modified: SystemTime) -> AssetHeaders {
         AssetHeaders {
-            etag: hv(etag),
-            etag_gzip: hv(etag_gzip),
-            last_modified: hv(last_modified),
+            etag: Tag::new(etag).value(),
+            etag_gzip: Tag::new(etag_gzip).value(),
+            last_modified: http_date_value(last_modified),
         }
     }
 }
@@ -115,7 +169,7 @@ impl Asset {
                 gz.shrink_to_fit();
                 body.shrink_to_fit();
                 let (etag, etag_gzip, len, gzip_len) =
-                    (etag_of(&body), etag_of(&gz), body.len(), gz.len());
+                    (xxh3_128(&body), xxh3_128(&gz), body.len(), gz.len());
                 let keep = !route.starts_with("/articles/");
                 (
                     keep.then(|| crate::sendfile::hold(body)),
@@ -154,12 +208,12 @@ impl Asset {
                 h.update(&article.hash.to_le_bytes());
                 h.update(&body.crc().to_le_bytes());
                 h.update(tail.as_bytes());
-                let etag = format!("\"{:032x}\"", h.digest128());
+                let etag = h.digest128();
                 let mut g = Xxh3::new();
                 g.update(&head_z);
                 g.update(body.deflated());
                 g.update(&tail_z);
-                let etag_gzip = format!("\"{:032x}\"", g.digest128());
+                let etag_gzip = g.digest128();
                 let gzip_len = head_z.len() + body.deflated().len() + tail_z.len();
                 head_z.shrink_to_fit();
                 tail_z.shrink_to_fit();
@@ -171,8 +225,11 @@ impl Asset {
                 (None, gz, len, etag, etag_gzip, gzip_len)
             }
         };
+        let hot = identity.is_some();
         Asset {
-            headers: AssetHeaders::new(&etag, &etag_gzip, &httpdate::fmt_http_date(last_modified)),
+            ready: hot.then(|| Box::new(AssetHeaders::new(etag, etag_gzip, last_modified))),
+            etag,
+            etag_gzip,
             identity,
             gz,
             len,
@@ -221,33 +278,46 @@ impl Asset {
 
     fn with_last_modified(mut self, lm: SystemTime) -> Asset {
         self.last_modified = round_secs(lm);
-        self.headers.last_modified =
-            http::HeaderValue::from_str(&httpdate::fmt_http_date(self.last_modified))
-                .expect("an HTTP date is a valid header value");
+        if let Some(h) = &mut self.ready {
+            h.last_modified = http_date_value(self.last_modified);
+        }
         self
     }
 
-    /// Strong validator of the document (RFC 9110 §8.8.3), quoted.
-    pub fn etag(&self) -> &str {
-        self.headers.etag.to_str().unwrap_or_default()
+    /// Strong validator of the document (RFC 9110 §8.8.3), quoted: a
+    /// 128-bit hash, so equal ETags mean equal bytes.
+    pub fn etag(&self) -> Tag {
+        Tag::new(self.etag)
     }
 
     /// Strong validator of the gzip form: each encoding is its own
     /// representation.
-    pub fn etag_gzip(&self) -> &str {
-        self.headers.etag_gzip.to_str().unwrap_or_default()
+    pub fn etag_gzip(&self) -> Tag {
+        Tag::new(self.etag_gzip)
+    }
+
+    /// The `ETag` header of the document or of its gzip form.
+    pub fn etag_value(&self, gzip: bool) -> http::HeaderValue {
+        match (&self.ready, gzip) {
+            (Some(h), false) => h.etag.clone(),
+            (Some(h), true) => h.etag_gzip.clone(),
+            (None, false) => self.etag().value(),
+            (None, true) => self.etag_gzip().value(),
+        }
+    }
+
+    /// The `Last-Modified` header.
+    pub fn last_modified_value(&self) -> http::HeaderValue {
+        match &self.ready {
+            Some(h) => h.last_modified.clone(),
+            None => http_date_value(self.last_modified),
+        }
     }
 
     /// `Last-Modified` as an IMF-fixdate.
-    pub fn last_modified_http(&self) -> &str {
-        self.headers.last_modified.to_str().unwrap_or_default()
+    pub fn last_modified_http(&self) -> String {
+        httpdate::fmt_http_date(self.last_modified)
     }
-}
-
-/// The strong validator of some bytes, quoted: a 128-bit hash, so equal
-/// ETags mean equal bytes.
-fn etag_of(b: &[u8]) -> String {
-    format!("\"{:032x}\"", xxh3_128(b))
 }
 
 /// gzip level of a whole document's twin: feeds, the index and OPML are
@@ -646,7 +716,7 @@ impl SiteBuilder {
             let lm = match prev_lm {
                 Some(prev) if round_secs(j.derived) <= prev => {
                     let same = match cache.get(&j.route) {
-                        Some((_, a)) => a.headers.etag == fresh.headers.etag,
+                        Some((_, a)) => a.etag == fresh.etag,
                         None => floor_dir.is_some_and(|d| same_gzip_on_disk(d, &j.route, &fresh)),
                     };
                     same_on_disk = same && cache.get(&j.route).is_none();
@@ -659,7 +729,7 @@ impl SiteBuilder {
                 _ => j.derived,
             };
             if let Some((_, a)) = cache.get(&j.route) {
-                if a.headers.etag == fresh.headers.etag && a.last_modified == round_secs(lm) {
+                if a.etag == fresh.etag && a.last_modified == round_secs(lm) {
                     return Rendered::Kept(j.route, j.fp, Arc::clone(a), false);
                 }
             }
