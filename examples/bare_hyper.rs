@@ -3,7 +3,7 @@
 //! `benches/wrk_vs_nginx.sh` (`BARE=1`):
 //!
 //! ```text
-//! cargo run --release --example bare_hyper -- ADDR FILE [--auto] [--timer]
+//! cargo run --release --example bare_hyper -- ADDR FILE [--auto] [--timer] [--per-thread]
 //! ```
 //!
 //! `FILE` and `FILE.gz` are read once. A request whose `Accept-Encoding`
@@ -12,7 +12,10 @@
 //! runtime worker threads, as Herald. By default connections are served by
 //! `hyper::server::conn::http1` with no timer; `--auto` uses
 //! `hyper_util`'s HTTP/1 + h2c builder as Herald does, and `--timer` adds
-//! the header-read timeout (a timer armed per request head) Herald sets.
+//! the header-read timeout (a timer armed per request head) hyper offers;
+//! `--per-thread` runs two single-threaded runtimes accepting on the same
+//! socket instead of one two-worker runtime (Herald deals connections to
+//! its worker threads from one acceptor).
 //! The first line on stderr is `listening on http://ADDR/`.
 
 use std::convert::Infallible;

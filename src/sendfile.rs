@@ -44,6 +44,10 @@ pub const MAX_LIVE: usize = 256;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
+/// Cleared when `sendfile` proves unusable here (a file system or a
+/// sandbox that refuses it): bodies are then written the ordinary way.
+static USABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 /// The directory the unlinked files are made in; unset: heap only.
 static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
@@ -201,6 +205,7 @@ pub fn lookup(buf: &[u8]) -> Option<(BorrowedFd<'_>, u64)> {
 /// True when one of `bufs` is (part of) a file-backed body.
 pub fn any_file_backed(bufs: &[io::IoSlice<'_>]) -> bool {
     LIVE.load(Ordering::Relaxed) > 0
+        && USABLE.load(Ordering::Relaxed)
         && bufs
             .iter()
             .any(|b| b.len() >= SENDFILE_MIN && lookup(b).is_some())
@@ -238,9 +243,24 @@ pub fn send_vectored(
     let mut off = offset;
     match rustix::fs::sendfile(socket, file, Some(&mut off), bufs[at].len()) {
         Ok(n) => Some(Ok(sent + n)),
-        // The head went out; the body waits for the next writable turn.
-        Err(_) if sent > 0 => Some(Ok(sent)),
-        Err(e) => Some(Err(e.into())),
+        Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => {
+            // The head went out; the body waits for the next writable turn.
+            Some(if sent > 0 { Ok(sent) } else { Err(e.into()) })
+        }
+        Err(e) if e == rustix::io::Errno::PIPE || e == rustix::io::Errno::CONNRESET => {
+            Some(if sent > 0 { Ok(sent) } else { Err(e.into()) })
+        }
+        Err(e) => {
+            // Refused for this kind of file or by a sandbox: stop trying.
+            if USABLE.swap(false, Ordering::Relaxed) {
+                tracing::warn!("sendfile refused ({e}); sending bodies by copying");
+            }
+            if sent > 0 {
+                Some(Ok(sent))
+            } else {
+                None
+            }
+        }
     }
 }
 

@@ -371,10 +371,13 @@ impl SendFile for tokio::net::TcpStream {
                 Poll::Pending => return Some(Poll::Pending),
             }
             let r = self.try_io(tokio::io::Interest::WRITABLE, || {
-                crate::sendfile::send_vectored(crate::sendfile::fd_of(self), bufs).unwrap_or(Ok(0))
+                crate::sendfile::send_vectored(crate::sendfile::fd_of(self), bufs)
+                    .unwrap_or_else(|| Err(io::ErrorKind::Unsupported.into()))
             });
             match r {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                // Not sendable after all: the caller writes the usual way.
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => return None,
                 r => return Some(Poll::Ready(r)),
             }
         }

@@ -64,9 +64,11 @@ pub struct Tag([u8; 34]);
 
 impl Tag {
     fn new(h: u128) -> Tag {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut b = [b'"'; 34];
-        let hex = format!("{h:032x}");
-        b[1..33].copy_from_slice(hex.as_bytes());
+        for (i, c) in b[1..33].iter_mut().enumerate() {
+            *c = HEX[((h >> (4 * (31 - i))) & 0xf) as usize];
+        }
         Tag(b)
     }
 
@@ -1040,6 +1042,13 @@ mod tests {
     }
 
     /// Routes map to files under the output directory.
+    #[test]
+    fn tag_is_quoted_hex() {
+        let h = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210_u128;
+        assert_eq!(Tag::new(h).as_str(), format!("\"{h:032x}\""));
+        assert_eq!(Tag::new(1).as_str(), format!("\"{:032x}\"", 1));
+    }
+
     #[test]
     fn routes_to_files() {
         assert_eq!(file_of("/"), PathBuf::from("index.html"));
