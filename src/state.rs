@@ -71,6 +71,11 @@ mod hex128 {
 /// Ids under one index key; nearly always exactly one, kept inline.
 type Ids = SmallVec<[Arc<str>; 1]>;
 
+/// Index key of a path or slug.
+fn key(s: &str) -> u64 {
+    xxh3_64(s.as_bytes())
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Disk {
     version: u32,
@@ -194,15 +199,10 @@ impl State {
 
     fn index(&mut self, id: &Arc<str>) {
         let e = &self.disk.articles[id];
-        self.by_path
-            .entry(xxh3_64(e.path.as_bytes()))
-            .or_default()
-            .push(Arc::clone(id));
-        self.by_hash.entry(e.hash).or_default().push(Arc::clone(id));
-        self.by_slug
-            .entry(xxh3_64(e.slug.as_bytes()))
-            .or_default()
-            .push(Arc::clone(id));
+        let (p, h, s) = (key(&e.path), e.hash, key(&e.slug));
+        self.by_path.entry(p).or_default().push(Arc::clone(id));
+        self.by_hash.entry(h).or_default().push(Arc::clone(id));
+        self.by_slug.entry(s).or_default().push(Arc::clone(id));
     }
 
     fn unindex(&mut self, id: &str) {
@@ -217,42 +217,43 @@ impl State {
                 }
             }
         }
-        let (p, h, s) = (
-            xxh3_64(e.path.as_bytes()),
-            e.hash,
-            xxh3_64(e.slug.as_bytes()),
-        );
+        let (p, h, s) = (key(&e.path), e.hash, key(&e.slug));
         drop_from(&mut self.by_path, p, id);
         drop_from(&mut self.by_hash, h, id);
         drop_from(&mut self.by_slug, s, id);
     }
 
-    /// Ids of the entries whose source path is `rel`.
-    fn with_path<'a>(&'a self, rel: &'a str) -> impl Iterator<Item = &'a Arc<str>> + 'a {
-        self.by_path
-            .get(&xxh3_64(rel.as_bytes()))
+    /// Ids of the entries whose `field` is `value`, found through `index`
+    /// (keyed by [`key`]), oldest indexed first.
+    fn matching<'a>(
+        &'a self,
+        index: &'a HashMap<u64, Ids>,
+        field: fn(&Entry) -> &str,
+        value: &'a str,
+    ) -> impl DoubleEndedIterator<Item = &'a Arc<str>> + 'a {
+        index
+            .get(&key(value))
             .into_iter()
             .flatten()
             .filter(move |id| {
                 self.disk
                     .articles
                     .get(&***id)
-                    .is_some_and(|e| &*e.path == rel)
+                    .is_some_and(|e| field(e) == value)
             })
     }
 
+    /// Ids of the entries whose source path is `rel`.
+    fn with_path<'a>(&'a self, rel: &'a str) -> impl DoubleEndedIterator<Item = &'a Arc<str>> + 'a {
+        self.matching(&self.by_path, |e| &e.path, rel)
+    }
+
     /// Ids of the entries whose slug is `slug`.
-    fn with_slug<'a>(&'a self, slug: &'a str) -> impl Iterator<Item = &'a Arc<str>> + 'a {
-        self.by_slug
-            .get(&xxh3_64(slug.as_bytes()))
-            .into_iter()
-            .flatten()
-            .filter(move |id| {
-                self.disk
-                    .articles
-                    .get(&***id)
-                    .is_some_and(|e| &*e.slug == slug)
-            })
+    fn with_slug<'a>(
+        &'a self,
+        slug: &'a str,
+    ) -> impl DoubleEndedIterator<Item = &'a Arc<str>> + 'a {
+        self.matching(&self.by_slug, |e| &e.slug, slug)
     }
 
     /// The authority for new `tag:` ids: the one recorded at first
@@ -283,8 +284,8 @@ impl State {
     /// favour of the article that had the slug first).
     pub fn owns_slug(&self, rel: &str, slug: &str) -> bool {
         self.with_path(rel)
-            .next()
-            .and_then(|id| self.disk.articles.get(&**id))
+            .next_back()
+            .and_then(|id| self.disk.articles.get(id))
             .is_some_and(|e| &*e.slug == slug)
     }
 
@@ -318,7 +319,7 @@ impl State {
             |id: &str, claimed: &HashSet<Arc<str>>| !taken.contains(id) && !claimed.contains(id);
         let claim =
             |found: &mut Option<Arc<str>>, id: &Arc<str>, claimed: &mut HashSet<Arc<str>>| {
-                if found.is_none() && !taken.contains(&**id) && !claimed.contains(id) {
+                if found.is_none() && free(id, claimed) {
                     claimed.insert(Arc::clone(id));
                     *found = Some(Arc::clone(id));
                 }
@@ -353,7 +354,7 @@ impl State {
             }
         }
         for (i, (rel, _)) in items.iter().enumerate() {
-            if let Some(id) = self.with_path(rel).next() {
+            if let Some(id) = self.with_path(rel).next_back() {
                 claim(&mut found[i], id, &mut claimed);
             }
         }
