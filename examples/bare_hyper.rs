@@ -113,8 +113,7 @@ fn main() -> std::io::Result<()> {
                     .enable_all()
                     .build()
                     .expect("runtime");
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, serve(l, files, auto, timer))
+                rt.block_on(serve(l, files, auto, timer))
             }));
         }
         for t in threads {
@@ -136,39 +135,37 @@ async fn serve(
     timer: bool,
 ) -> std::io::Result<()> {
     let listener = TcpListener::from_std(l)?;
-    {
-        let mut auto_b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        let mut h1 = hyper::server::conn::http1::Builder::new();
-        h1.keep_alive(true);
-        if timer {
-            auto_b
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
-            h1.timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
-        }
-        let auto_b = Arc::new(auto_b);
-        let h1 = Arc::new(h1);
-        loop {
-            let (stream, _) = listener.accept().await?;
-            let _ = stream.set_nodelay(true);
-            let f = Arc::clone(&files);
-            let svc = hyper::service::service_fn(move |req| {
-                std::future::ready(Ok::<_, Infallible>(respond(&req, &f)))
+    let mut auto_b = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut h1 = hyper::server::conn::http1::Builder::new();
+    h1.keep_alive(true);
+    if timer {
+        auto_b
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10));
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10));
+    }
+    let auto_b = Arc::new(auto_b);
+    let h1 = Arc::new(h1);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let f = Arc::clone(&files);
+        let svc = hyper::service::service_fn(move |req| {
+            std::future::ready(Ok::<_, Infallible>(respond(&req, &f)))
+        });
+        let io = TokioIo::new(stream);
+        if auto {
+            let b = Arc::clone(&auto_b);
+            tokio::spawn(async move {
+                let _ = b.serve_connection(io, svc).await;
             });
-            let io = TokioIo::new(stream);
-            if auto {
-                let b = Arc::clone(&auto_b);
-                tokio::spawn(async move {
-                    let _ = b.serve_connection(io, svc).await;
-                });
-            } else {
-                let b = Arc::clone(&h1);
-                tokio::spawn(async move {
-                    let _ = b.serve_connection(io, svc).await;
-                });
-            }
+        } else {
+            let b = Arc::clone(&h1);
+            tokio::spawn(async move {
+                let _ = b.serve_connection(io, svc).await;
+            });
         }
     }
 }

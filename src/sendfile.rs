@@ -10,7 +10,7 @@
 //! written once into a file created with `O_TMPFILE` (it has no name, so
 //! nothing else can find it; mode 0400 once written) and mapped read-only:
 //! the [`Bytes`] handed around are that mapping, and the connection
-//! wrapper in `server` recognises them ([`lookup`]) and has the kernel
+//! wrapper in `server` recognises them ([`find`]) and has the kernel
 //! send the file's pages. The file is never written again while it lives,
 //! so pages still queued in a socket never change under it; closing it
 //! (when no snapshot uses the body any more) frees it.
@@ -28,25 +28,23 @@
 //! the ordinary way. Uses nothing else of Herald.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
 use bytes::Bytes;
 
-/// Bodies at least this long are sealed; a shorter copy costs less than
+/// Bodies at least this long go to a file; a shorter copy costs less than
 /// the extra system call.
 pub const MIN_LEN: usize = 16 * 1024;
 
-/// At most this many file-backed bodies at once (each holds a file
+/// About this many file-backed bodies at most (each holds a file
 /// descriptor); beyond it bodies stay on the heap.
 pub const MAX_LIVE: usize = 256;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
 /// Cleared when `sendfile` proves unusable here (a file system or a
 /// sandbox that refuses it): bodies are then written the ordinary way.
-static USABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+static USABLE: AtomicBool = AtomicBool::new(true);
 
 /// The directory the unlinked files are made in; unset: heap only.
 static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
@@ -117,7 +115,6 @@ impl Drop for Mapped {
         }
         // SAFETY: `ptr`/`len` are the mapping made in `make`, unmapped once.
         let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
-        LIVE.fetch_sub(1, Ordering::Relaxed);
         // `fd` closes itself.
     }
 }
@@ -128,16 +125,12 @@ pub fn hold(body: Vec<u8>) -> Bytes {
     let Some(dir) = DIR.get() else {
         return Bytes::from(body);
     };
-    if body.len() < MIN_LEN || LIVE.fetch_add(1, Ordering::Relaxed) >= MAX_LIVE {
-        if body.len() >= MIN_LEN {
-            LIVE.fetch_sub(1, Ordering::Relaxed);
-        }
+    if body.len() < MIN_LEN || REGIONS.read().map_or(MAX_LIVE, |r| r.len()) >= MAX_LIVE {
         return Bytes::from(body);
     }
     match make(dir, &body) {
         Ok(s) => Bytes::from_owner(s),
         Err(e) => {
-            LIVE.fetch_sub(1, Ordering::Relaxed);
             tracing::debug!("body of {} bytes kept on the heap: {e}", body.len());
             Bytes::from(body)
         }
@@ -202,33 +195,42 @@ pub fn lookup(buf: &[u8]) -> Option<(BorrowedFd<'_>, u64)> {
     Some((fd, (p - x.start) as u64))
 }
 
-/// True when one of `bufs` is (part of) a file-backed body.
-pub fn any_file_backed(bufs: &[io::IoSlice<'_>]) -> bool {
-    LIVE.load(Ordering::Relaxed) > 0
-        && USABLE.load(Ordering::Relaxed)
-        && bufs
-            .iter()
-            .any(|b| b.len() >= SENDFILE_MIN && lookup(b).is_some())
-}
-
 /// A remainder of a body shorter than this is written the ordinary way.
 const SENDFILE_MIN: usize = 4096;
 
-/// Writes `bufs` in order to `socket`, sending a file-backed body among them
-/// with `sendfile`: the buffers before it with one `sendmsg` flagged
-/// `MSG_MORE` (so the response head and body leave in full packets), then
-/// the file's pages. Returns the bytes written, like `writev`; `None` when
-/// no buffer is a file-backed body (write them the ordinary way).
-pub fn send_vectored(
-    socket: BorrowedFd<'_>,
-    bufs: &[io::IoSlice<'_>],
-) -> Option<io::Result<usize>> {
-    let (at, (file, offset)) = bufs
-        .iter()
+/// Where a file-backed body sits among buffers about to be written.
+#[derive(Debug, Clone, Copy)]
+pub struct Found<'a> {
+    /// Index of the buffer.
+    at: usize,
+    file: BorrowedFd<'a>,
+    offset: u64,
+}
+
+/// The first of `bufs` that is (part of) a file-backed body, if `sendfile`
+/// is in use at all.
+pub fn find<'a>(bufs: &'a [io::IoSlice<'_>]) -> Option<Found<'a>> {
+    if DIR.get().is_none() || !USABLE.load(Ordering::Relaxed) {
+        return None;
+    }
+    bufs.iter()
         .enumerate()
         .filter(|(_, b)| b.len() >= SENDFILE_MIN)
-        .find_map(|(i, b)| lookup(b).map(|l| (i, l)))?;
-    let head = &bufs[..at];
+        .find_map(|(at, b)| lookup(b).map(|(file, offset)| Found { at, file, offset }))
+}
+
+/// Writes `bufs` in order to `socket`, sending the file-backed body `found`
+/// among them with `sendfile`: the buffers before it with one `sendmsg`
+/// flagged `MSG_MORE` (so the response head and body leave in full
+/// packets), then the file's pages. Returns the bytes written, like
+/// `writev`; `None` when `sendfile` turned out to be refused here and
+/// nothing was written (write them the ordinary way).
+pub fn send(
+    socket: BorrowedFd<'_>,
+    bufs: &[io::IoSlice<'_>],
+    found: Found<'_>,
+) -> Option<io::Result<usize>> {
+    let head = &bufs[..found.at];
     let head_len: usize = head.iter().map(|b| b.len()).sum();
     let mut sent = 0;
     if head_len > 0 {
@@ -240,14 +242,21 @@ pub fn send_vectored(
             Err(e) => return Some(Err(e.into())),
         }
     }
-    let mut off = offset;
-    match rustix::fs::sendfile(socket, file, Some(&mut off), bufs[at].len()) {
+    let mut off = found.offset;
+    let len = bufs[found.at].len();
+    match rustix::fs::sendfile(socket, found.file, Some(&mut off), len) {
         Ok(n) => Some(Ok(sent + n)),
-        Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => {
-            // The head went out; the body waits for the next writable turn.
-            Some(if sent > 0 { Ok(sent) } else { Err(e.into()) })
-        }
-        Err(e) if e == rustix::io::Errno::PIPE || e == rustix::io::Errno::CONNRESET => {
+        // Not writable now, or the peer is gone: report what went out
+        // (the head), or the error when nothing did.
+        Err(e)
+            if [
+                rustix::io::Errno::AGAIN,
+                rustix::io::Errno::INTR,
+                rustix::io::Errno::PIPE,
+                rustix::io::Errno::CONNRESET,
+            ]
+            .contains(&e) =>
+        {
             Some(if sent > 0 { Ok(sent) } else { Err(e.into()) })
         }
         Err(e) => {
@@ -255,11 +264,7 @@ pub fn send_vectored(
             if USABLE.swap(false, Ordering::Relaxed) {
                 tracing::warn!("sendfile refused ({e}); sending bodies by copying");
             }
-            if sent > 0 {
-                Some(Ok(sent))
-            } else {
-                None
-            }
+            (sent > 0).then_some(Ok(sent))
         }
     }
 }
@@ -307,11 +312,6 @@ pub fn equals(a: &[u8], b: &[u8]) -> bool {
         }
     }
     true
-}
-
-/// The socket of `s`, for [`send_vectored`].
-pub fn fd_of(s: &impl AsFd) -> BorrowedFd<'_> {
-    s.as_fd()
 }
 
 #[cfg(test)]
@@ -402,10 +402,12 @@ mod tests {
             } else {
                 vec![io::IoSlice::new(&b[done - head.len()..])]
             };
-            done += match send_vectored(fd_of(&s), &bufs) {
-                Some(r) => {
+            done += match find(&bufs) {
+                Some(f) => {
                     sendfile_calls += 1;
-                    r.unwrap()
+                    send(std::os::fd::AsFd::as_fd(&s), &bufs, f)
+                        .expect("sendfile works on a TCP socket")
+                        .unwrap()
                 }
                 None => std::io::Write::write_vectored(&mut &s, &bufs).unwrap(),
             };

@@ -251,10 +251,11 @@ fn worker(
 /// when a request head starts before it — so a busy keep-alive connection
 /// costs no timer-wheel work per request (hyper's own header-read timeout
 /// arms and clears a timer for every request).
-struct IdleIo<T = tokio::net::TcpStream> {
-    inner: T,
+struct IdleIo {
+    inner: tokio::net::TcpStream,
     idle: Duration,
-    head: Duration,
+    /// The head limit; `None` on HTTP/2 (see [`IdleIo::sniff`]).
+    head: Option<Duration>,
     /// Last byte moved, on the coarse clock ([`coarse_now`]).
     last: Duration,
     /// When the request head now being read began; `None` once we answer.
@@ -264,13 +265,13 @@ struct IdleIo<T = tokio::net::TcpStream> {
     timer: Pin<Box<Sleep>>,
 }
 
-impl<T> IdleIo<T> {
-    fn new(inner: T, idle: Duration, head: Duration) -> Self {
+impl IdleIo {
+    fn new(inner: tokio::net::TcpStream, idle: Duration, head: Duration) -> Self {
         let now = coarse_now();
         IdleIo {
             inner,
             idle,
-            head,
+            head: Some(head),
             last: now,
             head_since: Some(now),
             sniffed: false,
@@ -286,7 +287,7 @@ impl<T> IdleIo<T> {
         self.sniffed = true;
         let n = first.len().min(PREFACE.len());
         if first[..n] == PREFACE[..n] {
-            self.head = Duration::MAX;
+            self.head = None;
             self.head_since = None;
         }
     }
@@ -294,9 +295,9 @@ impl<T> IdleIo<T> {
     fn read_some(&mut self) {
         let now = coarse_now();
         self.last = now;
-        if self.head_since.is_none() && self.head != Duration::MAX {
+        if let (None, Some(head)) = (self.head_since, self.head) {
             self.head_since = Some(now);
-            let due = later(Instant::now(), self.head);
+            let due = later(Instant::now(), head);
             if self.timer.deadline() > due {
                 self.timer.as_mut().reset(due);
             }
@@ -311,18 +312,14 @@ impl<T> IdleIo<T> {
         match r {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
-                    self.wrote_some();
+                    self.last = coarse_now();
+                    self.head_since = None;
                 }
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => self.check(cx),
         }
-    }
-
-    fn wrote_some(&mut self) {
-        self.last = coarse_now();
-        self.head_since = None;
     }
 
     /// While the inner stream is pending, fails the operation once a limit
@@ -333,9 +330,11 @@ impl<T> IdleIo<T> {
                 return Poll::Pending;
             }
             let idle_due = self.last.saturating_add(self.idle);
-            let due = self
+            let head_due = self
                 .head_since
-                .map_or(idle_due, |h| idle_due.min(h.saturating_add(self.head)));
+                .zip(self.head)
+                .map(|(h, d)| h.saturating_add(d));
+            let due = head_due.map_or(idle_due, |h| h.min(idle_due));
             let now = coarse_now();
             if due <= now {
                 return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
@@ -343,40 +342,30 @@ impl<T> IdleIo<T> {
             self.timer.as_mut().reset(later(Instant::now(), due - now));
         }
     }
-}
 
-/// Streams that can send a file-backed body with `sendfile` ([`crate::sendfile`]).
-trait SendFile {
-    /// `None` when no buffer is a file-backed body.
-    fn poll_sendfile(
-        &self,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Option<Poll<io::Result<usize>>>;
-}
-
-impl SendFile for tokio::net::TcpStream {
+    /// Writes `bufs` with `sendfile` when one of them is a file-backed
+    /// body ([`crate::sendfile`]); `None` to write them the usual way.
     fn poll_sendfile(
         &self,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Option<Poll<io::Result<usize>>> {
-        if !crate::sendfile::any_file_backed(bufs) {
-            return None;
-        }
+        let found = crate::sendfile::find(bufs)?;
+        let socket = &self.inner;
         loop {
-            match self.poll_write_ready(cx) {
+            match socket.poll_write_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
                 Poll::Pending => return Some(Poll::Pending),
             }
-            let r = self.try_io(tokio::io::Interest::WRITABLE, || {
-                crate::sendfile::send_vectored(crate::sendfile::fd_of(self), bufs)
+            let r = socket.try_io(tokio::io::Interest::WRITABLE, || {
+                use std::os::fd::AsFd;
+                crate::sendfile::send(socket.as_fd(), bufs, found)
                     .unwrap_or_else(|| Err(io::ErrorKind::Unsupported.into()))
             });
             match r {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                // Not sendable after all: the caller writes the usual way.
+                // Refused after all: the caller writes the usual way.
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => return None,
                 r => return Some(Poll::Ready(r)),
             }
@@ -398,7 +387,7 @@ fn later(t: Instant, d: Duration) -> Instant {
         .unwrap_or_else(|| t + Duration::from_secs(365 * 86_400))
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
+impl AsyncRead for IdleIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -420,7 +409,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
     }
 }
 
-impl<T: AsyncWrite + SendFile + Unpin> AsyncWrite for IdleIo<T> {
+impl AsyncWrite for IdleIo {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -435,7 +424,7 @@ impl<T: AsyncWrite + SendFile + Unpin> AsyncWrite for IdleIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let r = match self.inner.poll_sendfile(cx, bufs) {
+        let r = match self.poll_sendfile(cx, bufs) {
             Some(r) => r,
             None => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
         };

@@ -51,11 +51,11 @@ pub struct Asset {
 #[derive(Debug, Clone)]
 struct AssetHeaders {
     /// `ETag` of the document.
-    pub etag: http::HeaderValue,
+    etag: http::HeaderValue,
     /// `ETag` of the gzip form.
-    pub etag_gzip: http::HeaderValue,
+    etag_gzip: http::HeaderValue,
     /// `Last-Modified`.
-    pub last_modified: http::HeaderValue,
+    last_modified: http::HeaderValue,
 }
 
 /// An `ETag` value: a 128-bit hash as 32 hex digits, quoted.
@@ -1041,7 +1041,7 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
-    /// Routes map to files under the output directory.
+    /// An ETag is the 128-bit hash as 32 hex digits, quoted.
     #[test]
     fn tag_is_quoted_hex() {
         let h = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210_u128;
@@ -1049,6 +1049,7 @@ mod tests {
         assert_eq!(Tag::new(1).as_str(), format!("\"{:032x}\"", 1));
     }
 
+    /// Routes map to files under the output directory.
     #[test]
     fn routes_to_files() {
         assert_eq!(file_of("/"), PathBuf::from("index.html"));
