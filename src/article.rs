@@ -74,6 +74,13 @@ impl Article {
     /// the slug: the same text under a new file name is the same article
     /// (FORMAT.md §3), which is how renames and moves keep their id.
     pub fn content_hash(&self) -> u128 {
+        self.content_hash_with(&self.body_html.html())
+    }
+
+    /// [`Article::content_hash`] given the body's HTML, for a parser that
+    /// still holds it (saves unpacking what was just packed).
+    pub fn content_hash_with(&self, body_html: &str) -> u128 {
+        debug_assert_eq!(self.body_html, body_html);
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         let mut field = |s: &str| {
             h.update(&(s.len() as u64).to_le_bytes());
@@ -89,7 +96,7 @@ impl Article {
             field(t);
         }
         field(&self.summary);
-        field(&self.body_html.html());
+        field(body_html);
         field(self.author.as_deref().unwrap_or(""));
         h.digest128()
     }
@@ -161,6 +168,42 @@ pub(crate) fn deflate_into(
     }
 }
 
+/// Inflates `len` bytes from raw deflate data given in consecutive
+/// `parts` (the pieces of one stream), with an inflate state kept per
+/// thread: a fresh one is allocated and zeroed each time otherwise.
+///
+/// # Panics
+/// If the parts hold fewer than `len` bytes: only Herald's own deflate
+/// output is ever inflated here.
+pub(crate) fn inflate_parts(parts: &[&[u8]], len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    if len == 0 {
+        return out;
+    }
+    INFLATE.with_borrow_mut(|d| {
+        d.reset(false);
+        for part in parts {
+            let start = d.total_in();
+            while out.len() < len && ((d.total_in() - start) as usize) < part.len() {
+                let done = (d.total_in() - start) as usize;
+                let before = (out.len(), d.total_in());
+                d.decompress_vec(&part[done..], &mut out, flate2::FlushDecompress::Sync)
+                    .expect("inflating Herald's own deflate output cannot fail");
+                assert!(
+                    (out.len(), d.total_in()) != before,
+                    "deflate data shorter than its recorded length"
+                );
+            }
+        }
+    });
+    assert_eq!(
+        out.len(),
+        len,
+        "deflate data shorter than its recorded length"
+    );
+    out
+}
+
 impl Body {
     /// Packs `html`.
     pub fn new(html: &str) -> Body {
@@ -180,28 +223,7 @@ impl Body {
 
     /// The HTML.
     pub fn html(&self) -> String {
-        if self.len == 0 {
-            return String::new();
-        }
-        let mut out = Vec::with_capacity(self.len);
-        INFLATE.with_borrow_mut(|d| {
-            d.reset(false);
-            while out.len() < self.len {
-                let done = d.total_in() as usize;
-                let before = out.len();
-                d.decompress_vec(
-                    &self.packed[done..],
-                    &mut out,
-                    flate2::FlushDecompress::Sync,
-                )
-                .expect("inflating what Body::new deflated cannot fail");
-                assert!(
-                    out.len() > before,
-                    "packed body shorter than its recorded length"
-                );
-            }
-        });
-        String::from_utf8(out).expect("Body::new packed a str")
+        String::from_utf8(inflate_parts(&[&self.packed], self.len)).expect("Body::new packed a str")
     }
 
     /// The packed form: raw deflate blocks ending in a sync flush.
@@ -285,7 +307,15 @@ pub fn xml_clean(s: &str) -> std::borrow::Cow<'_, str> {
     fn bad(c: char) -> bool {
         matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
     }
-    if s.chars().any(bad) {
+    // Every forbidden character starts with a byte below 0x20 or with
+    // 0xEF (U+FFFE and U+FFFF are EF BF BE / EF BF BF): a byte scan, which
+    // the compiler vectorises, clears nearly all text at once.
+    let suspect = |b: &u8| (*b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || *b == 0xEF;
+    let flagged = s
+        .as_bytes()
+        .chunks(64)
+        .any(|c| c.iter().fold(false, |acc, b| acc | suspect(b)));
+    if flagged && s.chars().any(bad) {
         std::borrow::Cow::Owned(s.chars().filter(|&c| !bad(c)).collect())
     } else {
         std::borrow::Cow::Borrowed(s)

@@ -149,8 +149,12 @@ enum Doc {
 }
 
 thread_local! {
-    static PAGE_DEFLATE: std::cell::RefCell<flate2::Compress> =
-        std::cell::RefCell::new(flate2::Compress::new(flate2::Compression::new(2), false));
+    /// Page heads' compressor, and the last page tail with its deflated form.
+    static PAGE_DEFLATE: std::cell::RefCell<(flate2::Compress, (String, Vec<u8>))> =
+        std::cell::RefCell::new((
+            flate2::Compress::new(flate2::Compression::new(2), false),
+            (String::from("\0"), Vec::new()),
+        ));
 }
 
 impl Asset {
@@ -186,9 +190,16 @@ impl Asset {
                 let body = &article.body_html;
                 let mut head_z = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
                 let mut tail_z = Vec::with_capacity(tail.len() + 32);
-                PAGE_DEFLATE.with_borrow_mut(|c| {
+                PAGE_DEFLATE.with_borrow_mut(|(c, last_tail)| {
                     crate::article::deflate_into(c, head.as_bytes(), &mut head_z, false);
-                    crate::article::deflate_into(c, tail.as_bytes(), &mut tail_z, true);
+                    // Every page has the same tail: deflate it once (each
+                    // reset of the compressor clears its tables).
+                    if last_tail.0 != tail {
+                        last_tail.1.clear();
+                        crate::article::deflate_into(c, tail.as_bytes(), &mut last_tail.1, true);
+                        last_tail.0.clone_from(&tail);
+                    }
+                    tail_z.extend_from_slice(&last_tail.1);
                 });
                 let mut crc = crc32fast::Hasher::new();
                 crc.update(head.as_bytes());
@@ -266,15 +277,24 @@ impl Asset {
     pub fn body(&self) -> Bytes {
         match &self.identity {
             Some(b) => b.clone(),
-            None => {
-                let mut out = Vec::with_capacity(self.len);
-                let ok = std::io::Read::read_to_end(
-                    &mut flate2::read::GzDecoder::new(&self.gzip()[..]),
-                    &mut out,
-                );
-                debug_assert!(ok.is_ok(), "Herald's own gzip decompresses");
-                Bytes::from(out)
-            }
+            None => match &self.gz {
+                Gz::Whole(z) => Bytes::from(crate::article::inflate_parts(
+                    &[&z[10..z.len() - 8]],
+                    self.len,
+                )),
+                Gz::Spliced {
+                    head,
+                    article,
+                    tail,
+                } => Bytes::from(crate::article::inflate_parts(
+                    &[
+                        &head[10..],
+                        article.body_html.deflated(),
+                        &tail[..tail.len() - 8],
+                    ],
+                    self.len,
+                )),
+            },
         }
     }
 
@@ -888,7 +908,8 @@ pub fn write_to(site: &Site, dir: &Path, only: Option<&[String]>) -> WriteReport
             .map(|r| file_of(r))
             .collect();
         for sub in ["articles", "categories"] {
-            prune(dir, &dir.join(sub), &keep, &mut report);
+            let (removed, _) = prune(dir, &dir.join(sub), &keep);
+            report.removed += removed;
         }
     }
     report
@@ -898,22 +919,8 @@ pub fn write_to(site: &Site, dir: &Path, only: Option<&[String]>) -> WriteReport
 /// file's path, size and mtime (Herald sets every mtime it writes to the
 /// file's Last-Modified, so an edit or removal by anyone else shows).
 pub fn output_fingerprint(dir: &Path) -> u128 {
-    let mut files: Vec<(Vec<u8>, u64, u128)> = walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| {
-            let m = e.metadata().ok()?;
-            let t = m
-                .modified()
-                .ok()?
-                .duration_since(UNIX_EPOCH)
-                .ok()?
-                .as_nanos();
-            let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
-            Some((rel.as_os_str().as_encoded_bytes().to_vec(), m.len(), t))
-        })
-        .collect();
+    let mut files = Vec::new();
+    stat_walk(dir, Path::new(""), &mut files);
     files.sort_unstable();
     let mut h = Xxh3::new();
     for (p, len, t) in &files {
@@ -923,6 +930,46 @@ pub fn output_fingerprint(dir: &Path) -> u128 {
     }
     h.update(&(files.len() as u64).to_le_bytes());
     h.digest128()
+}
+
+/// Path (relative to the walk's root), size and mtime of every regular file
+/// under `dir`, subdirectories walked in parallel (an output tree has one
+/// per article). Symlinks are not followed.
+fn stat_walk(dir: &Path, rel: &Path, out: &mut Vec<(Vec<u8>, u64, u128)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut subdirs = Vec::new();
+    for e in entries.flatten() {
+        let Ok(t) = e.file_type() else { continue };
+        let rel = rel.join(e.file_name());
+        if t.is_dir() {
+            subdirs.push((e.path(), rel));
+        } else if t.is_file() {
+            let Ok(m) = e.metadata() else { continue };
+            let Some(t) = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            else {
+                continue;
+            };
+            out.push((
+                rel.into_os_string().into_encoded_bytes(),
+                m.len(),
+                t.as_nanos(),
+            ));
+        }
+    }
+    let found: Vec<Vec<(Vec<u8>, u64, u128)>> = subdirs
+        .par_iter()
+        .map(|(d, r)| {
+            let mut v = Vec::new();
+            stat_walk(d, r, &mut v);
+            v
+        })
+        .collect();
+    out.extend(found.into_iter().flatten());
 }
 
 /// Removes the files (and `.gz` twins) of routes that are gone, and their
@@ -1005,31 +1052,47 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mtime: SystemTime) -> std::io::Re
     result
 }
 
-fn prune(root: &Path, dir: &Path, keep: &HashSet<PathBuf>, report: &mut WriteReport) {
+/// Removes the files of ours under `dir` whose route is not in `keep`, and
+/// directories left empty; subdirectories in parallel. Returns how many
+/// documents (not counting `.gz` twins) were removed and whether `dir` is
+/// now empty (only then is removing it worth a system call).
+fn prune(root: &Path, dir: &Path, keep: &HashSet<PathBuf>) -> (usize, bool) {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+        return (0, false);
     };
+    let mut removed = 0;
+    let mut left = 0;
+    let mut subdirs = Vec::new();
     for e in entries.flatten() {
         let p = e.path();
         if e.file_type().is_ok_and(|t| t.is_dir()) {
-            prune(root, &p, keep, report);
-            let _ = std::fs::remove_dir(&p); // only succeeds when empty
+            subdirs.push(p);
             continue;
         }
         let Ok(rel) = p.strip_prefix(root) else {
+            left += 1;
             continue;
         };
-        let base = rel.to_string_lossy();
-        let base = base.strip_suffix(".gz").unwrap_or(&base);
+        let name = rel.to_string_lossy();
+        let base = name.strip_suffix(".gz").unwrap_or(&name);
         let ours = base.ends_with(".html") || base.ends_with(".xml") || base.ends_with(".json");
-        if !keep.contains(Path::new(base))
-            && ours
-            && std::fs::remove_file(&p).is_ok()
-            && !rel.to_string_lossy().ends_with(".gz")
-        {
-            report.removed += 1;
+        if !keep.contains(Path::new(base)) && ours && std::fs::remove_file(&p).is_ok() {
+            if !name.ends_with(".gz") {
+                removed += 1;
+            }
+        } else {
+            left += 1;
         }
     }
+    let (sub_removed, sub_left) = subdirs
+        .par_iter()
+        .map(|d| {
+            let (n, empty) = prune(root, d, keep);
+            // remove_dir only succeeds when empty
+            (n, usize::from(!(empty && std::fs::remove_dir(d).is_ok())))
+        })
+        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    (removed + sub_removed, left + sub_left == 0)
 }
 
 #[cfg(test)]
@@ -1198,6 +1261,44 @@ mod tests {
     /// Writing creates every file with a .gz twin; a second write with the
     /// same snapshot writes nothing; a gone article's page is removed; the
     /// Last-Modified floor survives a new builder (a restart).
+    /// The output fingerprint sees every file at any depth, its size and
+    /// its mtime, and nothing else (not the order of directory entries).
+    #[test]
+    fn output_fingerprint_sees_changes() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let files = [
+            "index.html",
+            "articles/x/index.html",
+            "articles/y/index.html.gz",
+        ];
+        for d in [a.path(), b.path()] {
+            let names: Vec<&str> = if d == a.path() {
+                files.to_vec()
+            } else {
+                files.iter().rev().copied().collect()
+            };
+            for f in names {
+                let p = d.join(f);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                atomic_write(&p, f.as_bytes(), t(1_700_000_000)).unwrap();
+            }
+        }
+        let fp = output_fingerprint(a.path());
+        assert_eq!(fp, output_fingerprint(b.path()), "same tree, other order");
+        let deep = b.path().join("articles/y/index.html.gz");
+        atomic_write(&deep, b"articles/y/index.html.gz", t(1_700_000_001)).unwrap();
+        assert_ne!(fp, output_fingerprint(b.path()), "mtime");
+        atomic_write(&deep, b"articles/y/index.html.gz!", t(1_700_000_000)).unwrap();
+        assert_ne!(fp, output_fingerprint(b.path()), "size");
+        atomic_write(&deep, b"articles/y/index.html.gz", t(1_700_000_000)).unwrap();
+        assert_eq!(fp, output_fingerprint(b.path()), "restored");
+        std::fs::create_dir_all(b.path().join("articles/z")).unwrap();
+        assert_eq!(fp, output_fingerprint(b.path()), "an empty directory");
+        std::fs::write(b.path().join("articles/z/index.html"), "").unwrap();
+        assert_ne!(fp, output_fingerprint(b.path()), "a new file");
+    }
+
     #[test]
     fn write_only_changes() {
         let dir = tempfile::tempdir().unwrap();
@@ -1214,6 +1315,10 @@ mod tests {
             .exists());
         assert_eq!(write_to(&site, dir.path(), None).written, 0);
 
+        // Someone else's file in a directory of ours stays, and so does
+        // that directory.
+        let foreign = dir.path().join("categories/world-news/NOTES.txt");
+        std::fs::write(&foreign, "kept").unwrap();
         let (site2, _) =
             SiteBuilder::with_floors_from(dir.path()).build(&arts[..2], 0, &s, t(5_000_000_000));
         let r = write_to(&site2, dir.path(), None);
@@ -1224,6 +1329,8 @@ mod tests {
         );
         assert!(!dir.path().join("articles/other/index.html").exists());
         assert!(!dir.path().join("articles/other").exists());
+        assert!(!dir.path().join("categories/world-news/rss.xml.gz").exists());
+        assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "kept");
         // The index changed (one article fewer) but its newest date did not:
         // its Last-Modified must be the restart's `now`, not the old date.
         assert_eq!(site2.get("/").unwrap().last_modified, t(5_000_000_000));

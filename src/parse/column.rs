@@ -87,7 +87,7 @@ pub(super) fn parse(path: &Path, text: &str, ctx: &ParseCtx) -> Result<Article, 
         .map(|p| truncate_words(p, SUMMARY_CHARS))
         .unwrap_or_default();
 
-    Ok(Article {
+    let mut a = Article {
         slug: String::new(),
         id: String::new(),
         title: title.text,
@@ -102,7 +102,9 @@ pub(super) fn parse(path: &Path, text: &str, ctx: &ParseCtx) -> Result<Article, 
         source: path.to_path_buf(),
         hash: 0,
         warnings,
-    })
+    };
+    a.hash = a.content_hash_with(&body_html);
+    Ok(a)
 }
 
 /// Groups the text into blocks of non-blank lines. A line that is exactly

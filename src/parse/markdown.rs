@@ -250,7 +250,7 @@ pub(super) fn parse(
         _ => truncate_words(&first_paragraph, SUMMARY_CHARS),
     };
 
-    Ok(Some(Article {
+    let mut a = Article {
         slug: fm.slug.as_deref().map(slugify).unwrap_or_default(),
         id: fm.id.as_deref().map(clean_line).unwrap_or_default(),
         title,
@@ -269,7 +269,9 @@ pub(super) fn parse(
         source: path.to_path_buf(),
         hash: 0,
         warnings,
-    }))
+    };
+    a.hash = a.content_hash_with(&body_html);
+    Ok(Some(a))
 }
 
 /// Renders CommonMark to HTML and returns it with the plain text of the

@@ -145,7 +145,6 @@ pub fn parse(path: &Path, text: &str, ctx: &ParseCtx) -> Result<Option<Article>,
                 "cannot make a slug from the file name or title",
             ));
         }
-        a.hash = a.content_hash();
         a.shrink_to_fit();
     }
     Ok(article)
@@ -227,6 +226,32 @@ mod tests {
         assert_eq!(e.line, 2);
         assert!(e.reason.contains("binary"), "{e}");
         assert_eq!(decode(p, "é".as_bytes()).unwrap(), "é");
+    }
+
+    /// Both parsers record the content hash of what they parsed, computed
+    /// from the HTML they still hold: equal to hashing the packed body,
+    /// the formula the state file's hashes were made with.
+    #[test]
+    fn parsers_record_the_content_hash() {
+        let ctx = ParseCtx { tz: chrono_tz::UTC };
+        let files = [
+            (
+                "a.txt",
+                "May 16, 2025, 9 a.m.\n\nWorld\n\nA title\n\nOne & two.\n\nThree.\n",
+            ),
+            (
+                "b.md",
+                "---\ntitle: B\ndate: 2025-05-16T09:00:00Z\n---\nSome *text* & more.\n",
+            ),
+        ];
+        for (name, text) in files {
+            let a = parse(Path::new(name), text, &ctx).unwrap().unwrap();
+            assert_ne!(a.hash, 0, "{name}");
+            assert_eq!(a.hash, a.content_hash(), "{name}");
+            let mut b = a.clone();
+            b.body_html = crate::article::Body::new("<p>other</p>");
+            assert_ne!(b.content_hash(), a.hash, "{name}: the body counts");
+        }
     }
 
     /// A DST gap and a DST overlap resolve to the documented instants.
