@@ -66,6 +66,7 @@ struct RawConfig {
     verify_interval_secs: Option<u64>,
     max_connections: Option<toml::Spanned<i64>>,
     http_workers: Option<toml::Spanned<i64>>,
+    brotli_quality: Option<toml::Spanned<i64>>,
     header_read_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     max_header_bytes: Option<toml::Spanned<i64>>,
@@ -120,6 +121,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Threads serving HTTP connections, each with its own event loop.
     pub http_workers: usize,
+    /// Quality of the brotli forms of feeds, the index and OPML (1–11);
+    /// 0 offers no brotli.
+    pub brotli_quality: u32,
     /// A client must send its request headers within this time.
     pub header_read_timeout: Duration,
     /// An idle keep-alive connection is closed after this time.
@@ -158,6 +162,7 @@ impl Default for Config {
             verify_interval: Duration::from_secs(180),
             max_connections: 1024,
             http_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            brotli_quality: 5,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
@@ -305,6 +310,20 @@ impl Config {
         c.max_items = positive(raw.max_items, "max_items", c.max_items)?;
         c.max_connections = positive(raw.max_connections, "max_connections", c.max_connections)?;
         c.http_workers = positive(raw.http_workers, "http_workers", c.http_workers)?;
+        if let Some(q) = raw.brotli_quality {
+            c.brotli_quality = u32::try_from(*q.get_ref())
+                .ok()
+                .filter(|q| *q <= 11)
+                .ok_or_else(|| {
+                    invalid(
+                        spanned_line(&q.span()),
+                        format!(
+                            "brotli_quality: must be 0 (no brotli) to 11, not {}",
+                            q.get_ref()
+                        ),
+                    )
+                })?;
+        }
         c.max_header_bytes =
             positive(raw.max_header_bytes, "max_header_bytes", c.max_header_bytes)?;
         if c.max_header_bytes < 1024 {
@@ -356,6 +375,9 @@ impl Config {
         }
         if self.http_workers != new.http_workers {
             v.push("http_workers");
+        }
+        if self.brotli_quality != new.brotli_quality {
+            v.push("brotli_quality");
         }
         if self.header_read_timeout != new.header_read_timeout
             || self.idle_timeout != new.idle_timeout
@@ -437,6 +459,18 @@ mod tests {
             ("bad url", "base_url = \"example.com\"\n", 1, "base_url"),
             ("bad listen", "\n\nlisten = \"localhost\"\n", 3, "listen"),
             ("bad content mode", "content = \"some\"\n", 1, "content"),
+            (
+                "brotli too high",
+                "\nbrotli_quality = 12\n",
+                2,
+                "brotli_quality",
+            ),
+            (
+                "brotli negative",
+                "brotli_quality = -1\n",
+                1,
+                "brotli_quality",
+            ),
             (
                 "unknown in table",
                 "[rss]\ncontnet = \"full\"\n",

@@ -423,6 +423,8 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
     let shared = Arc::new(crate::server::Shared::new(first, c.cache_max_age));
     pubr.shared = Some(Arc::clone(&shared));
     pubr.after_publish();
+    pubr.br = start_br(c.brotli_quality);
+    pubr.queue_br(&shared.site.load(), None);
 
     let limits = crate::server::Limits {
         max_connections: c.max_connections,
@@ -570,6 +572,46 @@ struct Publisher {
     reported: std::collections::HashSet<String>,
     write_failing: Option<String>,
     last_rebuild: Option<(SystemTime, u128)>,
+    /// Queue of the background brotli compressor (`None`: no brotli).
+    br: Option<std::sync::mpsc::Sender<Vec<std::sync::Weak<crate::site::Asset>>>>,
+}
+
+/// Starts the thread that makes brotli forms after publication, one
+/// document at a time, at the lowest CPU priority so it never competes
+/// with serving or rebuilding.
+fn start_br(
+    quality: u32,
+) -> Option<std::sync::mpsc::Sender<Vec<std::sync::Weak<crate::site::Asset>>>> {
+    if quality == 0 {
+        return None;
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<std::sync::Weak<crate::site::Asset>>>();
+    let spawned = std::thread::Builder::new()
+        .name("herald-br".into())
+        .spawn(move || {
+            // Linux keeps a nice value per thread: this one only.
+            let _ = rustix::process::setpriority_process(None, 19);
+            for batch in rx {
+                let started = Instant::now();
+                let made = batch
+                    .iter()
+                    .filter_map(std::sync::Weak::upgrade)
+                    .filter(|a| a.make_br(quality))
+                    .count();
+                tracing::debug!(
+                    made,
+                    ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "brotli forms made"
+                );
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            tracing::warn!("cannot start the brotli thread ({e}); serving gzip only");
+            None
+        }
+    }
 }
 
 impl Publisher {
@@ -585,6 +627,7 @@ impl Publisher {
             reported: Default::default(),
             write_failing: None,
             last_rebuild: None,
+            br: None,
         })
     }
 
@@ -661,6 +704,17 @@ impl Publisher {
         }
     }
 
+    /// Hands the new documents of `site` (every one when `routes` is
+    /// `None`) to the brotli thread.
+    fn queue_br(&self, site: &crate::site::Site, routes: Option<&[String]>) {
+        if let Some(tx) = &self.br {
+            let wanting = site.wanting_br(routes);
+            if !wanting.is_empty() {
+                let _ = tx.send(wanting);
+            }
+        }
+    }
+
     fn after_publish(&self) {
         if let (Some(shared), Some((_, micros))) = (&self.shared, self.last_rebuild) {
             let site = shared.site.load();
@@ -688,6 +742,7 @@ impl Publisher {
         let site = Arc::new(site);
         shared.site.store(Arc::clone(&site));
         let elapsed = started.elapsed();
+        self.queue_br(&site, Some(&changed));
         self.after_publish();
         tracing::info!(
             reason,

@@ -5,7 +5,7 @@
 //!
 //! The pipeline of one request, in order ([`respond`]): method → route
 //! normalisation → built-in routes (`/healthz`, `/metrics`) → snapshot
-//! lookup → content negotiation (gzip) → conditional GET → headers.
+//! lookup → content negotiation (brotli, gzip) → conditional GET → headers.
 //! Uses `site` and `metrics`.
 
 use std::convert::Infallible;
@@ -588,15 +588,39 @@ fn not_found(site: &Site, head: bool) -> Response<Full<Bytes>> {
     r
 }
 
-/// True when the client accepts gzip: `gzip` (or `x-gzip`) with q > 0, or
-/// `*` with q > 0 when gzip is not named (RFC 9110 §12.5.3).
-pub fn accepts_gzip(headers: &HeaderMap) -> bool {
-    let mut star = None;
+/// A content coding Herald can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// The document as it is.
+    Identity,
+    /// gzip.
+    Gzip,
+    /// brotli.
+    Br,
+}
+
+/// Picks the coding for a response from `Accept-Encoding` (RFC 9110
+/// §12.5.3): of gzip and (when `have_br`) brotli, the one with the higher
+/// q-value above 0 (brotli on a tie, being smaller); a coding the header
+/// does not name takes the q of `*`, if any. Neither acceptable (or no
+/// header): identity.
+pub fn negotiate(headers: &HeaderMap, have_br: bool) -> Coding {
+    let (mut gzip, mut br, mut star) = (None::<f32>, None::<f32>, None::<f32>);
     for v in headers.get_all(header::ACCEPT_ENCODING) {
         let Ok(v) = v.to_str() else { continue };
         for item in v.split(',') {
             let mut parts = item.split(';');
             let coding = parts.next().unwrap_or("").trim();
+            let slot =
+                if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                    &mut gzip
+                } else if coding.eq_ignore_ascii_case("br") {
+                    &mut br
+                } else if coding == "*" {
+                    &mut star
+                } else {
+                    continue;
+                };
             let q = parts
                 .filter_map(|p| {
                     p.trim()
@@ -606,15 +630,23 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
                 .filter_map(|q| q.trim().parse::<f32>().ok())
                 .next()
                 .unwrap_or(1.0);
-            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
-                return q > 0.0;
-            }
-            if coding == "*" {
-                star = Some(q > 0.0);
-            }
+            // The first mention of a coding counts.
+            slot.get_or_insert(q);
         }
     }
-    star.unwrap_or(false)
+    let gzip = gzip.or(star).unwrap_or(0.0);
+    let br = if have_br {
+        br.or(star).unwrap_or(0.0)
+    } else {
+        0.0
+    };
+    if br > 0.0 && br >= gzip {
+        Coding::Br
+    } else if gzip > 0.0 {
+        Coding::Gzip
+    } else {
+        Coding::Identity
+    }
 }
 
 /// Opaque tag without the weak prefix, for weak comparison (RFC 9110 §8.8.3.2).
@@ -711,11 +743,16 @@ fn serve_asset(
     head: bool,
     cache_control: &HeaderValue,
 ) -> Response<Full<Bytes>> {
-    let gzip = accepts_gzip(headers) && asset.gzip_len < asset.len;
-    let etag = if gzip {
-        asset.etag_gzip()
-    } else {
-        asset.etag()
+    let br = asset.br();
+    let coding = match negotiate(headers, br.is_some()) {
+        // An article page's gzip form is only ever larger for a tiny page.
+        Coding::Gzip if asset.gzip_len >= asset.len => Coding::Identity,
+        c => c,
+    };
+    let (etag, etag_value, len) = match (coding, br) {
+        (Coding::Br, Some(b)) => (b.etag(), b.etag_value(), b.bytes.len()),
+        (Coding::Gzip, _) => (asset.etag_gzip(), asset.etag_value(true), asset.gzip_len),
+        _ => (asset.etag(), asset.etag_value(false), asset.len),
     };
     let status = match evaluate(headers, &etag, asset.last_modified) {
         Precondition::Proceed => StatusCode::OK,
@@ -723,11 +760,11 @@ fn serve_asset(
         Precondition::Failed => StatusCode::PRECONDITION_FAILED,
     };
     let send_body = status == StatusCode::OK && !head;
-    let len = if gzip { asset.gzip_len } else { asset.len };
-    let mut r = Response::new(Full::new(match (send_body, gzip) {
-        (false, _) => Bytes::new(),
-        (true, true) => asset.gzip(),
-        (true, false) => asset.body(),
+    let mut r = Response::new(Full::new(match (send_body, coding, br) {
+        (false, ..) => Bytes::new(),
+        (true, Coding::Br, Some(b)) => b.bytes.clone(),
+        (true, Coding::Gzip, _) => asset.gzip(),
+        (true, ..) => asset.body(),
     }));
     *r.status_mut() = status;
     // Room for every header below at once, instead of growing on the way.
@@ -736,7 +773,7 @@ fn serve_asset(
     // A 304 carries the ETag, Cache-Control and Vary its 200 would, and no
     // other representation metadata: with an ETag present, RFC 9110
     // §15.4.5 says not to send Last-Modified either.
-    h.insert(header::ETAG, asset.etag_value(gzip));
+    h.insert(header::ETAG, etag_value);
     if status != StatusCode::NOT_MODIFIED {
         h.insert(header::LAST_MODIFIED, asset.last_modified_value());
     }
@@ -758,8 +795,14 @@ fn serve_asset(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
-        if gzip {
-            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        match coding {
+            Coding::Gzip => {
+                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            Coding::Br => {
+                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
+            }
+            Coding::Identity => {}
         }
     }
     r
@@ -890,6 +933,85 @@ mod tests {
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut d, &mut out).unwrap();
         assert_eq!(out, a.body());
+    }
+
+    /// Once a feed's brotli form is made, clients that accept br get it,
+    /// with its own ETag, decompressing to the document; q-values decide
+    /// between br and gzip (br on a tie); article pages never get one.
+    #[test]
+    fn brotli_negotiation() {
+        let s = site();
+        let a = s.get("/atom.xml").unwrap();
+        let r = get(&s, "GET", "/atom.xml", &[("accept-encoding", "br")]);
+        assert_eq!(hv(&r, "content-encoding"), "", "no brotli form yet");
+        assert!(a.make_br(5));
+        assert!(!a.make_br(5), "made once");
+        let br = a.br().expect("brotli beats gzip on a feed");
+        assert!(br.bytes.len() < a.gzip_len);
+        for (ae, want) in [
+            ("br", "br"),
+            ("gzip, deflate, br", "br"),
+            ("br;q=0.5, gzip", "gzip"),
+            ("gzip;q=0.5, br;q=0.5", "br"),
+            ("br;q=0", ""),
+            ("br;q=0, gzip", "gzip"),
+            ("*", "br"),
+            ("*, br;q=0", "gzip"),
+            ("*, gzip;q=0", "br"),
+            ("BR;Q=0.2, gzip;q=0.1", "br"),
+            ("identity", ""),
+        ] {
+            let r = get(&s, "GET", "/atom.xml", &[("accept-encoding", ae)]);
+            assert_eq!(hv(&r, "content-encoding"), want, "{ae}");
+            let tag = match want {
+                "br" => br.etag(),
+                "gzip" => a.etag_gzip(),
+                _ => a.etag(),
+            };
+            assert_eq!(hv(&r, "etag"), tag, "{ae}");
+            assert_eq!(hv(&r, "vary"), "Accept-Encoding", "{ae}");
+        }
+        let r = get(&s, "GET", "/atom.xml", &[("accept-encoding", "br")]);
+        assert_eq!(hv(&r, "content-length"), br.bytes.len().to_string());
+        let z = body(r);
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut brotli::Decompressor::new(&z[..], 4096), &mut out).unwrap();
+        assert_eq!(out, a.body());
+        // Its ETag validates the brotli form only.
+        let br_tag = br.etag().to_string();
+        let r = get(
+            &s,
+            "GET",
+            "/atom.xml",
+            &[("accept-encoding", "br"), ("if-none-match", &br_tag)],
+        );
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(hv(&r, "etag"), br_tag);
+        let r = get(
+            &s,
+            "GET",
+            "/atom.xml",
+            &[("accept-encoding", "gzip"), ("if-none-match", &br_tag)],
+        );
+        assert_eq!(r.status(), StatusCode::OK);
+        // Article pages keep no uncompressed copy to make one from.
+        let page = s.get("/articles/plain/").unwrap();
+        assert!(!page.make_br(5));
+        let r = get(
+            &s,
+            "GET",
+            "/articles/plain/",
+            &[("accept-encoding", "br, gzip")],
+        );
+        assert_eq!(hv(&r, "content-encoding"), "gzip");
+        assert_eq!(
+            s.wanting_br(None).len(),
+            s.routes()
+                .filter(|(r, _)| !r.starts_with("/articles/"))
+                .count()
+                - 1,
+            "every feed, the index and OPML but the one made"
+        );
     }
 
     /// Article pages are kept gzip-only in memory; a client without gzip

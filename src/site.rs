@@ -45,6 +45,33 @@ pub struct Asset {
     pub content_type: &'static str,
     /// True for feeds: served with `Access-Control-Allow-Origin: *`.
     pub cors: bool,
+    /// The brotli form, made after publication (see [`Asset::make_br`]):
+    /// empty until then, `None` when brotli is not worth it for this
+    /// document.
+    br: std::sync::OnceLock<Option<Br>>,
+}
+
+/// A document's brotli form and its validator.
+#[derive(Debug)]
+pub struct Br {
+    /// The compressed bytes.
+    pub bytes: Bytes,
+    /// 128-bit hash behind its `ETag`.
+    etag: u128,
+    /// That `ETag` as a ready header value.
+    etag_value: http::HeaderValue,
+}
+
+impl Br {
+    /// Strong validator of the brotli form.
+    pub fn etag(&self) -> Tag {
+        Tag::new(self.etag)
+    }
+
+    /// Its `ETag` header value.
+    pub fn etag_value(&self) -> http::HeaderValue {
+        self.etag_value.clone()
+    }
 }
 
 /// Header values of an asset, built once per publish.
@@ -250,7 +277,43 @@ impl Asset {
             last_modified,
             content_type,
             cors,
+            br: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The brotli form, once made (see [`Asset::make_br`]).
+    pub fn br(&self) -> Option<&Br> {
+        self.br.get().and_then(Option::as_ref)
+    }
+
+    /// Makes the brotli form at `quality` (1–11), unless it exists already,
+    /// the asset keeps no uncompressed bytes (article pages) or brotli
+    /// would not beat gzip. Done after the snapshot is published, off the
+    /// edit-to-served path: until then clients get gzip. Returns true when
+    /// this call compressed.
+    pub fn make_br(&self, quality: u32) -> bool {
+        let Some(doc) = &self.identity else {
+            return false;
+        };
+        if self.br.get().is_some() {
+            return false;
+        }
+        let mut out = Vec::with_capacity(self.gzip_len);
+        let params = brotli::enc::BrotliEncoderParams {
+            quality: quality.clamp(1, 11) as i32,
+            size_hint: doc.len(),
+            ..Default::default()
+        };
+        let ok = brotli::BrotliCompress(&mut &doc[..], &mut out, &params).is_ok();
+        let br = (ok && out.len() < self.gzip_len).then(|| {
+            let etag = xxh3_128(&out);
+            Br {
+                bytes: crate::sendfile::hold(out),
+                etag,
+                etag_value: Tag::new(etag).value(),
+            }
+        });
+        self.br.set(br).is_ok()
     }
 
     /// The gzip form, as sent (assembled for article pages: one copy of
@@ -435,6 +498,27 @@ impl Site {
     /// The 404 page.
     pub fn not_found(&self) -> Option<&Arc<Asset>> {
         self.not_found.as_ref()
+    }
+
+    /// The assets of `routes` (every route when `None`) that could get a
+    /// brotli form and have none yet: feeds, the index and OPML. Held
+    /// weakly, so a document replaced before its turn is skipped.
+    pub fn wanting_br(&self, routes: Option<&[String]>) -> Vec<std::sync::Weak<Asset>> {
+        let wants = |a: &&Arc<Asset>| a.identity.is_some() && a.br.get().is_none();
+        match routes {
+            Some(list) => list
+                .iter()
+                .filter_map(|r| self.routes.get(r))
+                .filter(wants)
+                .map(Arc::downgrade)
+                .collect(),
+            None => self
+                .routes
+                .values()
+                .filter(wants)
+                .map(Arc::downgrade)
+                .collect(),
+        }
     }
 
     /// Every route with its asset.

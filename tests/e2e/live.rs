@@ -179,9 +179,20 @@ impl TestDaemon {
 
     /// Polls `path` until `ok(response)` holds; returns that response.
     pub fn poll(&self, path: &str, what: &str, ok: impl Fn(&Resp) -> bool) -> Resp {
+        self.poll_with(path, &[], what, ok)
+    }
+
+    /// [`TestDaemon::poll`] with request headers.
+    pub fn poll_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        what: &str,
+        ok: impl Fn(&Resp) -> bool,
+    ) -> Resp {
         let start = Instant::now();
         loop {
-            let r = self.get(path);
+            let r = self.request("GET", path, headers);
             if ok(&r) {
                 return r;
             }
@@ -325,6 +336,15 @@ pub fn gunzip(b: &[u8]) -> Vec<u8> {
     flate2::read::GzDecoder::new(b)
         .read_to_end(&mut out)
         .expect("valid gzip");
+    out
+}
+
+/// Decompresses a brotli body.
+pub fn unbrotli(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    brotli::Decompressor::new(b, 4096)
+        .read_to_end(&mut out)
+        .expect("valid brotli");
     out
 }
 

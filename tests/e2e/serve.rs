@@ -7,7 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::live::{column, feed_titles, gunzip, http, TestDaemon, DEADLINE};
+use crate::live::{column, feed_titles, gunzip, http, unbrotli, TestDaemon, DEADLINE};
 use crate::util::Workspace;
 
 fn ws_with(files: &[(&str, String)]) -> Workspace {
@@ -511,20 +511,28 @@ fn verification_pass_finds_missed_changes() {
 /// identity and gzip, over HTTP/1.1 and h2c, before and after an edit.
 #[test]
 fn large_feeds_served_whole() {
-    // Words from a fixed pseudo-random sequence: text that gzip cannot
-    // shrink below the size where bodies go to sendfile.
+    // Words drawn from a fixed pseudo-random vocabulary of 2,000: text
+    // that gzip cannot shrink below the size where bodies go to sendfile,
+    // and that, like real text, brotli compresses better.
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut word = || {
+    let mut next = move || {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        (0..3 + x % 7)
-            .map(|i| (b'a' + ((x >> (i * 5)) % 26) as u8) as char)
-            .collect::<String>()
+        x
     };
+    let vocabulary: Vec<String> = (0..2000)
+        .map(|_| {
+            let x = next();
+            (0..3 + x % 7)
+                .map(|i| (b'a' + ((x >> (i * 5)) % 26) as u8) as char)
+                .collect()
+        })
+        .collect();
+    let mut word = || vocabulary[(next() % 2000) as usize].clone();
     let files: Vec<(String, String)> = (1..=28)
         .map(|day| {
-            let body: Vec<String> = (0..300).map(|_| word()).collect();
+            let body: Vec<String> = (0..400).map(|_| word()).collect();
             (
                 format!("2025-05-{day:02}-story-{day}.txt"),
                 column(
@@ -552,6 +560,38 @@ fn large_feeds_served_whole() {
         assert_eq!(gz.header("content-encoding"), "gzip");
         assert_eq!(gz.body, gz_on_disk);
         assert_eq!(gz.header("content-length"), gz_on_disk.len().to_string());
+        // The brotli form comes a moment after publication (gzip until
+        // then) and is smaller than gzip; it is big enough to be sent
+        // from a file too.
+        let br = d.poll_with(
+            "/rss.xml",
+            &[("Accept-Encoding", "br, gzip")],
+            "brotli",
+            |r| match r.header("content-encoding") {
+                "gzip" => false,
+                "br" => {
+                    assert_eq!(
+                        unbrotli(&r.body),
+                        on_disk,
+                        "a brotli body of another document"
+                    );
+                    true
+                }
+                other => panic!("content-encoding {other:?}"),
+            },
+        );
+        assert!(br.body.len() > 16 * 1024 && br.body.len() < gz_on_disk.len());
+        assert_eq!(br.header("content-length"), br.body.len().to_string());
+        assert_ne!(br.header("etag"), gz.header("etag"));
+        let again = d.request(
+            "GET",
+            "/rss.xml",
+            &[
+                ("Accept-Encoding", "br"),
+                ("If-None-Match", br.header("etag")),
+            ],
+        );
+        assert_eq!(again.status, 304);
         on_disk
     };
     let before = check(&d);
