@@ -4,6 +4,7 @@
 #   benches/daemon_rss.sh                    # 10,000 and 100,000 articles
 #   COUNTS="10000 50000" benches/daemon_rss.sh
 #   HERALD=/path/to/herald NO_BUILD=1 benches/daemon_rss.sh
+#   EXTRA='brotli_quality = 0' benches/daemon_rss.sh   # extra config lines
 #
 # For each size: generate the corpus (gen_corpus; 100k is ~530 MB under
 # $TMPDIR, removed afterwards), start `herald serve` with a fresh output
@@ -60,6 +61,7 @@ output_dir = "$d/feeds"
 state_dir = "$d/state"
 listen = "127.0.0.1:0"
 debounce_ms = 50
+${EXTRA:-}
 EOF
   s0=$(date +%s.%N)
   "$HERALD" --config "$d/herald.toml" serve 2>"$d/log" &

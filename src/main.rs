@@ -46,6 +46,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    daemon::tune_allocator();
     let cli = Cli::parse();
     let overrides = daemon::Overrides {
         content_dir: cli.content.clone(),

@@ -314,6 +314,41 @@ pub fn equals(a: &[u8], b: &[u8]) -> bool {
     true
 }
 
+/// A reader of `buf`; for a file-backed body it reads through the file
+/// rather than the mapping (for the same reason as [`write_all`]).
+pub fn reader(buf: &[u8]) -> Reader<'_> {
+    Reader {
+        file: lookup(buf),
+        buf,
+        at: 0,
+    }
+}
+
+/// See [`reader`].
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    file: Option<(BorrowedFd<'a>, u64)>,
+    at: usize,
+}
+
+impl io::Read for Reader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let want = out.len().min(self.buf.len() - self.at);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = match self.file {
+            Some((fd, off)) => rustix::io::pread(fd, &mut out[..want], off + self.at as u64)?,
+            None => {
+                out[..want].copy_from_slice(&self.buf[self.at..self.at + want]);
+                want
+            }
+        };
+        self.at += n;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +409,24 @@ mod tests {
         other[150_000] ^= 1;
         assert!(!equals(&b, &other));
         assert!(!equals(&b, &body[1..]));
+        // Read back through the file, in odd-sized pieces, from an offset.
+        for (from, piece) in [(0, 4096), (7, 1000), (100_001, 65_536)] {
+            let mut r = reader(&b[from..]);
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; piece];
+            loop {
+                let n = std::io::Read::read(&mut r, &mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert_eq!(got, &body[from..], "from {from}, pieces of {piece}");
+        }
+        let heap = vec![5u8; 100];
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut reader(&heap), &mut got).unwrap();
+        assert_eq!(got, heap);
     }
 
     #[test]

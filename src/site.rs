@@ -304,7 +304,10 @@ impl Asset {
             size_hint: doc.len(),
             ..Default::default()
         };
-        let ok = brotli::BrotliCompress(&mut &doc[..], &mut out, &params).is_ok();
+        // Read through the file for a file-backed document: a pass over
+        // every feed must not fault them all into the daemon's RSS.
+        let ok =
+            brotli::BrotliCompress(&mut crate::sendfile::reader(doc), &mut out, &params).is_ok();
         let br = (ok && out.len() < self.gzip_len).then(|| {
             let etag = xxh3_128(&out);
             Br {
