@@ -2,8 +2,8 @@
 """Edit-to-served latency of `herald serve`.
 
 Generates a corpus (default 10,000 articles) with `gen_corpus`, starts one
-`herald serve` per debounce setting (default 50 ms, the shipped default, and
-10 ms), each on its own copy of the corpus and its own free port, then edits
+`herald serve` per debounce setting (default 25 ms, the shipped default, and
+10 ms) — and, with `--brotli`, per brotli quality too — each on its own copy of the corpus and its own free port, then edits
 one recent article at a time in place — its title becomes a unique marker —
 and polls `GET /rss.xml` over one keep-alive connection until the marker is
 served. The clock starts just before the file is opened for writing and
@@ -12,12 +12,13 @@ stops when the response holding the marker has been read.
 The poll is a tight loop with no sleeps: a conditional GET (`If-None-Match`
 with the last ETag seen), so an unchanged feed costs a 304 and only a new
 feed is transferred and searched. Edits to the servers are interleaved
-(d50, d10, d10, d50, ...) so both see the same background load.
+(d25, d10, d10, d25, ...) so all see the same background load.
 
 Python 3 standard library only. Run from anywhere:
 
-    python3 benches/edit_latency.py                 # 10k articles, 100 edits, 50 and 10 ms
-    python3 benches/edit_latency.py --edits 20 --debounce 50
+    python3 benches/edit_latency.py                 # 10k articles, 100 edits, 25 and 10 ms
+    python3 benches/edit_latency.py --edits 20 --debounce 25
+    python3 benches/edit_latency.py --debounce 25 --brotli 5,0   # brotli on and off
 
 It builds `target/release/herald` and the `gen_corpus` example first
 (`--no-build` skips that; `HERALD=path GEN=path` use other binaries), runs
@@ -53,9 +54,10 @@ POLL_TIMEOUT_S = 10
 class Server:
     """One `herald serve` child with its own content, output and state."""
 
-    def __init__(self, root, corpus, debounce_ms, log_level):
+    def __init__(self, root, corpus, debounce_ms, log_level, brotli=None):
         self.debounce_ms = debounce_ms
-        self.dir = os.path.join(root, f"d{debounce_ms}")
+        self.label = f"{debounce_ms} ms" + ("" if brotli is None else f", brotli {brotli}")
+        self.dir = os.path.join(root, f"d{debounce_ms}" + ("" if brotli is None else f"-b{brotli}"))
         self.content = os.path.join(self.dir, "content")
         os.makedirs(self.dir)
         shutil.copytree(corpus, self.content)
@@ -71,6 +73,7 @@ class Server:
                 f'listen = "127.0.0.1:0"\n'
                 f"debounce_ms = {debounce_ms}\n"
                 f'log_level = "{log_level}"\n'
+                + ("" if brotli is None else f"brotli_quality = {brotli}\n")
             )
         env = dict(os.environ, NO_COLOR="1")
         env.pop("RUST_LOG", None)
@@ -88,7 +91,7 @@ class Server:
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if not self.ready.wait(STARTUP_TIMEOUT_S) or self.addr is None:
-            raise RuntimeError(f"herald (debounce {debounce_ms}) did not start:\n" + "".join(self.lines[-20:]))
+            raise RuntimeError(f"herald ({self.label}) did not start:\n" + "".join(self.lines[-20:]))
         host, port = self.addr.rsplit(":", 1)
         self.conn = http.client.HTTPConnection(host, int(port), timeout=POLL_TIMEOUT_S)
         self._wait_healthy()
@@ -202,7 +205,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--articles", type=int, default=10_000)
     ap.add_argument("--edits", type=int, default=100, help="edits per server")
-    ap.add_argument("--debounce", default="50,10", help="comma-separated debounce_ms values")
+    ap.add_argument("--debounce", default="25,10", help="comma-separated debounce_ms values")
+    ap.add_argument("--brotli", default="", help="comma-separated brotli_quality values (default: the daemon's)")
     ap.add_argument("--gap-ms", type=float, default=100, help="pause between edits")
     ap.add_argument("--files", type=int, default=10, help="newest Markdown files to cycle through")
     ap.add_argument("--log-level", default="info")
@@ -210,6 +214,7 @@ def main():
     ap.add_argument("--tmp", default=None, help="parent of the temporary directory")
     a = ap.parse_args()
     debounces = [int(x) for x in a.debounce.split(",") if x]
+    brotlis = [int(x) for x in a.brotli.split(",") if x] or [None]
 
     if not a.no_build:
         subprocess.run(
@@ -238,24 +243,25 @@ def main():
         if not files:
             raise RuntimeError("the corpus has no Markdown articles")
         for d in debounces:
-            servers.append(Server(root, corpus, d, a.log_level))
-            print(f"debounce {d} ms: herald on {servers[-1].addr}", flush=True)
+            for b in brotlis:
+                servers.append(Server(root, corpus, d, a.log_level, b))
+                print(f"debounce {servers[-1].label}: herald on {servers[-1].addr}", flush=True)
 
         for s in servers:  # reopen connections left idle while the others started
             s.get_feed()
-        results = {s.debounce_ms: [] for s in servers}
-        failures = {s.debounce_ms: 0 for s in servers}
+        results = {s.label: [] for s in servers}
+        failures = {s.label: 0 for s in servers}
         for i in range(a.edits):
             order = servers if i % 2 == 0 else servers[::-1]
             for s in order:
                 rel = files[i % len(files)]
                 ms = edit_once(s, rel, f"EditMarker d{s.debounce_ms} n{i} {time.time_ns()}")
                 if ms is None:
-                    failures[s.debounce_ms] += 1
-                    if failures[s.debounce_ms] > 3:
-                        raise RuntimeError(f"debounce {s.debounce_ms}: marker not served within {POLL_TIMEOUT_S}s, 4 times")
+                    failures[s.label] += 1
+                    if failures[s.label] > 3:
+                        raise RuntimeError(f"debounce {s.label}: marker not served within {POLL_TIMEOUT_S}s, 4 times")
                 else:
-                    results[s.debounce_ms].append(ms)
+                    results[s.label].append(ms)
                 time.sleep(a.gap_ms / 1000.0)
             if (i + 1) % 20 == 0:
                 print(f"  {i + 1}/{a.edits} edits", flush=True)
@@ -264,26 +270,26 @@ def main():
         print(f"{a.articles} articles, {a.edits} edits per server, interleaved; "
               f"edit-to-served latency, ms (nearest-rank percentiles)")
         print()
-        print("| debounce_ms | n | median | p90 | p99 | max | min | publish render median (log `ms=`) | timeouts |")
+        print("| debounce | n | median | p90 | p99 | max | min | publish render median (log `ms=`) | timeouts |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for s in servers:
-            v = sorted(results[s.debounce_ms])
+            v = sorted(results[s.label])
             pub = s.publish_ms
             pub_med = f"{statistics.median(pub):.1f}" if pub else "n/a"
             if not v:
-                print(f"| {s.debounce_ms} | 0 | | | | | | {pub_med} | {failures[s.debounce_ms]} |")
+                print(f"| {s.label} | 0 | | | | | | {pub_med} | {failures[s.label]} |")
                 continue
             print(
-                f"| {s.debounce_ms} | {len(v)} | {statistics.median(v):.1f} | {pct(v, 90):.1f} | "
-                f"{pct(v, 99):.1f} | {v[-1]:.1f} | {v[0]:.1f} | {pub_med} | {failures[s.debounce_ms]} |"
+                f"| {s.label} | {len(v)} | {statistics.median(v):.1f} | {pct(v, 90):.1f} | "
+                f"{pct(v, 99):.1f} | {v[-1]:.1f} | {v[0]:.1f} | {pub_med} | {failures[s.label]} |"
             )
         print()
         target = 150.0
         for s in servers:
-            v = results[s.debounce_ms]
+            v = results[s.label]
             if v:
                 med = statistics.median(v)
-                print(f"debounce {s.debounce_ms} ms: p50 {med:.1f} ms "
+                print(f"debounce {s.label}: p50 {med:.1f} ms "
                       f"{'<' if med < target else '>='} {target:.0f} ms target: "
                       f"{'met' if med < target else 'NOT met'}")
         return 0
