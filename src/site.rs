@@ -1,5 +1,6 @@
 //! `Site`: the immutable snapshot readers are served from — route →
-//! [`Asset`] (bytes, gzip twin, validators, media type), built from the
+//! [`Asset`] (bytes, gzip twin, validators, media type; for feeds, the
+//! index and OPML a brotli form made after publication), built from the
 //! renderers' output. [`SiteBuilder`] re-renders only routes whose inputs
 //! changed and keeps `Last-Modified` moving forward per route;
 //! [`write_to`] mirrors a snapshot under the output directory, each file via
