@@ -610,7 +610,9 @@ fn start_br(
         .name("herald-br".into())
         .spawn(move || {
             // Linux keeps a nice value per thread: this one only.
-            let _ = rustix::process::setpriority_process(None, 19);
+            if let Err(e) = rustix::process::setpriority_process(None, 19) {
+                tracing::debug!("brotli thread keeps its priority: {e}");
+            }
             for batch in rx {
                 let started = Instant::now();
                 let made = batch
