@@ -7,7 +7,11 @@
 //! - `site/build_cold_1000`: `SiteBuilder::build` over 1,000 articles with
 //!   an empty cache (every feed and page rendered and gzipped);
 //! - `site/build_unchanged_1000`: the same builder again with nothing
-//!   changed (the daemon's rebuild after an event that changed nothing).
+//!   changed (the daemon's rebuild after an event that changed nothing);
+//! - `respond/{304,gzip_200,br_200}`: Herald's own part of serving
+//!   `/rss.xml` (`server::respond`: route, negotiation, conditional GET,
+//!   headers) for the requests `benches/wrk_vs_nginx.sh` sends, without
+//!   hyper or sockets — the part of a request Herald can make cheaper.
 //!
 //! Run with `cargo bench --bench pipeline`; see `benches/README.md`.
 
@@ -116,5 +120,42 @@ fn bench_site(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_parse, bench_render, bench_site);
+fn bench_respond(c: &mut Criterion) {
+    use herald::metrics::Metrics;
+    use herald::server::{cache_control, respond};
+    let s = settings();
+    let arts = articles(1000);
+    let now = UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+    let (site, _) = SiteBuilder::default().build(&arts, 0, &s, now);
+    let feed = site.get("/rss.xml").expect("the main feed");
+    feed.make_br(5);
+    let etag = feed.etag_gzip().to_string();
+    let metrics = Metrics::default();
+    let cc = cache_control(300);
+    let request = |headers: &[(&str, &str)]| {
+        let mut b = http::Request::builder().uri("/rss.xml");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("a valid request")
+    };
+    let not_modified = request(&[("accept-encoding", "gzip"), ("if-none-match", &etag)]);
+    let gzip = request(&[("accept-encoding", "gzip")]);
+    let br = request(&[("accept-encoding", "gzip, deflate, br")]);
+    let mut g = c.benchmark_group("respond");
+    for (name, req) in [("304", &not_modified), ("gzip_200", &gzip), ("br_200", &br)] {
+        g.bench_function(name, |b| {
+            b.iter(|| respond(black_box(req), &site, &metrics, &cc))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_parse,
+    bench_render,
+    bench_site,
+    bench_respond
+);
 criterion_main!(benches);
