@@ -22,10 +22,8 @@ use crate::render::{self, Feed, Settings};
 /// One servable document, with everything a response needs precomputed.
 #[derive(Debug)]
 pub struct Asset {
-    /// The document, when kept uncompressed (see [`Asset::body`]).
-    identity: Option<Bytes>,
-    /// The gzip form (see [`Asset::gzip`]).
-    gz: Gz,
+    /// How the document and its gzip form are held.
+    form: Form,
     /// Length of the document in bytes.
     pub len: usize,
     /// Length of the gzip form in bytes.
@@ -150,12 +148,15 @@ impl AssetHeaders {
     }
 }
 
-/// How the gzip form is held.
+/// How an asset's bytes are held.
 #[derive(Debug)]
-enum Gz {
-    /// Compressed once at publish time.
-    Whole(Bytes),
-    /// An article page: gzip header and the deflated page head, then the
+enum Form {
+    /// Feeds, the index, OPML: the document and its gzip form, compressed
+    /// once at publish time.
+    Whole { identity: Bytes, gzip: Bytes },
+    /// An article page, which keeps no uncompressed copy (one per article,
+    /// each rarely fetched, nearly always with gzip): its gzip form as
+    /// gzip header and the deflated page head, then the
     /// article's own packed body (already raw deflate, byte-aligned), then
     /// the deflated tail and the gzip trailer. Valid as one deflate stream
     /// because each part was compressed on its own (no back-references
@@ -176,43 +177,31 @@ enum Doc {
     Page(String, Arc<Article>, String),
 }
 
+/// A page tail and its deflated form (every page has the same tail).
+type DeflatedTail = Option<(String, Vec<u8>)>;
+
 thread_local! {
-    /// Page heads' compressor, and the last page tail with its deflated form.
-    static PAGE_DEFLATE: std::cell::RefCell<(flate2::Compress, (String, Vec<u8>))> =
-        std::cell::RefCell::new((
-            flate2::Compress::new(flate2::Compression::new(2), false),
-            (String::from("\0"), Vec::new()),
-        ));
+    /// Page heads' compressor, and the last page tail deflated.
+    static PAGE_DEFLATE: std::cell::RefCell<(flate2::Compress, DeflatedTail)> =
+        std::cell::RefCell::new((flate2::Compress::new(flate2::Compression::new(2), false), None));
 }
 
 impl Asset {
-    /// Builds an asset for `route`. Article pages (one per article, each
-    /// rarely fetched, nearly always with gzip) keep no uncompressed copy;
-    /// feeds, the index and OPML keep both forms.
-    fn new(
-        route: &str,
-        doc: Doc,
-        content_type: &'static str,
-        cors: bool,
-        last_modified: SystemTime,
-    ) -> Asset {
+    /// Builds an asset from what a job rendered (see [`Form`]).
+    fn new(doc: Doc, content_type: &'static str, cors: bool, last_modified: SystemTime) -> Asset {
         let last_modified = round_secs(last_modified);
-        let (identity, gz, len, etag, etag_gzip, gzip_len) = match doc {
+        let (form, len, etag, etag_gzip, gzip_len) = match doc {
             Doc::Whole(mut body) => {
                 let mut gz = gzip(&body, WHOLE_GZIP_LEVEL);
                 gz.shrink_to_fit();
                 body.shrink_to_fit();
                 let (etag, etag_gzip, len, gzip_len) =
                     (xxh3_128(&body), xxh3_128(&gz), body.len(), gz.len());
-                let keep = !route.starts_with("/articles/");
-                (
-                    keep.then(|| crate::sendfile::hold(body)),
-                    Gz::Whole(crate::sendfile::hold(gz)),
-                    len,
-                    etag,
-                    etag_gzip,
-                    gzip_len,
-                )
+                let form = Form::Whole {
+                    identity: crate::sendfile::hold(body),
+                    gzip: crate::sendfile::hold(gz),
+                };
+                (form, len, etag, etag_gzip, gzip_len)
             }
             Doc::Page(head, article, tail) => {
                 let body = &article.body_html;
@@ -222,12 +211,15 @@ impl Asset {
                     crate::article::deflate_into(c, head.as_bytes(), &mut head_z, false);
                     // Every page has the same tail: deflate it once (each
                     // reset of the compressor clears its tables).
-                    if last_tail.0 != tail {
-                        last_tail.1.clear();
-                        crate::article::deflate_into(c, tail.as_bytes(), &mut last_tail.1, true);
-                        last_tail.0.clone_from(&tail);
-                    }
-                    tail_z.extend_from_slice(&last_tail.1);
+                    let (_, deflated) = match last_tail {
+                        Some(t) if t.0 == tail => t,
+                        _ => {
+                            let mut z = Vec::new();
+                            crate::article::deflate_into(c, tail.as_bytes(), &mut z, true);
+                            last_tail.insert((tail.clone(), z))
+                        }
+                    };
+                    tail_z.extend_from_slice(deflated);
                 });
                 let mut crc = crc32fast::Hasher::new();
                 crc.update(head.as_bytes());
@@ -258,21 +250,20 @@ impl Asset {
                 let gzip_len = head_z.len() + body.deflated().len() + tail_z.len();
                 head_z.shrink_to_fit();
                 tail_z.shrink_to_fit();
-                let gz = Gz::Spliced {
+                let form = Form::Spliced {
                     head: Bytes::from(head_z),
                     article,
                     tail: Bytes::from(tail_z),
                 };
-                (None, gz, len, etag, etag_gzip, gzip_len)
+                (form, len, etag, etag_gzip, gzip_len)
             }
         };
-        let hot = identity.is_some();
+        let hot = matches!(form, Form::Whole { .. });
         Asset {
             ready: hot.then(|| Box::new(AssetHeaders::new(etag, etag_gzip, last_modified))),
             etag,
             etag_gzip,
-            identity,
-            gz,
+            form,
             len,
             gzip_len,
             last_modified,
@@ -293,7 +284,7 @@ impl Asset {
     /// edit-to-served path: until then clients get gzip. Returns true when
     /// this call compressed.
     pub fn make_br(&self, quality: u32) -> bool {
-        let Some(doc) = &self.identity else {
+        let Form::Whole { identity: doc, .. } = &self.form else {
             return false;
         };
         if self.br.get().is_some() {
@@ -323,9 +314,9 @@ impl Asset {
     /// The gzip form, as sent (assembled for article pages: one copy of
     /// a few kilobytes).
     pub fn gzip(&self) -> Bytes {
-        match &self.gz {
-            Gz::Whole(b) => b.clone(),
-            Gz::Spliced {
+        match &self.form {
+            Form::Whole { gzip, .. } => gzip.clone(),
+            Form::Spliced {
                 head,
                 article,
                 tail,
@@ -342,26 +333,20 @@ impl Asset {
     /// The uncompressed document (decompressed on demand for article
     /// pages, which keep none).
     pub fn body(&self) -> Bytes {
-        match &self.identity {
-            Some(b) => b.clone(),
-            None => match &self.gz {
-                Gz::Whole(z) => Bytes::from(crate::article::inflate_parts(
-                    &[&z[10..z.len() - 8]],
-                    self.len,
-                )),
-                Gz::Spliced {
-                    head,
-                    article,
-                    tail,
-                } => Bytes::from(crate::article::inflate_parts(
-                    &[
-                        &head[10..],
-                        article.body_html.deflated(),
-                        &tail[..tail.len() - 8],
-                    ],
-                    self.len,
-                )),
-            },
+        match &self.form {
+            Form::Whole { identity, .. } => identity.clone(),
+            Form::Spliced {
+                head,
+                article,
+                tail,
+            } => Bytes::from(crate::article::inflate_parts(
+                &[
+                    &head[10..],
+                    article.body_html.deflated(),
+                    &tail[..tail.len() - 8],
+                ],
+                self.len,
+            )),
         }
     }
 
@@ -413,7 +398,7 @@ impl Asset {
 /// few and fetched over and over, but they are also re-compressed on every
 /// edit that touches them, on the way to being served: level 4 (a 313 KB
 /// feed: 2.6% larger than level 6 at less than half the time). Article
-/// pages are not compressed here at all (see [`Gz::Spliced`]).
+/// pages are not compressed here at all (see [`Form::Spliced`]).
 const WHOLE_GZIP_LEVEL: u32 = 4;
 
 /// gzip (RFC 1952) of `b`: a fixed header without mtime or name, so output
@@ -508,7 +493,7 @@ impl Site {
     /// brotli form and have none yet: feeds, the index and OPML. Held
     /// weakly, so a document replaced before its turn is skipped.
     pub fn wanting_br(&self, routes: Option<&[String]>) -> Vec<std::sync::Weak<Asset>> {
-        let wants = |a: &&Arc<Asset>| a.identity.is_some() && a.br.get().is_none();
+        let wants = |a: &&Arc<Asset>| matches!(a.form, Form::Whole { .. }) && a.br.get().is_none();
         match routes {
             Some(list) => list
                 .iter()
@@ -817,7 +802,7 @@ impl SiteBuilder {
             }
             // Rendered with a provisional date; the real one depends on
             // whether the bytes changed.
-            let fresh = Asset::new(&j.route, (j.render)(), j.content_type, j.cors, j.derived);
+            let fresh = Asset::new((j.render)(), j.content_type, j.cors, j.derived);
             let prev_lm = cache
                 .get(&j.route)
                 .map(|(_, a)| a.last_modified)
@@ -920,7 +905,6 @@ impl SiteBuilder {
         // the first build it knows them all.
         self.floors = HashMap::default();
         let not_found = Arc::new(Asset::new(
-            "/404",
             Doc::Whole(render::not_found(s)),
             "text/html; charset=utf-8",
             false,
@@ -1346,9 +1330,6 @@ mod tests {
         assert_eq!(site.get("/rss.xml").unwrap().last_modified, now);
     }
 
-    /// Writing creates every file with a .gz twin; a second write with the
-    /// same snapshot writes nothing; a gone article's page is removed; the
-    /// Last-Modified floor survives a new builder (a restart).
     /// The output fingerprint sees every file at any depth, its size and
     /// its mtime, and nothing else (not the order of directory entries).
     #[test]
@@ -1387,6 +1368,10 @@ mod tests {
         assert_ne!(fp, output_fingerprint(b.path()), "a new file");
     }
 
+    /// Writing creates every file with a .gz twin; a second write with the
+    /// same snapshot writes nothing; a gone article's page is removed (and
+    /// someone else's file is not); the Last-Modified floor survives a new
+    /// builder (a restart).
     #[test]
     fn write_only_changes() {
         let dir = tempfile::tempdir().unwrap();
