@@ -573,7 +573,7 @@ struct Publisher {
     write_failing: Option<String>,
     last_rebuild: Option<(SystemTime, u128)>,
     /// Queue of the background brotli compressor (`None`: no brotli).
-    br: Option<std::sync::mpsc::Sender<Vec<std::sync::Weak<crate::site::Asset>>>>,
+    br: Option<BrQueue>,
 }
 
 /// Gives large freed blocks back to the system at once. glibc's malloc
@@ -596,12 +596,14 @@ pub fn tune_allocator() {
     }
 }
 
+/// Documents handed to the brotli thread, held weakly: one replaced by a
+/// later publish before its turn is skipped.
+type BrQueue = std::sync::mpsc::Sender<Vec<std::sync::Weak<crate::site::Asset>>>;
+
 /// Starts the thread that makes brotli forms after publication, one
 /// document at a time, at the lowest CPU priority so it never competes
 /// with serving or rebuilding.
-fn start_br(
-    quality: u32,
-) -> Option<std::sync::mpsc::Sender<Vec<std::sync::Weak<crate::site::Asset>>>> {
+fn start_br(quality: u32) -> Option<BrQueue> {
     if quality == 0 {
         return None;
     }

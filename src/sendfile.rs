@@ -289,26 +289,22 @@ pub fn write_all(out: &mut std::fs::File, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// `a == b`, where `a` may be a file-backed body: it is then read through
-/// its file rather than its mapping (for the same reason as [`write_all`]).
+/// its file ([`reader`]) rather than its mapping.
 pub fn equals(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let Some((file, off)) = lookup(a) else {
+    if lookup(a).is_none() {
         return a == b;
-    };
+    }
+    let mut r = reader(a);
     let mut buf = vec![0u8; 64 * 1024];
     let mut done = 0;
     while done < b.len() {
-        let want = (b.len() - done).min(buf.len());
-        match rustix::io::pread(file, &mut buf[..want], off + done as u64) {
+        match io::Read::read(&mut r, &mut buf) {
             Ok(0) | Err(_) => return false,
-            Ok(n) => {
-                if buf[..n] != b[done..done + n] {
-                    return false;
-                }
-                done += n;
-            }
+            Ok(n) if buf[..n] != b[done..done + n] => return false,
+            Ok(n) => done += n,
         }
     }
     true
