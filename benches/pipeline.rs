@@ -47,6 +47,7 @@ fn settings() -> Settings {
         atom_body: Body::Full,
         json_body: Body::Full,
         ttl_minutes: 5,
+        cache_max_age: 300,
         feed_id_prefix: "tag:news.example.org,2022-05-01:".into(),
         generator: "Herald bench".into(),
     }
@@ -122,7 +123,7 @@ fn bench_site(c: &mut Criterion) {
 
 fn bench_respond(c: &mut Criterion) {
     use herald::metrics::Metrics;
-    use herald::server::{cache_control, respond};
+    use herald::server::respond;
     let s = settings();
     let arts = articles(1000);
     let now = UNIX_EPOCH + Duration::from_secs(1_750_000_000);
@@ -131,7 +132,6 @@ fn bench_respond(c: &mut Criterion) {
     feed.make_br(5);
     let etag = feed.etag_gzip().to_string();
     let metrics = Metrics::default();
-    let cc = cache_control(300);
     let request = |headers: &[(&str, &str)]| {
         let mut b = http::Request::builder().uri("/rss.xml");
         for (k, v) in headers {
@@ -145,7 +145,7 @@ fn bench_respond(c: &mut Criterion) {
     let mut g = c.benchmark_group("respond");
     for (name, req) in [("304", &not_modified), ("gzip_200", &gzip), ("br_200", &br)] {
         g.bench_function(name, |b| {
-            b.iter(|| respond(black_box(req), &site, &metrics, &cc))
+            b.iter(|| respond(black_box(req), &site, &metrics))
         });
     }
     g.finish();

@@ -101,6 +101,7 @@ pub fn settings(
         atom_body: body(c.content_atom),
         json_body: body(c.content_json),
         ttl_minutes: c.cache_max_age.div_ceil(60).max(1),
+        cache_max_age: c.cache_max_age,
         feed_id_prefix: format!("tag:{authority},{since}:"),
         generator: format!("Herald {}", env!("CARGO_PKG_VERSION")),
     }
@@ -420,7 +421,7 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
     }
     crate::sendfile::enable(&c.state_dir);
     let first = tokio::task::block_in_place(|| pubr.first_publish())?;
-    let shared = Arc::new(crate::server::Shared::new(first, c.cache_max_age));
+    let shared = Arc::new(crate::server::Shared::new(first));
     pubr.shared = Some(Arc::clone(&shared));
     pubr.after_publish();
     pubr.br = start_br(c.brotli_quality);
@@ -756,13 +757,16 @@ impl Publisher {
         let Some(shared) = self.shared.clone() else {
             return;
         };
+        let current = shared.site.load();
         if changed.is_empty()
-            && site.articles == shared.site.load().articles
-            && site.rejected == shared.site.load().rejected
+            && site.articles == current.articles
+            && site.rejected == current.rejected
+            && site.cache_control == current.cache_control
         {
             tracing::debug!(reason, "nothing to publish");
             return;
         }
+        drop(current);
         let site = Arc::new(site);
         shared.site.store(Arc::clone(&site));
         let elapsed = started.elapsed();
@@ -998,11 +1002,6 @@ impl Publisher {
                 .state_mut()
                 .authority(new.id_authority.as_deref(), &new.default_authority());
             self.lib.set_ctx(ParseCtx { tz: new.timezone }, authority);
-        }
-        if let Some(shared) = &self.shared {
-            shared
-                .cache_control
-                .store(Arc::new(crate::server::cache_control(new.cache_max_age)));
         }
         tracing::info!(config = %path.map_or_else(|| "(defaults)".into(), |p| p.display().to_string()), "configuration reloaded");
         self.config = new;

@@ -8,12 +8,14 @@
 //! lookup → content negotiation (brotli, gzip) → conditional GET → headers.
 //! Uses `site` and `metrics`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -21,8 +23,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::unix::AsyncFd;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::{sleep_until, Instant, Sleep};
@@ -38,25 +41,16 @@ pub struct Shared {
     pub site: ArcSwap<Site>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// `Cache-Control` value for feeds and pages.
-    pub cache_control: ArcSwap<HeaderValue>,
 }
 
 impl Shared {
     /// Wraps a first snapshot.
-    pub fn new(site: Site, max_age: u64) -> Shared {
+    pub fn new(site: Site) -> Shared {
         Shared {
             site: ArcSwap::from_pointee(site),
             metrics: Arc::new(Metrics::default()),
-            cache_control: ArcSwap::from_pointee(cache_control(max_age)),
         }
     }
-}
-
-/// The `Cache-Control` header for a `max-age`.
-pub fn cache_control(max_age: u64) -> HeaderValue {
-    HeaderValue::from_str(&format!("public, max-age={max_age}"))
-        .expect("digits and ASCII are a valid header value")
 }
 
 /// Connection limits.
@@ -197,25 +191,25 @@ fn worker(
             .max_concurrent_streams(128)
             .keep_alive_interval(Some(limits.idle_timeout / 2))
             .keep_alive_timeout(limits.header_read_timeout);
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let drain = Arc::new(Drain::default());
         while let Some((stream, peer, permit)) = queue.recv().await {
-            let stream = match tokio::net::TcpStream::from_std(stream) {
+            // SAFETY: the stream owns its descriptor and the `AsyncFd` owns
+            // the stream until both are dropped together.
+            let stream = match unsafe { AsyncFd::register(stream) } {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::debug!(%peer, "connection dropped: {e}");
                     continue;
                 }
             };
-            let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout, limits.header_read_timeout));
+            let io = IdleIo::new(stream, limits.idle_timeout, limits.header_read_timeout);
             let shared2 = Arc::clone(&shared);
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let site = shared2.site.load();
-                let cc = shared2.cache_control.load();
-                let resp = respond(&req, &site, &shared2.metrics, &cc);
+                let resp = respond(&req, &shared2.site.load(), &shared2.metrics);
                 std::future::ready(Ok::<_, Infallible>(resp))
             });
             let conn = builder.serve_connection(io, svc).into_owned();
-            let fut = graceful.watch(conn);
+            let fut = Drain::watch(&drain, conn);
             let metrics = Arc::clone(&shared.metrics);
             metrics
                 .connections
@@ -231,10 +225,111 @@ fn worker(
             });
         }
         tokio::select! {
-            () = graceful.shutdown() => tracing::debug!("all connections closed"),
+            () = drain.stop() => tracing::debug!("all connections closed"),
             () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace of {:?} over; closing remaining connections", limits.shutdown_grace),
         }
     });
+}
+
+/// One worker's open connections, told to finish their responses and close
+/// when the server stops. What `hyper_util`'s `GracefulShutdown` does,
+/// without its watch channel, which every connection polled on every
+/// wake-up — once per request: here a connection registers its task's
+/// waker when it first runs (again only if the task's waker changes) and
+/// otherwise reads one flag.
+#[derive(Default)]
+struct Drain {
+    stopping: AtomicBool,
+    /// Open connections; `idle` is notified when the last one ends after
+    /// `stopping` is set.
+    open: AtomicUsize,
+    idle: tokio::sync::Notify,
+    /// Wakers of the connections' tasks, by connection number.
+    wakers: std::sync::Mutex<(u64, HashMap<u64, Waker>)>,
+}
+
+impl Drain {
+    fn wakers(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<u64, Waker>)> {
+        self.wakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wraps a connection so that [`Drain::stop`] reaches it.
+    fn watch<C>(drain: &Arc<Drain>, conn: C) -> Draining<C> {
+        drain.open.fetch_add(1, Ordering::SeqCst);
+        let id = {
+            let mut w = drain.wakers();
+            w.0 += 1;
+            w.0
+        };
+        Draining {
+            conn: Box::pin(conn),
+            drain: Arc::clone(drain),
+            id,
+            registered: None,
+            told: false,
+        }
+    }
+
+    /// Tells every connection to finish, then waits until all have.
+    async fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let wakers: Vec<Waker> = self.wakers().1.drain().map(|(_, w)| w).collect();
+        for w in wakers {
+            w.wake();
+        }
+        while self.open.load(Ordering::SeqCst) > 0 {
+            self.idle.notified().await;
+        }
+    }
+}
+
+/// A connection under a [`Drain`].
+struct Draining<C> {
+    conn: Pin<Box<C>>,
+    drain: Arc<Drain>,
+    id: u64,
+    /// The waker last registered with the drain.
+    registered: Option<Waker>,
+    /// `graceful_shutdown` was called.
+    told: bool,
+}
+
+impl<C: GracefulConnection> Future for Draining<C> {
+    type Output = C::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+        let this = &mut *self;
+        if !this.told {
+            if !this
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                this.drain.wakers().1.insert(this.id, cx.waker().clone());
+                this.registered = Some(cx.waker().clone());
+            }
+            // Read after registering: a stop that took the wakers before
+            // this registration had already set the flag.
+            if this.drain.stopping.load(Ordering::SeqCst) {
+                this.told = true;
+                this.conn.as_mut().graceful_shutdown();
+            }
+        }
+        this.conn.as_mut().poll(cx)
+    }
+}
+
+impl<C> Drop for Draining<C> {
+    fn drop(&mut self) {
+        if self.registered.is_some() {
+            self.drain.wakers().1.remove(&self.id);
+        }
+        if self.drain.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.drain.idle.notify_one();
+        }
+    }
 }
 
 /// Wraps a stream with the connection's two clocks:
@@ -252,7 +347,9 @@ fn worker(
 /// costs no timer-wheel work per request (hyper's own header-read timeout
 /// arms and clears a timer for every request).
 struct IdleIo {
-    inner: tokio::net::TcpStream,
+    /// The socket, read and written with system calls of our own (rustix,
+    /// no libc wrapper) on tokio's readiness.
+    inner: AsyncFd<std::net::TcpStream>,
     idle: Duration,
     /// The head limit; `None` on HTTP/2 (see [`IdleIo::sniff`]).
     head: Option<Duration>,
@@ -263,11 +360,15 @@ struct IdleIo {
     /// The first bytes were looked at (HTTP/1 or HTTP/2).
     sniffed: bool,
     timer: Pin<Box<Sleep>>,
+    /// When `timer` fires, on the coarse clock: compared on every request
+    /// instead of reading the precise clock.
+    timer_due: Duration,
 }
 
 impl IdleIo {
-    fn new(inner: tokio::net::TcpStream, idle: Duration, head: Duration) -> Self {
+    fn new(inner: AsyncFd<std::net::TcpStream>, idle: Duration, head: Duration) -> Self {
         let now = coarse_now();
+        let first = idle.min(head);
         IdleIo {
             inner,
             idle,
@@ -275,7 +376,8 @@ impl IdleIo {
             last: now,
             head_since: Some(now),
             sniffed: false,
-            timer: Box::pin(sleep_until(later(Instant::now(), idle.min(head)))),
+            timer: Box::pin(sleep_until(later(Instant::now(), first))),
+            timer_due: now.saturating_add(first),
         }
     }
 
@@ -297,28 +399,11 @@ impl IdleIo {
         self.last = now;
         if let (None, Some(head)) = (self.head_since, self.head) {
             self.head_since = Some(now);
-            let due = later(Instant::now(), head);
-            if self.timer.deadline() > due {
-                self.timer.as_mut().reset(due);
+            let due = now.saturating_add(head);
+            if self.timer_due > due {
+                self.timer.as_mut().reset(later(Instant::now(), head));
+                self.timer_due = due;
             }
-        }
-    }
-
-    fn wrote(
-        &mut self,
-        cx: &mut Context<'_>,
-        r: Poll<io::Result<usize>>,
-    ) -> Poll<io::Result<usize>> {
-        match r {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.last = coarse_now();
-                    self.head_since = None;
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.check(cx),
         }
     }
 
@@ -340,35 +425,7 @@ impl IdleIo {
                 return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
             }
             self.timer.as_mut().reset(later(Instant::now(), due - now));
-        }
-    }
-
-    /// Writes `bufs` with `sendfile` when one of them is a file-backed
-    /// body ([`crate::sendfile`]); `None` to write them the usual way.
-    fn poll_sendfile(
-        &self,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Option<Poll<io::Result<usize>>> {
-        let found = crate::sendfile::find(bufs)?;
-        let socket = &self.inner;
-        loop {
-            match socket.poll_write_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
-                Poll::Pending => return Some(Poll::Pending),
-            }
-            let r = socket.try_io(tokio::io::Interest::WRITABLE, || {
-                use std::os::fd::AsFd;
-                crate::sendfile::send(socket.as_fd(), bufs, found)
-                    .unwrap_or_else(|| Err(io::ErrorKind::Unsupported.into()))
-            });
-            match r {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                // Refused after all: the caller writes the usual way.
-                Err(e) if e.kind() == io::ErrorKind::Unsupported => return None,
-                r => return Some(Poll::Ready(r)),
-            }
+            self.timer_due = due;
         }
     }
 }
@@ -387,60 +444,113 @@ fn later(t: Instant, d: Duration) -> Instant {
         .unwrap_or_else(|| t + Duration::from_secs(365 * 86_400))
 }
 
-impl AsyncRead for IdleIo {
+/// Reads as tokio's own `TcpStream` does (a short read means the socket is
+/// drained, so its readiness is cleared without another `recv` just to
+/// learn `EAGAIN`), with rustix's system calls: glibc's `recv` and `writev`
+/// wrap each call in two atomic updates of the thread's cancellation state.
+impl hyper::rt::Read for IdleIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                if buf.filled().len() > before {
-                    if !self.sniffed {
-                        self.sniff(&buf.filled()[before..]);
+        let this = &mut *self;
+        loop {
+            let mut guard = match this.inner.poll_read_ready(cx) {
+                Poll::Ready(Ok(g)) => g,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return this.check(cx),
+            };
+            // SAFETY: `recv` writes only the bytes it reports, and only
+            // those are marked filled below.
+            let spare = unsafe { buf.as_mut() };
+            let want = spare.len();
+            match rustix::net::recv(this.inner.get_ref(), spare, rustix::net::RecvFlags::empty()) {
+                Ok(((got, _), _)) => {
+                    let n = got.len();
+                    if n < want {
+                        guard.clear_ready();
                     }
-                    self.read_some();
+                    drop(guard);
+                    if n > 0 {
+                        if !this.sniffed {
+                            this.sniff(got);
+                        }
+                        this.read_some();
+                    }
+                    // SAFETY: the first `n` bytes were just written.
+                    unsafe { buf.advance(n) };
+                    return Poll::Ready(Ok(()));
                 }
-                Poll::Ready(r)
+                Err(rustix::io::Errno::AGAIN) => guard.clear_ready(),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Poll::Ready(Err(e.into())),
             }
-            Poll::Pending => self.check(cx),
         }
     }
 }
 
-impl AsyncWrite for IdleIo {
+impl hyper::rt::Write for IdleIo {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.wrote(cx, r)
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
+    /// A file-backed body goes out with `sendfile` ([`crate::sendfile`]),
+    /// everything else with one `writev`.
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let r = match self.poll_sendfile(cx, bufs) {
-            Some(r) => r,
-            None => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
-        };
-        self.wrote(cx, r)
+        let this = &mut *self;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        loop {
+            let mut guard = match this.inner.poll_write_ready(cx) {
+                Poll::Ready(Ok(g)) => g,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return this.check(cx),
+            };
+            let socket = this.inner.get_ref();
+            let sent = crate::sendfile::find(bufs)
+                .and_then(|found| {
+                    use std::os::fd::AsFd;
+                    crate::sendfile::send(socket.as_fd(), bufs, found)
+                })
+                .unwrap_or_else(|| rustix::io::writev(socket, bufs).map_err(io::Error::from));
+            match sent {
+                Ok(n) => {
+                    // As for reads: a short write means the buffer is full.
+                    if n < total {
+                        guard.clear_ready();
+                    }
+                    drop(guard);
+                    if n > 0 {
+                        this.last = coarse_now();
+                        this.head_since = None;
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.inner.get_ref().shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -460,27 +570,25 @@ fn class_of(route: &str) -> usize {
 
 /// Answers one request from a snapshot. Never fails: every internal state
 /// maps to a status code here.
-pub fn respond<B>(
-    req: &Request<B>,
-    site: &Site,
-    metrics: &Metrics,
-    cache_control: &HeaderValue,
-) -> Response<Full<Bytes>> {
-    let resp = route(req, site, metrics, cache_control);
-    let p = req.uri().path();
-    let p = p
+pub fn respond<B>(req: &Request<B>, site: &Site, metrics: &Metrics) -> Response<Full<Bytes>> {
+    let raw = req.uri().path();
+    let path = raw
         .strip_suffix("index.html")
-        .filter(|x| x.ends_with('/'))
-        .unwrap_or(p);
-    metrics.request(class_of(p), resp.status().as_u16());
+        .filter(|p| p.ends_with('/'))
+        .unwrap_or(raw);
+    let resp = route(req, raw, path, site, metrics);
+    metrics.request(class_of(path), resp.status().as_u16());
     resp
 }
 
+/// `raw` is the request's path, `path` the route it names (`/x/index.html`
+/// is `/x/`).
 fn route<B>(
     req: &Request<B>,
+    raw: &str,
+    path: &str,
     site: &Site,
     metrics: &Metrics,
-    cache_control: &HeaderValue,
 ) -> Response<Full<Bytes>> {
     let head = match *req.method() {
         Method::GET => false,
@@ -495,14 +603,9 @@ fn route<B>(
             return r;
         }
     };
-    let raw = req.uri().path();
     if refused(raw) {
         return not_found(site, head);
     }
-    let path = raw
-        .strip_suffix("index.html")
-        .filter(|p| p.ends_with('/'))
-        .unwrap_or(raw);
     match path {
         "/healthz" => {
             let mut r = plain(StatusCode::OK, if head { "" } else { "ok\n" });
@@ -545,7 +648,7 @@ fn route<B>(
         }
         return not_found(site, head);
     };
-    serve_asset(req.headers(), asset, head, cache_control)
+    serve_asset(req.headers(), asset, head, &site.cache_control)
 }
 
 /// Paths refused outright, so that no alias of a route is ever served:
@@ -593,16 +696,7 @@ fn not_found(site: &Site, head: bool) -> Response<Full<Bytes>> {
     r
 }
 
-/// A content coding Herald can send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coding {
-    /// The document as it is.
-    Identity,
-    /// gzip.
-    Gzip,
-    /// brotli.
-    Br,
-}
+pub use crate::site::Coding;
 
 /// Picks the coding for a response from `Accept-Encoding` (RFC 9110
 /// §12.5.3): of gzip and (when `have_br`) brotli, the one with the higher
@@ -612,31 +706,24 @@ pub enum Coding {
 pub fn negotiate(headers: &HeaderMap, have_br: bool) -> Coding {
     let (mut gzip, mut br, mut star) = (None::<f32>, None::<f32>, None::<f32>);
     for v in headers.get_all(header::ACCEPT_ENCODING) {
-        let Ok(v) = v.to_str() else { continue };
-        for item in v.split(',') {
-            let mut parts = item.split(';');
-            let coding = parts.next().unwrap_or("").trim();
+        for item in v.as_bytes().split(|&b| b == b',') {
+            let (coding, params) = match item.iter().position(|&b| b == b';') {
+                Some(i) => (&item[..i], &item[i + 1..]),
+                None => (item, &[][..]),
+            };
+            let coding = coding.trim_ascii();
             let slot =
-                if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
                     &mut gzip
-                } else if coding.eq_ignore_ascii_case("br") {
+                } else if coding.eq_ignore_ascii_case(b"br") {
                     &mut br
-                } else if coding == "*" {
+                } else if coding == b"*" {
                     &mut star
                 } else {
                     continue;
                 };
-            let q = parts
-                .filter_map(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .or_else(|| p.trim().strip_prefix("Q="))
-                })
-                .filter_map(|q| q.trim().parse::<f32>().ok())
-                .next()
-                .unwrap_or(1.0);
             // The first mention of a coding counts.
-            slot.get_or_insert(q);
+            slot.get_or_insert_with(|| q_value(params));
         }
     }
     let gzip = gzip.or(star).unwrap_or(0.0);
@@ -654,9 +741,28 @@ pub fn negotiate(headers: &HeaderMap, have_br: bool) -> Coding {
     }
 }
 
+/// The `q` of an `Accept-Encoding` item's parameters (`;q=0.5`), 1 when
+/// absent or unreadable.
+fn q_value(params: &[u8]) -> f32 {
+    params
+        .split(|&b| b == b';')
+        .filter_map(|p| {
+            let p = p.trim_ascii();
+            p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q="))
+        })
+        .filter_map(|q| {
+            std::str::from_utf8(q.trim_ascii())
+                .ok()?
+                .parse::<f32>()
+                .ok()
+        })
+        .next()
+        .unwrap_or(1.0)
+}
+
 /// Opaque tag without the weak prefix, for weak comparison (RFC 9110 §8.8.3.2).
-fn opaque(tag: &str) -> &str {
-    tag.trim().strip_prefix("W/").unwrap_or(tag.trim())
+fn opaque(tag: &[u8]) -> &[u8] {
+    tag.strip_prefix(b"W/").unwrap_or(tag)
 }
 
 /// Does an `If-None-Match` / `If-Match` list match `etag`? `weak` selects
@@ -664,23 +770,24 @@ fn opaque(tag: &str) -> &str {
 fn list_matches(
     headers: &HeaderMap,
     name: header::HeaderName,
-    etag: &str,
+    etag: &[u8],
     weak: bool,
 ) -> Option<bool> {
     let mut present = false;
     for v in headers.get_all(&name) {
         present = true;
-        let Ok(v) = v.to_str() else { continue };
-        for tag in v.split(',') {
-            let tag = tag.trim();
-            if tag == "*" {
-                return Some(true);
-            }
-            let hit = if weak {
-                opaque(tag) == opaque(etag)
-            } else {
-                !tag.starts_with("W/") && tag == etag
-            };
+        // A client revalidating sends back exactly the tag it was given.
+        if v.as_bytes() == etag {
+            return Some(true);
+        }
+        for tag in v.as_bytes().split(|&b| b == b',') {
+            let tag = tag.trim_ascii();
+            let hit = tag == b"*"
+                || if weak {
+                    opaque(tag) == opaque(etag)
+                } else {
+                    !tag.starts_with(b"W/") && tag == etag
+                };
             if hit {
                 return Some(true);
             }
@@ -717,7 +824,7 @@ pub enum Precondition {
 /// `etag` must be the validator of the representation about to be sent
 /// (each content coding has its own), so a cached gzip body is never
 /// confirmed for a client now asking for identity, or the reverse.
-pub fn evaluate(headers: &HeaderMap, etag: &str, last_modified: SystemTime) -> Precondition {
+pub fn evaluate(headers: &HeaderMap, etag: &[u8], last_modified: SystemTime) -> Precondition {
     match list_matches(headers, header::IF_MATCH, etag, false) {
         Some(false) => return Precondition::Failed,
         Some(true) => {}
@@ -754,12 +861,7 @@ fn serve_asset(
         Coding::Gzip if asset.gzip_len >= asset.len => Coding::Identity,
         c => c,
     };
-    let (etag, etag_value, len) = match (coding, br) {
-        (Coding::Br, Some(b)) => (b.etag(), b.etag_value(), b.bytes.len()),
-        (Coding::Gzip, _) => (asset.etag_gzip(), asset.etag_value(true), asset.gzip_len),
-        _ => (asset.etag(), asset.etag_value(false), asset.len),
-    };
-    let status = match evaluate(headers, &etag, asset.last_modified) {
+    let status = match evaluate(headers, asset.tag(coding).as_bytes(), asset.last_modified) {
         Precondition::Proceed => StatusCode::OK,
         Precondition::NotModified => StatusCode::NOT_MODIFIED,
         Precondition::Failed => StatusCode::PRECONDITION_FAILED,
@@ -772,45 +874,7 @@ fn serve_asset(
         (true, ..) => asset.body(),
     }));
     *r.status_mut() = status;
-    // Room for every header below at once, instead of growing on the way
-    // (a 304 carries four).
-    *r.headers_mut() = HeaderMap::with_capacity(if status == StatusCode::OK { 9 } else { 5 });
-    let h = r.headers_mut();
-    // A 304 carries the ETag, Cache-Control and Vary its 200 would, and no
-    // other representation metadata: with an ETag present, RFC 9110
-    // §15.4.5 says not to send Last-Modified either.
-    h.insert(header::ETAG, etag_value);
-    if status != StatusCode::NOT_MODIFIED {
-        h.insert(header::LAST_MODIFIED, asset.last_modified_value());
-    }
-    h.insert(header::CACHE_CONTROL, cache_control.clone());
-    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    if asset.cors {
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-    }
-    if status == StatusCode::OK {
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(asset.content_type),
-        );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        h.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        match coding {
-            Coding::Gzip => {
-                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            }
-            Coding::Br => {
-                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
-            }
-            Coding::Identity => {}
-        }
-    }
+    *r.headers_mut() = asset.headers(coding, status, cache_control);
     r
 }
 
@@ -837,12 +901,7 @@ mod tests {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        respond(
-            &b.body(()).unwrap(),
-            site,
-            &Metrics::default(),
-            &cache_control(300),
-        )
+        respond(&b.body(()).unwrap(), site, &Metrics::default())
     }
 
     fn body(r: Response<Full<Bytes>>) -> Bytes {
@@ -1195,12 +1254,11 @@ mod tests {
     fn health_and_metrics() {
         let s = site();
         let m = Metrics::default();
-        let cc = cache_control(60);
         let req = |p: &str| Request::builder().uri(p).body(()).unwrap();
-        assert_eq!(respond(&req("/healthz"), &s, &m, &cc).status(), 200);
-        respond(&req("/rss.xml"), &s, &m, &cc);
-        respond(&req("/nope"), &s, &m, &cc);
-        let t = String::from_utf8(body(respond(&req("/metrics"), &s, &m, &cc)).to_vec()).unwrap();
+        assert_eq!(respond(&req("/healthz"), &s, &m).status(), 200);
+        respond(&req("/rss.xml"), &s, &m);
+        respond(&req("/nope"), &s, &m);
+        let t = String::from_utf8(body(respond(&req("/metrics"), &s, &m)).to_vec()).unwrap();
         assert!(
             t.contains("herald_http_requests_total{route=\"feed\",status=\"200\"} 1"),
             "{t}"

@@ -35,11 +35,12 @@ pub struct Asset {
     etag: u128,
     /// 128-bit hash behind the `ETag` of the gzip form.
     etag_gzip: u128,
-    /// Validators as ready header values, so a response copies a reference
-    /// instead of formatting text: kept for the documents fetched over and
-    /// over (feeds, the index, OPML). Article pages, one per article and
-    /// rarely fetched, format theirs per request and save ~250 bytes each.
-    ready: Option<Box<AssetHeaders>>,
+    /// Response headers ready to copy, for the documents fetched over and
+    /// over (feeds, the index, OPML): built once per publish, so a
+    /// response clones a header map instead of formatting and inserting
+    /// each header. Article pages, one per article and rarely fetched,
+    /// build theirs per request and save ~2 KB each.
+    ready: Option<Box<Ready>>,
     /// Media type with charset.
     pub content_type: &'static str,
     /// True for feeds: served with `Access-Control-Allow-Origin: *`.
@@ -55,33 +56,39 @@ pub struct Asset {
 pub struct Br {
     /// The compressed bytes.
     pub bytes: Bytes,
-    /// 128-bit hash behind its `ETag`.
-    etag: u128,
-    /// That `ETag` as a ready header value.
-    etag_value: http::HeaderValue,
+    /// Its `ETag`.
+    etag: Tag,
+    /// Its response headers for a 200 and a 304.
+    headers: [http::HeaderMap; 2],
 }
 
 impl Br {
     /// Strong validator of the brotli form.
     pub fn etag(&self) -> Tag {
-        Tag::new(self.etag)
-    }
-
-    /// Its `ETag` header value.
-    pub fn etag_value(&self) -> http::HeaderValue {
-        self.etag_value.clone()
+        self.etag
     }
 }
 
-/// Header values of an asset, built once per publish.
-#[derive(Debug, Clone)]
-struct AssetHeaders {
-    /// `ETag` of the document.
-    etag: http::HeaderValue,
-    /// `ETag` of the gzip form.
-    etag_gzip: http::HeaderValue,
-    /// `Last-Modified`.
-    last_modified: http::HeaderValue,
+/// A content coding Herald sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// The document as it is.
+    Identity,
+    /// gzip.
+    Gzip,
+    /// brotli.
+    Br,
+}
+
+/// A whole document's response headers, built once per publish.
+#[derive(Debug)]
+struct Ready {
+    /// The `Cache-Control` value they carry.
+    cache_control: http::HeaderValue,
+    /// `ETag`s of the document and of its gzip form.
+    tags: [Tag; 2],
+    /// Headers of a 200 and of a 304, for the document and its gzip form.
+    headers: [[http::HeaderMap; 2]; 2],
 }
 
 /// An `ETag` value: a 128-bit hash as 32 hex digits, quoted.
@@ -96,6 +103,11 @@ impl Tag {
             *c = HEX[((h >> (4 * (31 - i))) & 0xf) as usize];
         }
         Tag(b)
+    }
+
+    /// As bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 
     /// As text.
@@ -136,16 +148,6 @@ impl std::fmt::Debug for Tag {
 fn http_date_value(t: SystemTime) -> http::HeaderValue {
     http::HeaderValue::from_str(&httpdate::fmt_http_date(t))
         .expect("an HTTP date is a valid header value")
-}
-
-impl AssetHeaders {
-    fn new(etag: u128, etag_gzip: u128, last_modified: SystemTime) -> AssetHeaders {
-        AssetHeaders {
-            etag: Tag::new(etag).value(),
-            etag_gzip: Tag::new(etag_gzip).value(),
-            last_modified: http_date_value(last_modified),
-        }
-    }
 }
 
 /// How an asset's bytes are held.
@@ -258,9 +260,8 @@ impl Asset {
                 (form, len, etag, etag_gzip, gzip_len)
             }
         };
-        let hot = matches!(form, Form::Whole { .. });
         Asset {
-            ready: hot.then(|| Box::new(AssetHeaders::new(etag, etag_gzip, last_modified))),
+            ready: None,
             etag,
             etag_gzip,
             form,
@@ -271,6 +272,11 @@ impl Asset {
             cors,
             br: std::sync::OnceLock::new(),
         }
+    }
+
+    /// True for feeds, the index and OPML (see [`Form::Whole`]).
+    fn is_whole(&self) -> bool {
+        matches!(self.form, Form::Whole { .. })
     }
 
     /// The brotli form, once made (see [`Asset::make_br`]).
@@ -284,7 +290,7 @@ impl Asset {
     /// edit-to-served path: until then clients get gzip. Returns true when
     /// this call compressed.
     pub fn make_br(&self, quality: u32) -> bool {
-        let Form::Whole { identity: doc, .. } = &self.form else {
+        let (Form::Whole { identity: doc, .. }, Some(ready)) = (&self.form, &self.ready) else {
             return false;
         };
         if self.br.get().is_some() {
@@ -301,11 +307,14 @@ impl Asset {
         let ok =
             brotli::BrotliCompress(&mut crate::sendfile::reader(doc), &mut out, &params).is_ok();
         let br = (ok && out.len() < self.gzip_len).then(|| {
-            let etag = xxh3_128(&out);
+            let etag = Tag::new(xxh3_128(&out));
+            let cc = &ready.cache_control;
+            let headers = [http::StatusCode::OK, http::StatusCode::NOT_MODIFIED]
+                .map(|status| self.build_headers(etag, out.len(), Coding::Br, status, cc));
             Br {
                 bytes: crate::sendfile::hold(out),
                 etag,
-                etag_value: Tag::new(etag).value(),
+                headers,
             }
         });
         self.br.set(br).is_ok()
@@ -350,12 +359,124 @@ impl Asset {
         }
     }
 
-    fn with_last_modified(mut self, lm: SystemTime) -> Asset {
+    /// Sets the final `Last-Modified` and, for a whole document, builds
+    /// its response headers with `cache_control`.
+    fn finish(mut self, lm: SystemTime, cache_control: &http::HeaderValue) -> Asset {
         self.last_modified = round_secs(lm);
-        if let Some(h) = &mut self.ready {
-            h.last_modified = http_date_value(self.last_modified);
+        if matches!(self.form, Form::Whole { .. }) {
+            let tags = [Tag::new(self.etag), Tag::new(self.etag_gzip)];
+            let statuses = [http::StatusCode::OK, http::StatusCode::NOT_MODIFIED];
+            let headers = [(Coding::Identity, self.len), (Coding::Gzip, self.gzip_len)].map(
+                |(coding, len)| {
+                    let tag = tags[usize::from(coding == Coding::Gzip)];
+                    statuses.map(|st| self.build_headers(tag, len, coding, st, cache_control))
+                },
+            );
+            self.ready = Some(Box::new(Ready {
+                cache_control: cache_control.clone(),
+                tags,
+                headers,
+            }));
         }
         self
+    }
+
+    /// The `Cache-Control` value this asset's ready headers carry (`None`
+    /// for an article page, which takes the site's per request).
+    fn ready_cache_control(&self) -> Option<&http::HeaderValue> {
+        self.ready.as_ref().map(|r| &r.cache_control)
+    }
+
+    /// The validator of the representation in `coding` (brotli only once
+    /// made; see [`Asset::br`]).
+    pub fn tag(&self, coding: Coding) -> Tag {
+        match (coding, &self.ready, self.br()) {
+            (Coding::Br, _, Some(b)) => b.etag,
+            (Coding::Gzip, Some(r), _) => r.tags[1],
+            (Coding::Gzip, None, _) => Tag::new(self.etag_gzip),
+            (_, Some(r), _) => r.tags[0],
+            _ => Tag::new(self.etag),
+        }
+    }
+
+    /// The headers of a response with `status` sending this asset in
+    /// `coding` (for HEAD, those of the 200). A 304 carries the `ETag`,
+    /// `Cache-Control` and `Vary` its 200 would, and no other
+    /// representation metadata: with an `ETag` present, RFC 9110 §15.4.5
+    /// says not to send `Last-Modified` either. `cache_control` is the
+    /// site's; a whole document's ready headers were built with the same.
+    pub fn headers(
+        &self,
+        coding: Coding,
+        status: http::StatusCode,
+        cache_control: &http::HeaderValue,
+    ) -> http::HeaderMap {
+        let slot = match status {
+            http::StatusCode::OK => 0,
+            http::StatusCode::NOT_MODIFIED => 1,
+            _ => 2,
+        };
+        let ready = match (coding, &self.ready) {
+            (Coding::Br, _) => self.br().map(|b| &b.headers),
+            (c, Some(r)) => Some(&r.headers[usize::from(c == Coding::Gzip)]),
+            (_, None) => None,
+        };
+        if let Some(maps) = ready.filter(|_| slot < 2) {
+            return maps[slot].clone();
+        }
+        let (tag, len) = match (coding, self.br()) {
+            (Coding::Br, Some(b)) => (b.etag, b.bytes.len()),
+            (Coding::Gzip, _) => (self.tag(Coding::Gzip), self.gzip_len),
+            _ => (self.tag(Coding::Identity), self.len),
+        };
+        self.build_headers(tag, len, coding, status, cache_control)
+    }
+
+    fn build_headers(
+        &self,
+        tag: Tag,
+        len: usize,
+        coding: Coding,
+        status: http::StatusCode,
+        cache_control: &http::HeaderValue,
+    ) -> http::HeaderMap {
+        use http::header::{self, HeaderValue};
+        let ok = status == http::StatusCode::OK;
+        // Room for every header at once, instead of growing on the way.
+        let mut h = http::HeaderMap::with_capacity(if ok { 9 } else { 5 });
+        h.insert(header::ETAG, tag.value());
+        if status != http::StatusCode::NOT_MODIFIED {
+            h.insert(header::LAST_MODIFIED, http_date_value(self.last_modified));
+        }
+        h.insert(header::CACHE_CONTROL, cache_control.clone());
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        if self.cors {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+        }
+        if ok {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(self.content_type),
+            );
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            match coding {
+                Coding::Gzip => {
+                    h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                }
+                Coding::Br => {
+                    h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
+                }
+                Coding::Identity => {}
+            }
+        }
+        h
     }
 
     /// Strong validator of the document (RFC 9110 §8.8.3), quoted: a
@@ -368,24 +489,6 @@ impl Asset {
     /// representation.
     pub fn etag_gzip(&self) -> Tag {
         Tag::new(self.etag_gzip)
-    }
-
-    /// The `ETag` header of the document or of its gzip form.
-    pub fn etag_value(&self, gzip: bool) -> http::HeaderValue {
-        match (&self.ready, gzip) {
-            (Some(h), false) => h.etag.clone(),
-            (Some(h), true) => h.etag_gzip.clone(),
-            (None, false) => self.etag().value(),
-            (None, true) => self.etag_gzip().value(),
-        }
-    }
-
-    /// The `Last-Modified` header.
-    pub fn last_modified_value(&self) -> http::HeaderValue {
-        match &self.ready {
-            Some(h) => h.last_modified.clone(),
-            None => http_date_value(self.last_modified),
-        }
     }
 
     /// `Last-Modified` as an IMF-fixdate.
@@ -452,11 +555,19 @@ fn round_secs(t: SystemTime) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
+/// The `Cache-Control` header for a `max-age`.
+pub fn cache_control(max_age: u64) -> http::HeaderValue {
+    http::HeaderValue::from_str(&format!("public, max-age={max_age}"))
+        .expect("digits and ASCII are a valid header value")
+}
+
 /// An immutable snapshot of everything Herald serves.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Site {
     routes: HashMap<String, Arc<Asset>>,
     not_found: Option<Arc<Asset>>,
+    /// `Cache-Control` of every route (from `Settings::cache_max_age`).
+    pub cache_control: http::HeaderValue,
     /// Articles published in this snapshot.
     pub articles: usize,
     /// Files left out of this snapshot because they failed.
@@ -661,6 +772,7 @@ impl SiteBuilder {
         let mut sh = Xxh3::new();
         sh.update(format!("{s:?}").as_bytes());
         let settings_fp = sh.digest128();
+        let cache_control = cache_control(s.cache_max_age);
         let feeds = render::feeds(articles, s);
         let mut jobs: Vec<Job<'_>> = Vec::with_capacity(articles.len() + feeds.len() * 3 + 3);
 
@@ -803,6 +915,7 @@ impl SiteBuilder {
             // Rendered with a provisional date; the real one depends on
             // whether the bytes changed.
             let fresh = Asset::new((j.render)(), j.content_type, j.cors, j.derived);
+            let fresh_cc = fresh.is_whole().then_some(&cache_control);
             let prev_lm = cache
                 .get(&j.route)
                 .map(|(_, a)| a.last_modified)
@@ -824,7 +937,10 @@ impl SiteBuilder {
                 _ => j.derived,
             };
             if let Some((_, a)) = cache.get(&j.route) {
-                if a.etag == fresh.etag && a.last_modified == round_secs(lm) {
+                if a.etag == fresh.etag
+                    && a.last_modified == round_secs(lm)
+                    && a.ready_cache_control() == fresh_cc
+                {
                     return Rendered::Kept(j.route, j.fp, Arc::clone(a), false);
                 }
             }
@@ -833,11 +949,11 @@ impl SiteBuilder {
                 if same_on_disk && gz_there() {
                     return Rendered::Streamed(j.route, Ok(false));
                 }
-                let asset = fresh.with_last_modified(lm);
+                let asset = fresh.finish(lm, &cache_control);
                 let written = write_asset(dir, &j.route, &asset);
                 return Rendered::Streamed(j.route, written);
             }
-            let asset = Arc::new(fresh.with_last_modified(lm));
+            let asset = Arc::new(fresh.finish(lm, &cache_control));
             Rendered::Kept(j.route, j.fp, asset, true)
         };
         // Streaming, article pages go first: a reader of the directory
@@ -915,6 +1031,7 @@ impl SiteBuilder {
             Site {
                 routes,
                 not_found: Some(not_found),
+                cache_control,
                 articles: articles.len(),
                 rejected,
                 streamed,

@@ -59,6 +59,8 @@ pub struct Settings {
     pub json_body: Body,
     /// RSS `<ttl>` in minutes (follows the HTTP `max-age`).
     pub ttl_minutes: u64,
+    /// HTTP `max-age` of everything served, seconds (`Cache-Control`).
+    pub cache_max_age: u64,
     /// Prefix of feed ids, e.g. `tag:example.com,2025-05-22:` (stable,
     /// from the state file).
     pub feed_id_prefix: String,
@@ -221,6 +223,7 @@ pub(crate) mod testdata {
             atom_body: Body::Full,
             json_body: Body::Full,
             ttl_minutes: 5,
+            cache_max_age: 300,
             feed_id_prefix: "tag:news.example.org,2025-05-22:".into(),
             generator: "Herald test".into(),
         }

@@ -135,6 +135,64 @@ fn notify_sequence_reload_and_watchdog() {
     );
 }
 
+/// SIGHUP with a new `cache_max_age` changes `Cache-Control` on every
+/// route, on 200s and 304s alike — also when the RSS `<ttl>` (whole
+/// minutes) stays the same, so that no document's bytes change.
+#[test]
+fn reload_changes_cache_control() {
+    let d = TestDaemon::start(ws_with_article(), "cache_max_age = 300\n");
+    let before = d.get("/rss.xml");
+    assert_eq!(before.header("cache-control"), "public, max-age=300");
+    assert!(before.text().contains("<ttl>5</ttl>"), "{}", before.text());
+    let feed: serde_json::Value = serde_json::from_slice(&d.get("/feed.json").body).unwrap();
+    let url = feed["items"][0]["url"].as_str().unwrap().to_string();
+    let page = &url["https://news.example.org".len()..];
+    assert_eq!(d.get(page).header("cache-control"), "public, max-age=300");
+
+    let cfg =
+        d.ws.read("herald.toml")
+            .replace("cache_max_age = 300", "cache_max_age = 290");
+    d.ws.write("herald.toml", &cfg);
+    d.signal(libc::SIGHUP);
+    let after = d.poll("/rss.xml", "the new max-age", |r| {
+        r.header("cache-control") == "public, max-age=290"
+    });
+    assert_eq!(after.body, before.body, "same <ttl>, same feed");
+    assert_eq!(after.header("etag"), before.header("etag"));
+    for path in [
+        "/",
+        "/atom.xml",
+        "/feed.json",
+        "/feeds.opml",
+        "/categories/news/rss.xml",
+        page,
+    ] {
+        for enc in ["gzip", "identity"] {
+            let r = d.request("GET", path, &[("accept-encoding", enc)]);
+            assert_eq!(r.status, 200, "{path} {enc}");
+            assert_eq!(
+                r.header("cache-control"),
+                "public, max-age=290",
+                "{path} {enc}"
+            );
+            let etag = r.header("etag").to_string();
+            let nm = d.request(
+                "GET",
+                path,
+                &[("accept-encoding", enc), ("if-none-match", &etag)],
+            );
+            assert_eq!(nm.status, 304, "{path} {enc}");
+            assert_eq!(
+                nm.header("cache-control"),
+                "public, max-age=290",
+                "{path} {enc}"
+            );
+            assert_eq!(nm.header("etag"), etag, "{path} {enc}");
+        }
+    }
+    d.stop();
+}
+
 /// Without NOTIFY_SOCKET nothing is attempted (no warnings about it).
 #[test]
 fn no_notify_socket_no_noise() {
@@ -144,7 +202,8 @@ fn no_notify_socket_no_noise() {
 }
 
 /// A slow client downloading a large feed when SIGTERM arrives still gets
-/// the whole body, and the daemon then exits 0.
+/// the whole body, a client idle on a keep-alive connection is closed at
+/// once, and the daemon then exits 0.
 #[test]
 fn slow_client_finishes_during_shutdown() {
     let ws = Workspace::new();
@@ -171,6 +230,17 @@ fn slow_client_finishes_during_shutdown() {
     let mut first = vec![0u8; 16 * 1024];
     let n = s.read(&mut first).unwrap();
     assert!(n > 0);
+    // A second client, idle on a keep-alive connection after one request.
+    let mut idle = TcpStream::connect(d.addr).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"ok\n") {
+        let n = idle.read(&mut buf).unwrap();
+        assert!(n > 0, "keep-alive connection closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
     d.signal(libc::SIGTERM);
     // Read slowly: ~1.5 MB at 64 KiB per 40 ms takes about a second.
     let mut raw = first[..n].to_vec();
@@ -187,8 +257,17 @@ fn slow_client_finishes_during_shutdown() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), full_len, "whole body received");
     assert!(r.text().trim_end().ends_with("</rss>"));
+    // The idle connection was closed at once, not left to the end of the
+    // 5 s grace period.
+    idle.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    assert_eq!(
+        idle.read(&mut buf)
+            .expect("idle connection closed by shutdown"),
+        0
+    );
     let (code, log) = d.wait_exit();
     assert_eq!(code, Some(0), "{log}");
+    assert!(!log.contains("grace"), "{log}");
 }
 
 /// With LISTEN_FDS=1 and LISTEN_PID set to the daemon's pid, Herald serves
