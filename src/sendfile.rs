@@ -30,7 +30,9 @@
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use arc_swap::ArcSwap;
 
 use bytes::Bytes;
 
@@ -75,8 +77,25 @@ fn tmpfile(dir: &std::path::Path) -> io::Result<OwnedFd> {
     )?)
 }
 
-/// Address ranges of the live mappings, sorted by start, with their file.
-static REGIONS: RwLock<Vec<Region>> = RwLock::new(Vec::new());
+/// Address ranges of the live mappings, sorted by start, with their file:
+/// read on every response with a file-backed body, by both server threads,
+/// so readers take no lock (a lock's shared counter would bounce between
+/// the cores); changed only when a body is made or dropped, replaced whole
+/// under [`CHANGING`].
+static REGIONS: LazyLock<ArcSwap<Vec<Region>>> = LazyLock::new(ArcSwap::default);
+
+/// Held while [`REGIONS`] is being replaced.
+static CHANGING: Mutex<()> = Mutex::new(());
+
+/// Replaces [`REGIONS`] with `change` applied to a copy.
+fn change_regions(change: impl FnOnce(&mut Vec<Region>)) {
+    let _one = CHANGING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut v = Vec::clone(&REGIONS.load());
+    change(&mut v);
+    REGIONS.store(Arc::new(v));
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Region {
@@ -110,9 +129,7 @@ impl Drop for Mapped {
         // Out of the registry first, so no lookup can return this file once
         // its descriptor number is free for reuse.
         let start = self.ptr as usize;
-        if let Ok(mut r) = REGIONS.write() {
-            r.retain(|x| x.start != start);
-        }
+        change_regions(|r| r.retain(|x| x.start != start));
         // SAFETY: `ptr`/`len` are the mapping made in `make`, unmapped once.
         let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
         // `fd` closes itself.
@@ -125,7 +142,7 @@ pub fn hold(body: Vec<u8>) -> Bytes {
     let Some(dir) = DIR.get() else {
         return Bytes::from(body);
     };
-    if body.len() < MIN_LEN || REGIONS.read().map_or(MAX_LIVE, |r| r.len()) >= MAX_LIVE {
+    if body.len() < MIN_LEN || REGIONS.load().len() >= MAX_LIVE {
         return Bytes::from(body);
     }
     match make(dir, &body) {
@@ -168,11 +185,10 @@ fn make(dir: &std::path::Path, body: &[u8]) -> io::Result<Mapped> {
         len: body.len(),
         fd: std::os::fd::AsRawFd::as_raw_fd(&mapped.fd),
     };
-    let mut r = REGIONS
-        .write()
-        .map_err(|_| io::Error::other("body registry poisoned"))?;
-    let at = r.partition_point(|x| x.start < region.start);
-    r.insert(at, region);
+    change_regions(|r| {
+        let at = r.partition_point(|x| x.start < region.start);
+        r.insert(at, region);
+    });
     Ok(mapped)
 }
 
@@ -183,7 +199,10 @@ fn make(dir: &std::path::Path, body: &[u8]) -> io::Result<Mapped> {
 /// from is alive, which is the case for a slice being written.
 pub fn lookup(buf: &[u8]) -> Option<(BorrowedFd<'_>, u64)> {
     let p = buf.as_ptr() as usize;
-    let r = REGIONS.read().ok()?;
+    // A region removed after this load cannot be `buf`'s: its mapping
+    // lives as long as `buf` does, and an address range is reused only
+    // after its region is gone.
+    let r = REGIONS.load();
     let i = r.partition_point(|x| x.start <= p).checked_sub(1)?;
     let x = r[i];
     if p + buf.len() > x.start + x.len {
@@ -384,7 +403,7 @@ mod tests {
         assert!(lookup(outside).is_none());
         let addr = b.as_ptr() as usize;
         drop(b);
-        let gone = REGIONS.read().unwrap().iter().any(|r| r.start == addr);
+        let gone = REGIONS.load().iter().any(|r| r.start == addr);
         assert!(!gone, "unregistered on drop");
     }
 
