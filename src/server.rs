@@ -88,17 +88,22 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut workers = Vec::new();
     let mut queues = Vec::new();
+    // Open connections per worker, aligned with `queues`.
+    let mut open: Vec<Arc<AtomicUsize>> = Vec::new();
     for i in 0..limits.workers.max(1) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
         let shared = Arc::clone(&shared);
         let limits = limits.clone();
+        let count = Arc::new(AtomicUsize::new(0));
+        let count2 = Arc::clone(&count);
         let spawned = std::thread::Builder::new()
             .name(format!("herald-http-{i}"))
-            .spawn(move || worker(rx, shared, limits));
+            .spawn(move || worker(rx, shared, limits, count2));
         match spawned {
             Ok(h) => {
                 workers.push(h);
                 queues.push(tx);
+                open.push(count);
             }
             Err(e) => tracing::error!("cannot start HTTP worker thread {i}: {e}"),
         }
@@ -138,10 +143,17 @@ pub async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
-        if queues[next].send((stream, peer, permit)).is_err() {
-            tracing::error!("HTTP worker thread {next} stopped");
+        let cpu = rustix::net::sockopt::socket_incoming_cpu(&stream)
+            .ok()
+            .and_then(|c| i32::try_from(c).ok())
+            .and_then(|c| usize::try_from(c).ok());
+        let loads: Vec<usize> = open.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let to = choose_worker(cpu, &loads, &mut next);
+        open[to].fetch_add(1, Ordering::Relaxed);
+        if queues[to].send((stream, peer, permit)).is_err() {
+            open[to].fetch_sub(1, Ordering::Relaxed);
+            tracing::error!("HTTP worker thread {to} stopped");
         }
-        next = (next + 1) % queues.len();
     }
     drop(listener);
     drop(queues); // each worker now drains its connections and ends
@@ -151,6 +163,53 @@ pub async fn run(
         }
     })
     .await;
+}
+
+/// Which worker gets a new connection, given the CPU on which the kernel
+/// last handled its packets (`SO_INCOMING_CPU`) and how many connections
+/// each worker holds.
+///
+/// Connections that arrive on one CPU go to one worker (`cpu % workers`):
+/// the scheduler then keeps that worker near those packets, and a response
+/// wakes its client on the same core. Dealt in turn instead, every worker
+/// talks to clients on every core, and nearly every request crosses
+/// between cores twice (an inter-processor interrupt each way; measured in
+/// `benches/SERVE.md`: about a third of the CPU per request). Unless that
+/// worker already holds clearly more than the least loaded one: with a
+/// single network queue every connection arrives on one CPU, and they are
+/// then spread by count. Without a CPU: in turn.
+fn choose_worker(cpu: Option<usize>, open: &[usize], next: &mut usize) -> usize {
+    let n = open.len().max(1);
+    let least = (0..open.len()).min_by_key(|&i| open[i]).unwrap_or(0);
+    match cpu {
+        Some(c) => {
+            let w = c % n;
+            let fair = open[least] + open[least] / 2 + 8;
+            if open.get(w).is_some_and(|&o| o <= fair) {
+                w
+            } else {
+                least
+            }
+        }
+        None => {
+            let w = *next % n;
+            *next = (w + 1) % n;
+            w
+        }
+    }
+}
+
+/// A connection's place: its permit under `max_connections` and its count
+/// in its worker's load, both given back when it ends.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// An accepted connection on its way to a worker thread.
@@ -166,6 +225,7 @@ fn worker(
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
     shared: Arc<Shared>,
     limits: Limits,
+    open: Arc<AtomicUsize>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -193,6 +253,10 @@ fn worker(
             .keep_alive_timeout(limits.header_read_timeout);
         let drain = Arc::new(Drain::default());
         while let Some((stream, peer, permit)) = queue.recv().await {
+            let slot = Slot {
+                _permit: permit,
+                open: Arc::clone(&open),
+            };
             // SAFETY: the stream owns its descriptor and the `AsyncFd` owns
             // the stream until both are dropped together.
             let stream = match unsafe { AsyncFd::register(stream) } {
@@ -221,7 +285,7 @@ fn worker(
                 metrics
                     .connections
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                drop(permit);
+                drop(slot);
             });
         }
         tokio::select! {
@@ -1247,6 +1311,35 @@ mod tests {
         ] {
             assert!(!refused(p), "{p:?} must pass");
         }
+    }
+
+    /// Connections arriving on one CPU share a worker; one queue for all
+    /// traffic still spreads them by count; no CPU: in turn.
+    #[test]
+    fn worker_choice() {
+        let mut next = 0;
+        assert_eq!(choose_worker(Some(0), &[0, 0], &mut next), 0);
+        assert_eq!(choose_worker(Some(3), &[5, 0], &mut next), 1);
+        assert_eq!(choose_worker(Some(2), &[8, 0], &mut next), 0);
+        assert_eq!(
+            choose_worker(Some(2), &[9, 0], &mut next),
+            1,
+            "clearly busier"
+        );
+        assert_eq!(choose_worker(Some(0), &[38, 20], &mut next), 0);
+        assert_eq!(choose_worker(Some(0), &[39, 20], &mut next), 1);
+        // Every connection on CPU 0: both workers get a share.
+        let mut open = [0usize; 2];
+        for _ in 0..1000 {
+            open[choose_worker(Some(0), &open, &mut next)] += 1;
+        }
+        assert!(open[1] >= 350 && open[0] <= 650, "{open:?}");
+        assert_eq!(next, 0, "in turn only without a CPU");
+        let turns: Vec<usize> = (0..5)
+            .map(|_| choose_worker(None, &[7, 0, 0], &mut next))
+            .collect();
+        assert_eq!(turns, [0, 1, 2, 0, 1]);
+        assert_eq!(choose_worker(Some(5), &[0], &mut next), 0, "one worker");
     }
 
     /// /healthz and /metrics answer; metrics count requests by class and status.
