@@ -75,8 +75,9 @@ pub struct Limits {
 /// lets open connections finish their responses for up to
 /// `limits.shutdown_grace`.
 ///
-/// This task only accepts: each connection is handed, in turn, to one of
-/// `limits.workers` threads, each running its own single-threaded runtime
+/// This task only accepts: each connection is handed to one of
+/// `limits.workers` threads ([`choose_worker`]), each running its own
+/// single-threaded runtime
 /// (as nginx's worker processes do), so a connection's requests never
 /// cross threads and no worker wakes another to steal work.
 pub async fn run(
