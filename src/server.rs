@@ -580,6 +580,8 @@ impl hyper::rt::Write for IdleIo {
                 Poll::Pending => return this.check(cx),
             };
             let socket = this.inner.get_ref();
+            // A peer gone away makes `writev` fail with EPIPE: Rust's
+            // runtime ignores SIGPIPE, as tokio's own writes also rely on.
             let sent = crate::sendfile::find(bufs)
                 .and_then(|found| {
                     use std::os::fd::AsFd;
