@@ -411,6 +411,11 @@ impl Asset {
         status: http::StatusCode,
         cache_control: &http::HeaderValue,
     ) -> http::HeaderMap {
+        // No brotli form (yet, or at all): the document as it is.
+        let coding = match coding {
+            Coding::Br if self.br().is_none() => Coding::Identity,
+            c => c,
+        };
         let slot = match status {
             http::StatusCode::OK => 0,
             http::StatusCode::NOT_MODIFIED => 1,
@@ -1291,6 +1296,52 @@ mod tests {
 
     fn t(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    /// A feed's ready headers are those a response would be built with
+    /// (after its final `Last-Modified` was set), a page builds the same
+    /// set per request, and brotli asked of a document without a brotli
+    /// form gives the document as it is.
+    #[test]
+    fn ready_headers_match_built_ones() {
+        use http::StatusCode;
+        let (site, _) = SiteBuilder::default().build(&articles(), 0, &settings(), t(1_750_000_000));
+        let cc = &site.cache_control;
+        assert_eq!(cc, "public, max-age=300");
+        let feed = site.get("/rss.xml").unwrap();
+        let page = site.get("/articles/plain/").unwrap();
+        assert!(feed.ready.is_some() && page.ready.is_none());
+        for coding in [Coding::Identity, Coding::Gzip] {
+            for status in [StatusCode::OK, StatusCode::NOT_MODIFIED] {
+                let (tag, len) = match coding {
+                    Coding::Gzip => (Tag::new(feed.etag_gzip), feed.gzip_len),
+                    _ => (Tag::new(feed.etag), feed.len),
+                };
+                let ready = feed.headers(coding, status, cc);
+                assert_eq!(ready, feed.build_headers(tag, len, coding, status, cc));
+                let names =
+                    |h: &http::HeaderMap| h.keys().map(|k| k.to_string()).collect::<Vec<_>>();
+                let mut want = names(&ready);
+                want.retain(|n| n != "access-control-allow-origin");
+                assert_eq!(
+                    names(&page.headers(coding, status, cc)),
+                    want,
+                    "{coding:?} {status}"
+                );
+            }
+        }
+        assert_eq!(
+            feed.headers(Coding::Br, StatusCode::OK, cc),
+            feed.headers(Coding::Identity, StatusCode::OK, cc)
+        );
+        let h = feed.headers(Coding::Identity, StatusCode::OK, cc);
+        assert_eq!(
+            h["last-modified"],
+            httpdate::fmt_http_date(feed.last_modified)
+        );
+        assert!(!h.contains_key("content-encoding"));
+        let failed = feed.headers(Coding::Gzip, StatusCode::PRECONDITION_FAILED, cc);
+        assert!(failed.contains_key("last-modified") && !failed.contains_key("content-length"));
     }
 
     /// An ETag is the 128-bit hash as 32 hex digits, quoted.
