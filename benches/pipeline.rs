@@ -130,7 +130,7 @@ fn bench_respond(c: &mut Criterion) {
     let (site, _) = SiteBuilder::default().build(&arts, 0, &s, now);
     let feed = site.get("/rss.xml").expect("the main feed");
     feed.make_br(5);
-    let etag = feed.etag_gzip().to_string();
+    let etag = feed.tag(herald::site::Coding::Gzip).to_string();
     let metrics = Metrics::default();
     let request = |headers: &[(&str, &str)]| {
         let mut b = http::Request::builder().uri("/rss.xml");

@@ -62,13 +62,6 @@ pub struct Br {
     headers: [http::HeaderMap; 2],
 }
 
-impl Br {
-    /// Strong validator of the brotli form.
-    pub fn etag(&self) -> Tag {
-        self.etag
-    }
-}
-
 /// A content coding Herald sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Coding {
@@ -363,7 +356,7 @@ impl Asset {
     /// its response headers with `cache_control`.
     fn finish(mut self, lm: SystemTime, cache_control: &http::HeaderValue) -> Asset {
         self.last_modified = round_secs(lm);
-        if matches!(self.form, Form::Whole { .. }) {
+        if self.is_whole() {
             let tags = [Tag::new(self.etag), Tag::new(self.etag_gzip)];
             let statuses = [http::StatusCode::OK, http::StatusCode::NOT_MODIFIED];
             let headers = [(Coding::Identity, self.len), (Coding::Gzip, self.gzip_len)].map(
@@ -387,8 +380,10 @@ impl Asset {
         self.ready.as_ref().map(|r| &r.cache_control)
     }
 
-    /// The validator of the representation in `coding` (brotli only once
-    /// made; see [`Asset::br`]).
+    /// The strong validator (RFC 9110 §8.8.3) of the representation in
+    /// `coding`, quoted: a 128-bit hash of the bytes sent, so equal ETags
+    /// mean equal bytes and each coding has its own. Brotli only once made
+    /// (see [`Asset::br`]); until then the document's.
     pub fn tag(&self, coding: Coding) -> Tag {
         match (coding, &self.ready, self.br()) {
             (Coding::Br, _, Some(b)) => b.etag,
@@ -429,12 +424,12 @@ impl Asset {
         if let Some(maps) = ready.filter(|_| slot < 2) {
             return maps[slot].clone();
         }
-        let (tag, len) = match (coding, self.br()) {
-            (Coding::Br, Some(b)) => (b.etag, b.bytes.len()),
-            (Coding::Gzip, _) => (self.tag(Coding::Gzip), self.gzip_len),
-            _ => (self.tag(Coding::Identity), self.len),
+        let len = match (coding, self.br()) {
+            (Coding::Br, Some(b)) => b.bytes.len(),
+            (Coding::Gzip, _) => self.gzip_len,
+            _ => self.len,
         };
-        self.build_headers(tag, len, coding, status, cache_control)
+        self.build_headers(self.tag(coding), len, coding, status, cache_control)
     }
 
     fn build_headers(
@@ -482,18 +477,6 @@ impl Asset {
             }
         }
         h
-    }
-
-    /// Strong validator of the document (RFC 9110 §8.8.3), quoted: a
-    /// 128-bit hash, so equal ETags mean equal bytes.
-    pub fn etag(&self) -> Tag {
-        Tag::new(self.etag)
-    }
-
-    /// Strong validator of the gzip form: each encoding is its own
-    /// representation.
-    pub fn etag_gzip(&self) -> Tag {
-        Tag::new(self.etag_gzip)
     }
 
     /// `Last-Modified` as an IMF-fixdate.
@@ -609,7 +592,7 @@ impl Site {
     /// brotli form and have none yet: feeds, the index and OPML. Held
     /// weakly, so a document replaced before its turn is skipped.
     pub fn wanting_br(&self, routes: Option<&[String]>) -> Vec<std::sync::Weak<Asset>> {
-        let wants = |a: &&Arc<Asset>| matches!(a.form, Form::Whole { .. }) && a.br.get().is_none();
+        let wants = |a: &&Arc<Asset>| a.is_whole() && a.br.get().is_none();
         match routes {
             Some(list) => list
                 .iter()
@@ -1392,7 +1375,7 @@ mod tests {
             let mut out = Vec::new();
             std::io::Read::read_to_end(&mut d, &mut out).unwrap();
             assert_eq!(out, a.body(), "{route}");
-            assert_ne!(a.etag(), a.etag_gzip());
+            assert_ne!(a.tag(Coding::Identity), a.tag(Coding::Gzip));
         }
         assert_eq!(changed.len(), site.len());
     }
