@@ -89,22 +89,22 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut workers = Vec::new();
     let mut queues = Vec::new();
-    // Open connections per worker, aligned with `queues`.
-    let mut open: Vec<Arc<AtomicUsize>> = Vec::new();
+    // Each worker's connections, aligned with `queues`.
+    let mut drains: Vec<Arc<Drain>> = Vec::new();
     for i in 0..limits.workers.max(1) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
         let shared = Arc::clone(&shared);
         let limits = limits.clone();
-        let count = Arc::new(AtomicUsize::new(0));
-        let count2 = Arc::clone(&count);
+        let drain = Arc::new(Drain::default());
+        let drain2 = Arc::clone(&drain);
         let spawned = std::thread::Builder::new()
             .name(format!("herald-http-{i}"))
-            .spawn(move || worker(rx, shared, limits, count2));
+            .spawn(move || worker(rx, shared, limits, drain2));
         match spawned {
             Ok(h) => {
                 workers.push(h);
                 queues.push(tx);
-                open.push(count);
+                drains.push(drain);
             }
             Err(e) => tracing::error!("cannot start HTTP worker thread {i}: {e}"),
         }
@@ -148,11 +148,10 @@ pub async fn run(
             .ok()
             .and_then(|c| i32::try_from(c).ok())
             .and_then(|c| usize::try_from(c).ok());
-        let loads: Vec<usize> = open.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let loads: Vec<usize> = drains.iter().map(|d| d.open()).collect();
         let to = choose_worker(cpu, &loads, &mut next);
-        open[to].fetch_add(1, Ordering::Relaxed);
-        if queues[to].send((stream, peer, permit)).is_err() {
-            open[to].fetch_sub(1, Ordering::Relaxed);
+        let slot = Slot::new(permit, &drains[to]);
+        if queues[to].send((stream, peer, slot)).is_err() {
             tracing::error!("HTTP worker thread {to} stopped");
         }
     }
@@ -201,24 +200,33 @@ fn choose_worker(cpu: Option<usize>, open: &[usize], next: &mut usize) -> usize 
 }
 
 /// A connection's place: its permit under `max_connections` and its count
-/// in its worker's load, both given back when it ends.
+/// among its worker's open connections (taken when it is dealt, so the
+/// next choice sees it), both given back when it ends.
 struct Slot {
     _permit: tokio::sync::OwnedSemaphorePermit,
-    open: Arc<AtomicUsize>,
+    drain: Arc<Drain>,
+}
+
+impl Slot {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, drain: &Arc<Drain>) -> Slot {
+        drain.open.fetch_add(1, Ordering::SeqCst);
+        Slot {
+            _permit: permit,
+            drain: Arc::clone(drain),
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        if self.drain.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.drain.idle.notify_one();
+        }
     }
 }
 
 /// An accepted connection on its way to a worker thread.
-type Accepted = (
-    std::net::TcpStream,
-    std::net::SocketAddr,
-    tokio::sync::OwnedSemaphorePermit,
-);
+type Accepted = (std::net::TcpStream, std::net::SocketAddr, Slot);
 
 /// One HTTP worker thread: serves the connections it is dealt until the
 /// acceptor hangs up, then drains them for up to `shutdown_grace`.
@@ -226,7 +234,7 @@ fn worker(
     mut queue: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
     shared: Arc<Shared>,
     limits: Limits,
-    open: Arc<AtomicUsize>,
+    drain: Arc<Drain>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -252,12 +260,7 @@ fn worker(
             .max_concurrent_streams(128)
             .keep_alive_interval(Some(limits.idle_timeout / 2))
             .keep_alive_timeout(limits.header_read_timeout);
-        let drain = Arc::new(Drain::default());
-        while let Some((stream, peer, permit)) = queue.recv().await {
-            let slot = Slot {
-                _permit: permit,
-                open: Arc::clone(&open),
-            };
+        while let Some((stream, peer, slot)) = queue.recv().await {
             // SAFETY: the stream owns its descriptor and the `AsyncFd` owns
             // the stream until both are dropped together.
             let stream = match unsafe { AsyncFd::register(stream) } {
@@ -296,8 +299,9 @@ fn worker(
     });
 }
 
-/// One worker's open connections, told to finish their responses and close
-/// when the server stops. What `hyper_util`'s `GracefulShutdown` does,
+/// One worker's open connections: counted for the acceptor's choice
+/// ([`choose_worker`]), and told to finish their responses and close when
+/// the server stops. What `hyper_util`'s `GracefulShutdown` does,
 /// without its watch channel, which every connection polled on every
 /// wake-up — once per request: here a connection registers its task's
 /// waker when it first runs (again only if the task's waker changes) and
@@ -305,8 +309,8 @@ fn worker(
 #[derive(Default)]
 struct Drain {
     stopping: AtomicBool,
-    /// Open connections; `idle` is notified when the last one ends after
-    /// `stopping` is set.
+    /// Open connections (their [`Slot`]s); `idle` is notified when the
+    /// last one ends.
     open: AtomicUsize,
     idle: tokio::sync::Notify,
     /// Wakers of the connections' tasks, by connection number.
@@ -320,9 +324,13 @@ impl Drain {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Open connections.
+    fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
     /// Wraps a connection so that [`Drain::stop`] reaches it.
     fn watch<C>(drain: &Arc<Drain>, conn: C) -> Draining<C> {
-        drain.open.fetch_add(1, Ordering::SeqCst);
         let id = {
             let mut w = drain.wakers();
             w.0 += 1;
@@ -390,9 +398,6 @@ impl<C> Drop for Draining<C> {
     fn drop(&mut self) {
         if self.registered.is_some() {
             self.drain.wakers().1.remove(&self.id);
-        }
-        if self.drain.open.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.drain.idle.notify_one();
         }
     }
 }
