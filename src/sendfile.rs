@@ -30,7 +30,7 @@
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 
 use arc_swap::ArcSwap;
 
@@ -80,21 +80,17 @@ fn tmpfile(dir: &std::path::Path) -> io::Result<OwnedFd> {
 /// Address ranges of the live mappings, sorted by start, with their file:
 /// read on every response with a file-backed body, by both server threads,
 /// so readers take no lock (a lock's shared counter would bounce between
-/// the cores); changed only when a body is made or dropped, replaced whole
-/// under [`CHANGING`].
+/// the cores); changed only when a body is made or dropped, replaced whole.
 static REGIONS: LazyLock<ArcSwap<Vec<Region>>> = LazyLock::new(ArcSwap::default);
 
-/// Held while [`REGIONS`] is being replaced.
-static CHANGING: Mutex<()> = Mutex::new(());
-
-/// Replaces [`REGIONS`] with `change` applied to a copy.
-fn change_regions(change: impl FnOnce(&mut Vec<Region>)) {
-    let _one = CHANGING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut v = Vec::clone(&REGIONS.load());
-    change(&mut v);
-    REGIONS.store(Arc::new(v));
+/// Replaces [`REGIONS`] with `change` applied to a copy (again to a fresh
+/// copy if another change got in first).
+fn change_regions(change: impl Fn(&mut Vec<Region>)) {
+    REGIONS.rcu(|current| {
+        let mut v = Vec::clone(current);
+        change(&mut v);
+        v
+    });
 }
 
 #[derive(Debug, Clone, Copy)]
