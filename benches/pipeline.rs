@@ -46,7 +46,6 @@ fn settings() -> Settings {
         rss_body: Body::Full,
         atom_body: Body::Full,
         json_body: Body::Full,
-        ttl_minutes: 5,
         cache_max_age: 300,
         feed_id_prefix: "tag:news.example.org,2022-05-01:".into(),
         generator: "Herald bench".into(),

@@ -100,7 +100,6 @@ pub fn settings(
         rss_body: body(c.content_rss),
         atom_body: body(c.content_atom),
         json_body: body(c.content_json),
-        ttl_minutes: c.cache_max_age.div_ceil(60).max(1),
         cache_max_age: c.cache_max_age,
         feed_id_prefix: format!("tag:{authority},{since}:"),
         generator: format!("Herald {}", env!("CARGO_PKG_VERSION")),

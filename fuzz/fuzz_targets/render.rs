@@ -27,7 +27,6 @@ fn settings() -> Settings {
         rss_body: Body::Full,
         atom_body: Body::Full,
         json_body: Body::Full,
-        ttl_minutes: 5,
         cache_max_age: 300,
         feed_id_prefix: "tag:news.example.org,2025-05-22:".into(),
         generator: "Herald fuzz".into(),

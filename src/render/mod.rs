@@ -57,9 +57,8 @@ pub struct Settings {
     pub atom_body: Body,
     /// Full or summary, per kind.
     pub json_body: Body,
-    /// RSS `<ttl>` in minutes (follows the HTTP `max-age`).
-    pub ttl_minutes: u64,
-    /// HTTP `max-age` of everything served, seconds (`Cache-Control`).
+    /// HTTP `max-age` of everything served, seconds (`Cache-Control`);
+    /// the RSS `<ttl>` follows it ([`Settings::ttl_minutes`]).
     pub cache_max_age: u64,
     /// Prefix of feed ids, e.g. `tag:example.com,2025-05-22:` (stable,
     /// from the state file).
@@ -69,6 +68,12 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// RSS `<ttl>`: the HTTP `max-age` in whole minutes, rounded up, at
+    /// least 1.
+    pub fn ttl_minutes(&self) -> u64 {
+        self.cache_max_age.div_ceil(60).max(1)
+    }
+
     /// Absolute URL of a site-relative route (`articles/x/`, `rss.xml`).
     pub fn url(&self, route: &str) -> String {
         format!("{}{}", self.base_url, route.trim_start_matches('/'))
@@ -222,7 +227,6 @@ pub(crate) mod testdata {
             rss_body: Body::Full,
             atom_body: Body::Full,
             json_body: Body::Full,
-            ttl_minutes: 5,
             cache_max_age: 300,
             feed_id_prefix: "tag:news.example.org,2025-05-22:".into(),
             generator: "Herald test".into(),
@@ -281,6 +285,20 @@ pub(crate) mod testdata {
 mod tests {
     use super::testdata::*;
     use super::*;
+
+    /// The RSS `<ttl>` is the `max-age` in whole minutes, rounded up, never 0.
+    #[test]
+    fn ttl_follows_max_age() {
+        let mut s = settings();
+        let ttl = |s: &mut Settings, secs| {
+            s.cache_max_age = secs;
+            s.ttl_minutes()
+        };
+        assert_eq!(ttl(&mut s, 300), 5);
+        assert_eq!(ttl(&mut s, 290), 5);
+        assert_eq!(ttl(&mut s, 301), 6);
+        assert_eq!(ttl(&mut s, 0), 1);
+    }
 
     /// The main feed holds the newest `max_items`; each category gets its own.
     #[test]

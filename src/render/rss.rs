@@ -19,7 +19,7 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
         description: xml_clean(&s.description).into_owned(),
         language: Some(s.language.clone()),
         generator: Some(s.generator.clone()),
-        ttl: Some(s.ttl_minutes.max(1).to_string()),
+        ttl: Some(s.ttl_minutes().to_string()),
         last_build_date: feed.updated().map(|d| d.to_rfc2822()),
         ..Channel::default()
     };
