@@ -299,70 +299,94 @@ impl Library {
         let now_fixed: DateTime<FixedOffset> = now.fixed_offset();
         let mut view = View::default();
         let bytes = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
-
-        // Claims per slug. Byte order of paths (not `Path`'s component
-        // order, which costs far more) is enough for a deterministic result.
-        let mut by_slug: HashMap<&str, Vec<(&PathBuf, DateTime<FixedOffset>)>> =
-            HashMap::with_capacity_and_hasher(self.files.len(), Default::default());
-        for (p, f) in &self.files {
-            if let Some(e) = &f.error {
-                view.rejected.push(e.clone());
-            }
-            if let Some(a) = &f.article {
-                if a.published > now_fixed {
-                    let due = a.published.with_timezone(&Utc);
-                    view.next_release = Some(view.next_release.map_or(due, |d| d.min(due)));
-                    continue;
-                }
-                by_slug
-                    .entry(a.slug.as_str())
-                    .or_default()
-                    .push((p, a.published));
-            }
-        }
         let rel = |root: &Path, p: &Path| {
             p.strip_prefix(root)
                 .unwrap_or(p)
                 .to_string_lossy()
                 .into_owned()
         };
-        let mut owners: Vec<PathBuf> = Vec::with_capacity(by_slug.len());
-        for (slug, mut claims) in by_slug {
-            if claims.len() == 1 {
-                owners.push(claims[0].0.clone());
+
+        // One pass over the files, allocating nothing per article: each
+        // published article's claim on its slug, the first claim of a slug
+        // by index, a slug claimed twice or more in `conflicts`. The
+        // whole view is rebuilt on every publish, so this pass is the part
+        // of an edit that grows with the archive.
+        let mut claims: Vec<(&PathBuf, &FileEntry, &Article)> =
+            Vec::with_capacity(self.files.len());
+        let mut first: HashMap<&str, usize> =
+            HashMap::with_capacity_and_hasher(self.files.len(), Default::default());
+        let mut conflicts: HashMap<&str, Vec<usize>> = HashMap::default();
+        for (p, f) in &self.files {
+            if let Some(e) = &f.error {
+                view.rejected.push(e.clone());
+            }
+            let Some(a) = f.article.as_deref() else {
+                continue;
+            };
+            if a.published > now_fixed {
+                let due = a.published.with_timezone(&Utc);
+                view.next_release = Some(view.next_release.map_or(due, |d| d.min(due)));
                 continue;
             }
-            claims.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| bytes(a.0).cmp(&bytes(b.0))));
-            let owner = claims
+            match first.entry(a.slug.as_str()) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(claims.len());
+                }
+                std::collections::hash_map::Entry::Occupied(o) => {
+                    conflicts
+                        .entry(a.slug.as_str())
+                        .or_insert_with(|| vec![*o.get()])
+                        .push(claims.len());
+                }
+            }
+            claims.push((p, f, a));
+        }
+        // Slugs claimed more than once: the owner is the one the state file
+        // already knows, else the earliest published, then path byte order
+        // (not `Path`'s component order, which costs far more).
+        let mut losers: HashSet<usize> = HashSet::default();
+        for (slug, mut ix) in conflicts {
+            ix.sort_by(|&x, &y| {
+                let (a, b) = (&claims[x], &claims[y]);
+                a.2.published
+                    .cmp(&b.2.published)
+                    .then_with(|| bytes(a.0).cmp(&bytes(b.0)))
+            });
+            let owner = ix
                 .iter()
-                .position(|(p, _)| self.state.owns_slug(&rel(&self.root, p), slug))
+                .position(|&i| self.state.owns_slug(&rel(&self.root, claims[i].0), slug))
                 .unwrap_or(0);
-            let owner_path = claims[owner].0;
-            for (i, (p, _)) in claims.iter().enumerate() {
-                if i != owner {
+            let owner_path = claims[ix[owner]].0;
+            for (k, &i) in ix.iter().enumerate() {
+                if k != owner {
+                    losers.insert(i);
                     view.rejected.push(ParseError::new(
-                        p,
+                        claims[i].0,
                         1,
                         format!("slug {slug:?} is already used by {}; rename one of the files or set `slug`", owner_path.display()),
                     ));
                 }
             }
-            owners.push(owner_path.clone());
         }
 
         // Articles identified before and unchanged since keep their ids and
         // hold their state entries; only new and changed ones are matched.
         let mut fresh: Vec<PathBuf> = Vec::new();
         let mut claimed: HashSet<&str> =
-            HashSet::with_capacity_and_hasher(owners.len(), Default::default());
-        for p in &owners {
-            let f = &self.files[p];
-            match &f.article {
-                Some(a) if f.identified => {
-                    claimed.insert(a.id.as_str());
+            HashSet::with_capacity_and_hasher(claims.len(), Default::default());
+        view.articles.reserve(claims.len());
+        for (i, (p, f, a)) in claims.iter().enumerate() {
+            if !losers.is_empty() && losers.contains(&i) {
+                continue;
+            }
+            if f.identified {
+                claimed.insert(a.id.as_str());
+                view.warnings.extend(a.warnings.iter().cloned());
+                if let Some(arc) = &f.article {
+                    view.articles.push(Arc::clone(arc));
                 }
-                Some(_) => fresh.push(p.clone()),
-                None => {}
+            } else {
+                fresh.push((*p).clone());
             }
         }
         fresh.sort_unstable_by_key(|p| bytes(p));
@@ -381,6 +405,8 @@ impl Library {
             let identities = self
                 .state
                 .identify_all(&refs, &claimed, &self.authority, now_fixed);
+            drop(claimed);
+            drop(claims);
             for (p, (id, updated)) in fresh.iter().zip(identities) {
                 let Some(f) = self.files.get_mut(p) else {
                     continue;
@@ -395,10 +421,6 @@ impl Library {
                     m.id.shrink_to_fit();
                     m.updated = updated;
                 }
-            }
-        }
-        for p in &owners {
-            if let Some(a) = self.files.get(p).and_then(|f| f.article.as_ref()) {
                 view.warnings.extend(a.warnings.iter().cloned());
                 view.articles.push(Arc::clone(a));
             }
