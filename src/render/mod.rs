@@ -14,7 +14,6 @@ mod json;
 mod opml;
 mod rss;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
@@ -164,25 +163,33 @@ pub fn feeds(articles: &[Arc<Article>], s: &Settings) -> Vec<Feed> {
         category: None,
         items: articles.iter().take(s.max_items).cloned().collect(),
     }];
-    let mut cats: BTreeMap<String, Feed> = BTreeMap::new();
-    // Few distinct category names, many articles: slugify each name once.
-    let mut slugs: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    // Few distinct category names, many articles: each name is slugified
+    // and found once, then costs one hash lookup per article.
+    let mut cats: Vec<(String, Feed)> = Vec::new();
+    let mut by_name: rustc_hash::FxHashMap<&str, Option<usize>> = Default::default();
+    let mut by_slug: rustc_hash::FxHashMap<String, usize> = Default::default();
     for a in articles {
         for c in &a.categories {
-            let slug = slugs.entry(c.as_str()).or_insert_with(|| slugify(c));
-            if slug.is_empty() {
-                continue;
-            }
-            if !cats.contains_key(slug.as_str()) {
-                let feed = Feed {
-                    title: format!("{} — {c}", s.title),
-                    dir: format!("categories/{}/", encode_segment(slug)),
-                    category: Some(c.clone()),
-                    items: Vec::new(),
-                };
-                cats.insert(slug.clone(), feed);
-            }
-            let Some(f) = cats.get_mut(slug.as_str()) else {
+            let at = *by_name.entry(c.as_str()).or_insert_with(|| {
+                let slug = slugify(c);
+                if slug.is_empty() {
+                    return None;
+                }
+                // Names that differ only in case or punctuation share a feed.
+                Some(*by_slug.entry(slug.clone()).or_insert_with(|| {
+                    cats.push((
+                        slug.clone(),
+                        Feed {
+                            title: format!("{} — {c}", s.title),
+                            dir: format!("categories/{}/", encode_segment(&slug)),
+                            category: Some(c.clone()),
+                            items: Vec::new(),
+                        },
+                    ));
+                    cats.len() - 1
+                }))
+            });
+            let Some(f) = at.map(|i| &mut cats[i].1) else {
                 continue;
             };
             if f.items.len() < s.max_items && !f.items.iter().any(|x| Arc::ptr_eq(x, a)) {
@@ -190,7 +197,8 @@ pub fn feeds(articles: &[Arc<Article>], s: &Settings) -> Vec<Feed> {
             }
         }
     }
-    out.extend(cats.into_values());
+    cats.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out.extend(cats.into_iter().map(|(_, f)| f));
     out
 }
 
