@@ -552,7 +552,11 @@ pub fn cache_control(max_age: u64) -> http::HeaderValue {
 /// An immutable snapshot of everything Herald serves.
 #[derive(Debug)]
 pub struct Site {
-    routes: HashMap<String, Arc<Asset>>,
+    /// Feeds, the index and OPML.
+    docs: HashMap<Arc<str>, Arc<Asset>>,
+    /// Article pages, shared shard by shard with the builder and the
+    /// snapshots before.
+    pages: Pages,
     not_found: Option<Arc<Asset>>,
     /// `Cache-Control` of every route (from `Settings::cache_max_age`).
     pub cache_control: http::HeaderValue,
@@ -580,7 +584,9 @@ impl Site {
 
     /// The asset for a route (`/`, `/rss.xml`, `/articles/<slug>/` …).
     pub fn get(&self, route: &str) -> Option<&Arc<Asset>> {
-        self.routes.get(route)
+        self.docs
+            .get(route)
+            .or_else(|| self.pages.get(route).map(|p| &p.asset))
     }
 
     /// The 404 page.
@@ -596,12 +602,12 @@ impl Site {
         match routes {
             Some(list) => list
                 .iter()
-                .filter_map(|r| self.routes.get(r))
+                .filter_map(|r| self.docs.get(r.as_str()))
                 .filter(wants)
                 .map(Arc::downgrade)
                 .collect(),
             None => self
-                .routes
+                .docs
                 .values()
                 .filter(wants)
                 .map(Arc::downgrade)
@@ -610,18 +616,81 @@ impl Site {
     }
 
     /// Every route with its asset.
-    pub fn routes(&self) -> impl Iterator<Item = (&String, &Arc<Asset>)> {
-        self.routes.iter()
+    pub fn routes(&self) -> impl Iterator<Item = (&str, &Arc<Asset>)> {
+        self.docs
+            .iter()
+            .map(|(r, a)| (&**r, a))
+            .chain(self.pages.iter().map(|(r, p)| (&**r, &p.asset)))
     }
 
     /// Number of routes.
     pub fn len(&self) -> usize {
-        self.routes.len()
+        self.docs.len() + self.pages.len()
     }
 
     /// True when nothing is published.
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.len() == 0
+    }
+}
+
+/// Shards of the article pages map ([`Pages`]).
+const PAGE_SHARDS: usize = 64;
+
+/// An article page in [`Pages`]: its asset and what it was rendered from.
+#[derive(Debug, Clone)]
+struct Page {
+    fp: Fingerprint,
+    asset: Arc<Asset>,
+}
+
+/// Article pages by route, split into [`PAGE_SHARDS`] maps each behind an
+/// `Arc`. A snapshot shares every shard with the one before except those
+/// a publish changed (copied on write), so publishing an edit copies one
+/// shard (a sixty-fourth of the pages), not every route; a lookup is
+/// one more hash than a single map.
+#[derive(Debug, Clone)]
+struct Pages {
+    shards: Vec<Arc<HashMap<Arc<str>, Page>>>,
+}
+
+impl Default for Pages {
+    fn default() -> Pages {
+        Pages {
+            shards: (0..PAGE_SHARDS).map(|_| Arc::default()).collect(),
+        }
+    }
+}
+
+impl Pages {
+    fn shard(route: &str) -> usize {
+        use std::hash::BuildHasher;
+        (rustc_hash::FxBuildHasher.hash_one(route) >> 32) as usize % PAGE_SHARDS
+    }
+
+    fn get(&self, route: &str) -> Option<&Page> {
+        self.shards[Pages::shard(route)].get(route)
+    }
+
+    fn insert(&mut self, route: Arc<str>, page: Page) {
+        let i = Pages::shard(&route);
+        Arc::make_mut(&mut self.shards[i]).insert(route, page);
+    }
+
+    fn remove(&mut self, route: &str) -> bool {
+        let i = Pages::shard(route);
+        if !self.shards[i].contains_key(route) {
+            return false;
+        }
+        Arc::make_mut(&mut self.shards[i]).remove(route).is_some()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Page)> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.len()).sum()
     }
 }
 
@@ -661,16 +730,25 @@ type Fingerprint = u128;
 /// Renders snapshots, reusing what did not change since the previous one.
 #[derive(Debug, Default)]
 pub struct SiteBuilder {
-    cache: HashMap<String, (Fingerprint, Arc<Asset>)>,
+    /// Feeds, the index and OPML of the last build, with fingerprints.
+    docs: HashMap<Arc<str>, (Fingerprint, Arc<Asset>)>,
+    /// Article pages of the last build by route (what the snapshot
+    /// serves), kept from build to build: an edit changes only its own.
+    routes: Pages,
+    /// Numbers the builds; an entry of `pages` not marked with the current
+    /// one at the end of a build is gone.
+    generation: u64,
     /// `Last-Modified` floors per route from an earlier run (file mtimes).
-    floors: HashMap<String, SystemTime>,
+    floors: HashMap<Arc<str>, SystemTime>,
     /// Where the floors come from; read once, at the first build.
     floor_dir: Option<PathBuf>,
     floors_loaded: bool,
-    /// Article pages by slug with the article they were rendered from: an
+    /// The article each page was rendered from, by the address of its
+    /// `Arc` (kept alive here, so the address cannot be reused): an
     /// unchanged article (same `Arc`) under unchanged settings is reused
-    /// without even fingerprinting, so an edit costs O(changed) renders.
-    pages: HashMap<String, PageEntry>,
+    /// without reading the article at all, so an edit costs O(changed)
+    /// renders plus a pointer lookup per article.
+    pages: HashMap<usize, PageEntry>,
     /// Routes the last build dropped.
     removed: Vec<String>,
     /// One-shot builds (`herald build`): write article pages to this
@@ -680,22 +758,25 @@ pub struct SiteBuilder {
 
 #[derive(Debug)]
 struct PageEntry {
-    article: Arc<Article>,
+    /// Held so that the key (its address) stays this article's.
+    _article: Arc<Article>,
     settings_fp: Fingerprint,
-    route: String,
+    route: Arc<str>,
+    /// The last build that published it ([`SiteBuilder::generation`]).
+    seen: u64,
 }
 
 /// What became of one job.
 enum Rendered {
     /// In memory: route, fingerprint, asset, and whether it is new.
-    Kept(String, Fingerprint, Arc<Asset>, bool),
+    Kept(Arc<str>, Fingerprint, Arc<Asset>, bool),
     /// Written to the output directory (or found identical there) and dropped.
-    Streamed(String, Result<bool, WriteError>),
+    Streamed(Arc<str>, Result<bool, WriteError>),
 }
 
 /// A piece of work: route, fingerprint, and how to render it.
 struct Job<'a> {
-    route: String,
+    route: Arc<str>,
     fp: Fingerprint,
     derived: SystemTime,
     content_type: &'static str,
@@ -793,7 +874,7 @@ impl SiteBuilder {
                     _ => Box::new(move || Doc::Whole(render::json(f2, s))),
                 };
                 jobs.push(Job {
-                    route: format!("/{}", f.route(file)),
+                    route: format!("/{}", f.route(file)).into(),
                     fp: h.digest128(),
                     derived,
                     content_type: ct,
@@ -829,22 +910,21 @@ impl SiteBuilder {
         });
 
         // Article pages: each links the main feed and its category feeds.
+        // A page whose article is the same `Arc` as last time, under the
+        // same settings, is only marked as still published: an edit costs
+        // its own pages, not a pass over every article's fields.
+        self.generation += 1;
+        let generation = self.generation;
         let by_category: HashMap<&str, &Feed> = feeds
             .iter()
             .filter_map(|f| f.category.as_deref().map(|c| (c, f)))
             .collect();
-        let mut reused: Vec<(String, Fingerprint, Arc<Asset>)> = Vec::with_capacity(articles.len());
-        let mut page_articles: HashMap<String, Arc<Article>> = HashMap::default();
-        let mut kept: HashMap<String, PageEntry> =
-            HashMap::with_capacity_and_hasher(articles.len(), Default::default());
+        let mut page_articles: HashMap<Arc<str>, Arc<Article>> = HashMap::default();
         for a in articles {
-            if let Some(p) = self.pages.remove(&a.slug) {
-                if Arc::ptr_eq(&p.article, a) && p.settings_fp == settings_fp {
-                    if let Some((fp, asset)) = self.cache.get(&p.route) {
-                        reused.push((p.route.clone(), *fp, Arc::clone(asset)));
-                        kept.insert(a.slug.clone(), p);
-                        continue;
-                    }
+            if let Some(p) = self.pages.get_mut(&(Arc::as_ptr(a) as usize)) {
+                if p.settings_fp == settings_fp {
+                    p.seen = generation;
+                    continue;
                 }
             }
             let mut h = Xxh3::new();
@@ -861,8 +941,8 @@ impl SiteBuilder {
                 h.update(f.dir.as_bytes());
             }
             let a2 = Arc::clone(a);
-            let route = format!("/{}", render::article_route(&a.slug));
-            page_articles.insert(route.clone(), Arc::clone(a));
+            let route: Arc<str> = format!("/{}", render::article_route(&a.slug)).into();
+            page_articles.insert(Arc::clone(&route), Arc::clone(a));
             jobs.push(Job {
                 route,
                 fp: h.digest128(),
@@ -884,19 +964,25 @@ impl SiteBuilder {
                     std::fs::metadata(dir.join(file_of(&j.route)))
                         .and_then(|m| m.modified())
                         .ok()
-                        .map(|t| (j.route.clone(), t))
+                        .map(|t| (Arc::clone(&j.route), t))
                 })
                 .collect();
             self.floors.retain(|_, t| *t > UNIX_EPOCH);
         }
 
-        let cache = &self.cache;
+        let (docs, routes) = (&self.docs, &self.routes);
+        let prev = |route: &str| -> Option<(Fingerprint, &Arc<Asset>)> {
+            docs.get(route)
+                .map(|(fp, a)| (*fp, a))
+                .or_else(|| routes.get(route).map(|p| (p.fp, &p.asset)))
+        };
         let floors = &self.floors;
         let floor_dir = self.floor_dir.as_deref();
         let stream_to = self.stream_to.as_deref();
         let run = |j: Job<'_>| -> Rendered {
-            if let Some((fp, asset)) = cache.get(&j.route) {
-                if *fp == j.fp {
+            let before = prev(&j.route);
+            if let Some((fp, asset)) = before {
+                if fp == j.fp {
                     return Rendered::Kept(j.route, j.fp, Arc::clone(asset), false);
                 }
             }
@@ -904,18 +990,17 @@ impl SiteBuilder {
             // whether the bytes changed.
             let fresh = Asset::new((j.render)(), j.content_type, j.cors, j.derived);
             let fresh_cc = fresh.is_whole().then_some(&cache_control);
-            let prev_lm = cache
-                .get(&j.route)
+            let prev_lm = before
                 .map(|(_, a)| a.last_modified)
                 .or_else(|| floors.get(&j.route).copied());
             let mut same_on_disk = false;
             let lm = match prev_lm {
                 Some(prev) if round_secs(j.derived) <= prev => {
-                    let same = match cache.get(&j.route) {
+                    let same = match before {
                         Some((_, a)) => a.etag == fresh.etag,
                         None => floor_dir.is_some_and(|d| same_gzip_on_disk(d, &j.route, &fresh)),
                     };
-                    same_on_disk = same && cache.get(&j.route).is_none();
+                    same_on_disk = same && before.is_none();
                     if same {
                         prev
                     } else {
@@ -924,7 +1009,7 @@ impl SiteBuilder {
                 }
                 _ => j.derived,
             };
-            if let Some((_, a)) = cache.get(&j.route) {
+            if let Some((_, a)) = before {
                 if a.etag == fresh.etag
                     && a.last_modified == round_secs(lm)
                     && a.ready_cache_control() == fresh_cc
@@ -955,18 +1040,10 @@ impl SiteBuilder {
         let mut results: Vec<Rendered> = first.into_par_iter().map(&run).collect();
         results.extend(then.into_par_iter().map(&run).collect::<Vec<_>>());
 
-        let mut routes =
-            HashMap::with_capacity_and_hasher(results.len() + reused.len(), Default::default());
         let mut changed = Vec::new();
-        let mut cache =
-            HashMap::with_capacity_and_hasher(results.len() + reused.len(), Default::default());
-        let mut pages = kept;
-        for (route, fp, asset) in reused {
-            cache.insert(route.clone(), (fp, Arc::clone(&asset)));
-            routes.insert(route, asset);
-        }
         let mut streamed = Vec::new();
         let mut stream_report = WriteReport::default();
+        let mut new_docs = HashMap::with_capacity_and_hasher(self.docs.len(), Default::default());
         for r in results {
             let (route, fp, asset, fresh) = match r {
                 Rendered::Kept(route, fp, asset, fresh) => (route, fp, asset, fresh),
@@ -976,37 +1053,59 @@ impl SiteBuilder {
                         Ok(false) => {}
                         Err(e) => stream_report.errors.push(e),
                     }
-                    streamed.push(route);
+                    streamed.push(route.to_string());
                     continue;
                 }
             };
             if fresh {
-                changed.push(route.clone());
+                changed.push(route.to_string());
             }
-            if let Some(article) = page_articles.remove(&route) {
-                pages.insert(
-                    article.slug.clone(),
-                    PageEntry {
-                        article,
-                        settings_fp,
-                        route: route.clone(),
-                    },
-                );
+            let Some(article) = page_articles.get(&route) else {
+                new_docs.insert(route, (fp, asset));
+                continue;
+            };
+            self.pages.insert(
+                Arc::as_ptr(article) as usize,
+                PageEntry {
+                    _article: Arc::clone(article),
+                    settings_fp,
+                    route: Arc::clone(&route),
+                    seen: generation,
+                },
+            );
+            let same = self
+                .routes
+                .get(&route)
+                .is_some_and(|p| p.fp == fp && Arc::ptr_eq(&p.asset, &asset));
+            if !same {
+                self.routes.insert(route, Page { fp, asset });
             }
-            cache.insert(route.clone(), (fp, Arc::clone(&asset)));
-            routes.insert(route, asset);
         }
-        self.removed = self
-            .cache
+        // Pages of articles gone (or replaced by a new version, whose page
+        // has just been stored under the same route).
+        let mut removed: Vec<String> = self
+            .docs
             .keys()
-            .filter(|r| !cache.contains_key(*r))
-            .cloned()
+            .filter(|r| !new_docs.contains_key(*r))
+            .map(|r| r.to_string())
             .collect();
-        self.removed.sort();
-        self.cache = cache;
-        self.pages = pages;
-        // Floors matter only for routes the cache does not know yet; after
-        // the first build it knows them all.
+        let mut gone = Vec::new();
+        self.pages.retain(|_, p| {
+            if p.seen != generation {
+                gone.push(Arc::clone(&p.route));
+            }
+            p.seen == generation
+        });
+        for route in gone {
+            if !page_articles.contains_key(&route) && self.routes.remove(&route) {
+                removed.push(route.to_string());
+            }
+        }
+        removed.sort();
+        self.removed = removed;
+        self.docs = new_docs;
+        // Floors matter only for routes the builder does not know yet;
+        // after the first build it knows them all.
         self.floors = HashMap::default();
         let not_found = Arc::new(Asset::new(
             Doc::Whole(render::not_found(s)),
@@ -1017,7 +1116,12 @@ impl SiteBuilder {
         changed.sort();
         (
             Site {
-                routes,
+                docs: self
+                    .docs
+                    .iter()
+                    .map(|(r, (_, a))| (Arc::clone(r), Arc::clone(a)))
+                    .collect(),
+                pages: self.routes.clone(),
                 not_found: Some(not_found),
                 cache_control,
                 articles: articles.len(),
@@ -1058,12 +1162,12 @@ pub struct WriteReport {
 /// sees half a file; its mtime is set to the asset's `Last-Modified`.
 /// Article and category files whose routes are gone are removed.
 pub fn write_to(site: &Site, dir: &Path, only: Option<&[String]>) -> WriteReport {
-    let routes: Vec<(&String, &Arc<Asset>)> = match only {
+    let routes: Vec<(&str, &Arc<Asset>)> = match only {
         Some(list) => list
             .iter()
-            .filter_map(|r| site.routes.get_key_value(r))
+            .filter_map(|r| site.get(r).map(|a| (r.as_str(), a)))
             .collect(),
-        None => site.routes.iter().collect(),
+        None => site.routes().collect(),
     };
     let results: Vec<Result<bool, WriteError>> = routes
         .par_iter()
@@ -1079,10 +1183,10 @@ pub fn write_to(site: &Site, dir: &Path, only: Option<&[String]>) -> WriteReport
     }
     if only.is_none() {
         let keep: HashSet<PathBuf> = site
-            .routes
-            .keys()
-            .chain(site.streamed.iter())
-            .map(|r| file_of(r))
+            .routes()
+            .map(|(r, _)| r)
+            .chain(site.streamed.iter().map(String::as_str))
+            .map(file_of)
             .collect();
         for sub in ["articles", "categories"] {
             let (removed, _) = prune(dir, &dir.join(sub), &keep);
@@ -1464,6 +1568,67 @@ mod tests {
             .into_iter()
             .map(String::from)
             .collect::<Vec<_>>()
+        );
+    }
+
+    /// Article pages are kept from build to build: an unchanged article's
+    /// page is the very same asset, an earlier snapshot keeps serving what
+    /// it had (pages are shared copy-on-write, never changed under it), a
+    /// deleted article's page is gone and reported, and a new slug moves
+    /// the page.
+    #[test]
+    fn pages_kept_across_builds_snapshots_unchanged() {
+        let s = settings();
+        let mut b = SiteBuilder::default();
+        let mut arts = articles();
+        let (first, _) = b.build(&arts, 0, &s, t(0));
+        let page = |site: &Site, slug: &str| site.get(&format!("/articles/{slug}/")).cloned();
+        let old_other = page(&first, "other").unwrap();
+
+        let mut edited = (*arts[2]).clone();
+        edited.hash = 99;
+        edited.body_html = crate::article::Body::new("<p>new</p>");
+        arts[2] = Arc::new(edited);
+        let (second, _) = b.build(&arts, 0, &s, t(0));
+        assert!(Arc::ptr_eq(
+            &page(&first, "plain").unwrap(),
+            &page(&second, "plain").unwrap()
+        ));
+        let new_other = page(&second, "other").unwrap();
+        assert!(!Arc::ptr_eq(&old_other, &new_other));
+        assert!(Arc::ptr_eq(&page(&first, "other").unwrap(), &old_other));
+        assert_eq!(first.len(), second.len());
+        assert!(b.removed().is_empty(), "{:?}", b.removed());
+
+        // Deleted, and with it its category's only article.
+        let (third, _) = b.build(&arts[..2], 0, &s, t(0));
+        assert!(page(&third, "other").is_none());
+        assert_eq!(
+            b.removed(),
+            [
+                "/articles/other/",
+                "/categories/world-news/atom.xml",
+                "/categories/world-news/feed.json",
+                "/categories/world-news/rss.xml"
+            ]
+        );
+        assert!(page(&second, "other").is_some());
+
+        // Renamed: the same article under a new slug.
+        let mut moved = (*arts[1]).clone();
+        moved.slug = "plain-renamed".into();
+        let arts = vec![Arc::clone(&arts[0]), Arc::new(moved)];
+        let (fourth, changed) = b.build(&arts, 0, &s, t(0));
+        assert!(page(&fourth, "plain").is_none());
+        assert!(page(&fourth, "plain-renamed").is_some());
+        assert!(changed.contains(&"/articles/plain-renamed/".to_string()));
+        assert_eq!(b.removed(), ["/articles/plain/"]);
+        assert_eq!(
+            fourth
+                .routes()
+                .filter(|(r, _)| r.starts_with("/articles/"))
+                .count(),
+            2
         );
     }
 
