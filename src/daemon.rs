@@ -533,7 +533,7 @@ fn start_watcher(
 ) -> Option<crate::watch::Watcher> {
     let tx = tx.clone();
     match crate::watch::Watcher::new(root, move |c| {
-        let _ = tx.send(Msg::Fs(c));
+        let _ = tx.send(Msg::Fs(c, Instant::now()));
     }) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -558,7 +558,10 @@ fn watchdog_interval() -> Option<std::time::Duration> {
 /// Messages to the publish loop.
 #[derive(Debug)]
 enum Msg {
-    Fs(crate::watch::Change),
+    /// A file event and when the watcher saw it: the quiet period is
+    /// counted from then, not from when the loop got to it (after a
+    /// publish, say), so work done meanwhile is not added to the wait.
+    Fs(crate::watch::Change, Instant),
     Control(Control),
 }
 
@@ -832,7 +835,7 @@ impl Publisher {
             let msg = rx.recv_timeout(deadline.saturating_duration_since(now));
             let mut control = None;
             match msg {
-                Ok(Msg::Fs(c)) => pending.add(c, Instant::now()),
+                Ok(Msg::Fs(c, at)) => pending.add(c, at),
                 Ok(Msg::Control(c)) => control = Some(c),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -840,7 +843,7 @@ impl Publisher {
             // Drain whatever else is queued, so a burst is one batch.
             while control.is_none() {
                 match rx.try_recv() {
-                    Ok(Msg::Fs(c)) => pending.add(c, Instant::now()),
+                    Ok(Msg::Fs(c, at)) => pending.add(c, at),
                     Ok(Msg::Control(c)) => control = Some(c),
                     Err(_) => break,
                 }

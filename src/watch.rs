@@ -162,9 +162,10 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Records an event at `now`.
+    /// Records an event seen at `now` (by the watcher; the loop may get
+    /// to it later).
     pub fn add(&mut self, change: Change, now: Instant) {
-        self.last_event = Some(now);
+        self.last_event = Some(self.last_event.map_or(now, |t| t.max(now)));
         match change {
             Change::Rescan(why) => self.rescan = Some(why),
             Change::Paths(paths, kind) => {
@@ -351,6 +352,33 @@ mod tests {
             }
         }
         assert_eq!(p.take_ready(t0 + S, D, S).0.len(), 1);
+    }
+
+    /// Events are timed when the watcher saw them: one the loop only gets
+    /// to after a publish is already quiet if that took longer than the
+    /// debounce, and a stamp older than the newest never moves the quiet
+    /// period back.
+    #[test]
+    fn quiet_counts_from_when_seen() {
+        let t0 = Instant::now();
+        let mut p = Pending::default();
+        p.add(paths(&["a.txt"], Kind::CloseWrite), t0);
+        let busy_until = t0 + D + Duration::from_millis(5);
+        assert_eq!(p.deadline(D, S), Some(t0 + D));
+        assert_eq!(
+            p.take_ready(busy_until, D, S).0,
+            vec![PathBuf::from("a.txt")]
+        );
+
+        p.add(
+            paths(&["b.txt"], Kind::Other),
+            t0 + Duration::from_millis(20),
+        );
+        p.add(
+            paths(&["c.txt"], Kind::Other),
+            t0 + Duration::from_millis(10),
+        );
+        assert_eq!(p.deadline(D, S), Some(t0 + Duration::from_millis(20) + D));
     }
 
     /// Overflow asks for a rescan.
