@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use smallvec::SmallVec;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -168,11 +167,19 @@ impl State {
             error,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
-        let json = serde_json::to_vec_pretty(&self.disk)
-            .expect("state serialises: plain strings and dates");
         let tmp = dir.join(format!(".{FILE}.tmp"));
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&json).map_err(io)?;
+        // Streamed through a small buffer: the file is megabytes at 10,000
+        // articles and written after every publish, so a whole copy in
+        // memory would be allocated and faulted in each time.
+        let mut f =
+            std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp).map_err(io)?);
+        serde_json::to_writer_pretty(&mut f, &self.disk).map_err(|e| {
+            io(std::io::Error::new(
+                e.io_error_kind().unwrap_or(std::io::ErrorKind::Other),
+                e,
+            ))
+        })?;
+        let f = f.into_inner().map_err(|e| io(e.into_error()))?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
         self.dirty = false;
