@@ -52,7 +52,8 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
     f.set_entries(
         feed.items
             .iter()
-            .map(|a| {
+            .enumerate()
+            .map(|(i, a)| {
                 let mut e = Entry::default();
                 e.set_id(a.id.clone());
                 e.set_title(Text::plain(a.title.clone()));
@@ -80,7 +81,7 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
                 if s.atom_body == Body::Full {
                     let mut c = Content::default();
                     c.set_content_type(Some("html".to_string()));
-                    c.set_value(Some(a.body_html.html()));
+                    c.set_value(Some(feed.body_html(i).into_owned()));
                     e.set_content(Some(c));
                 }
                 e

@@ -27,7 +27,7 @@ struct Item<'a> {
     url: String,
     title: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    content_html: Option<String>,
+    content_html: Option<std::borrow::Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content_text: Option<&'a str>,
     summary: &'a str,
@@ -53,13 +53,14 @@ pub fn json(feed: &Feed, s: &Settings) -> Vec<u8> {
         items: feed
             .items
             .iter()
-            .map(|a| {
+            .enumerate()
+            .map(|(i, a)| {
                 let full = s.json_body == Body::Full;
                 Item {
                     id: &a.id,
                     url: s.article_url(a),
                     title: &a.title,
-                    content_html: full.then(|| a.body_html.html()),
+                    content_html: full.then(|| feed.body_html(i)),
                     content_text: (!full).then_some(a.summary.as_str()),
                     summary: &a.summary,
                     date_published: a.published.to_rfc3339(),

@@ -95,6 +95,10 @@ pub struct Feed {
     pub category: Option<String>,
     /// Newest first, at most `max_items`.
     pub items: Vec<Arc<Article>>,
+    /// The items' body HTML, unpacked at most once per [`feeds`] call
+    /// however many feeds and formats show an article (cells shared
+    /// between feeds; see [`Feed::body_html`]).
+    bodies: Vec<Arc<std::sync::OnceLock<String>>>,
 }
 
 /// The three formats, with their file names and media types.
@@ -133,6 +137,16 @@ impl Feed {
     pub fn home(&self, s: &Settings) -> String {
         s.url("")
     }
+
+    /// The body HTML of item `i`: article bodies are kept compressed, and
+    /// an article sits in up to three documents of the main feed and three
+    /// of each of its categories.
+    pub fn body_html(&self, i: usize) -> std::borrow::Cow<'_, str> {
+        match self.bodies.get(i) {
+            Some(cell) => cell.get_or_init(|| self.items[i].body_html.html()).into(),
+            None => self.items[i].body_html.html().into(),
+        }
+    }
 }
 
 /// Percent-encodes a path segment (slugs may hold non-ASCII letters).
@@ -162,6 +176,7 @@ pub fn feeds(articles: &[Arc<Article>], s: &Settings) -> Vec<Feed> {
         dir: String::new(),
         category: None,
         items: articles.iter().take(s.max_items).cloned().collect(),
+        bodies: Vec::new(),
     }];
     // Few distinct category names, many articles: each name is slugified
     // and found once, then costs one hash lookup per article.
@@ -184,6 +199,7 @@ pub fn feeds(articles: &[Arc<Article>], s: &Settings) -> Vec<Feed> {
                             dir: format!("categories/{}/", encode_segment(&slug)),
                             category: Some(c.clone()),
                             items: Vec::new(),
+                            bodies: Vec::new(),
                         },
                     ));
                     cats.len() - 1
@@ -199,6 +215,15 @@ pub fn feeds(articles: &[Arc<Article>], s: &Settings) -> Vec<Feed> {
     }
     cats.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     out.extend(cats.into_iter().map(|(_, f)| f));
+    let mut cells: rustc_hash::FxHashMap<*const Article, Arc<std::sync::OnceLock<String>>> =
+        Default::default();
+    for f in &mut out {
+        f.bodies = f
+            .items
+            .iter()
+            .map(|a| Arc::clone(cells.entry(Arc::as_ptr(a)).or_default()))
+            .collect();
+    }
     out
 }
 

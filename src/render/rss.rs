@@ -38,7 +38,8 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
     ch.items = feed
         .items
         .iter()
-        .map(|a| {
+        .enumerate()
+        .map(|(i, a)| {
             let link = s.article_url(a);
             let permalink = a.id.starts_with("http://") || a.id.starts_with("https://");
             Item {
@@ -59,7 +60,7 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
                     .collect(),
                 // `description` is HTML by convention; the summary is plain text.
                 description: Some(escape(&a.summary)),
-                content: (s.rss_body == Body::Full).then(|| a.body_html.html()),
+                content: (s.rss_body == Body::Full).then(|| feed.body_html(i).into_owned()),
                 dublin_core_ext: Some(DublinCoreExtension {
                     creators: vec![a.author.clone().unwrap_or_else(|| s.author.clone())],
                     ..DublinCoreExtension::default()
