@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use herald::article::Article;
 use herald::parse::{parse, ParseCtx};
 use herald::render::{self, Body, Settings};
@@ -95,10 +95,32 @@ fn bench_render(c: &mut Criterion) {
     let arts = articles(50);
     let feed = render::feeds(&arts, &s).swap_remove(0);
     assert_eq!(feed.items.len(), 50);
+    drop(feed);
+    // A fresh feed each time: a feed unpacks its items' bodies once, as a
+    // publish does.
+    let fresh = || render::feeds(&arts, &s).swap_remove(0);
     let mut g = c.benchmark_group("render");
-    g.bench_function("rss_50", |b| b.iter(|| render::rss(black_box(&feed), &s)));
-    g.bench_function("atom_50", |b| b.iter(|| render::atom(black_box(&feed), &s)));
-    g.bench_function("json_50", |b| b.iter(|| render::json(black_box(&feed), &s)));
+    g.bench_function("rss_50", |b| {
+        b.iter_batched(
+            fresh,
+            |f| render::rss(black_box(&f), &s),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("atom_50", |b| {
+        b.iter_batched(
+            fresh,
+            |f| render::atom(black_box(&f), &s),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("json_50", |b| {
+        b.iter_batched(
+            fresh,
+            |f| render::json(black_box(&f), &s),
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
 }
 
@@ -116,6 +138,37 @@ fn bench_site(c: &mut Criterion) {
     warm.build(&arts, 0, &s, now);
     g.bench_function("build_unchanged_1000", |b| {
         b.iter(|| warm.build(black_box(&arts), 0, &s, SystemTime::now()))
+    });
+    g.finish();
+
+    // One edit in a live archive of 10,000: the newest article's body
+    // changes (two versions in turn), so every build re-renders its page,
+    // the main feeds and its category's feeds, and keeps everything else.
+    let mut arts = articles(10_000);
+    let mut warm = SiteBuilder::default();
+    warm.build(&arts, 0, &s, now);
+    let versions: Vec<Arc<Article>> = ["<p>One.</p>", "<p>Two.</p>"]
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut a = (*arts[0]).clone();
+            a.body_html =
+                herald::article::Body::new(&format!("{}{body}", arts[0].body_html.html()));
+            a.hash ^= i as u128 + 1;
+            Arc::new(a)
+        })
+        .collect();
+    let mut turn = 0;
+    let mut g = c.benchmark_group("site");
+    g.sample_size(20);
+    g.bench_function("build_edit_10000", |b| {
+        b.iter(|| {
+            turn += 1;
+            arts[0] = Arc::clone(&versions[turn % 2]);
+            let (site, changed) = warm.build(black_box(&arts), 0, &s, now);
+            assert!(changed.len() >= 7, "{changed:?}");
+            site
+        })
     });
     g.finish();
 }
