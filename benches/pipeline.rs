@@ -121,6 +121,17 @@ fn bench_render(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // What a publish does with a feed whose items changed.
+    g.bench_function("all_three_50", |b| {
+        b.iter_batched(
+            fresh,
+            |f| {
+                let f = black_box(&f);
+                (render::rss(f, &s), render::atom(f, &s), render::json(f, &s))
+            },
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
 }
 
