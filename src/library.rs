@@ -57,7 +57,7 @@ struct FileEntry {
 /// The fields of an article that settling the published set reads for
 /// every article on every publish, kept beside it: a pass over 10,000
 /// articles then reads one table instead of 10,000 scattered articles.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Key {
     /// `published` as a UTC instant: seconds and nanoseconds.
     published: (i64, u32),
@@ -80,6 +80,13 @@ impl Key {
 
 fn instant(t: &DateTime<FixedOffset>) -> (i64, u32) {
     (t.timestamp(), t.timestamp_subsec_nanos())
+}
+
+/// The order of [`View::articles`]: newest first, ties by slug.
+fn newest_first(a: &Article, b: &Article) -> std::cmp::Ordering {
+    b.published
+        .cmp(&a.published)
+        .then_with(|| a.slug.cmp(&b.slug))
 }
 
 /// The content directory is gone or unreadable.
@@ -444,12 +451,12 @@ impl Library {
                 fresh.push((*p).clone());
             }
         }
-        let newest_first = |x: &(Key, &Arc<Article>), y: &(Key, &Arc<Article>)| {
-            y.0.published
-                .cmp(&x.0.published)
-                .then_with(|| x.1.slug.cmp(&y.1.slug))
-        };
-        owned.sort_unstable_by(newest_first);
+        // As `newest_first`, with the instants from the keys.
+        owned.sort_unstable_by(|(kx, x), (ky, y)| {
+            ky.published
+                .cmp(&kx.published)
+                .then_with(|| x.slug.cmp(&y.slug))
+        });
         view.articles = owned.into_iter().map(|(_, a)| Arc::clone(a)).collect();
         fresh.sort_unstable_by_key(|p| bytes(p));
         if !fresh.is_empty() {
@@ -488,28 +495,17 @@ impl Library {
                 matched.push(Arc::clone(a));
             }
             // Merged into the sorted ones (all of them, on a first scan).
-            let before = |x: &Arc<Article>, y: &Arc<Article>| {
-                (x.published, std::cmp::Reverse(&x.slug))
-                    > (y.published, std::cmp::Reverse(&y.slug))
-            };
-            matched.sort_unstable_by(|x, y| {
-                y.published
-                    .cmp(&x.published)
-                    .then_with(|| x.slug.cmp(&y.slug))
-            });
-            let old = std::mem::take(&mut view.articles);
-            view.articles.reserve(old.len() + matched.len());
-            let (mut a, mut b) = (old.into_iter().peekable(), matched.into_iter().peekable());
-            loop {
-                let take_b = match (a.peek(), b.peek()) {
-                    (Some(x), Some(y)) => before(y, x),
-                    (None, Some(_)) => true,
-                    (_, None) => false,
-                };
-                match if take_b { b.next() } else { a.next() } {
-                    Some(x) => view.articles.push(x),
-                    None => break,
-                }
+            matched.sort_unstable_by(|x, y| newest_first(x, y));
+            let kept = std::mem::take(&mut view.articles);
+            view.articles.reserve(kept.len() + matched.len());
+            let (mut kept, mut matched) =
+                (kept.into_iter().peekable(), matched.into_iter().peekable());
+            while let Some(next) = match (kept.peek(), matched.peek()) {
+                (Some(k), Some(m)) if newest_first(m, k).is_lt() => matched.next(),
+                (Some(_), _) => kept.next(),
+                (None, _) => matched.next(),
+            } {
+                view.articles.push(next);
             }
         }
         view.rejected.sort_by(|a, b| {
