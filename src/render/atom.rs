@@ -81,7 +81,7 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
                 if s.atom_body == Body::Full {
                     let mut c = Content::default();
                     c.set_content_type(Some("html".to_string()));
-                    c.set_value(Some(feed.body_html(i).into_owned()));
+                    c.set_value(Some(feed.body_html(i).to_owned()));
                     e.set_content(Some(c));
                 }
                 e

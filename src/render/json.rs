@@ -27,7 +27,7 @@ struct Item<'a> {
     url: String,
     title: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    content_html: Option<std::borrow::Cow<'a, str>>,
+    content_html: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content_text: Option<&'a str>,
     summary: &'a str,

@@ -97,7 +97,7 @@ pub struct Feed {
     pub items: Vec<Arc<Article>>,
     /// The items' body HTML, unpacked at most once per [`feeds`] call
     /// however many feeds and formats show an article (cells shared
-    /// between feeds; see [`Feed::body_html`]).
+    /// between feeds, one per item: [`feeds`] makes every `Feed`).
     bodies: Vec<Arc<std::sync::OnceLock<String>>>,
 }
 
@@ -140,12 +140,10 @@ impl Feed {
 
     /// The body HTML of item `i`: article bodies are kept compressed, and
     /// an article sits in up to three documents of the main feed and three
-    /// of each of its categories.
-    pub fn body_html(&self, i: usize) -> std::borrow::Cow<'_, str> {
-        match self.bodies.get(i) {
-            Some(cell) => cell.get_or_init(|| self.items[i].body_html.html()).into(),
-            None => self.items[i].body_html.html().into(),
-        }
+    /// of each of its categories. Panics if `i` is not an index of
+    /// `items`, as indexing `items` would.
+    pub fn body_html(&self, i: usize) -> &str {
+        self.bodies[i].get_or_init(|| self.items[i].body_html.html())
     }
 }
 

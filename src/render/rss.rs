@@ -60,7 +60,7 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
                     .collect(),
                 // `description` is HTML by convention; the summary is plain text.
                 description: Some(escape(&a.summary)),
-                content: (s.rss_body == Body::Full).then(|| feed.body_html(i).into_owned()),
+                content: (s.rss_body == Body::Full).then(|| feed.body_html(i).to_owned()),
                 dublin_core_ext: Some(DublinCoreExtension {
                     creators: vec![a.author.clone().unwrap_or_else(|| s.author.clone())],
                     ..DublinCoreExtension::default()
