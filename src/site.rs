@@ -1085,8 +1085,9 @@ impl SiteBuilder {
                 self.routes.insert(route, Page { fp, asset });
             }
         }
-        // Pages of articles gone (or replaced by a new version, whose page
-        // has just been stored under the same route).
+        // Feeds gone (a category's last article went), then pages of
+        // articles gone — not those replaced by a new version, whose page
+        // has just been stored under the same route.
         let mut removed: Vec<String> = self
             .docs
             .keys()

@@ -354,10 +354,10 @@ mod tests {
         assert_eq!(p.take_ready(t0 + S, D, S).0.len(), 1);
     }
 
-    /// Events are timed when the watcher saw them: one the loop only gets
-    /// to after a publish is already quiet if that took longer than the
-    /// debounce, and a stamp older than the newest never moves the quiet
-    /// period back.
+    /// The quiet period counts from the time an event carries (the
+    /// daemon stamps it when the watcher sees it): an event taken in only
+    /// after a publish longer than the debounce is ready at once, and a
+    /// stamp older than the newest never moves the period back.
     #[test]
     fn quiet_counts_from_when_seen() {
         let t0 = Instant::now();
