@@ -1,0 +1,162 @@
+//! The one-shot commands: `herald build` (publish once into the output
+//! directory, skipped when nothing changed since the last clean build) and
+//! `herald check` (parse and report, write nothing).
+
+use std::time::{Instant, SystemTime};
+
+use chrono::Utc;
+
+use super::{
+    init_logging, open_library, settings, EXIT_BAD_CONTENT, EXIT_CONTENT_DIR, EXIT_OK, EXIT_RUNTIME,
+};
+use crate::config::Config;
+use crate::library::View;
+use crate::site::{self, SiteBuilder};
+
+fn report(view: &View) {
+    for e in &view.rejected {
+        tracing::error!("{e}");
+    }
+    for w in &view.warnings {
+        tracing::warn!("{w}");
+    }
+}
+
+/// `herald check`: parse everything, print every problem, write nothing.
+pub fn check_command(c: &Config) -> u8 {
+    init_logging(c);
+    let mut lib = match open_library(c) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            return EXIT_RUNTIME;
+        }
+    };
+    if let Err(e) = lib.scan() {
+        eprintln!("herald: {e}");
+        return EXIT_CONTENT_DIR;
+    }
+    let view = lib.view(Utc::now());
+    for e in &view.rejected {
+        println!("error: {e}");
+    }
+    for w in &view.warnings {
+        println!("warning: {w}");
+    }
+    println!(
+        "{} articles ok, {} file(s) rejected, {} warning(s)",
+        view.articles.len(),
+        view.rejected.len(),
+        view.warnings.len()
+    );
+    if view.rejected.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_BAD_CONTENT
+    }
+}
+
+/// `herald build`: publish once into the output directory.
+pub fn build_command(c: &Config) -> u8 {
+    init_logging(c);
+    match build_once(c) {
+        Ok(0) => EXIT_OK,
+        Ok(_) => EXIT_BAD_CONTENT,
+        Err((code, e)) => {
+            eprintln!("herald: {e:#}");
+            code
+        }
+    }
+}
+
+/// Hash of everything in the config that shapes the output, and of
+/// Herald's version (a new version may render differently).
+fn settings_fingerprint(c: &Config) -> String {
+    let text = format!("{} {c:?}", env!("CARGO_PKG_VERSION"));
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+}
+
+/// One `herald build`; returns the number of rejected files.
+fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
+    let started = Instant::now();
+    let mut lib = open_library(c).map_err(|e| (EXIT_RUNTIME, e))?;
+    // Fingerprint before reading: a file written during the build makes
+    // the next build do the work again.
+    let content = crate::library::tree_fingerprint(&c.content_dir)
+        .map_err(|e| (EXIT_CONTENT_DIR, e.into()))?;
+    let content = format!("{content:032x}");
+    let settings_fp = settings_fingerprint(c);
+    if let Some(last) = lib.state_mut().last_build() {
+        let due = last.next_release.is_some_and(|t| t <= Utc::now());
+        if last.content == content
+            && last.settings == settings_fp
+            && !due
+            && last.output == format!("{:032x}", site::output_fingerprint(&c.output_dir))
+        {
+            for w in &last.warnings {
+                tracing::warn!("{w}");
+            }
+            tracing::info!(
+                articles = last.articles,
+                rejected = 0,
+                written = 0,
+                removed = 0,
+                output = %c.output_dir.display(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "build finished: content, settings and output unchanged since the last build"
+            );
+            return Ok(0);
+        }
+    }
+    lib.scan().map_err(|e| (EXIT_CONTENT_DIR, e.into()))?;
+    let view = lib.view(Utc::now());
+    report(&view);
+    let s = settings(c, lib.state_mut(), &view.articles);
+    // Every document goes to disk as it is rendered (article pages first)
+    // and is dropped; `write_to` then only removes what is gone.
+    let (mut site, _) = SiteBuilder::streaming_to(&c.output_dir).build(
+        &view.articles,
+        view.rejected.len(),
+        &s,
+        SystemTime::now(),
+    );
+    let mut written = site.take_stream_report();
+    let rest = site::write_to(&site, &c.output_dir, None);
+    written.written += rest.written;
+    written.removed += rest.removed;
+    written.errors.extend(rest.errors);
+    if let Some(e) = written.errors.first() {
+        return Err((
+            EXIT_RUNTIME,
+            anyhow::anyhow!(
+                "writing {}: {e} ({} files failed)",
+                c.output_dir.display(),
+                written.errors.len()
+            ),
+        ));
+    }
+    // Only a build without rejected files may be skipped next time: those
+    // must be reported (and fail the build) again.
+    let record = view.rejected.is_empty().then(|| crate::state::BuildRecord {
+        content,
+        settings: settings_fp,
+        output: format!("{:032x}", site::output_fingerprint(&c.output_dir)),
+        articles: view.articles.len(),
+        next_release: view.next_release.map(|t| t.fixed_offset()),
+        warnings: view.warnings.clone(),
+    });
+    lib.state_mut().set_last_build(record);
+    lib.state_mut()
+        .save(&c.state_dir)
+        .map_err(|e| (EXIT_RUNTIME, e.into()))?;
+    tracing::info!(
+        articles = view.articles.len(),
+        rejected = view.rejected.len(),
+        written = written.written,
+        removed = written.removed,
+        output = %c.output_dir.display(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "build finished"
+    );
+    Ok(view.rejected.len())
+}

@@ -1,0 +1,53 @@
+//! `tracing` set up for where the log goes: a terminal, journald or a
+//! log shipper (JSON).
+
+use crate::config::{Config, LogFormat};
+
+/// Sets up `tracing`: human format on a terminal; under journald
+/// (`JOURNAL_STREAM` set) no timestamps and `<N>` syslog priority
+/// prefixes; JSON with `log_format = "json"`. `RUST_LOG` wins over
+/// `log_level`.
+pub fn init_logging(c: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&c.log_level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let _ = match c.log_format {
+        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+        LogFormat::Human if std::env::var_os("JOURNAL_STREAM").is_some() => {
+            builder.event_format(JournaldFormat).try_init()
+        }
+        LogFormat::Human => builder.with_target(false).try_init(),
+    };
+}
+
+/// Log lines for journald: `<priority>message key=value…`, no timestamp
+/// (journald adds its own), so levels map to syslog priorities.
+struct JournaldFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JournaldFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let prio = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(w, "<{prio}>")?;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}

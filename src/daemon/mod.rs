@@ -1,0 +1,293 @@
+//! Wiring: the `build`, `check` and `serve` commands. `serve` does the
+//! first scan, publishes, starts the server and then runs the one writer
+//! loop (`publisher`): { batch of changes → library → render → publish },
+//! plus the timer for future-dated articles, periodic verification,
+//! signals and sd_notify. Uses every other module; `anyhow` lives here and
+//! in `main.rs` only.
+//!
+//! - `build`: the `build` and `check` commands, and the build cache.
+//! - `publisher`: the writer loop of `serve`, and what it publishes to.
+//! - `systemd`: the inherited listener, sd_notify and the watchdog.
+//! - `logging`: `tracing` set up for a terminal, journald or JSON.
+//! - `brotli`: the background thread that makes brotli forms.
+//! - `process`: process-wide tuning (allocator, open-file limit).
+
+mod brotli;
+mod build;
+mod logging;
+mod process;
+mod publisher;
+mod systemd;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::Utc;
+
+use crate::config::{Config, ContentMode, LogFormat};
+use crate::library::Library;
+use crate::parse::ParseCtx;
+use crate::render::{Body, Settings};
+use crate::state::State;
+
+pub use build::{build_command, check_command};
+pub use logging::init_logging;
+pub use process::tune_allocator;
+
+use brotli::start_br;
+use process::raise_fd_limit;
+use publisher::{start_watcher, Control, Msg, Publisher};
+use systemd::{listener, notify};
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: some article files failed (build/check).
+pub const EXIT_BAD_CONTENT: u8 = 1;
+/// Exit code: the config file is missing, unreadable or invalid.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code: the content directory cannot be read.
+pub const EXIT_CONTENT_DIR: u8 = 3;
+/// Exit code: the listen address cannot be bound.
+pub const EXIT_BIND: u8 = 4;
+/// Exit code: output or state cannot be written, or another runtime failure.
+pub const EXIT_RUNTIME: u8 = 5;
+
+/// Command-line settings that win over the config file (kept so that a
+/// reload on SIGHUP applies them again).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--content`.
+    pub content_dir: Option<PathBuf>,
+    /// `--output`.
+    pub output_dir: Option<PathBuf>,
+    /// `--state`.
+    pub state_dir: Option<PathBuf>,
+    /// `serve --listen`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+impl Overrides {
+    /// Applies the overrides to a loaded config.
+    pub fn apply(&self, mut c: Config) -> Config {
+        if let Some(v) = &self.content_dir {
+            c.content_dir = v.clone();
+        }
+        if let Some(v) = &self.output_dir {
+            c.output_dir = v.clone();
+        }
+        if let Some(v) = &self.state_dir {
+            c.state_dir = v.clone();
+        }
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.log_format {
+            c.log_format = v;
+        }
+        c
+    }
+}
+
+/// The part of the config the renderers need, with the feed-id prefix from
+/// the state file.
+pub fn settings(
+    c: &Config,
+    state: &mut State,
+    articles: &[Arc<crate::article::Article>],
+) -> Settings {
+    let authority = state.authority(c.id_authority.as_deref(), &c.default_authority());
+    let since = state.since(|| {
+        articles.iter().map(|a| a.published).min().map_or_else(
+            || Utc::now().format("%Y-%m-%d").to_string(),
+            |d| d.format("%Y-%m-%d").to_string(),
+        )
+    });
+    let body = |m: ContentMode| {
+        if m == ContentMode::Full {
+            Body::Full
+        } else {
+            Body::Summary
+        }
+    };
+    Settings {
+        title: c.title.clone(),
+        description: c.description.clone(),
+        base_url: c.base_url.clone(),
+        language: c.language.clone(),
+        author: c.author.clone(),
+        max_items: c.max_items,
+        rss_body: body(c.content_rss),
+        atom_body: body(c.content_atom),
+        json_body: body(c.content_json),
+        cache_max_age: c.cache_max_age,
+        feed_id_prefix: format!("tag:{authority},{since}:"),
+        generator: format!("Herald {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// Opens the library for a config: loads the state, fixes the id authority.
+///
+/// # Errors
+/// The state file exists but cannot be read.
+pub fn open_library(c: &Config) -> anyhow::Result<Library> {
+    let mut state = State::load(&c.state_dir).context("loading state")?;
+    let authority = state.authority(c.id_authority.as_deref(), &c.default_authority());
+    Ok(Library::new(
+        c.content_dir.clone(),
+        ParseCtx { tz: c.timezone },
+        state,
+        authority,
+    ))
+}
+
+/// `herald serve`: exit code after shutdown.
+pub fn serve_command(c: Config, config_path: Option<PathBuf>, overrides: Overrides) -> u8 {
+    init_logging(&c);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(1)
+        .thread_name("herald-main")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald: cannot start the runtime: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    match rt.block_on(serve(c, config_path, overrides)) {
+        Ok(()) => EXIT_OK,
+        Err(Fatal(code, e)) => {
+            tracing::error!("{e:#}");
+            code
+        }
+    }
+}
+
+/// A fatal error with its exit code.
+#[derive(Debug)]
+pub struct Fatal(pub u8, pub anyhow::Error);
+
+fn fatal(code: u8) -> impl FnOnce(anyhow::Error) -> Fatal {
+    move |e| Fatal(code, e)
+}
+
+async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) -> Result<(), Fatal> {
+    // Signal handlers first: a `systemctl reload` right after READY=1 must
+    // not meet SIGHUP's default action (terminate). SIGHUP reloads; the
+    // first SIGTERM/SIGINT stops gracefully, a second one exits at once.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    let std_listener = listener(&c)?;
+    let addr = std_listener
+        .local_addr()
+        .map_err(|e| Fatal(EXIT_BIND, e.into()))?;
+    let listener =
+        tokio::net::TcpListener::from_std(std_listener).map_err(|e| Fatal(EXIT_BIND, e.into()))?;
+
+    // First snapshot, before READY=1.
+    // Watch before the first scan, so nothing written in between is missed.
+    let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+    let watcher = start_watcher(&c.content_dir, &tx);
+    let mut pubr = Publisher::open(c.clone()).map_err(fatal(EXIT_RUNTIME))?;
+    raise_fd_limit();
+    if let Err(e) = std::fs::create_dir_all(&c.state_dir) {
+        tracing::warn!(dir = %c.state_dir.display(), "cannot create the state directory: {e}");
+    }
+    crate::sendfile::enable(&c.state_dir);
+    let first = tokio::task::block_in_place(|| pubr.first_publish())?;
+    let shared = Arc::new(crate::server::Shared::new(first));
+    pubr.shared = Some(Arc::clone(&shared));
+    pubr.after_publish();
+    pubr.br = start_br(c.brotli_quality);
+    pubr.queue_br(&shared.site.load(), None);
+
+    let limits = crate::server::Limits {
+        max_connections: c.max_connections,
+        header_read_timeout: c.header_read_timeout,
+        idle_timeout: c.idle_timeout,
+        max_header_bytes: c.max_header_bytes,
+        shutdown_grace: c.shutdown_grace,
+        workers: c.http_workers,
+    };
+    tracing::info!(
+        address = %addr,
+        content = %c.content_dir.display(),
+        output = %c.output_dir.display(),
+        state = %c.state_dir.display(),
+        "listening on http://{addr}/"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let loop_thread = {
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name("herald-publish".into())
+            .spawn(move || pubr.run(watcher, rx, tx, config_path, overrides))
+            .map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?
+    };
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!(
+            "serving {} articles on {addr}",
+            shared.site.load().articles
+        )),
+    ]);
+
+    let server = {
+        let mut stop_rx = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        tokio::spawn(crate::server::run(
+            listener,
+            Arc::clone(&shared),
+            limits,
+            shutdown,
+        ))
+    };
+
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let _ = tx.send(Msg::Control(Control::Reload));
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!(
+        "shutting down: finishing in-flight responses (up to {:?})",
+        c.shutdown_grace
+    );
+    notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = stop_tx.send(true);
+    let _ = tx.send(Msg::Control(Control::Shutdown));
+    tokio::select! {
+        r = server => {
+            if let Err(e) = r {
+                return Err(Fatal(EXIT_RUNTIME, anyhow::anyhow!("server task failed: {e}")));
+            }
+        }
+        _ = term.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(i32::from(EXIT_RUNTIME)); }
+        _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(i32::from(EXIT_RUNTIME)); }
+    }
+    let joined = tokio::task::spawn_blocking(move || loop_thread.join()).await;
+    match joined {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(Fatal(EXIT_RUNTIME, e)),
+        _ => {
+            return Err(Fatal(
+                EXIT_RUNTIME,
+                anyhow::anyhow!("the publish loop panicked"),
+            ))
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! The one writer of `herald serve`: owns the library, the site builder
+//! and the watcher, and runs the loop { batch of changes → library →
+//! render → publish }, with the timer for future-dated articles, the
+//! verification pass and reloads.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context;
+use chrono::Utc;
+
+use super::brotli::BrQueue;
+use super::systemd::{notify, watchdog_interval};
+use super::{open_library, settings, Fatal, Overrides, EXIT_CONTENT_DIR};
+use crate::config::Config;
+use crate::library::Library;
+use crate::parse::ParseCtx;
+use crate::site::{self, SiteBuilder};
+
+/// What the loop thread is told from outside the file system.
+#[derive(Debug)]
+pub(super) enum Control {
+    Reload,
+    Shutdown,
+}
+
+/// Starts the watcher for `root`, queueing its events for the loop. On
+/// failure the loop still runs; the verification pass finds changes.
+pub(super) fn start_watcher(
+    root: &std::path::Path,
+    tx: &std::sync::mpsc::Sender<Msg>,
+) -> Option<crate::watch::Watcher> {
+    let tx = tx.clone();
+    match crate::watch::Watcher::new(root, move |c| {
+        let _ = tx.send(Msg::Fs(c, Instant::now()));
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(path = %root.display(), "cannot watch content; relying on the verification pass: {e}");
+            None
+        }
+    }
+}
+
+/// Messages to the publish loop.
+#[derive(Debug)]
+pub(super) enum Msg {
+    /// A file event and when the watcher saw it: the quiet period is
+    /// counted from then, not from when the loop got to it (after a
+    /// publish, say), so work done meanwhile is not added to the wait.
+    Fs(crate::watch::Change, Instant),
+    Control(Control),
+}
+
+/// The one writer: owns the library, the site builder and the watcher.
+pub(super) struct Publisher {
+    config: Config,
+    lib: Library,
+    builder: SiteBuilder,
+    pub(super) shared: Option<Arc<crate::server::Shared>>,
+    next_release: Option<chrono::DateTime<Utc>>,
+    reported: std::collections::HashSet<String>,
+    write_failing: Option<String>,
+    last_rebuild: Option<(SystemTime, u128)>,
+    /// Queue of the background brotli compressor (`None`: no brotli).
+    pub(super) br: Option<BrQueue>,
+}
+
+impl Publisher {
+    pub(super) fn open(config: Config) -> anyhow::Result<Publisher> {
+        let lib = open_library(&config)?;
+        let builder = SiteBuilder::with_floors_from(&config.output_dir);
+        Ok(Publisher {
+            config,
+            lib,
+            builder,
+            shared: None,
+            next_release: None,
+            reported: Default::default(),
+            write_failing: None,
+            last_rebuild: None,
+            br: None,
+        })
+    }
+
+    pub(super) fn first_publish(&mut self) -> Result<crate::site::Site, Fatal> {
+        self.lib
+            .scan()
+            .map_err(|e| Fatal(EXIT_CONTENT_DIR, e.into()))?;
+        let (site, _) = self.render();
+        self.write(&site, None);
+        Ok(site)
+    }
+
+    /// Renders the current library into a snapshot (not yet published).
+    fn render(&mut self) -> (crate::site::Site, Vec<String>) {
+        let started = Instant::now();
+        let view = self.lib.view(Utc::now());
+        for e in &view.rejected {
+            let line = e.to_string();
+            if !self.reported.contains(&line) {
+                tracing::error!("{line}");
+            }
+        }
+        self.reported = view.rejected.iter().map(ToString::to_string).collect();
+        for w in &view.warnings {
+            tracing::debug!("{w}");
+        }
+        self.next_release = view.next_release;
+        let s = settings(&self.config, self.lib.state_mut(), &view.articles);
+        let (site, changed) =
+            self.builder
+                .build(&view.articles, view.rejected.len(), &s, SystemTime::now());
+        self.last_rebuild = Some((SystemTime::now(), started.elapsed().as_micros()));
+        (site, changed)
+    }
+
+    /// Mirrors to disk; failures are logged once until they change or heal.
+    fn write(&mut self, site: &crate::site::Site, only: Option<&[String]>) {
+        let report = site::write_to(site, &self.config.output_dir, only);
+        match report.errors.first() {
+            Some(e) => {
+                // Logged when the failure starts or changes kind, not on
+                // every publish while the disk stays full.
+                let key = format!("output:{:?}", e.error.kind());
+                if self.write_failing.as_deref() != Some(&key) {
+                    tracing::error!(
+                        "cannot write {}: {e} ({} files failed); serving continues from memory",
+                        self.config.output_dir.display(),
+                        report.errors.len()
+                    );
+                }
+                self.write_failing = Some(key);
+            }
+            None => {
+                if self
+                    .write_failing
+                    .as_deref()
+                    .is_some_and(|k| k.starts_with("output:"))
+                {
+                    self.write_failing = None;
+                    tracing::info!(output = %self.config.output_dir.display(), "writing the output directory works again");
+                }
+            }
+        }
+        self.save_state();
+    }
+
+    fn save_state(&mut self) {
+        if let Err(e) = self.lib.state_mut().save(&self.config.state_dir) {
+            let key = format!("state:{e}");
+            if self.write_failing.as_deref() != Some(&key) {
+                tracing::error!("cannot save state: {e}");
+                self.write_failing = Some(key);
+            }
+        }
+    }
+
+    /// Hands the new documents of `site` (every one when `routes` is
+    /// `None`) to the brotli thread.
+    pub(super) fn queue_br(&self, site: &crate::site::Site, routes: Option<&[String]>) {
+        if let Some(tx) = &self.br {
+            let wanting = site.wanting_br(routes);
+            if !wanting.is_empty() {
+                let _ = tx.send(wanting);
+            }
+        }
+    }
+
+    pub(super) fn after_publish(&self) {
+        if let (Some(shared), Some((_, micros))) = (&self.shared, self.last_rebuild) {
+            let site = shared.site.load();
+            shared
+                .metrics
+                .rebuilt(micros as u64, site.articles, site.rejected);
+        }
+    }
+
+    /// Re-renders and, if anything changed, swaps the snapshot and writes
+    /// the changed files.
+    fn republish(&mut self, reason: &str) {
+        let started = Instant::now();
+        let (site, changed) = self.render();
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let current = shared.site.load();
+        if changed.is_empty()
+            && site.articles == current.articles
+            && site.rejected == current.rejected
+            && site.cache_control == current.cache_control
+        {
+            tracing::debug!(reason, "nothing to publish");
+            return;
+        }
+        drop(current);
+        let site = Arc::new(site);
+        shared.site.store(Arc::clone(&site));
+        let elapsed = started.elapsed();
+        self.queue_br(&site, Some(&changed));
+        self.after_publish();
+        tracing::info!(
+            reason,
+            articles = site.articles,
+            rejected = site.rejected,
+            changed = changed.len(),
+            ms = elapsed.as_secs_f64() * 1000.0,
+            "published"
+        );
+        // New and changed files first, then the gone ones: a reader of
+        // the directory never finds a feed linking to a removed page.
+        if !changed.is_empty() {
+            self.write(&site, Some(&changed));
+        } else {
+            self.save_state();
+        }
+        let removed = self.builder.removed().to_vec();
+        if !removed.is_empty() {
+            site::remove_routes(&self.config.output_dir, &removed);
+        }
+        notify(&[sd_notify::NotifyState::Status(&format!(
+            "{} articles, {} rejected; last rebuild {:.1} ms ({reason})",
+            site.articles,
+            site.rejected,
+            elapsed.as_secs_f64() * 1000.0
+        ))]);
+    }
+
+    pub(super) fn run(
+        mut self,
+        mut watcher: Option<crate::watch::Watcher>,
+        rx: std::sync::mpsc::Receiver<Msg>,
+        tx: std::sync::mpsc::Sender<Msg>,
+        config_path: Option<PathBuf>,
+        overrides: Overrides,
+    ) -> anyhow::Result<()> {
+        use crate::watch::Pending;
+        use std::sync::mpsc::RecvTimeoutError;
+        use std::time::Duration;
+
+        let mut pending = Pending::default();
+        let mut verify_at = Instant::now() + self.config.verify_interval;
+        let watchdog = watchdog_interval();
+        let mut ping_at = Instant::now();
+        let mut root_missing = false;
+
+        loop {
+            let now = Instant::now();
+            let mut deadline = verify_at;
+            if let Some(d) = pending.deadline(self.config.debounce, self.config.settle_max) {
+                deadline = deadline.min(d);
+            }
+            if let Some(when) = self.next_release {
+                let wait = (when - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                deadline = deadline.min(now + wait);
+            }
+            if watchdog.is_some() {
+                deadline = deadline.min(ping_at);
+            }
+            let msg = rx.recv_timeout(deadline.saturating_duration_since(now));
+            let mut control = None;
+            match msg {
+                Ok(Msg::Fs(c, at)) => pending.add(c, at),
+                Ok(Msg::Control(c)) => control = Some(c),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Drain whatever else is queued, so a burst is one batch.
+            while control.is_none() {
+                match rx.try_recv() {
+                    Ok(Msg::Fs(c, at)) => pending.add(c, at),
+                    Ok(Msg::Control(c)) => control = Some(c),
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            if let Some(w) = watchdog {
+                if now >= ping_at {
+                    notify(&[sd_notify::NotifyState::Watchdog]);
+                    ping_at = now + w;
+                }
+            }
+            match control {
+                Some(Control::Shutdown) => break,
+                Some(Control::Reload) => {
+                    notify(&[
+                        sd_notify::NotifyState::Reloading,
+                        sd_notify::NotifyState::monotonic_usec_now()
+                            .unwrap_or(sd_notify::NotifyState::Custom("MONOTONIC_USEC=0")),
+                    ]);
+                    let root_before = self.config.content_dir.clone();
+                    self.reload(config_path.as_deref(), &overrides);
+                    if self.config.content_dir != root_before {
+                        watcher = start_watcher(&self.config.content_dir, &tx);
+                        pending = Pending::default();
+                    }
+                    self.rescan("reload");
+                    notify(&[sd_notify::NotifyState::Ready]);
+                    continue;
+                }
+                None => {}
+            }
+
+            let (batch, rescan) =
+                pending.take_ready(now, self.config.debounce, self.config.settle_max);
+            let mut changed = false;
+            let mut reason = "change";
+            if let Some(why) = rescan {
+                tracing::warn!("{why}: rescanning the content directory");
+                changed |= self.scan_or_keep(&mut root_missing);
+                reason = "rescan";
+            } else if !batch.is_empty() {
+                let root_hit = watcher
+                    .as_ref()
+                    .is_some_and(|w| batch.iter().any(|p| p == w.root()));
+                if root_hit {
+                    // The content directory itself was removed or created.
+                    if let Some(w) = watcher.as_mut() {
+                        w.root_lost();
+                        if w.ensure_root() {
+                            tracing::info!("content directory is back; watching it again");
+                        }
+                    }
+                    changed |= self.scan_or_keep(&mut root_missing);
+                } else {
+                    // Events name paths under the watched (canonical) root;
+                    // the library and its messages use the configured one.
+                    let batch: Vec<PathBuf> = match watcher.as_ref() {
+                        Some(w) => batch
+                            .into_iter()
+                            .map(|p| match p.strip_prefix(w.root()) {
+                                Ok(rel) => self.lib.root().join(rel),
+                                Err(_) => p,
+                            })
+                            .collect(),
+                        None => batch,
+                    };
+                    match self.lib.apply(&batch) {
+                        Ok(c) => changed |= c,
+                        Err(_) => changed |= self.scan_or_keep(&mut root_missing),
+                    }
+                }
+            }
+            if Instant::now() >= verify_at {
+                verify_at = Instant::now() + self.config.verify_interval;
+                if let Some(w) = watcher.as_mut() {
+                    if w.ensure_root() {
+                        tracing::info!("content directory watch restored");
+                    }
+                }
+                if let Some(shared) = &self.shared {
+                    shared
+                        .metrics
+                        .rescans
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                if self.scan_or_keep(&mut root_missing) {
+                    tracing::info!("verification pass found changes the watcher missed");
+                    changed = true;
+                    reason = "verification";
+                }
+            }
+            let released = self.next_release.is_some_and(|t| t <= Utc::now());
+            if changed || released {
+                self.republish(if released && !changed {
+                    "scheduled article"
+                } else {
+                    reason
+                });
+            }
+        }
+        drop(watcher);
+        self.lib
+            .state_mut()
+            .save(&self.config.state_dir)
+            .context("saving state at shutdown")?;
+        Ok(())
+    }
+
+    /// Full scan; a missing root keeps the last snapshot and is logged once.
+    fn scan_or_keep(&mut self, root_missing: &mut bool) -> bool {
+        match self.lib.scan() {
+            Ok(c) => {
+                if std::mem::take(root_missing) {
+                    tracing::info!(path = %self.config.content_dir.display(), "content directory is readable again");
+                }
+                c
+            }
+            Err(e) => {
+                if !*root_missing {
+                    tracing::error!("{e}; keeping the last published feeds");
+                }
+                *root_missing = true;
+                false
+            }
+        }
+    }
+
+    fn rescan(&mut self, reason: &str) {
+        let mut missing = false;
+        self.scan_or_keep(&mut missing);
+        self.republish(reason);
+    }
+
+    /// SIGHUP: a valid new config takes effect; an invalid one is logged
+    /// and the running one kept.
+    fn reload(&mut self, path: Option<&std::path::Path>, overrides: &Overrides) {
+        let new = match Config::load(path) {
+            Ok(c) => overrides.apply(c),
+            Err(e) => {
+                tracing::error!("reload failed, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        for key in self.config.restart_needed(&new) {
+            tracing::warn!("config `{key}` changed: takes effect after a restart");
+        }
+        if new.content_dir != self.config.content_dir || new.state_dir != self.config.state_dir {
+            match open_library(&new) {
+                Ok(lib) => self.lib = lib,
+                Err(e) => {
+                    tracing::error!("reload failed, keeping the running configuration: {e:#}");
+                    return;
+                }
+            }
+        } else {
+            let authority = self
+                .lib
+                .state_mut()
+                .authority(new.id_authority.as_deref(), &new.default_authority());
+            self.lib.set_ctx(ParseCtx { tz: new.timezone }, authority);
+        }
+        tracing::info!(config = %path.map_or_else(|| "(defaults)".into(), |p| p.display().to_string()), "configuration reloaded");
+        self.config = new;
+    }
+}
