@@ -7,7 +7,7 @@
 //! temp file + rename, only when its bytes changed, each with a `.gz` twin.
 //! Uses `render` and `article`.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +18,13 @@ use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 
 use crate::article::Article;
 use crate::render::{self, Feed, Settings};
+
+mod mirror;
+
+pub use mirror::{
+    atomic_write, output_fingerprint, remove_routes, write_to, WriteError, WriteReport,
+};
+use mirror::{gz_path, same_gzip_on_disk, write_asset};
 
 /// One servable document, with everything a response needs precomputed.
 #[derive(Debug)]
@@ -1139,252 +1146,10 @@ impl SiteBuilder {
     }
 }
 
-/// A file under the output directory that could not be written.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {error}", path.display())]
-pub struct WriteError {
-    /// The file.
-    pub path: PathBuf,
-    /// Why.
-    pub error: std::io::Error,
-}
-
-/// What [`write_to`] did.
-#[derive(Debug, Default)]
-pub struct WriteReport {
-    /// Files (not counting `.gz` twins) whose bytes changed.
-    pub written: usize,
-    /// Files removed because their route is gone.
-    pub removed: usize,
-    /// Files that failed.
-    pub errors: Vec<WriteError>,
-}
-
-/// Mirrors `site` under `dir`. `only` limits the work to those routes (the
-/// ones a rebuild changed); `None` checks every route against the disk.
-/// Each file is compared with what is on disk and written only if its bytes
-/// differ, through a temp file and a rename so a reader (or nginx) never
-/// sees half a file; its mtime is set to the asset's `Last-Modified`.
-/// Article and category files whose routes are gone are removed.
-pub fn write_to(site: &Site, dir: &Path, only: Option<&[String]>) -> WriteReport {
-    let routes: Vec<(&str, &Arc<Asset>)> = match only {
-        Some(list) => list
-            .iter()
-            .filter_map(|r| site.get(r).map(|a| (r.as_str(), a)))
-            .collect(),
-        None => site.routes().collect(),
-    };
-    let results: Vec<Result<bool, WriteError>> = routes
-        .par_iter()
-        .map(|(route, asset)| write_asset(dir, route, asset))
-        .collect();
-    let mut report = WriteReport::default();
-    for r in results {
-        match r {
-            Ok(true) => report.written += 1,
-            Ok(false) => {}
-            Err(e) => report.errors.push(e),
-        }
-    }
-    if only.is_none() {
-        let keep: HashSet<PathBuf> = site
-            .routes()
-            .map(|(r, _)| r)
-            .chain(site.streamed.iter().map(String::as_str))
-            .map(file_of)
-            .collect();
-        for sub in ["articles", "categories"] {
-            let (removed, _) = prune(dir, &dir.join(sub), &keep);
-            report.removed += removed;
-        }
-    }
-    report
-}
-
-/// A fingerprint of everything under `dir` from a stat-only walk: each
-/// file's path, size and mtime (Herald sets every mtime it writes to the
-/// file's Last-Modified, so an edit or removal by anyone else shows).
-pub fn output_fingerprint(dir: &Path) -> u128 {
-    let mut files = Vec::new();
-    stat_walk(dir, Path::new(""), &mut files);
-    files.sort_unstable();
-    let mut h = Xxh3::new();
-    for (p, len, t) in &files {
-        h.update(p);
-        h.update(&len.to_le_bytes());
-        h.update(&t.to_le_bytes());
-    }
-    h.update(&(files.len() as u64).to_le_bytes());
-    h.digest128()
-}
-
-/// Path (relative to the walk's root), size and mtime of every regular file
-/// under `dir`, subdirectories walked in parallel (an output tree has one
-/// per article). Symlinks are not followed.
-fn stat_walk(dir: &Path, rel: &Path, out: &mut Vec<(Vec<u8>, u64, u128)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut subdirs = Vec::new();
-    for e in entries.flatten() {
-        let Ok(t) = e.file_type() else { continue };
-        let rel = rel.join(e.file_name());
-        if t.is_dir() {
-            subdirs.push((e.path(), rel));
-        } else if t.is_file() {
-            let Ok(m) = e.metadata() else { continue };
-            let Some(t) = m
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            else {
-                continue;
-            };
-            out.push((
-                rel.into_os_string().into_encoded_bytes(),
-                m.len(),
-                t.as_nanos(),
-            ));
-        }
-    }
-    let found: Vec<Vec<(Vec<u8>, u64, u128)>> = subdirs
-        .par_iter()
-        .map(|(d, r)| {
-            let mut v = Vec::new();
-            stat_walk(d, r, &mut v);
-            v
-        })
-        .collect();
-    out.extend(found.into_iter().flatten());
-}
-
-/// Removes the files (and `.gz` twins) of routes that are gone, and their
-/// directories when empty — the incremental counterpart of the full prune
-/// in [`write_to`]. Returns how many files were removed.
-pub fn remove_routes(dir: &Path, routes: &[String]) -> usize {
-    let mut removed = 0;
-    for r in routes {
-        let path = dir.join(file_of(r));
-        if std::fs::remove_file(&path).is_ok() {
-            removed += 1;
-        }
-        let _ = std::fs::remove_file(gz_path(&path));
-        if let Some(parent) = path.parent() {
-            if parent != dir {
-                let _ = std::fs::remove_dir(parent); // only succeeds when empty
-            }
-        }
-    }
-    removed
-}
-
-/// True when the `.gz` twin on disk is byte for byte the asset's gzip form
-/// and the plain file exists with the right length: gzip output is
-/// deterministic, so equal twins mean equal documents.
-fn same_gzip_on_disk(dir: &Path, route: &str, asset: &Asset) -> bool {
-    let path = dir.join(file_of(route));
-    let plain_ok = std::fs::metadata(&path).is_ok_and(|m| m.len() == asset.len as u64);
-    plain_ok
-        && std::fs::read(gz_path(&path))
-            .is_ok_and(|b| b.len() == asset.gzip_len && crate::sendfile::equals(&asset.gzip(), &b))
-}
-
-fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool, WriteError> {
-    if same_gzip_on_disk(dir, route, asset) {
-        return Ok(false);
-    }
-    let rel = file_of(route);
-    let path = dir.join(&rel);
-    let gz = gz_path(&path);
-    let err = |error| WriteError {
-        path: path.clone(),
-        error,
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(err)?;
-    }
-    atomic_write(&gz, &asset.gzip(), asset.last_modified).map_err(|error| WriteError {
-        path: gz.clone(),
-        error,
-    })?;
-    atomic_write(&path, &asset.body(), asset.last_modified).map_err(err)?;
-    Ok(true)
-}
-
-fn gz_path(p: &Path) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(".gz");
-    PathBuf::from(s)
-}
-
-/// Writes `bytes` to a temp file beside `path`, sets its mtime, renames it
-/// over `path`.
-pub fn atomic_write(path: &Path, bytes: &[u8], mtime: SystemTime) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.herald-tmp"));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        crate::sendfile::write_all(&mut f, bytes)?;
-        f.set_modified(mtime)?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Removes the files of ours under `dir` whose route is not in `keep`, and
-/// directories left empty; subdirectories in parallel. Returns how many
-/// documents (not counting `.gz` twins) were removed and whether `dir` is
-/// now empty (only then is removing it worth a system call).
-fn prune(root: &Path, dir: &Path, keep: &HashSet<PathBuf>) -> (usize, bool) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return (0, false);
-    };
-    let mut removed = 0;
-    let mut left = 0;
-    let mut subdirs = Vec::new();
-    for e in entries.flatten() {
-        let p = e.path();
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            subdirs.push(p);
-            continue;
-        }
-        let Ok(rel) = p.strip_prefix(root) else {
-            left += 1;
-            continue;
-        };
-        let name = rel.to_string_lossy();
-        let base = name.strip_suffix(".gz").unwrap_or(&name);
-        let ours = base.ends_with(".html") || base.ends_with(".xml") || base.ends_with(".json");
-        if !keep.contains(Path::new(base)) && ours && std::fs::remove_file(&p).is_ok() {
-            if !name.ends_with(".gz") {
-                removed += 1;
-            }
-        } else {
-            left += 1;
-        }
-    }
-    let (sub_removed, sub_left) = subdirs
-        .par_iter()
-        .map(|d| {
-            let (n, empty) = prune(root, d, keep);
-            // remove_dir only succeeds when empty
-            (n, usize::from(!(empty && std::fs::remove_dir(d).is_ok())))
-        })
-        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-    (removed + sub_removed, left + sub_left == 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::testdata::{article, articles, settings};
+    use crate::render::testdata::{articles, settings};
 
     fn t(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
@@ -1649,95 +1414,5 @@ mod tests {
         let now = before + Duration::from_secs(3600);
         let (site, _) = b.build(&arts[1..], 0, &s, now);
         assert_eq!(site.get("/rss.xml").unwrap().last_modified, now);
-    }
-
-    /// The output fingerprint sees every file at any depth, its size and
-    /// its mtime, and nothing else (not the order of directory entries).
-    #[test]
-    fn output_fingerprint_sees_changes() {
-        let a = tempfile::tempdir().unwrap();
-        let b = tempfile::tempdir().unwrap();
-        let files = [
-            "index.html",
-            "articles/x/index.html",
-            "articles/y/index.html.gz",
-        ];
-        for d in [a.path(), b.path()] {
-            let names: Vec<&str> = if d == a.path() {
-                files.to_vec()
-            } else {
-                files.iter().rev().copied().collect()
-            };
-            for f in names {
-                let p = d.join(f);
-                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-                atomic_write(&p, f.as_bytes(), t(1_700_000_000)).unwrap();
-            }
-        }
-        let fp = output_fingerprint(a.path());
-        assert_eq!(fp, output_fingerprint(b.path()), "same tree, other order");
-        let deep = b.path().join("articles/y/index.html.gz");
-        atomic_write(&deep, b"articles/y/index.html.gz", t(1_700_000_001)).unwrap();
-        assert_ne!(fp, output_fingerprint(b.path()), "mtime");
-        atomic_write(&deep, b"articles/y/index.html.gz!", t(1_700_000_000)).unwrap();
-        assert_ne!(fp, output_fingerprint(b.path()), "size");
-        atomic_write(&deep, b"articles/y/index.html.gz", t(1_700_000_000)).unwrap();
-        assert_eq!(fp, output_fingerprint(b.path()), "restored");
-        std::fs::create_dir_all(b.path().join("articles/z")).unwrap();
-        assert_eq!(fp, output_fingerprint(b.path()), "an empty directory");
-        std::fs::write(b.path().join("articles/z/index.html"), "").unwrap();
-        assert_ne!(fp, output_fingerprint(b.path()), "a new file");
-    }
-
-    /// Writing creates every file with a .gz twin; a second write with the
-    /// same snapshot writes nothing; a gone article's page is removed (and
-    /// someone else's file is not); the Last-Modified floor survives a new
-    /// builder (a restart).
-    #[test]
-    fn write_only_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = settings();
-        let arts = articles();
-        let (site, _) = SiteBuilder::default().build(&arts, 0, &s, t(0));
-        let r = write_to(&site, dir.path(), None);
-        assert!(r.errors.is_empty(), "{:?}", r.errors);
-        assert_eq!(r.written, site.len());
-        assert!(dir.path().join("articles/plain/index.html.gz").exists());
-        assert!(dir
-            .path()
-            .join("categories/world-news/feed.json.gz")
-            .exists());
-        assert_eq!(write_to(&site, dir.path(), None).written, 0);
-
-        // Someone else's file in a directory of ours stays, and so does
-        // that directory.
-        let foreign = dir.path().join("categories/world-news/NOTES.txt");
-        std::fs::write(&foreign, "kept").unwrap();
-        let (site2, _) =
-            SiteBuilder::with_floors_from(dir.path()).build(&arts[..2], 0, &s, t(5_000_000_000));
-        let r = write_to(&site2, dir.path(), None);
-        assert_eq!(
-            r.removed,
-            1 + 3,
-            "one article page and the world-news category's three feeds"
-        );
-        assert!(!dir.path().join("articles/other/index.html").exists());
-        assert!(!dir.path().join("articles/other").exists());
-        assert!(!dir.path().join("categories/world-news/rss.xml.gz").exists());
-        assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "kept");
-        // The index changed (one article fewer) but its newest date did not:
-        // its Last-Modified must be the restart's `now`, not the old date.
-        assert_eq!(site2.get("/").unwrap().last_modified, t(5_000_000_000));
-        assert_eq!(
-            site2.get("/rss.xml").unwrap().last_modified,
-            t(5_000_000_000)
-        );
-        let page = "/articles/plain/";
-        assert_eq!(
-            site2.get(page).unwrap().last_modified,
-            site.get(page).unwrap().last_modified,
-            "unchanged page keeps its date"
-        );
-        let _ = article;
     }
 }
