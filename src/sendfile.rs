@@ -286,15 +286,25 @@ pub fn send(
 
 /// Writes `bytes` to `out`: a file-backed body is copied by the kernel
 /// (`copy_file_range`), so mirroring it to `feeds/` does not fault its
-/// pages into this process; anything else is written as usual.
+/// pages into this process; anything else is written as usual. Where the
+/// kernel will not copy between the two files — `out` on another file
+/// system than the bodies (`EXDEV`), a kernel or file system without the
+/// call (`ENOSYS`, `EOPNOTSUPP`, `EINVAL`) — the rest is written from the
+/// mapping instead.
 pub fn write_all(out: &mut std::fs::File, bytes: &[u8]) -> io::Result<()> {
+    use rustix::io::Errno;
     if let Some((file, mut off)) = lookup(bytes) {
         let mut left = bytes.len();
         while left > 0 {
             match rustix::fs::copy_file_range(file, Some(&mut off), &*out, None, left) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => left -= n,
-                Err(e) if e == rustix::io::Errno::INTR => {}
+                Err(Errno::INTR) => {}
+                // Nothing of this call was copied; `out`'s position is
+                // where the copied part ends.
+                Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL) => {
+                    return io::Write::write_all(out, &bytes[bytes.len() - left..]);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -438,6 +448,34 @@ mod tests {
         let mut got = Vec::new();
         std::io::Read::read_to_end(&mut reader(&heap), &mut got).unwrap();
         assert_eq!(got, heap);
+    }
+
+    /// A file-backed body copied to a file on another file system (where
+    /// `copy_file_range` answers `EXDEV`) arrives whole, from any offset.
+    #[test]
+    fn copies_across_file_systems() {
+        use std::os::unix::fs::MetadataExt;
+        on();
+        let other = std::path::Path::new("/dev/shm");
+        let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev());
+        match (dev(&std::env::temp_dir()), dev(other)) {
+            (Ok(a), Ok(b)) if a != b => {}
+            _ => {
+                eprintln!("SKIPPED: /dev/shm is not a file system of its own here");
+                return;
+            }
+        }
+        let body: Vec<u8> = (0..150_000u32).map(|i| (i % 233) as u8).collect();
+        let b = hold(body.clone());
+        assert!(lookup(&b).is_some());
+        let dir = tempfile::tempdir_in(other).unwrap();
+        for from in [0, 4095, 100_000] {
+            let path = dir.path().join(format!("out{from}"));
+            let mut f = std::fs::File::create(&path).unwrap();
+            write_all(&mut f, &b[from..]).unwrap();
+            drop(f);
+            assert_eq!(std::fs::read(&path).unwrap(), &body[from..], "from {from}");
+        }
     }
 
     #[test]

@@ -165,8 +165,20 @@ pub(super) fn same_gzip_on_disk(dir: &Path, route: &str, asset: &Asset) -> bool 
             .is_ok_and(|b| b.len() == asset.gzip_len && crate::sendfile::equals(&asset.gzip(), &b))
 }
 
+/// True when the file at `path` carries `t` as its mtime (to the second).
+/// Each file is given its document's `Last-Modified`, and a document
+/// whose bytes change always gets a new one, so a plain file left stale
+/// beside a current twin (a write that failed half way) is told by it.
+fn dated(path: &Path, t: SystemTime) -> bool {
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|m| secs(m) == secs(t))
+}
+
 pub(super) fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool, WriteError> {
-    if same_gzip_on_disk(dir, route, asset) {
+    if same_gzip_on_disk(dir, route, asset) && dated(&dir.join(file_of(route)), asset.last_modified)
+    {
         return Ok(false);
     }
     let rel = file_of(route);
@@ -179,6 +191,9 @@ pub(super) fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(err)?;
     }
+    // The twin first: once the plain file is new, the route is complete.
+    // If the plain file then fails (a full disk), its old date tells the
+    // next pass to write it again ([`dated`]).
     atomic_write(&gz, &asset.gzip(), asset.last_modified).map_err(|error| WriteError {
         path: gz.clone(),
         error,

@@ -262,6 +262,18 @@ impl TestDaemon {
     }
 }
 
+impl TestDaemon {
+    /// Kills the daemon at once (SIGKILL: no shutdown, nothing saved) and
+    /// hands back its workspace, to start another daemon on the same files.
+    pub fn kill(mut self) -> Workspace {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        std::mem::replace(&mut self.ws, Workspace::new())
+    }
+}
+
 impl Drop for TestDaemon {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {

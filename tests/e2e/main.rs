@@ -3,6 +3,7 @@
 
 mod build;
 mod live;
+mod reliability;
 mod serve;
 mod service;
 mod util;
