@@ -71,6 +71,7 @@ struct RawConfig {
     idle_timeout_secs: Option<u64>,
     max_header_bytes: Option<toml::Spanned<i64>>,
     shutdown_grace_secs: Option<u64>,
+    publish_stall_secs: Option<toml::Spanned<i64>>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
 }
@@ -132,6 +133,9 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// How long in-flight responses may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Longest the publish loop may stay on one step with no progress
+    /// before `/healthz` answers 503 and the watchdog is no longer pinged.
+    pub publish_stall: Duration,
     /// `tracing` filter (overridden by `RUST_LOG`).
     pub log_level: String,
     /// Log output format.
@@ -167,6 +171,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(5),
+            publish_stall: Duration::from_secs(10),
             log_level: "info".into(),
             log_format: LogFormat::Human,
         }
@@ -310,6 +315,11 @@ impl Config {
         c.max_items = positive(raw.max_items, "max_items", c.max_items)?;
         c.max_connections = positive(raw.max_connections, "max_connections", c.max_connections)?;
         c.http_workers = positive(raw.http_workers, "http_workers", c.http_workers)?;
+        c.publish_stall = Duration::from_secs(positive(
+            raw.publish_stall_secs,
+            "publish_stall_secs",
+            c.publish_stall.as_secs() as usize,
+        )? as u64);
         if let Some(q) = raw.brotli_quality {
             c.brotli_quality = u32::try_from(*q.get_ref())
                 .ok()
@@ -470,6 +480,12 @@ mod tests {
                 "brotli_quality = -1\n",
                 1,
                 "brotli_quality",
+            ),
+            (
+                "no stall limit",
+                "publish_stall_secs = 0\n",
+                1,
+                "publish_stall_secs",
             ),
             (
                 "unknown in table",

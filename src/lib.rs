@@ -21,6 +21,8 @@
 //! - [`site`]: the snapshot served and mirrored to disk.
 //! - [`watch`]: file events → batches of changed paths.
 //! - [`server`]: hyper 1.x over the current snapshot.
+//! - [`metrics`]: counters for `/metrics`, with the publish loop's health.
+//! - [`health`]: what the publish loop says about itself (`/healthz`, watchdog).
 //! - [`sendfile`]: large bodies in unlinked files, sent with `sendfile(2)`.
 //! - [`daemon`]: wiring of all of the above; `build`, `check` and `serve`.
 #![warn(missing_docs)]
@@ -28,6 +30,7 @@
 pub mod article;
 pub mod config;
 pub mod daemon;
+pub mod health;
 pub mod library;
 pub mod metrics;
 pub mod parse;

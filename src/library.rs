@@ -120,6 +120,29 @@ pub struct Library {
     files: HashMap<PathBuf, FileEntry>,
     state: State,
     authority: String,
+    progress: Progress,
+}
+
+/// Called after each file read (see [`Library::on_progress`]).
+#[derive(Clone, Default)]
+struct Progress(Option<Arc<dyn Fn() + Send + Sync>>);
+
+impl Progress {
+    fn beat(&self) {
+        if let Some(f) = &self.0 {
+            f();
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(set)"
+        } else {
+            "Progress(none)"
+        })
+    }
 }
 
 /// Outcome of reading one file.
@@ -137,7 +160,15 @@ impl Library {
             files: HashMap::default(),
             state,
             authority,
+            progress: Progress::default(),
         }
+    }
+
+    /// Has `beat` called after each file is read and parsed (from the
+    /// threads that read them), so that a long scan can be told from a
+    /// stuck one.
+    pub fn on_progress(&mut self, beat: impl Fn() + Send + Sync + 'static) {
+        self.progress = Progress(Some(Arc::new(beat)));
     }
 
     /// The content directory.
@@ -256,10 +287,12 @@ impl Library {
             return false;
         }
         let ctx = self.ctx;
+        let progress = &self.progress;
         let results: Vec<(PathBuf, Read)> = stale
             .into_par_iter()
             .map(|p| {
                 let r = read_one(&p, &ctx);
+                progress.beat();
                 (p, r)
             })
             .collect();

@@ -1,9 +1,11 @@
 //! Counters shared by the daemon loop and the server, rendered as
-//! Prometheus text at `/metrics`. Lock-free atomics; uses nothing else of
-//! Herald's.
+//! Prometheus text at `/metrics`, with the publish loop's [`Health`]
+//! beside them (read by `/healthz`). Lock-free atomics; uses `health`.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::health::{Health, Sink};
 
 /// Request routes are grouped into these classes, so the label set stays
 /// small however many articles there are.
@@ -53,6 +55,8 @@ pub struct Metrics {
     pub connections: AtomicU64,
     /// Full rescans (start, overflow, watcher errors, verification passes).
     pub rescans: AtomicU64,
+    /// The publish loop's heartbeat and problems (`/healthz`).
+    pub health: Health,
 }
 
 impl Metrics {
@@ -160,6 +164,30 @@ impl Metrics {
             "Full content rescans.",
             self.rescans.load(Relaxed) as f64,
         );
+        let verdict = self.health.check();
+        gauge(
+            &mut out,
+            "herald_publish_live",
+            "gauge",
+            "1 while the publish loop works (/healthz 200), 0 when it is stuck or dead.",
+            f64::from(u8::from(verdict.is_live())),
+        );
+        gauge(
+            &mut out,
+            "herald_articles_held_back",
+            "gauge",
+            "New articles not published because the state file cannot be written.",
+            self.health.held_back() as f64,
+        );
+        out.push_str("# HELP herald_write_failing 1 while writing to that place fails.\n# TYPE herald_write_failing gauge\n");
+        for sink in [Sink::Output, Sink::State] {
+            let _ = writeln!(
+                out,
+                "herald_write_failing{{sink=\"{}\"}} {}",
+                sink.name(),
+                u8::from(self.health.failing(sink))
+            );
+        }
         out
     }
 }
@@ -168,7 +196,8 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    /// Counters appear with their labels; 304s are summed.
+    /// Counters appear with their labels; 304s are summed; the loop's
+    /// health shows as gauges.
     #[test]
     fn prometheus_text() {
         let m = Metrics::default();
@@ -185,6 +214,24 @@ mod tests {
         assert!(t.contains("herald_articles 7\n"), "{t}");
         assert!(
             t.contains("herald_rebuild_last_duration_seconds 0.0015\n"),
+            "{t}"
+        );
+        assert!(t.contains("herald_publish_live 1\n"), "{t}");
+        assert!(t.contains("herald_articles_held_back 0\n"), "{t}");
+        assert!(
+            t.contains("herald_write_failing{sink=\"state\"} 0\n"),
+            "{t}"
+        );
+        m.health.set_held_back(2);
+        m.health.set_failing(Sink::State, Some("full".into()));
+        let t = m.render();
+        assert!(t.contains("herald_articles_held_back 2\n"), "{t}");
+        assert!(
+            t.contains("herald_write_failing{sink=\"state\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("herald_write_failing{sink=\"output\"} 0\n"),
             "{t}"
         );
     }

@@ -680,7 +680,15 @@ fn route<B>(
     }
     match path {
         "/healthz" => {
-            let mut r = plain(StatusCode::OK, if head { "" } else { "ok\n" });
+            // 503 while the publish loop is stuck or dead, so that a
+            // monitor restarts Herald; 200 "degraded: …" for what a
+            // restart would not fix (a full disk).
+            let (status, text) = metrics.health.report();
+            let mut r = plain(StatusCode::OK, "");
+            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            if !head {
+                *r.body_mut() = Full::new(Bytes::from(text));
+            }
             r.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return r;

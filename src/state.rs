@@ -168,20 +168,24 @@ impl State {
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         let tmp = dir.join(format!(".{FILE}.tmp"));
-        // Streamed through a small buffer: the file is megabytes at 10,000
-        // articles and written after every publish, so a whole copy in
-        // memory would be allocated and faulted in each time.
-        let mut f =
-            std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp).map_err(io)?);
-        serde_json::to_writer_pretty(&mut f, &self.disk).map_err(|e| {
-            io(std::io::Error::new(
-                e.io_error_kind().unwrap_or(std::io::ErrorKind::Other),
-                e,
-            ))
-        })?;
-        let f = f.into_inner().map_err(|e| io(e.into_error()))?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
+        let written = (|| {
+            // Streamed through a small buffer: the file is megabytes at
+            // 10,000 articles and written after every publish, so a whole
+            // copy in memory would be allocated and faulted in each time.
+            let mut f = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
+            serde_json::to_writer_pretty(&mut f, &self.disk).map_err(|e| {
+                std::io::Error::new(e.io_error_kind().unwrap_or(std::io::ErrorKind::Other), e)
+            })?;
+            let f = f.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if let Err(error) = written {
+            // Whatever was left half-written (or is not a file at all) must
+            // not be what the next save opens.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(error));
+        }
         self.dirty = false;
         Ok(())
     }

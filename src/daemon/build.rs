@@ -121,7 +121,7 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
         SystemTime::now(),
     );
     let mut written = site.take_stream_report();
-    let rest = site::write_to(&site, &c.output_dir, None);
+    let rest = site::write_to(&site, &c.output_dir, None, &|| {});
     written.written += rest.written;
     written.removed += rest.removed;
     written.errors.extend(rest.errors);

@@ -158,7 +158,10 @@ pub fn serve_command(c: Config, config_path: Option<PathBuf>, overrides: Overrid
             return EXIT_RUNTIME;
         }
     };
-    match rt.block_on(serve(c, config_path, overrides)) {
+    let result = rt.block_on(serve(c, config_path, overrides));
+    // A publish loop or first publish left stuck is not waited for.
+    rt.shutdown_background();
+    match result {
         Ok(()) => EXIT_OK,
         Err(Fatal(code, e)) => {
             tracing::error!("{e:#}");
@@ -200,8 +203,21 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
         tracing::warn!(dir = %c.state_dir.display(), "cannot create the state directory: {e}");
     }
     crate::sendfile::enable(&c.state_dir);
-    let first = tokio::task::block_in_place(|| pubr.first_publish())?;
-    let shared = Arc::new(crate::server::Shared::new(first));
+    // Off this thread, so that a signal still stops a first publish that
+    // hangs (on a stuck mount, say).
+    let job = tokio::task::spawn_blocking(move || {
+        let first = pubr.first_publish();
+        (pubr, first)
+    });
+    let (mut pubr, first) = tokio::select! {
+        r = job => r.map_err(|e| Fatal(EXIT_RUNTIME, anyhow::anyhow!("the first publish failed: {e}")))?,
+        _ = term.recv() => return Err(stopped_during_first_publish()),
+        _ = int.recv() => return Err(stopped_during_first_publish()),
+    };
+    let shared = Arc::new(crate::server::Shared {
+        site: arc_swap::ArcSwap::from_pointee(first?),
+        metrics: Arc::clone(&pubr.metrics),
+    });
     pubr.shared = Some(Arc::clone(&shared));
     pubr.after_publish();
     pubr.br = start_br(c.brotli_quality);
@@ -224,11 +240,29 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics = Arc::clone(&pubr.metrics);
+    // Told when the loop has ended, however it ended.
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let loop_thread = {
         let tx = tx.clone();
+        let metrics = Arc::clone(&metrics);
         std::thread::Builder::new()
             .name("herald-publish".into())
-            .spawn(move || pubr.run(watcher, rx, tx, config_path, overrides))
+            .spawn(move || {
+                // Caught only to say so: /healthz and the watchdog then
+                // report the loop dead, and systemd restarts Herald.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    pubr.run(watcher, rx, tx, config_path, overrides)
+                }));
+                let health = &metrics.health;
+                match &r {
+                    Ok(Ok(())) => health.stopped(),
+                    Ok(Err(e)) => health.died(format!("the publish loop failed: {e:#}")),
+                    Err(p) => health.died(format!("the publish loop panicked: {}", panic_text(p))),
+                }
+                let _ = done_tx.send(());
+                r
+            })
             .map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?
     };
     notify(&[
@@ -238,6 +272,7 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
             shared.site.load().articles
         )),
     ]);
+    tokio::spawn(systemd::watch_health(Arc::clone(&metrics)));
 
     let server = {
         let mut stop_rx = stop_rx.clone();
@@ -277,11 +312,37 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
         _ = term.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(i32::from(EXIT_RUNTIME)); }
         _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(i32::from(EXIT_RUNTIME)); }
     }
-    let joined = tokio::task::spawn_blocking(move || loop_thread.join()).await;
-    match joined {
+    // The loop saves the state and ends. It is waited for only while it
+    // could still be making progress: a loop stuck past
+    // `publish_stall_secs` (blocked on a hung mount, say) would hold the
+    // process forever.
+    loop {
+        tokio::select! {
+            _ = &mut done_rx => break,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {
+                let v = metrics.health.check();
+                if matches!(v, crate::health::Verdict::Stuck { .. }) {
+                    return Err(Fatal(
+                        EXIT_RUNTIME,
+                        anyhow::anyhow!("the publish loop did not stop ({v}); exiting without it"),
+                    ));
+                }
+            }
+            _ = term.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(i32::from(EXIT_RUNTIME)); }
+            _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(i32::from(EXIT_RUNTIME)); }
+        }
+    }
+    // It has ended (it said so), so this does not block.
+    match loop_thread.join() {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => return Err(Fatal(EXIT_RUNTIME, e)),
-        _ => {
+        Ok(Err(p)) => {
+            return Err(Fatal(
+                EXIT_RUNTIME,
+                anyhow::anyhow!("the publish loop panicked: {}", panic_text(&p)),
+            ))
+        }
+        Err(_) => {
             return Err(Fatal(
                 EXIT_RUNTIME,
                 anyhow::anyhow!("the publish loop panicked"),
@@ -290,4 +351,19 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn stopped_during_first_publish() -> Fatal {
+    Fatal(
+        EXIT_RUNTIME,
+        anyhow::anyhow!("stopped by a signal before the first publish was done"),
+    )
+}
+
+/// The message of a caught panic.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }

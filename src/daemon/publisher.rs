@@ -11,10 +11,12 @@ use anyhow::Context;
 use chrono::Utc;
 
 use super::brotli::BrQueue;
-use super::systemd::{notify, watchdog_interval};
+use super::systemd::notify;
 use super::{open_library, settings, Fatal, Overrides, EXIT_CONTENT_DIR};
 use crate::config::Config;
+use crate::health::Step;
 use crate::library::Library;
+use crate::metrics::Metrics;
 use crate::parse::ParseCtx;
 use crate::site::{self, SiteBuilder};
 
@@ -59,29 +61,45 @@ pub(super) struct Publisher {
     lib: Library,
     builder: SiteBuilder,
     pub(super) shared: Option<Arc<crate::server::Shared>>,
+    /// Counters and the loop's health, shared with the server.
+    pub(super) metrics: Arc<Metrics>,
     next_release: Option<chrono::DateTime<Utc>>,
     reported: std::collections::HashSet<String>,
     write_failing: Option<String>,
     last_rebuild: Option<(SystemTime, u128)>,
     /// Queue of the background brotli compressor (`None`: no brotli).
     pub(super) br: Option<BrQueue>,
+    /// `HERALD_FAILPOINT=publish-panic`: the next publish panics. For the
+    /// end-to-end test of a dead loop only (no real input can make the
+    /// loop panic); nothing happens unless the variable is set.
+    panic_on_publish: bool,
 }
 
 impl Publisher {
     pub(super) fn open(config: Config) -> anyhow::Result<Publisher> {
-        let lib = open_library(&config)?;
+        let metrics = Arc::new(Metrics::default());
+        metrics.health.set_stall(config.publish_stall);
+        let mut lib = open_library(&config)?;
+        beat_while_reading(&mut lib, &metrics);
         let builder = SiteBuilder::with_floors_from(&config.output_dir);
         Ok(Publisher {
             config,
             lib,
             builder,
             shared: None,
+            metrics,
             next_release: None,
             reported: Default::default(),
             write_failing: None,
             last_rebuild: None,
             br: None,
+            panic_on_publish: std::env::var("HERALD_FAILPOINT").is_ok_and(|v| v == "publish-panic"),
         })
+    }
+
+    /// Marks the start of a step of the loop (a heartbeat).
+    fn step(&self, step: Step) {
+        self.metrics.health.busy(step);
     }
 
     pub(super) fn first_publish(&mut self) -> Result<crate::site::Site, Fatal> {
@@ -96,6 +114,7 @@ impl Publisher {
     /// Renders the current library into a snapshot (not yet published).
     fn render(&mut self) -> (crate::site::Site, Vec<String>) {
         let started = Instant::now();
+        self.step(Step::Settling);
         let view = self.lib.view(Utc::now());
         for e in &view.rejected {
             let line = e.to_string();
@@ -109,6 +128,7 @@ impl Publisher {
         }
         self.next_release = view.next_release;
         let s = settings(&self.config, self.lib.state_mut(), &view.articles);
+        self.step(Step::Rendering);
         let (site, changed) =
             self.builder
                 .build(&view.articles, view.rejected.len(), &s, SystemTime::now());
@@ -118,7 +138,9 @@ impl Publisher {
 
     /// Mirrors to disk; failures are logged once until they change or heal.
     fn write(&mut self, site: &crate::site::Site, only: Option<&[String]>) {
-        let report = site::write_to(site, &self.config.output_dir, only);
+        self.step(Step::Writing);
+        let health = &self.metrics.health;
+        let report = site::write_to(site, &self.config.output_dir, only, &|| health.beat());
         match report.errors.first() {
             Some(e) => {
                 // Logged when the failure starts or changes kind, not on
@@ -148,6 +170,7 @@ impl Publisher {
     }
 
     fn save_state(&mut self) {
+        self.step(Step::SavingState);
         if let Err(e) = self.lib.state_mut().save(&self.config.state_dir) {
             let key = format!("state:{e}");
             if self.write_failing.as_deref() != Some(&key) {
@@ -171,8 +194,7 @@ impl Publisher {
     pub(super) fn after_publish(&self) {
         if let (Some(shared), Some((_, micros))) = (&self.shared, self.last_rebuild) {
             let site = shared.site.load();
-            shared
-                .metrics
+            self.metrics
                 .rebuilt(micros as u64, site.articles, site.rejected);
         }
     }
@@ -180,6 +202,10 @@ impl Publisher {
     /// Re-renders and, if anything changed, swaps the snapshot and writes
     /// the changed files.
     fn republish(&mut self, reason: &str) {
+        assert!(
+            !self.panic_on_publish,
+            "HERALD_FAILPOINT=publish-panic: the publish loop panics as asked"
+        );
         let started = Instant::now();
         let (site, changed) = self.render();
         let Some(shared) = self.shared.clone() else {
@@ -217,6 +243,7 @@ impl Publisher {
         }
         let removed = self.builder.removed().to_vec();
         if !removed.is_empty() {
+            self.step(Step::Writing);
             site::remove_routes(&self.config.output_dir, &removed);
         }
         notify(&[sd_notify::NotifyState::Status(&format!(
@@ -241,8 +268,6 @@ impl Publisher {
 
         let mut pending = Pending::default();
         let mut verify_at = Instant::now() + self.config.verify_interval;
-        let watchdog = watchdog_interval();
-        let mut ping_at = Instant::now();
         let mut root_missing = false;
 
         loop {
@@ -255,10 +280,9 @@ impl Publisher {
                 let wait = (when - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 deadline = deadline.min(now + wait);
             }
-            if watchdog.is_some() {
-                deadline = deadline.min(ping_at);
-            }
+            self.metrics.health.idle();
             let msg = rx.recv_timeout(deadline.saturating_duration_since(now));
+            self.step(Step::Reading);
             let mut control = None;
             match msg {
                 Ok(Msg::Fs(c, at)) => pending.add(c, at),
@@ -275,12 +299,6 @@ impl Publisher {
                 }
             }
             let now = Instant::now();
-            if let Some(w) = watchdog {
-                if now >= ping_at {
-                    notify(&[sd_notify::NotifyState::Watchdog]);
-                    ping_at = now + w;
-                }
-            }
             match control {
                 Some(Control::Shutdown) => break,
                 Some(Control::Reload) => {
@@ -290,7 +308,9 @@ impl Publisher {
                             .unwrap_or(sd_notify::NotifyState::Custom("MONOTONIC_USEC=0")),
                     ]);
                     let root_before = self.config.content_dir.clone();
+                    self.step(Step::Reloading);
                     self.reload(config_path.as_deref(), &overrides);
+                    self.step(Step::Reading);
                     if self.config.content_dir != root_before {
                         watcher = start_watcher(&self.config.content_dir, &tx);
                         pending = Pending::default();
@@ -371,6 +391,7 @@ impl Publisher {
             }
         }
         drop(watcher);
+        self.step(Step::SavingState);
         self.lib
             .state_mut()
             .save(&self.config.state_dir)
@@ -418,7 +439,10 @@ impl Publisher {
         }
         if new.content_dir != self.config.content_dir || new.state_dir != self.config.state_dir {
             match open_library(&new) {
-                Ok(lib) => self.lib = lib,
+                Ok(mut lib) => {
+                    beat_while_reading(&mut lib, &self.metrics);
+                    self.lib = lib;
+                }
                 Err(e) => {
                     tracing::error!("reload failed, keeping the running configuration: {e:#}");
                     return;
@@ -432,6 +456,14 @@ impl Publisher {
             self.lib.set_ctx(ParseCtx { tz: new.timezone }, authority);
         }
         tracing::info!(config = %path.map_or_else(|| "(defaults)".into(), |p| p.display().to_string()), "configuration reloaded");
+        self.metrics.health.set_stall(new.publish_stall);
         self.config = new;
     }
+}
+
+/// Has `lib` stamp the loop's heartbeat after each file it reads, so that
+/// a long rescan counts as progress, not as a stall.
+fn beat_while_reading(lib: &mut Library, metrics: &Arc<Metrics>) {
+    let metrics = Arc::clone(metrics);
+    lib.on_progress(move || metrics.health.beat());
 }

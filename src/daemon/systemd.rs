@@ -1,8 +1,14 @@
 //! Talking to systemd: the listening socket it hands over (`LISTEN_FDS`),
-//! sd_notify messages and the watchdog interval.
+//! sd_notify messages, and the watchdog, pinged only while the publish
+//! loop is live.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Fatal, EXIT_BIND};
 use crate::config::Config;
+use crate::health::Verdict;
+use crate::metrics::Metrics;
 
 /// The listening socket: inherited from systemd (`LISTEN_FDS`, fd 3) when
 /// present, else bound to `listen`.
@@ -51,4 +57,47 @@ pub(super) fn watchdog_interval() -> Option<std::time::Duration> {
         }
     }
     (usec > 0).then(|| std::time::Duration::from_micros(usec / 2))
+}
+
+/// Watches the publish loop's health for as long as Herald serves: logs
+/// once when publishing gets stuck or dies and once when it goes on again,
+/// and pings systemd's watchdog (`WATCHDOG=1` every half `WATCHDOG_USEC`)
+/// only while the loop is live — so that systemd restarts a Herald that
+/// still answers requests but no longer publishes. The pings come from
+/// here, not from the loop, because a loop busy with a long (progressing)
+/// rescan cannot ping, and a stuck one must not be vouched for by
+/// anything else.
+pub(super) async fn watch_health(metrics: Arc<Metrics>) {
+    let watchdog = watchdog_interval();
+    // At least every second, so the log says when it happened.
+    let tick = watchdog.map_or(Duration::from_secs(1), |w| w.min(Duration::from_secs(1)));
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_ping = tokio::time::Instant::now();
+    let mut live = true;
+    loop {
+        let now = ticker.tick().await;
+        let v = metrics.health.check();
+        if v.is_live() != live {
+            live = v.is_live();
+            if live {
+                tracing::info!("publishing goes on; /healthz answers 200 again");
+            } else if v != Verdict::Stopped {
+                tracing::error!(
+                    "publishing is {v}; /healthz answers 503{}",
+                    if watchdog.is_some() {
+                        " and the watchdog is no longer pinged, so systemd restarts Herald"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        if let (true, Some(w)) = (live, watchdog) {
+            if now >= next_ping {
+                notify(&[sd_notify::NotifyState::Watchdog]);
+                next_ping = now + w;
+            }
+        }
+    }
 }

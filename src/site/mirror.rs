@@ -42,7 +42,14 @@ pub struct WriteReport {
 /// differ, through a temp file and a rename so a reader (or nginx) never
 /// sees half a file; its mtime is set to the asset's `Last-Modified`.
 /// Article and category files whose routes are gone are removed.
-pub fn write_to(site: &Site, dir: &Path, only: Option<&[String]>) -> WriteReport {
+/// `progress` is called after each route (from the writing threads), so a
+/// long mirror can be told from a stuck one.
+pub fn write_to(
+    site: &Site,
+    dir: &Path,
+    only: Option<&[String]>,
+    progress: &(dyn Fn() + Sync),
+) -> WriteReport {
     let routes: Vec<(&str, &Arc<Asset>)> = match only {
         Some(list) => list
             .iter()
@@ -52,7 +59,11 @@ pub fn write_to(site: &Site, dir: &Path, only: Option<&[String]>) -> WriteReport
     };
     let results: Vec<Result<bool, WriteError>> = routes
         .par_iter()
-        .map(|(route, asset)| write_asset(dir, route, asset))
+        .map(|(route, asset)| {
+            let r = write_asset(dir, route, asset);
+            progress();
+            r
+        })
         .collect();
     let mut report = WriteReport::default();
     for r in results {
@@ -331,7 +342,7 @@ mod tests {
         let s = settings();
         let arts = articles();
         let (site, _) = SiteBuilder::default().build(&arts, 0, &s, t(0));
-        let r = write_to(&site, dir.path(), None);
+        let r = write_to(&site, dir.path(), None, &|| {});
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(r.written, site.len());
         assert!(dir.path().join("articles/plain/index.html.gz").exists());
@@ -339,7 +350,7 @@ mod tests {
             .path()
             .join("categories/world-news/feed.json.gz")
             .exists());
-        assert_eq!(write_to(&site, dir.path(), None).written, 0);
+        assert_eq!(write_to(&site, dir.path(), None, &|| {}).written, 0);
 
         // Someone else's file in a directory of ours stays, and so does
         // that directory.
@@ -347,7 +358,7 @@ mod tests {
         std::fs::write(&foreign, "kept").unwrap();
         let (site2, _) =
             SiteBuilder::with_floors_from(dir.path()).build(&arts[..2], 0, &s, t(5_000_000_000));
-        let r = write_to(&site2, dir.path(), None);
+        let r = write_to(&site2, dir.path(), None, &|| {});
         assert_eq!(
             r.removed,
             1 + 3,

@@ -1,14 +1,38 @@
 //! The publish loop tells the truth and what is served is what is kept:
-//! the output mirror on another file system.
+//! `/healthz` and the systemd watchdog when the loop is stuck or dead,
+//! SIGTERM with a stuck loop, and the output mirror on another file
+//! system.
 //!
-//! File systems are real: tests that need a second mount (a tmpfs) run as
+//! Stalls are real: a FIFO where the state file's temp file goes blocks
+//! the loop in `open(2)` (a hung network mount in miniature). File
+//! systems are real too: tests that need a second mount (a tmpfs) run as
 //! root and are skipped with a note otherwise.
 
-use std::path::Path;
+use std::fs;
+use std::io::Read;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::live::{column, gunzip, TestDaemon, DEADLINE};
 use crate::util::Workspace;
+
+fn col(title: &str, day: u32) -> String {
+    column(
+        &format!("May {day}, 2025, 9 a.m."),
+        "News",
+        title,
+        &format!("Body of {title}."),
+    )
+}
+
+fn ws_with(files: &[(&str, String)]) -> Workspace {
+    let ws = Workspace::new();
+    for (name, text) in files {
+        ws.write(&format!("content/{name}"), text);
+    }
+    ws
+}
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -19,6 +43,207 @@ fn is_root() -> bool {
 fn skip(why: &str) -> bool {
     eprintln!("SKIPPED: {why}");
     false
+}
+
+/// A FIFO at `path`: opening it for writing blocks until a reader comes.
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(rc, 0, "mkfifo {}", path.display());
+}
+
+/// Opens the FIFO at `path` for reading (which lets a writer blocked in
+/// `open` go on), reads it to the end in a thread and returns the bytes.
+fn drain_fifo(path: &Path) -> std::thread::JoinHandle<Vec<u8>> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        if let Ok(mut f) = fs::File::open(&path) {
+            let _ = f.read_to_end(&mut got);
+        }
+        got
+    })
+}
+
+/// A unix datagram socket standing in for systemd's `NOTIFY_SOCKET`.
+struct Notify {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    sock: UnixDatagram,
+}
+
+impl Notify {
+    fn new() -> Notify {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        Notify {
+            _dir: dir,
+            path,
+            sock,
+        }
+    }
+
+    /// Messages received within `within`.
+    fn recv_for(&self, within: Duration) -> Vec<String> {
+        let start = Instant::now();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while start.elapsed() < within {
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).trim_end().to_string());
+            }
+        }
+        got
+    }
+
+    /// Waits (with the deadline) until a message equal to `msg` arrives.
+    fn wait_for(&self, msg: &str) {
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            assert!(start.elapsed() < DEADLINE, "no {msg:?} within {DEADLINE:?}");
+            if let Ok(n) = self.sock.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n]).trim_end() == msg {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Throws away everything queued.
+    fn drain(&self) {
+        self.sock.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 4096];
+        while self.sock.recv(&mut buf).is_ok() {}
+        self.sock.set_nonblocking(false).unwrap();
+    }
+}
+
+/// Starts the daemon with `NOTIFY_SOCKET` and a 300 ms watchdog (pings
+/// every 150 ms) and the given extra environment.
+fn start_watched(ws: Workspace, config: &str, n: &Notify, env: &[(&str, &str)]) -> TestDaemon {
+    TestDaemon::start_with(ws, config, |c| {
+        c.env("NOTIFY_SOCKET", &n.path)
+            .env("WATCHDOG_USEC", "300000");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+    })
+}
+
+/// When an edit's publish blocks (the state file's temp path is a FIFO,
+/// as a hung mount would block), `/healthz` answers 503 naming the step
+/// within `publish_stall_secs` and `WATCHDOG=1` stops; once the loop can
+/// go on, `/healthz` is 200 again, the pings resume and the edit is
+/// served.
+#[test]
+fn stuck_loop_fails_healthz_and_stops_the_watchdog() {
+    let n = Notify::new();
+    let mut d = start_watched(
+        ws_with(&[("a.txt", col("A", 1))]),
+        "publish_stall_secs = 1\n",
+        &n,
+        &[],
+    );
+    n.wait_for("WATCHDOG=1");
+    let ok = d.get("/healthz");
+    assert_eq!((ok.status, ok.text().as_str()), (200, "ok\n"));
+    assert_eq!(ok.header("cache-control"), "no-store");
+
+    let fifo = d.ws.path("state/.state.json.tmp");
+    mkfifo(&fifo);
+    d.ws.write("content/a.txt", col("A edited", 1));
+    let stuck = d.poll("/healthz", "503 while the loop is stuck", |r| {
+        r.status == 503
+    });
+    assert!(
+        stuck.text().contains("stuck") && stuck.text().contains("saving the state"),
+        "{}",
+        stuck.text()
+    );
+    assert_eq!(stuck.header("cache-control"), "no-store");
+    n.drain();
+    let pings: Vec<String> = n
+        .recv_for(Duration::from_millis(900))
+        .into_iter()
+        .filter(|m| m == "WATCHDOG=1")
+        .collect();
+    assert!(pings.is_empty(), "watchdog still pinged while stuck");
+    d.wait_log("publishing is stuck");
+
+    let reader = drain_fifo(&fifo);
+    d.poll("/healthz", "200 once the loop goes on", |r| r.status == 200);
+    n.wait_for("WATCHDOG=1");
+    d.wait_titles(&["A edited"]);
+    d.wait_log("publishing goes on");
+    reader.join().unwrap();
+    d.poll("/healthz", "ok once the state is saved", |r| {
+        r.text() == "ok\n"
+    });
+    d.stop();
+}
+
+/// SIGTERM stops the process even while the publish loop is blocked: the
+/// server drains, the loop is waited for only as long as it could still
+/// be making progress, and the exit is logged.
+#[test]
+fn sigterm_stops_a_stuck_loop() {
+    let d = TestDaemon::start(
+        ws_with(&[("a.txt", col("A", 1))]),
+        "publish_stall_secs = 1\n",
+    );
+    let fifo = d.ws.path("state/.state.json.tmp");
+    mkfifo(&fifo);
+    d.ws.write("content/b.txt", col("B", 2));
+    d.poll("/healthz", "503 while the loop is stuck", |r| {
+        r.status == 503
+    });
+    d.signal(libc::SIGTERM);
+    let (code, log) = d.wait_exit();
+    assert_eq!(code, Some(5), "exit code after an unclean stop:\n{log}");
+    assert!(
+        log.contains("the publish loop did not stop"),
+        "no line saying why:\n{log}"
+    );
+}
+
+/// A panic in the publish loop outside article parsing and rendering
+/// (forced with the test-only failpoint) leaves the server up with
+/// `/healthz` 503 "dead" and no more watchdog pings; SIGTERM then exits
+/// with the runtime failure code.
+#[test]
+fn dead_loop_fails_healthz_and_stops_the_watchdog() {
+    let n = Notify::new();
+    let d = start_watched(
+        ws_with(&[("a.txt", col("A", 1))]),
+        "",
+        &n,
+        &[("HERALD_FAILPOINT", "publish-panic")],
+    );
+    n.wait_for("WATCHDOG=1");
+    assert_eq!(d.get("/healthz").status, 200);
+    d.ws.write("content/a.txt", col("A edited", 1));
+    let dead = d.poll("/healthz", "503 once the loop is dead", |r| r.status == 503);
+    assert!(
+        dead.text().contains("dead") && dead.text().contains("panicked"),
+        "{}",
+        dead.text()
+    );
+    n.drain();
+    assert!(
+        !n.recv_for(Duration::from_millis(900))
+            .iter()
+            .any(|m| m == "WATCHDOG=1"),
+        "watchdog still pinged with the loop dead"
+    );
+    assert_eq!(d.get("/rss.xml").status, 200, "still serving");
+    d.signal(libc::SIGTERM);
+    let (code, log) = d.wait_exit();
+    assert_eq!(code, Some(5), "{log}");
 }
 
 /// A tmpfs mounted for one test on a directory of its own (root only),
