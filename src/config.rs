@@ -72,6 +72,7 @@ struct RawConfig {
     max_header_bytes: Option<toml::Spanned<i64>>,
     shutdown_grace_secs: Option<u64>,
     publish_stall_secs: Option<toml::Spanned<i64>>,
+    write_retry_secs: Option<toml::Spanned<i64>>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
 }
@@ -136,6 +137,9 @@ pub struct Config {
     /// Longest the publish loop may stay on one step with no progress
     /// before `/healthz` answers 503 and the watchdog is no longer pinged.
     pub publish_stall: Duration,
+    /// While the output directory or the state file cannot be written,
+    /// how often writing them is tried again.
+    pub write_retry: Duration,
     /// `tracing` filter (overridden by `RUST_LOG`).
     pub log_level: String,
     /// Log output format.
@@ -172,6 +176,7 @@ impl Default for Config {
             max_header_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(5),
             publish_stall: Duration::from_secs(10),
+            write_retry: Duration::from_secs(10),
             log_level: "info".into(),
             log_format: LogFormat::Human,
         }
@@ -319,6 +324,11 @@ impl Config {
             raw.publish_stall_secs,
             "publish_stall_secs",
             c.publish_stall.as_secs() as usize,
+        )? as u64);
+        c.write_retry = Duration::from_secs(positive(
+            raw.write_retry_secs,
+            "write_retry_secs",
+            c.write_retry.as_secs() as usize,
         )? as u64);
         if let Some(q) = raw.brotli_quality {
             c.brotli_quality = u32::try_from(*q.get_ref())
@@ -486,6 +496,12 @@ mod tests {
                 "publish_stall_secs = 0\n",
                 1,
                 "publish_stall_secs",
+            ),
+            (
+                "no retry period",
+                "\nwrite_retry_secs = -5\n",
+                2,
+                "write_retry_secs",
             ),
             (
                 "unknown in table",

@@ -14,7 +14,7 @@ use super::brotli::BrQueue;
 use super::systemd::notify;
 use super::{open_library, settings, Fatal, Overrides, EXIT_CONTENT_DIR};
 use crate::config::Config;
-use crate::health::Step;
+use crate::health::{Health, Sink, Step};
 use crate::library::Library;
 use crate::metrics::Metrics;
 use crate::parse::ParseCtx;
@@ -65,7 +65,13 @@ pub(super) struct Publisher {
     pub(super) metrics: Arc<Metrics>,
     next_release: Option<chrono::DateTime<Utc>>,
     reported: std::collections::HashSet<String>,
-    write_failing: Option<String>,
+    /// Failure state of the output directory.
+    output: SinkLog,
+    /// An output write or removal failed since the last pass that checked
+    /// every route against the disk: the next write is such a pass.
+    output_behind: bool,
+    /// Failure state of the state file.
+    state: SinkLog,
     last_rebuild: Option<(SystemTime, u128)>,
     /// Queue of the background brotli compressor (`None`: no brotli).
     pub(super) br: Option<BrQueue>,
@@ -90,7 +96,9 @@ impl Publisher {
             metrics,
             next_release: None,
             reported: Default::default(),
-            write_failing: None,
+            output: SinkLog::new(Sink::Output),
+            output_behind: false,
+            state: SinkLog::new(Sink::State),
             last_rebuild: None,
             br: None,
             panic_on_publish: std::env::var("HERALD_FAILPOINT").is_ok_and(|v| v == "publish-panic"),
@@ -107,7 +115,8 @@ impl Publisher {
             .scan()
             .map_err(|e| Fatal(EXIT_CONTENT_DIR, e.into()))?;
         let (site, _) = self.render();
-        self.write(&site, None);
+        self.mirror(&site, None, &[]);
+        self.save_state();
         Ok(site)
     }
 
@@ -136,46 +145,100 @@ impl Publisher {
         (site, changed)
     }
 
-    /// Mirrors to disk; failures are logged once until they change or heal.
-    fn write(&mut self, site: &crate::site::Site, only: Option<&[String]>) {
+    /// Brings the output directory in line with `site`: the `changed`
+    /// routes written and the `removed` ones deleted — or, with `changed`
+    /// `None` (the first publish) and whenever an earlier write failed,
+    /// every route checked against the disk and the rest pruned, so that a
+    /// mirror that missed writes (a full disk) converges as soon as writing
+    /// works again.
+    fn mirror(&mut self, site: &crate::site::Site, changed: Option<&[String]>, removed: &[String]) {
         self.step(Step::Writing);
+        let dir = &self.config.output_dir;
         let health = &self.metrics.health;
-        let report = site::write_to(site, &self.config.output_dir, only, &|| health.beat());
+        let full = changed.is_none() || self.output_behind;
+        let mut report = site::write_to(site, dir, if full { None } else { changed }, &|| {
+            health.beat()
+        });
+        if !full && !removed.is_empty() {
+            // After the new and changed files: a reader of the directory
+            // never finds a feed linking to a removed page.
+            let gone = site::remove_routes(dir, removed);
+            report.removed += gone.removed;
+            report.errors.extend(gone.errors);
+        }
         match report.errors.first() {
             Some(e) => {
-                // Logged when the failure starts or changes kind, not on
-                // every publish while the disk stays full.
-                let key = format!("output:{:?}", e.error.kind());
-                if self.write_failing.as_deref() != Some(&key) {
-                    tracing::error!(
-                        "cannot write {}: {e} ({} files failed); serving continues from memory",
-                        self.config.output_dir.display(),
-                        report.errors.len()
-                    );
-                }
-                self.write_failing = Some(key);
+                self.output_behind = true;
+                self.output.failed(
+                    health,
+                    e.error.kind(),
+                    || {
+                        format!(
+                            "cannot write {}: {e} ({} files failed); serving continues from memory",
+                            dir.display(),
+                            report.errors.len()
+                        )
+                    },
+                    e.to_string(),
+                );
             }
             None => {
-                if self
-                    .write_failing
-                    .as_deref()
-                    .is_some_and(|k| k.starts_with("output:"))
-                {
-                    self.write_failing = None;
-                    tracing::info!(output = %self.config.output_dir.display(), "writing the output directory works again");
+                if full {
+                    self.output_behind = false;
                 }
+                self.output.worked(health, || {
+                    format!(
+                        "writing the output directory works again: {} written, {} removed ({})",
+                        report.written,
+                        report.removed,
+                        dir.display()
+                    )
+                });
             }
         }
-        self.save_state();
     }
 
-    fn save_state(&mut self) {
+    /// Saves the state file if it changed; returns whether it is on disk.
+    fn save_state(&mut self) -> bool {
         self.step(Step::SavingState);
-        if let Err(e) = self.lib.state_mut().save(&self.config.state_dir) {
-            let key = format!("state:{e}");
-            if self.write_failing.as_deref() != Some(&key) {
-                tracing::error!("cannot save state: {e}");
-                self.write_failing = Some(key);
+        let health = &self.metrics.health;
+        match self.lib.state_mut().save(&self.config.state_dir) {
+            Ok(()) => {
+                self.state
+                    .worked(health, || "saving the state works again".into());
+                true
+            }
+            Err(e) => {
+                let kind = match &e {
+                    crate::state::StateError::Io { error, .. } => error.kind(),
+                    crate::state::StateError::Corrupt { .. } => std::io::ErrorKind::InvalidData,
+                };
+                self.state.failed(
+                    health,
+                    kind,
+                    || format!("cannot save state: {e}"),
+                    e.to_string(),
+                );
+                false
+            }
+        }
+    }
+
+    /// Whether something failed to be written and is to be tried again.
+    fn writes_failing(&self) -> bool {
+        self.output_behind || self.metrics.health.failing(Sink::State)
+    }
+
+    /// Tries again what failed to be written: the state file, and the
+    /// whole output directory against the current snapshot.
+    fn retry_writes(&mut self) {
+        if self.metrics.health.failing(Sink::State) {
+            self.save_state();
+        }
+        if self.output_behind {
+            if let Some(shared) = &self.shared {
+                let site = shared.site.load_full();
+                self.mirror(&site, None, &[]);
             }
         }
     }
@@ -218,6 +281,11 @@ impl Publisher {
             && site.cache_control == current.cache_control
         {
             tracing::debug!(reason, "nothing to publish");
+            if self.output_behind {
+                let site = Arc::clone(&current);
+                drop(current);
+                self.mirror(&site, None, &[]);
+            }
             return;
         }
         drop(current);
@@ -234,18 +302,11 @@ impl Publisher {
             ms = elapsed.as_secs_f64() * 1000.0,
             "published"
         );
-        // New and changed files first, then the gone ones: a reader of
-        // the directory never finds a feed linking to a removed page.
-        if !changed.is_empty() {
-            self.write(&site, Some(&changed));
-        } else {
-            self.save_state();
-        }
         let removed = self.builder.removed().to_vec();
-        if !removed.is_empty() {
-            self.step(Step::Writing);
-            site::remove_routes(&self.config.output_dir, &removed);
+        if !changed.is_empty() || !removed.is_empty() || self.output_behind {
+            self.mirror(&site, Some(&changed), &removed);
         }
+        self.save_state();
         notify(&[sd_notify::NotifyState::Status(&format!(
             "{} articles, {} rejected; last rebuild {:.1} ms ({reason})",
             site.articles,
@@ -268,6 +329,7 @@ impl Publisher {
 
         let mut pending = Pending::default();
         let mut verify_at = Instant::now() + self.config.verify_interval;
+        let mut retry_at = Instant::now() + self.config.write_retry;
         let mut root_missing = false;
 
         loop {
@@ -279,6 +341,11 @@ impl Publisher {
             if let Some(when) = self.next_release {
                 let wait = (when - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 deadline = deadline.min(now + wait);
+            }
+            if self.writes_failing() {
+                deadline = deadline.min(retry_at);
+            } else {
+                retry_at = now + self.config.write_retry;
             }
             self.metrics.health.idle();
             let msg = rx.recv_timeout(deadline.saturating_duration_since(now));
@@ -326,6 +393,7 @@ impl Publisher {
                 pending.take_ready(now, self.config.debounce, self.config.settle_max);
             let mut changed = false;
             let mut reason = "change";
+            let mut verified = false;
             if let Some(why) = rescan {
                 tracing::warn!("{why}: rescanning the content directory");
                 changed |= self.scan_or_keep(&mut root_missing);
@@ -364,6 +432,7 @@ impl Publisher {
             }
             if Instant::now() >= verify_at {
                 verify_at = Instant::now() + self.config.verify_interval;
+                verified = true;
                 if let Some(w) = watcher.as_mut() {
                     if w.ensure_root() {
                         tracing::info!("content directory watch restored");
@@ -388,6 +457,12 @@ impl Publisher {
                 } else {
                     reason
                 });
+            }
+            // What failed to be written is tried again: every
+            // `write_retry_secs`, and at each verification pass.
+            if self.writes_failing() && (Instant::now() >= retry_at || verified) {
+                retry_at = Instant::now() + self.config.write_retry;
+                self.retry_writes();
             }
         }
         drop(watcher);
@@ -466,4 +541,89 @@ impl Publisher {
 fn beat_while_reading(lib: &mut Library, metrics: &Arc<Metrics>) {
     let metrics = Arc::clone(metrics);
     lib.on_progress(move || metrics.health.beat());
+}
+
+/// The failure state of one place the loop writes to: an error is logged
+/// when writing there starts failing or fails in a new way, not on every
+/// publish while a disk stays full, and one line says when it works again;
+/// `/healthz` and `/metrics` show the failure meanwhile. Output and state
+/// each have their own, so that neither hides nor re-announces the other.
+#[derive(Debug)]
+struct SinkLog {
+    sink: Sink,
+    /// The kind of the failure being reported.
+    failing: Option<std::io::ErrorKind>,
+}
+
+impl SinkLog {
+    fn new(sink: Sink) -> SinkLog {
+        SinkLog {
+            sink,
+            failing: None,
+        }
+    }
+
+    /// A write failed with `kind`; `line` is logged (as an error) if
+    /// that is news. Returns whether it was.
+    fn failed(
+        &mut self,
+        health: &Health,
+        kind: std::io::ErrorKind,
+        line: impl FnOnce() -> String,
+        why: String,
+    ) -> bool {
+        let news = self.failing != Some(kind);
+        if news {
+            tracing::error!("{}", line());
+        }
+        self.failing = Some(kind);
+        health.set_failing(self.sink, Some(why));
+        news
+    }
+
+    /// A write worked; `line` is logged if it had been failing. Returns
+    /// whether it was.
+    fn worked(&mut self, health: &Health, line: impl FnOnce() -> String) -> bool {
+        let healed = self.failing.take().is_some();
+        if healed {
+            tracing::info!("{}", line());
+            health.set_failing(self.sink, None);
+        }
+        healed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+
+    /// A sink's failure is news once per kind, its healing once; the
+    /// other sink's state is its own.
+    #[test]
+    fn one_line_per_failure_and_per_healing() {
+        let h = Health::default();
+        let (mut out, mut state) = (SinkLog::new(Sink::Output), SinkLog::new(Sink::State));
+        let full = || ErrorKind::StorageFull;
+        assert!(!out.worked(&h, String::new), "nothing to heal");
+        assert!(out.failed(&h, full(), String::new, "full".into()));
+        assert!(!out.failed(&h, full(), String::new, "full".into()));
+        assert!(state.failed(&h, ErrorKind::ReadOnlyFilesystem, String::new, "ro".into()));
+        assert!(
+            !out.failed(&h, full(), String::new, "full".into()),
+            "state did not reset output"
+        );
+        assert!(out.failed(
+            &h,
+            ErrorKind::PermissionDenied,
+            String::new,
+            "denied".into()
+        ));
+        assert!(h.failing(Sink::Output) && h.failing(Sink::State));
+        assert!(out.worked(&h, String::new));
+        assert!(!out.worked(&h, String::new));
+        assert!(!h.failing(Sink::Output) && h.failing(Sink::State));
+        assert!(state.worked(&h, String::new));
+        assert_eq!(h.check(), crate::health::Verdict::Ok);
+    }
 }

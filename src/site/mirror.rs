@@ -81,8 +81,9 @@ pub fn write_to(
             .map(file_of)
             .collect();
         for sub in ["articles", "categories"] {
-            let (removed, _) = prune(dir, &dir.join(sub), &keep);
+            let (removed, _, errors) = prune(dir, &dir.join(sub), &keep);
             report.removed += removed;
+            report.errors.extend(errors);
         }
     }
     report
@@ -147,22 +148,33 @@ fn stat_walk(dir: &Path, rel: &Path, out: &mut Vec<(Vec<u8>, u64, u128)>) {
 
 /// Removes the files (and `.gz` twins) of routes that are gone, and their
 /// directories when empty — the incremental counterpart of the full prune
-/// in [`write_to`]. Returns how many files were removed.
-pub fn remove_routes(dir: &Path, routes: &[String]) -> usize {
+/// in [`write_to`]. Files already gone are fine; others that cannot be
+/// removed are errors in the report.
+pub fn remove_routes(dir: &Path, routes: &[String]) -> WriteReport {
+    let mut report = WriteReport::default();
+    let mut remove = |path: PathBuf| match std::fs::remove_file(&path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(error) => {
+            report.errors.push(WriteError { path, error });
+            false
+        }
+    };
     let mut removed = 0;
     for r in routes {
         let path = dir.join(file_of(r));
-        if std::fs::remove_file(&path).is_ok() {
+        if remove(path.clone()) {
             removed += 1;
         }
-        let _ = std::fs::remove_file(gz_path(&path));
+        remove(gz_path(&path));
         if let Some(parent) = path.parent() {
             if parent != dir {
                 let _ = std::fs::remove_dir(parent); // only succeeds when empty
             }
         }
     }
-    removed
+    report.removed = removed;
+    report
 }
 
 /// True when the `.gz` twin on disk is byte for byte the asset's gzip form
@@ -242,14 +254,16 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mtime: SystemTime) -> std::io::Re
 
 /// Removes the files of ours under `dir` whose route is not in `keep`, and
 /// directories left empty; subdirectories in parallel. Returns how many
-/// documents (not counting `.gz` twins) were removed and whether `dir` is
-/// now empty (only then is removing it worth a system call).
-fn prune(root: &Path, dir: &Path, keep: &HashSet<PathBuf>) -> (usize, bool) {
+/// documents (not counting `.gz` twins) were removed, whether `dir` is now
+/// empty (only then is removing it worth a system call), and the files
+/// that could not be removed.
+fn prune(root: &Path, dir: &Path, keep: &HashSet<PathBuf>) -> (usize, bool, Vec<WriteError>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return (0, false);
+        return (0, false, Vec::new());
     };
     let mut removed = 0;
     let mut left = 0;
+    let mut errors = Vec::new();
     let mut subdirs = Vec::new();
     for e in entries.flatten() {
         let p = e.path();
@@ -264,23 +278,35 @@ fn prune(root: &Path, dir: &Path, keep: &HashSet<PathBuf>) -> (usize, bool) {
         let name = rel.to_string_lossy();
         let base = name.strip_suffix(".gz").unwrap_or(&name);
         let ours = base.ends_with(".html") || base.ends_with(".xml") || base.ends_with(".json");
-        if !keep.contains(Path::new(base)) && ours && std::fs::remove_file(&p).is_ok() {
-            if !name.ends_with(".gz") {
-                removed += 1;
-            }
-        } else {
+        if keep.contains(Path::new(base)) || !ours {
             left += 1;
+            continue;
+        }
+        match std::fs::remove_file(&p) {
+            Ok(()) => removed += usize::from(!name.ends_with(".gz")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                left += 1;
+                errors.push(WriteError { path: p, error });
+            }
         }
     }
-    let (sub_removed, sub_left) = subdirs
+    subdirs
         .par_iter()
         .map(|d| {
-            let (n, empty) = prune(root, d, keep);
+            let (n, empty, errors) = prune(root, d, keep);
             // remove_dir only succeeds when empty
-            (n, usize::from(!(empty && std::fs::remove_dir(d).is_ok())))
+            let left = usize::from(!(empty && std::fs::remove_dir(d).is_ok()));
+            (n, left, errors)
         })
-        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-    (removed + sub_removed, left + sub_left == 0)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .for_each(|(n, l, e)| {
+            removed += n;
+            left += l;
+            errors.extend(e);
+        });
+    (removed, left == 0, errors)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The publish loop tells the truth and what is served is what is kept:
 //! `/healthz` and the systemd watchdog when the loop is stuck or dead,
 //! SIGTERM with a stuck loop, and the output mirror on another file
-//! system.
+//! system, full, then healed.
 //!
 //! Stalls are real: a FIFO where the state file's temp file goes blocks
 //! the loop in `open(2)` (a hung network mount in miniature). File
@@ -9,12 +9,12 @@
 //! root and are skipped with a note otherwise.
 
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::live::{column, gunzip, TestDaemon, DEADLINE};
+use crate::live::{column, feed_titles, gunzip, TestDaemon, DEADLINE};
 use crate::util::Workspace;
 
 fn col(title: &str, day: u32) -> String {
@@ -145,7 +145,7 @@ fn stuck_loop_fails_healthz_and_stops_the_watchdog() {
     let n = Notify::new();
     let mut d = start_watched(
         ws_with(&[("a.txt", col("A", 1))]),
-        "publish_stall_secs = 1\n",
+        "publish_stall_secs = 1\nwrite_retry_secs = 1\n",
         &n,
         &[],
     );
@@ -290,6 +290,15 @@ impl Tmpfs {
     fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Fills the file system with one file until it is full.
+    fn fill(&self) -> PathBuf {
+        let p = self.path().join("filler");
+        let mut f = fs::File::create(&p).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        p
+    }
 }
 
 impl Drop for Tmpfs {
@@ -409,4 +418,49 @@ fn output_on_another_file_system() {
     wait_mirror(&d, out.path(), &routes_for(&slugs));
     let log = d.stop();
     assert!(!log.contains("cannot write"), "{log}");
+}
+
+/// Output on a small file system that is full at start: the error is
+/// logged once, however many publishes fail; once space is freed, the
+/// next edit brings every file under the output directory in line with
+/// what is served (pages never written included) and one line says
+/// writing works again.
+#[test]
+fn full_output_disk_heals() {
+    let Some(out) = Tmpfs::mount("1m") else {
+        return;
+    };
+    let filler = out.fill();
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let ws = Workspace::new();
+    for (i, n) in names.iter().enumerate() {
+        ws.write(
+            &format!("content/{n}.txt"),
+            col(&format!("T{n}"), 1 + i as u32),
+        );
+    }
+    let mut d = TestDaemon::start(
+        ws,
+        &format!("output_dir = {:?}\nwrite_retry_secs = 3600\n", out.path()),
+    );
+    d.wait_log("cannot write");
+    d.ws.write("content/a.txt", col("Ta edited", 1));
+    d.poll("/feed.json", "the edit", |r| {
+        feed_titles(&r.body).contains(&"Ta edited".to_string())
+    });
+    fs::remove_file(&filler).unwrap();
+    d.ws.write("content/b.txt", col("Tb edited", 2));
+    wait_mirror(&d, out.path(), &routes_for(&names));
+    let log = d.stop();
+    assert_eq!(
+        log.matches("cannot write").count(),
+        1,
+        "one error line while full:\n{log}"
+    );
+    assert_eq!(
+        log.matches("writing the output directory works again")
+            .count(),
+        1,
+        "one line when it heals:\n{log}"
+    );
 }
