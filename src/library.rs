@@ -110,6 +110,9 @@ pub struct View {
     pub warnings: Vec<String>,
     /// When the next held-back, future-dated article is due.
     pub next_release: Option<DateTime<Utc>>,
+    /// New articles left out because no id may be made up for them now
+    /// ([`Library::hold_new_articles`]).
+    pub held_back: usize,
 }
 
 /// All articles of one content directory.
@@ -365,6 +368,33 @@ impl Library {
         changed
     }
 
+    /// Takes back the ids made up since the state file was last saved
+    /// (it could not be: a reader shown one of them would see another
+    /// after a restart) and, until [`State::allow_new_ids`], leaves out of
+    /// [`Library::view`] every article that would need a new id, counted
+    /// in [`View::held_back`]; articles already identified stay. Returns
+    /// how many were taken back (settle the view again if any).
+    pub fn hold_new_articles(&mut self) -> usize {
+        let ids = self.state.withdraw_unsaved_ids();
+        if ids.is_empty() {
+            return 0;
+        }
+        let mut n = 0;
+        for f in self.files.values_mut() {
+            let Some(a) = f.article.as_mut() else {
+                continue;
+            };
+            if f.identified && ids.contains(a.id.as_str()) {
+                f.identified = false;
+                // A made-up id, never one from front matter: without it
+                // the article is matched afresh, not as an explicit id.
+                Arc::make_mut(a).id = String::new();
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Settles the published set as of `now`: the owner of each slug (the
     /// one the state file already knows, else the earliest published, then
     /// path order), stable ids and `updated` from the state file, articles
@@ -510,7 +540,12 @@ impl Library {
             drop(claimed);
             drop(claims);
             let mut matched = Vec::with_capacity(fresh.len());
-            for (p, (id, updated)) in fresh.iter().zip(identities) {
+            for (p, identity) in fresh.iter().zip(identities) {
+                let Some((id, updated)) = identity else {
+                    // Stays unidentified: matched again next time.
+                    view.held_back += 1;
+                    continue;
+                };
                 let Some(f) = self.files.get_mut(p) else {
                     continue;
                 };
@@ -783,6 +818,47 @@ mod tests {
             assert_eq!(v.rejected.len(), 1, "{:?}", v.rejected);
             assert!(v.rejected[0].to_string().contains("sub/a.txt"));
         }
+    }
+
+    /// When the ids of new articles cannot be saved, they are taken back
+    /// and the articles left out of the view (counted), while an edit of
+    /// a known article is published; allowed again, they appear with the
+    /// id they were first given.
+    #[test]
+    fn new_articles_held_back_until_ids_can_be_saved() {
+        let d = tempfile::tempdir().unwrap();
+        let st = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("a.txt"), col("A", "May 1, 2025, noon")).unwrap();
+        let mut l = lib(d.path());
+        l.scan().unwrap();
+        let a_id = l.view(now()).articles[0].id.clone();
+        l.state_mut().save(st.path()).unwrap();
+
+        fs::write(d.path().join("a.txt"), col("A2", "May 1, 2025, noon")).unwrap();
+        fs::write(d.path().join("b.txt"), col("B", "May 2, 2025, noon")).unwrap();
+        l.scan().unwrap();
+        let titles = |v: &View| {
+            v.articles
+                .iter()
+                .map(|a| a.title.clone())
+                .collect::<Vec<_>>()
+        };
+        let v = l.view(now());
+        assert_eq!(titles(&v), ["B", "A2"]);
+        let b_id = v.articles[0].id.clone();
+        drop(v);
+        assert_eq!(l.hold_new_articles(), 1, "the save failed: b is taken back");
+        for _ in 0..2 {
+            let v = l.view(now());
+            assert_eq!(titles(&v), ["A2"]);
+            assert_eq!(v.articles[0].id, a_id);
+            assert_eq!(v.held_back, 1);
+        }
+        l.state_mut().allow_new_ids();
+        let v = l.view(now());
+        assert_eq!(titles(&v), ["B", "A2"]);
+        assert_eq!(v.articles[0].id, b_id);
+        assert_eq!(v.held_back, 0);
     }
 
     /// Future-dated articles are held back and their time is reported.

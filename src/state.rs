@@ -123,6 +123,11 @@ pub struct State {
     by_hash: HashMap<u128, Ids>,
     by_slug: HashMap<u64, Ids>,
     dirty: bool,
+    /// Ids made up (not taken from front matter) since the last save
+    /// that worked: not on disk yet.
+    unsaved_new: Vec<Arc<str>>,
+    /// No new id is made up (see [`State::withdraw_unsaved_ids`]).
+    hold_new: bool,
 }
 
 impl State {
@@ -187,7 +192,28 @@ impl State {
             return Err(io(error));
         }
         self.dirty = false;
+        self.unsaved_new.clear();
         Ok(())
+    }
+
+    /// Forgets the ids made up since the last save that worked (they
+    /// could not be kept: a reader shown one would see another after a
+    /// restart) and makes up none until [`State::allow_new_ids`]: an
+    /// article that would need one is left without (see
+    /// [`State::identify_all`]). Returns the ids forgotten.
+    pub fn withdraw_unsaved_ids(&mut self) -> HashSet<Arc<str>> {
+        self.hold_new = true;
+        let ids: HashSet<Arc<str>> = self.unsaved_new.drain(..).collect();
+        for id in &ids {
+            self.unindex(id);
+            self.disk.articles.remove(id);
+        }
+        ids
+    }
+
+    /// New ids may be made up again (to be saved before they are shown).
+    pub fn allow_new_ids(&mut self) {
+        self.hold_new = false;
     }
 
     /// The record of the last clean build.
@@ -313,7 +339,9 @@ impl State {
     /// 4. same path (an edit in place);
     /// 5. same slug (deleted and written again, perhaps as `.md`).
     ///
-    /// Anything else is new and gets `tag:<authority>,<published date>:<slug>`.
+    /// Anything else is new and gets `tag:<authority>,<published date>:<slug>`
+    /// — or `None` while new ids are withheld
+    /// ([`State::withdraw_unsaved_ids`]).
     /// `updated` moves to `now` when a known article's content hash changed.
     /// `taken` holds ids already in use by articles not in `items`.
     pub fn identify_all(
@@ -322,7 +350,7 @@ impl State {
         taken: &HashSet<&str>,
         authority: &str,
         now: DateTime<FixedOffset>,
-    ) -> Vec<(String, DateTime<FixedOffset>)> {
+    ) -> Vec<Option<(String, DateTime<FixedOffset>)>> {
         let mut found: Vec<Option<Arc<str>>> = vec![None; items.len()];
         // Entries held by articles identified earlier and unchanged since.
         let mut claimed: HashSet<Arc<str>> = HashSet::default();
@@ -400,7 +428,15 @@ impl State {
                 None => {
                     let id = match &found[i] {
                         Some(explicit) => Arc::clone(explicit),
-                        None => Arc::from(self.fresh_id(a, authority)),
+                        None if self.hold_new => {
+                            out.push(None);
+                            continue;
+                        }
+                        None => {
+                            let id: Arc<str> = Arc::from(self.fresh_id(a, authority));
+                            self.unsaved_new.push(Arc::clone(&id));
+                            id
+                        }
                     };
                     let entry = Entry {
                         slug: a.slug.as_str().into(),
@@ -421,7 +457,7 @@ impl State {
                 self.index(&id);
                 self.dirty = true;
             }
-            out.push((id.to_string(), updated));
+            out.push(Some((id.to_string(), updated)));
         }
         out
     }
@@ -483,6 +519,9 @@ mod tests {
     ) -> Vec<(String, DateTime<FixedOffset>)> {
         let items: Vec<(String, &Article)> = set.iter().map(|(p, a)| (p.to_string(), *a)).collect();
         s.identify_all(&items, &HashSet::default(), "e.example", now(at))
+            .into_iter()
+            .map(|x| x.expect("new ids allowed"))
+            .collect()
     }
 
     /// A new article gets a tag: id; an edit keeps it and moves `updated`;
@@ -568,6 +607,55 @@ mod tests {
             .clone();
         ids(&mut s, &[], T1);
         assert_eq!(ids(&mut s, &[("x.md", &article("x", "v2"))], T2)[0].0, id);
+    }
+
+    /// While new ids are withheld, an article that would need one gets
+    /// none (and nothing is recorded for it), a known article is matched
+    /// and updated as usual, and a front-matter id is taken; ids made up
+    /// since the last save are forgotten when withdrawn (and the same one
+    /// is made again later), saved ones are not.
+    #[test]
+    fn withheld_new_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::default();
+        let a = article("a", "one");
+        let first = ids(&mut s, &[("a.txt", &a)], T1);
+        s.save(dir.path()).unwrap();
+        assert!(s.withdraw_unsaved_ids().is_empty(), "saved ids stay");
+
+        let a2 = article("a", "one, edited");
+        let b = article("b", "two");
+        let mut c = article("c", "three");
+        c.id = "urn:example:c".into();
+        let items: Vec<(String, &Article)> = [("a.txt", &a2), ("b.txt", &b), ("c.txt", &c)]
+            .iter()
+            .map(|(p, x)| (p.to_string(), *x))
+            .collect();
+        let got = s.identify_all(&items, &HashSet::default(), "e.example", now(T2));
+        assert_eq!(got[0], Some((first[0].0.clone(), now(T2))), "known, edited");
+        assert_eq!(got[1], None, "would need a new id");
+        assert_eq!(
+            got[2].as_ref().map(|x| x.0.as_str()),
+            Some("urn:example:c"),
+            "front-matter id"
+        );
+
+        s.allow_new_ids();
+        let b_id = ids(&mut s, &[("b.txt", &b)], T2)[0].0.clone();
+        let gone = s.withdraw_unsaved_ids();
+        assert_eq!(gone.len(), 1);
+        assert!(gone.contains(b_id.as_str()));
+        assert!(!s.disk.articles.contains_key(b_id.as_str()));
+        assert!(s.with_slug("b").next().is_none(), "unindexed");
+        s.allow_new_ids();
+        assert_eq!(ids(&mut s, &[("b.txt", &b)], T2)[0].0, b_id, "made again");
+        s.save(dir.path()).unwrap();
+        assert!(s.withdraw_unsaved_ids().is_empty());
+        assert_eq!(
+            State::load(dir.path()).unwrap().disk.articles.len(),
+            3,
+            "a, b and c on disk"
+        );
     }
 
     /// A corrupt state file is an error that says what to do, not a silent reset.

@@ -112,6 +112,17 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
     let view = lib.view(Utc::now());
     report(&view);
     let s = settings(c, lib.state_mut(), &view.articles);
+    // Ids and `updated` on disk before any file shows them (once the
+    // output directory is there to take the files).
+    std::fs::create_dir_all(&c.output_dir).map_err(|e| {
+        (
+            EXIT_RUNTIME,
+            anyhow::anyhow!("writing {}: {e}", c.output_dir.display()),
+        )
+    })?;
+    lib.state_mut()
+        .save(&c.state_dir)
+        .map_err(|e| (EXIT_RUNTIME, e.into()))?;
     // Every document goes to disk as it is rendered (article pages first)
     // and is dropped; `write_to` then only removes what is gone.
     let (mut site, _) = SiteBuilder::streaming_to(&c.output_dir).build(

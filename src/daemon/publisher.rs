@@ -116,15 +116,27 @@ impl Publisher {
             .map_err(|e| Fatal(EXIT_CONTENT_DIR, e.into()))?;
         let (site, _) = self.render();
         self.mirror(&site, None, &[]);
-        self.save_state();
         Ok(site)
     }
 
     /// Renders the current library into a snapshot (not yet published).
+    /// The ids and `updated` it shows are saved first: a reader never sees
+    /// an id the state file does not hold. When the state cannot be saved,
+    /// the articles that would need a new id are held back; the others
+    /// are rendered as usual.
     fn render(&mut self) -> (crate::site::Site, Vec<String>) {
         let started = Instant::now();
         self.step(Step::Settling);
-        let view = self.lib.view(Utc::now());
+        let now = Utc::now();
+        // Tried afresh each time: the state may be writable again.
+        self.lib.state_mut().allow_new_ids();
+        let mut view = self.lib.view(now);
+        let s = settings(&self.config, self.lib.state_mut(), &view.articles);
+        if !self.save_state() && self.lib.hold_new_articles() > 0 {
+            self.step(Step::Settling);
+            view = self.lib.view(now);
+        }
+        self.note_held_back(view.held_back);
         for e in &view.rejected {
             let line = e.to_string();
             if !self.reported.contains(&line) {
@@ -136,7 +148,6 @@ impl Publisher {
             tracing::debug!("{w}");
         }
         self.next_release = view.next_release;
-        let s = settings(&self.config, self.lib.state_mut(), &view.articles);
         self.step(Step::Rendering);
         let (site, changed) =
             self.builder
@@ -224,18 +235,40 @@ impl Publisher {
         }
     }
 
+    /// Records how many new articles are held back; says so once when it
+    /// begins and once when they are published.
+    fn note_held_back(&mut self, n: usize) {
+        let before = self.metrics.health.held_back();
+        let s = |n: usize| if n == 1 { "" } else { "s" };
+        if n > 0 && before == 0 {
+            tracing::warn!(
+                "{n} new article{} held back until the state file can be written (an id is saved before it is shown); tried again every {} s and on every publish",
+                s(n),
+                self.config.write_retry.as_secs()
+            );
+        } else if n == 0 && before > 0 {
+            tracing::info!(
+                "{before} new article{} published now that their ids are saved",
+                s(before)
+            );
+        }
+        self.metrics.health.set_held_back(n);
+    }
+
     /// Whether something failed to be written and is to be tried again.
     fn writes_failing(&self) -> bool {
         self.output_behind || self.metrics.health.failing(Sink::State)
     }
 
-    /// Tries again what failed to be written: the state file, and the
-    /// whole output directory against the current snapshot.
+    /// Tries again what failed to be written: the state file (by
+    /// publishing again, so that held-back articles appear once it can be
+    /// written), and the whole output directory against the current
+    /// snapshot.
     fn retry_writes(&mut self) {
         if self.metrics.health.failing(Sink::State) {
-            self.save_state();
-        }
-        if self.output_behind {
+            // Mirrors the output as well, in full while it is behind.
+            self.republish("write retry");
+        } else if self.output_behind {
             if let Some(shared) = &self.shared {
                 let site = shared.site.load_full();
                 self.mirror(&site, None, &[]);
@@ -306,7 +339,6 @@ impl Publisher {
         if !changed.is_empty() || !removed.is_empty() || self.output_behind {
             self.mirror(&site, Some(&changed), &removed);
         }
-        self.save_state();
         notify(&[sd_notify::NotifyState::Status(&format!(
             "{} articles, {} rejected; last rebuild {:.1} ms ({reason})",
             site.articles,

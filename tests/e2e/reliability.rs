@@ -1,17 +1,21 @@
 //! The publish loop tells the truth and what is served is what is kept:
 //! `/healthz` and the systemd watchdog when the loop is stuck or dead,
-//! SIGTERM with a stuck loop, and the output mirror on another file
-//! system, full, then healed.
+//! SIGTERM with a stuck loop, ids durable before they are served, new
+//! articles held back while the state cannot be written, and the output
+//! mirror on another file system, full, then healed.
 //!
 //! Stalls are real: a FIFO where the state file's temp file goes blocks
 //! the loop in `open(2)` (a hung network mount in miniature). File
-//! systems are real too: tests that need a second mount (a tmpfs) run as
-//! root and are skipped with a note otherwise.
+//! systems are real too: tests that need a second mount (a tmpfs) or an
+//! immutable directory run as root and are skipped with a note otherwise.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::live::{column, feed_titles, gunzip, TestDaemon, DEADLINE};
@@ -246,6 +250,93 @@ fn dead_loop_fails_healthz_and_stops_the_watchdog() {
     assert_eq!(code, Some(5), "{log}");
 }
 
+/// The ids of the items of `/feed.json`, by title.
+fn ids_by_title(body: &[u8]) -> BTreeMap<String, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    v["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| {
+                    (
+                        i["title"].as_str().unwrap_or("").to_string(),
+                        i["id"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// GET `/feed.json` over one keep-alive connection, as fast as it goes,
+/// until `ok` holds for the body; returns it.
+fn spin_feed(d: &TestDaemon, ok: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let start = Instant::now();
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "feed never matched:\n{}",
+            d.log()
+        );
+        s.write_all(b"GET /feed.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut raw = Vec::new();
+        let body = loop {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed");
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .expect("content-length");
+                if raw.len() >= end + 4 + len {
+                    break raw[end + 4..end + 4 + len].to_vec();
+                }
+            }
+        };
+        if ok(&body) {
+            return body;
+        }
+    }
+}
+
+/// Killed with SIGKILL the moment 50 new articles are served, then
+/// restarted after every one of their files was renamed, Herald gives
+/// each the id it had been served with: ids are on disk before any
+/// response shows them. Repeated, to land in the moment after a publish.
+#[test]
+fn ids_survive_kill_right_after_they_are_served() {
+    for round in 0..3 {
+        let d = TestDaemon::start(ws_with(&[("old.txt", col("Old", 1))]), "max_items = 100\n");
+        d.wait_titles(&["Old"]);
+        for i in 0..50 {
+            d.ws.write(&format!("content/n{i}.txt"), col(&format!("New {i}"), 2));
+        }
+        let body = spin_feed(&d, |b| feed_titles(b).len() == 51);
+        let served = ids_by_title(&body);
+        let ws = d.kill();
+        for i in 0..50 {
+            fs::rename(
+                ws.path(&format!("content/n{i}.txt")),
+                ws.path(&format!("content/renamed{i}.txt")),
+            )
+            .unwrap();
+        }
+        let d = TestDaemon::start(ws, "max_items = 100\n");
+        let body = spin_feed(&d, |b| feed_titles(b).len() == 51);
+        let again = ids_by_title(&body);
+        assert_eq!(again, served, "round {round}: ids changed across kill -9");
+        d.stop();
+    }
+}
+
 /// A tmpfs mounted for one test on a directory of its own (root only),
 /// unmounted and removed when dropped.
 struct Tmpfs {
@@ -463,4 +554,89 @@ fn full_output_disk_heals() {
         1,
         "one line when it heals:\n{log}"
     );
+}
+
+/// Sets the immutable attribute on a directory (nothing can be created,
+/// renamed or removed in it, even by root) until dropped.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(dir: &Path) -> Option<Immutable> {
+        if !is_root() {
+            skip("needs root to make a directory immutable (chattr +i)");
+            return None;
+        }
+        match Command::new("chattr").arg("+i").arg(dir).status() {
+            Ok(s) if s.success() => Some(Immutable(dir.to_path_buf())),
+            other => {
+                skip(&format!("chattr +i {} failed: {other:?}", dir.display()));
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// While the state file cannot be written, a new article is held back
+/// (it would need an id that could not be kept) — logged once, reported
+/// by `/healthz` (200, degraded) and `/metrics` — while an edit of a known
+/// article is served. Once the state can be written again, the held-back
+/// article appears within `write_retry_secs` without another edit, and
+/// its id is the one on disk.
+#[test]
+fn read_only_state_holds_back_new_articles() {
+    if !is_root() {
+        skip("needs root to make the state directory immutable (chattr +i)");
+        return;
+    }
+    let d = TestDaemon::start(ws_with(&[("a.txt", col("A", 1))]), "write_retry_secs = 1\n");
+    d.wait_titles(&["A"]);
+    let Some(guard) = Immutable::set(&d.ws.path("state")) else {
+        return;
+    };
+    d.ws.write("content/b.txt", col("B", 2));
+    d.ws.write("content/a.txt", col("A edited", 1));
+    let r = d.poll("/feed.json", "the edit", |r| {
+        feed_titles(&r.body).contains(&"A edited".to_string())
+    });
+    assert_eq!(feed_titles(&r.body), ["A edited"], "B is held back");
+    let h = d.get("/healthz");
+    assert_eq!(h.status, 200, "{}", h.text());
+    assert!(
+        h.text().contains("degraded") && h.text().contains("1 new article held back"),
+        "{}",
+        h.text()
+    );
+    let m = d.get("/metrics").text();
+    assert!(m.contains("herald_articles_held_back 1\n"), "{m}");
+    assert!(
+        m.contains("herald_write_failing{sink=\"state\"} 1\n"),
+        "{m}"
+    );
+
+    drop(guard);
+    let body = d
+        .poll("/feed.json", "the held-back article", |r| {
+            feed_titles(&r.body) == ["B", "A edited"]
+        })
+        .body;
+    d.poll("/healthz", "ok", |r| r.text() == "ok\n");
+    let log = d.log();
+    assert_eq!(log.matches("held back").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("saving the state works again").count(),
+        1,
+        "{log}"
+    );
+    let served = ids_by_title(&body);
+    let ws = d.kill();
+    let d = TestDaemon::start(ws, "");
+    let again = ids_by_title(&spin_feed(&d, |b| feed_titles(b).len() == 2));
+    assert_eq!(again, served, "ids on disk are the ones served");
+    d.stop();
 }
