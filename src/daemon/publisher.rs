@@ -222,7 +222,10 @@ impl Publisher {
             Err(e) => {
                 let kind = match &e {
                     crate::state::StateError::Io { error, .. } => error.kind(),
-                    crate::state::StateError::Corrupt { .. } => std::io::ErrorKind::InvalidData,
+                    crate::state::StateError::Corrupt { .. }
+                    | crate::state::StateError::CorruptJournal { .. } => {
+                        std::io::ErrorKind::InvalidData
+                    }
                 };
                 self.state.failed(
                     health,
@@ -499,9 +502,10 @@ impl Publisher {
         }
         drop(watcher);
         self.step(Step::SavingState);
+        // Written whole, so the next start reads one file.
         self.lib
             .state_mut()
-            .save(&self.config.state_dir)
+            .compact(&self.config.state_dir)
             .context("saving state at shutdown")?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! articles held back while the state cannot be written, and the output
 //! mirror on another file system, full, then healed.
 //!
-//! Stalls are real: a FIFO where the state file's temp file goes blocks
+//! Stalls are real: a FIFO where the state journal goes blocks
 //! the loop in `open(2)` (a hung network mount in miniature). File
 //! systems are real too: tests that need a second mount (a tmpfs) or an
 //! immutable directory run as root and are skipped with a note otherwise.
@@ -139,7 +139,7 @@ fn start_watched(ws: Workspace, config: &str, n: &Notify, env: &[(&str, &str)]) 
     })
 }
 
-/// When an edit's publish blocks (the state file's temp path is a FIFO,
+/// When an edit's publish blocks (the state journal is a FIFO,
 /// as a hung mount would block), `/healthz` answers 503 naming the step
 /// within `publish_stall_secs` and `WATCHDOG=1` stops; once the loop can
 /// go on, `/healthz` is 200 again, the pings resume and the edit is
@@ -158,7 +158,7 @@ fn stuck_loop_fails_healthz_and_stops_the_watchdog() {
     assert_eq!((ok.status, ok.text().as_str()), (200, "ok\n"));
     assert_eq!(ok.header("cache-control"), "no-store");
 
-    let fifo = d.ws.path("state/.state.json.tmp");
+    let fifo = d.ws.path("state/state.journal");
     mkfifo(&fifo);
     d.ws.write("content/a.txt", col("A edited", 1));
     let stuck = d.poll("/healthz", "503 while the loop is stuck", |r| {
@@ -200,7 +200,7 @@ fn sigterm_stops_a_stuck_loop() {
         ws_with(&[("a.txt", col("A", 1))]),
         "publish_stall_secs = 1\n",
     );
-    let fifo = d.ws.path("state/.state.json.tmp");
+    let fifo = d.ws.path("state/state.journal");
     mkfifo(&fifo);
     d.ws.write("content/b.txt", col("B", 2));
     d.poll("/healthz", "503 while the loop is stuck", |r| {

@@ -1,15 +1,18 @@
 //! The small persistent record that keeps ids and `updated` stable across
 //! edits, renames and restarts: per article its id, slug, source path,
-//! content hash and last real change. Written atomically (temp file, fsync,
-//! rename) to `state_dir/state.json`, never into the output directory.
-//! Uses nothing else of Herald's but the `Article` model.
+//! content hash and last real change, and how it matches articles to
+//! their ids. Kept in `state_dir` (`store`: `state.json`, written whole
+//! and atomically, plus a journal of the changes since), never in the
+//! output directory. Uses nothing else of Herald's but the `Article` model.
+
+mod store;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use smallvec::SmallVec;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use xxhash_rust::xxh3::xxh3_64;
 
 use chrono::{DateTime, FixedOffset};
@@ -17,8 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::article::Article;
 
-const FILE: &str = "state.json";
-const VERSION: u32 = 1;
+pub use store::{FILE, JOURNAL};
 
 /// A state file that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,17 @@ pub enum StateError {
     Corrupt {
         /// The state file.
         path: PathBuf,
+        /// Why.
+        error: serde_json::Error,
+    },
+    /// A line of the journal (not the last, which may be cut short by a
+    /// crash) is not a change Herald wrote.
+    #[error("{}:{line}: not a valid state journal line ({error}); move the state directory away to start afresh, which gives every article a new id", path.display())]
+    CorruptJournal {
+        /// The journal.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
         /// Why.
         error: serde_json::Error,
     },
@@ -78,6 +91,10 @@ fn key(s: &str) -> u64 {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Disk {
     version: u32,
+    /// Counts whole writes of the file; the journal of the changes since
+    /// carries the same number, so one left from before is ignored.
+    #[serde(default)]
+    generation: u64,
     /// The id authority in force when the first article was published.
     authority: Option<String>,
     /// Date (`YYYY-MM-DD`) used in feed ids, fixed at first publication.
@@ -123,6 +140,12 @@ pub struct State {
     by_hash: HashMap<u128, Ids>,
     by_slug: HashMap<u64, Ids>,
     dirty: bool,
+    /// Ids whose entries changed since the last save (for the journal).
+    changed: HashSet<Arc<str>>,
+    /// `authority` or `since` changed since the last save.
+    meta_changed: bool,
+    /// How the state is kept on disk.
+    store: store::Store,
     /// Ids made up (not taken from front matter) since the last save
     /// that worked: not on disk yet.
     unsaved_new: Vec<Arc<str>>,
@@ -131,71 +154,6 @@ pub struct State {
 }
 
 impl State {
-    /// Loads `dir/state.json`; a missing file is an empty state.
-    ///
-    /// # Errors
-    /// The file exists but cannot be read or parsed.
-    pub fn load(dir: &Path) -> Result<State, StateError> {
-        let path = dir.join(FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
-            Err(error) => return Err(StateError::Io { path, error }),
-        };
-        let disk: Disk =
-            serde_json::from_slice(&bytes).map_err(|error| StateError::Corrupt { path, error })?;
-        let mut s = State {
-            disk,
-            ..State::default()
-        };
-        let ids: Vec<Arc<str>> = s.disk.articles.keys().cloned().collect();
-        for id in ids {
-            s.index(&id);
-        }
-        Ok(s)
-    }
-
-    /// Writes the state if it changed since the last save: temp file in the
-    /// same directory, fsync, rename, so a crash leaves the old or the new
-    /// file, never a torn one.
-    ///
-    /// # Errors
-    /// The directory cannot be created or the file cannot be written.
-    pub fn save(&mut self, dir: &Path) -> Result<(), StateError> {
-        if !self.dirty {
-            return Ok(());
-        }
-        self.disk.version = VERSION;
-        let path = dir.join(FILE);
-        let io = |error| StateError::Io {
-            path: path.clone(),
-            error,
-        };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = dir.join(format!(".{FILE}.tmp"));
-        let written = (|| {
-            // Streamed through a small buffer: the file is megabytes at
-            // 10,000 articles and written after every publish, so a whole
-            // copy in memory would be allocated and faulted in each time.
-            let mut f = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
-            serde_json::to_writer_pretty(&mut f, &self.disk).map_err(|e| {
-                std::io::Error::new(e.io_error_kind().unwrap_or(std::io::ErrorKind::Other), e)
-            })?;
-            let f = f.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })();
-        if let Err(error) = written {
-            // Whatever was left half-written (or is not a file at all) must
-            // not be what the next save opens.
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(error));
-        }
-        self.dirty = false;
-        self.unsaved_new.clear();
-        Ok(())
-    }
-
     /// Forgets the ids made up since the last save that worked (they
     /// could not be kept: a reader shown one would see another after a
     /// restart) and makes up none until [`State::allow_new_ids`]: an
@@ -207,6 +165,7 @@ impl State {
         for id in &ids {
             self.unindex(id);
             self.disk.articles.remove(id);
+            self.changed.remove(id);
         }
         ids
     }
@@ -226,6 +185,8 @@ impl State {
         if self.disk.last_build != record {
             self.disk.last_build = record;
             self.dirty = true;
+            // Not journaled: builds are rare and write the file whole.
+            self.store.rewrite = true;
         }
     }
 
@@ -303,6 +264,7 @@ impl State {
         if self.disk.authority.is_none() {
             self.disk.authority = Some(default.to_string());
             self.dirty = true;
+            self.meta_changed = true;
         }
         self.disk.authority.clone().unwrap_or_default()
     }
@@ -312,6 +274,7 @@ impl State {
         if self.disk.since.is_none() {
             self.disk.since = Some(first());
             self.dirty = true;
+            self.meta_changed = true;
         }
         self.disk.since.clone().unwrap_or_default()
     }
@@ -456,6 +419,7 @@ impl State {
                 self.disk.articles.insert(Arc::clone(&id), entry);
                 self.index(&id);
                 self.dirty = true;
+                self.changed.insert(Arc::clone(&id));
             }
             out.push(Some((id.to_string(), updated)));
         }
@@ -482,7 +446,7 @@ impl State {
 mod tests {
     use super::*;
 
-    fn article(slug: &str, body: &str) -> Article {
+    pub(super) fn article(slug: &str, body: &str) -> Article {
         let published = DateTime::parse_from_rfc3339("2025-05-22T06:40:00+08:00").unwrap();
         let mut a = Article {
             slug: slug.into(),
@@ -504,12 +468,12 @@ mod tests {
         a
     }
 
-    fn now(s: &str) -> DateTime<FixedOffset> {
+    pub(super) fn now(s: &str) -> DateTime<FixedOffset> {
         DateTime::parse_from_rfc3339(s).unwrap()
     }
 
-    const T1: &str = "2025-06-01T00:00:00+00:00";
-    const T2: &str = "2025-07-01T00:00:00+00:00";
+    pub(super) const T1: &str = "2025-06-01T00:00:00+00:00";
+    pub(super) const T2: &str = "2025-07-01T00:00:00+00:00";
 
     /// Identifies the whole current set of articles (path, article).
     fn ids(
