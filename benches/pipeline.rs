@@ -30,9 +30,7 @@ use herald::render::{self, Body, Settings};
 use herald::site::SiteBuilder;
 
 fn ctx() -> ParseCtx {
-    ParseCtx {
-        tz: "Asia/Shanghai".parse().expect("known zone"),
-    }
+    ParseCtx::new("Asia/Shanghai".parse().expect("known zone"))
 }
 
 fn settings() -> Settings {

@@ -103,14 +103,15 @@ impl Article {
 
     /// Every category and tag once, categories first: what RSS and Atom
     /// list as `<category>` and JSON Feed as `tags`.
+    /// Linear in the number of labels (a set of those seen, not a search
+    /// of the list for each).
     pub fn labels(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::with_capacity(self.categories.len() + self.tags.len());
-        for l in self.categories.iter().chain(self.tags.iter()) {
-            if !out.contains(&l.as_str()) {
-                out.push(l);
-            }
-        }
-        out
+        let all = self.categories.iter().chain(self.tags.iter());
+        let mut seen: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::with_capacity_and_hasher(
+            self.categories.len() + self.tags.len(),
+            Default::default(),
+        );
+        all.map(String::as_str).filter(|l| seen.insert(l)).collect()
     }
 }
 

@@ -71,6 +71,11 @@ struct RawConfig {
     idle_timeout_secs: Option<u64>,
     max_header_bytes: Option<toml::Spanned<i64>>,
     shutdown_grace_secs: Option<u64>,
+    max_file_bytes: Option<toml::Spanned<i64>>,
+    max_front_matter_bytes: Option<toml::Spanned<i64>>,
+    max_labels: Option<toml::Spanned<i64>>,
+    max_nesting: Option<toml::Spanned<i64>>,
+    follow_external_symlinks: Option<bool>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
 }
@@ -132,6 +137,19 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// How long in-flight responses may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Largest article file read, bytes; a larger file is rejected without
+    /// being read past this.
+    pub max_file_bytes: u64,
+    /// Largest front matter of a Markdown article, bytes.
+    pub max_front_matter_bytes: usize,
+    /// Most categories and tags (together) one article may list.
+    pub max_labels: usize,
+    /// Deepest nesting of front-matter collections, Markdown blocks and
+    /// inlines, and raw HTML elements in one article.
+    pub max_nesting: usize,
+    /// Read article files and directories that symlinks inside the content
+    /// directory point to outside it (refused by default).
+    pub follow_external_symlinks: bool,
     /// `tracing` filter (overridden by `RUST_LOG`).
     pub log_level: String,
     /// Log output format.
@@ -167,6 +185,11 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(5),
+            max_file_bytes: 2 * 1024 * 1024,
+            max_front_matter_bytes: 64 * 1024,
+            max_labels: 50,
+            max_nesting: 64,
+            follow_external_symlinks: false,
             log_level: "info".into(),
             log_format: LogFormat::Human,
         }
@@ -268,6 +291,7 @@ impl Config {
         set!(cache_max_age);
         set!(log_level);
         set!(log_format);
+        set!(follow_external_symlinks);
         c.id_authority = raw.id_authority.filter(|a| !a.trim().is_empty());
         if let Some(u) = raw.base_url {
             let v = u.get_ref().trim();
@@ -329,6 +353,18 @@ impl Config {
         if c.max_header_bytes < 1024 {
             c.max_header_bytes = 1024;
         }
+        c.max_file_bytes = positive(
+            raw.max_file_bytes,
+            "max_file_bytes",
+            c.max_file_bytes as usize,
+        )? as u64;
+        c.max_front_matter_bytes = positive(
+            raw.max_front_matter_bytes,
+            "max_front_matter_bytes",
+            c.max_front_matter_bytes,
+        )?;
+        c.max_labels = positive(raw.max_labels, "max_labels", c.max_labels)?;
+        c.max_nesting = positive(raw.max_nesting, "max_nesting", c.max_nesting)?;
         let content = raw.content.unwrap_or_default();
         let pick =
             |k: &Option<FeedKindConfig>| k.as_ref().and_then(|k| k.content).unwrap_or(content);

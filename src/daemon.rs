@@ -18,6 +18,8 @@ use crate::render::{Body, Settings};
 use crate::site::{self, SiteBuilder};
 use crate::state::State;
 
+mod guard;
+
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: some article files failed (build/check).
@@ -113,12 +115,23 @@ pub fn settings(
 pub fn open_library(c: &Config) -> anyhow::Result<Library> {
     let mut state = State::load(&c.state_dir).context("loading state")?;
     let authority = state.authority(c.id_authority.as_deref(), &c.default_authority());
-    Ok(Library::new(
-        c.content_dir.clone(),
-        ParseCtx { tz: c.timezone },
-        state,
-        authority,
-    ))
+    let mut lib = Library::new(c.content_dir.clone(), parse_ctx(c), state, authority);
+    lib.set_follow_external_symlinks(c.follow_external_symlinks);
+    Ok(lib)
+}
+
+/// What the parsers need of the config: the time zone and the limits on
+/// one article.
+pub fn parse_ctx(c: &Config) -> ParseCtx {
+    ParseCtx {
+        tz: c.timezone,
+        limits: crate::parse::Limits {
+            max_file_bytes: c.max_file_bytes,
+            max_front_matter_bytes: c.max_front_matter_bytes,
+            max_labels: c.max_labels,
+            max_nesting: c.max_nesting,
+        },
+    }
 }
 
 fn report(view: &View) {
@@ -190,7 +203,7 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
     let mut lib = open_library(c).map_err(|e| (EXIT_RUNTIME, e))?;
     // Fingerprint before reading: a file written during the build makes
     // the next build do the work again.
-    let content = crate::library::tree_fingerprint(&c.content_dir)
+    let content = crate::library::tree_fingerprint(&c.content_dir, c.follow_external_symlinks)
         .map_err(|e| (EXIT_CONTENT_DIR, e.into()))?;
     let content = format!("{content:032x}");
     let settings_fp = settings_fingerprint(c);
@@ -217,17 +230,21 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
         }
     }
     lib.scan().map_err(|e| (EXIT_CONTENT_DIR, e.into()))?;
-    let view = lib.view(Utc::now());
-    report(&view);
-    let s = settings(c, lib.state_mut(), &view.articles);
     // Every document goes to disk as it is rendered (article pages first)
     // and is dropped; `write_to` then only removes what is gone.
-    let (mut site, _) = SiteBuilder::streaming_to(&c.output_dir).build(
-        &view.articles,
-        view.rejected.len(),
-        &s,
-        SystemTime::now(),
+    let mut builder = SiteBuilder::streaming_to(&c.output_dir);
+    let (view, _, (mut site, _)) = guard::render_guarded(
+        &mut lib,
+        Utc::now(),
+        |lib, v| settings(c, lib.state_mut(), &v.articles),
+        |v, s, fresh| {
+            if fresh {
+                builder = SiteBuilder::streaming_to(&c.output_dir);
+            }
+            builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
+        },
     );
+    report(&view);
     let mut written = site.take_stream_report();
     let rest = site::write_to(&site, &c.output_dir, None);
     written.written += rest.written;
@@ -289,6 +306,36 @@ pub fn init_logging(c: &Config) {
         }
         LogFormat::Human => builder.with_target(false).try_init(),
     };
+    let mut level = tracing_log::AsLog::as_log(&tracing::level_filters::LevelFilter::current());
+    level = level.max(log::LevelFilter::Warn);
+    if log::set_boxed_logger(Box::new(LogBridge(tracing_log::LogTracer::new()))).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// Carries the records of libraries that log through the `log` crate into
+/// Herald's log, except those of the HTML parser behind the sanitiser:
+/// it writes one line per misplaced node without naming the file, so its
+/// warnings are counted instead and become one warning of the article
+/// ([`crate::parse::sanitiser_warned`]).
+struct LogBridge(tracing_log::LogTracer);
+
+impl log::Log for LogBridge {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target().starts_with("html5ever") || self.0.enabled(m)
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if r.target().starts_with("html5ever") {
+            if r.level() <= log::Level::Warn {
+                crate::parse::sanitiser_warned();
+            }
+        } else {
+            self.0.log(r);
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 /// Log lines for journald: `<priority>message key=value…`, no timestamp
@@ -670,7 +717,19 @@ impl Publisher {
     /// Renders the current library into a snapshot (not yet published).
     fn render(&mut self) -> (crate::site::Site, Vec<String>) {
         let started = Instant::now();
-        let view = self.lib.view(Utc::now());
+        let config = &self.config;
+        let builder = &mut self.builder;
+        let (view, _, (site, changed)) = guard::render_guarded(
+            &mut self.lib,
+            Utc::now(),
+            |lib, v| settings(config, lib.state_mut(), &v.articles),
+            |v, s, fresh| {
+                if fresh {
+                    *builder = SiteBuilder::with_floors_from(&config.output_dir);
+                }
+                builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
+            },
+        );
         for e in &view.rejected {
             let line = e.to_string();
             if !self.reported.contains(&line) {
@@ -682,10 +741,6 @@ impl Publisher {
             tracing::debug!("{w}");
         }
         self.next_release = view.next_release;
-        let s = settings(&self.config, self.lib.state_mut(), &view.articles);
-        let (site, changed) =
-            self.builder
-                .build(&view.articles, view.rejected.len(), &s, SystemTime::now());
         self.last_rebuild = Some((SystemTime::now(), started.elapsed().as_micros()));
         (site, changed)
     }
@@ -1003,7 +1058,9 @@ impl Publisher {
                 .lib
                 .state_mut()
                 .authority(new.id_authority.as_deref(), &new.default_authority());
-            self.lib.set_ctx(ParseCtx { tz: new.timezone }, authority);
+            self.lib.set_ctx(parse_ctx(&new), authority);
+            self.lib
+                .set_follow_external_symlinks(new.follow_external_symlinks);
         }
         tracing::info!(config = %path.map_or_else(|| "(defaults)".into(), |p| p.display().to_string()), "configuration reloaded");
         self.config = new;
