@@ -736,10 +736,18 @@ impl Publisher {
                 tracing::error!("{line}");
             }
         }
-        self.reported = view.rejected.iter().map(ToString::to_string).collect();
+        // Warnings too, once each while they last, as `build` logs them.
         for w in &view.warnings {
-            tracing::debug!("{w}");
+            if !self.reported.contains(w) {
+                tracing::warn!("{w}");
+            }
         }
+        self.reported = view
+            .rejected
+            .iter()
+            .map(ToString::to_string)
+            .chain(view.warnings.iter().cloned())
+            .collect();
         self.next_release = view.next_release;
         self.last_rebuild = Some((SystemTime::now(), started.elapsed().as_micros()));
         (site, changed)

@@ -314,11 +314,7 @@ impl Library {
     /// walk's policy decides), or nothing (a special file).
     fn admit(&mut self, p: &Path, meta: &std::fs::Metadata) -> Admit {
         if !meta.is_file() {
-            let what = walk::special_kind(&meta.file_type()).unwrap_or("not a regular file");
-            self.note_skipped(vec![format!(
-                "{}: {what}, not a regular file: skipped",
-                p.display()
-            )]);
+            self.note_skipped(vec![walk::not_regular(p, &meta.file_type())]);
             return Admit::No;
         }
         let st = Stamp::of(meta);
@@ -765,13 +761,7 @@ fn read_one(p: &Path, ctx: &ParseCtx) -> Read {
         Ok(m) => m,
         Err(e) => return unreadable(Stamp::none(), e),
     };
-    let not_regular = |m: &std::fs::Metadata| {
-        let what = walk::special_kind(&m.file_type()).unwrap_or("a directory");
-        Read::Skipped(format!(
-            "{}: {what}, not a regular file: skipped",
-            p.display()
-        ))
-    };
+    let not_regular = |m: &std::fs::Metadata| Read::Skipped(walk::not_regular(p, &m.file_type()));
     if !meta.is_file() {
         return not_regular(&meta);
     }

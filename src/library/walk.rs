@@ -59,6 +59,21 @@ pub(crate) fn special_kind(t: &std::fs::FileType) -> Option<&'static str> {
     }
 }
 
+/// The message for an article path that is not a regular file (`t`, the
+/// type it resolves to), the same whether the walk or an event found it.
+pub(crate) fn not_regular(path: &Path, t: &std::fs::FileType) -> String {
+    let what = special_kind(t).unwrap_or("a directory");
+    let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if link {
+        format!(
+            "{}: symlink to {what}, not a regular file: skipped",
+            path.display()
+        )
+    } else {
+        format!("{}: {what}, not a regular file: skipped", path.display())
+    }
+}
+
 fn id_of(m: &std::fs::Metadata) -> FileId {
     use std::os::unix::fs::MetadataExt;
     (m.dev(), m.ino())
@@ -181,8 +196,8 @@ impl Walker<'_> {
                             Err(_) => (0, std::os::unix::fs::DirEntryExt::ino(&entry)),
                         };
                         self.add_file(path, id);
-                    } else if let Some(what) = special_kind(&t) {
-                        self.skip(&path, format_args!("{what}, not a regular file: skipped"));
+                    } else if special_kind(&t).is_some() {
+                        self.out.skipped.push(not_regular(&path, &t));
                     }
                 }
             }
@@ -249,7 +264,7 @@ impl Walker<'_> {
             Ok(m) => m,
             Err(e) => {
                 if is_article {
-                    self.skip(link, format_args!("broken symlink: {e}"));
+                    self.skip(link, format_args!("symlink cannot be followed: {e}"));
                 }
                 return;
             }
@@ -390,7 +405,7 @@ mod tests {
             "file.md: symlink to",
             "dir: symlink to",
             "zero.txt: symlink to /dev/zero",
-            "broken.md: broken symlink",
+            "broken.md: symlink cannot be followed",
         ] {
             assert!(skipped.contains(want), "missing {want:?} in\n{skipped}");
         }

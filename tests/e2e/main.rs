@@ -2,6 +2,7 @@
 //! directories. One test binary; one module per area.
 
 mod build;
+mod files;
 mod live;
 mod serve;
 mod service;
