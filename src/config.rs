@@ -129,9 +129,11 @@ pub struct Config {
     /// Quality of the brotli forms of feeds, the index and OPML (1–11);
     /// 0 offers no brotli.
     pub brotli_quality: u32,
-    /// A client must send its request headers within this time.
+    /// A client must send its request head (or its whole HTTP/2 preface)
+    /// within this time of its first byte.
     pub header_read_timeout: Duration,
-    /// An idle keep-alive connection is closed after this time.
+    /// An idle connection is closed after this time (on HTTP/2: no request
+    /// being answered; PINGs do not count).
     pub idle_timeout: Duration,
     /// Largest request head accepted, in bytes.
     pub max_header_bytes: usize,

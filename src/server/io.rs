@@ -1,5 +1,6 @@
 //! The socket of one connection: `recv`, `writev` and `sendfile` on
-//! tokio's readiness, and the connection's clocks (idle and request head).
+//! tokio's readiness, each reported to the connection's [`Clock`], whose
+//! deadline one timer enforces.
 
 use std::future::Future;
 use std::io;
@@ -10,17 +11,15 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::time::{sleep_until, Instant, Sleep};
 
-/// Wraps a stream with the connection's two clocks:
-///
-/// - idle: a connection on which no byte moves in either direction for
-///   `idle` is closed (dead peers, idle keep-alive and HTTP/2 connections);
-/// - head: once a client starts a request (its first bytes after our last
-///   response, or the connection opening), the response must begin within
-///   `head` — a slow-loris client trickling a request head is cut off
-///   however steadily it trickles.
+use super::clock::Clock;
+
+/// A connection's socket under its [`Clock`]: every read and write is
+/// reported to the clock, and while the socket is not ready, the
+/// operation fails once the clock's deadline has passed (hyper then
+/// closes the connection).
 ///
 /// I/O only records time stamps; the one timer is re-armed when it fires
-/// and finds the connection still within both limits, or moved earlier
+/// and finds the connection still within its limits, or moved earlier
 /// when a request head starts before it — so a busy keep-alive connection
 /// costs no timer-wheel work per request (hyper's own header-read timeout
 /// arms and clears a timer for every request).
@@ -28,15 +27,8 @@ pub(super) struct IdleIo {
     /// The socket, read and written with system calls of our own (rustix,
     /// no libc wrapper) on tokio's readiness.
     inner: AsyncFd<std::net::TcpStream>,
-    idle: Duration,
-    /// The head limit; `None` on HTTP/2 (see [`IdleIo::sniff`]).
-    head: Option<Duration>,
-    /// Last byte moved, on the coarse clock ([`coarse_now`]).
-    last: Duration,
-    /// When the request head now being read began; `None` once we answer.
-    head_since: Option<Duration>,
-    /// The first bytes were looked at (HTTP/1 or HTTP/2).
-    sniffed: bool,
+    /// The deadlines, on the coarse clock ([`coarse_now`]).
+    clock: Clock,
     timer: Pin<Box<Sleep>>,
     /// When `timer` fires, on the coarse clock: compared on every request
     /// instead of reading the precise clock.
@@ -46,40 +38,23 @@ pub(super) struct IdleIo {
 impl IdleIo {
     pub(super) fn new(inner: AsyncFd<std::net::TcpStream>, idle: Duration, head: Duration) -> Self {
         let now = coarse_now();
-        let first = idle.min(head);
+        let clock = Clock::new(now, idle, head);
+        let due = clock.deadline();
         IdleIo {
             inner,
-            idle,
-            head: Some(head),
-            last: now,
-            head_since: Some(now),
-            sniffed: false,
-            timer: Box::pin(sleep_until(later(Instant::now(), first))),
-            timer_due: now.saturating_add(first),
+            clock,
+            timer: Box::pin(sleep_until(later(Instant::now(), due.saturating_sub(now)))),
+            timer_due: due,
         }
     }
 
-    /// HTTP/2 multiplexes requests and pings both ways on an idle
-    /// connection, so the head clock is for HTTP/1 only: a connection
-    /// opening with the HTTP/2 preface has only the idle clock.
-    fn sniff(&mut self, first: &[u8]) {
-        const PREFACE: &[u8] = b"PRI * HTTP/2.0";
-        self.sniffed = true;
-        let n = first.len().min(PREFACE.len());
-        if first[..n] == PREFACE[..n] {
-            self.head = None;
-            self.head_since = None;
-        }
-    }
-
-    fn read_some(&mut self) {
+    fn read_some(&mut self, got: &[u8]) {
         let now = coarse_now();
-        self.last = now;
-        if let (None, Some(head)) = (self.head_since, self.head) {
-            self.head_since = Some(now);
-            let due = now.saturating_add(head);
+        if let Some(due) = self.clock.read(now, got) {
             if self.timer_due > due {
-                self.timer.as_mut().reset(later(Instant::now(), head));
+                self.timer
+                    .as_mut()
+                    .reset(later(Instant::now(), due.saturating_sub(now)));
                 self.timer_due = due;
             }
         }
@@ -92,12 +67,7 @@ impl IdleIo {
             if self.timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            let idle_due = self.last.saturating_add(self.idle);
-            let head_due = self
-                .head_since
-                .zip(self.head)
-                .map(|(h, d)| h.saturating_add(d));
-            let due = head_due.map_or(idle_due, |h| h.min(idle_due));
+            let due = self.clock.deadline();
             let now = coarse_now();
             if due <= now {
                 return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
@@ -151,10 +121,7 @@ impl hyper::rt::Read for IdleIo {
                     }
                     drop(guard);
                     if n > 0 {
-                        if !this.sniffed {
-                            this.sniff(got);
-                        }
-                        this.read_some();
+                        this.read_some(got);
                     }
                     // SAFETY: the first `n` bytes were just written.
                     unsafe { buf.advance(n) };
@@ -209,8 +176,7 @@ impl hyper::rt::Write for IdleIo {
                     }
                     drop(guard);
                     if n > 0 {
-                        this.last = coarse_now();
-                        this.head_since = None;
+                        this.clock.wrote(coarse_now(), bufs, n);
                     }
                     return Poll::Ready(Ok(n));
                 }

@@ -14,14 +14,17 @@
 //! - `accept.rs`: the accept loop: permits, back-off, worker choice.
 //! - `worker.rs`: one thread per worker, its runtime and hyper builders.
 //! - `drain.rs`: a worker's open connections, drained on shutdown.
-//! - `io.rs`: the socket: `recv`, `writev`, `sendfile`, and the
-//!   connection's clocks.
+//! - `io.rs`: the socket: `recv`, `writev`, `sendfile`, under the
+//!   connection's clock.
+//! - `clock.rs`: a pure connection clock: the head and idle deadlines
+//!   from what was read and written.
 //! - `handler.rs`: [`respond`], the request pipeline, whose stages are
 //!   `route.rs` (method, path, built-in routes), `negotiate.rs` (content
 //!   coding), `conditional.rs` (preconditions) and `response.rs` (building
 //!   the response).
 
 mod accept;
+mod clock;
 mod conditional;
 mod drain;
 mod handler;
@@ -72,9 +75,11 @@ pub struct Limits {
     /// Concurrent connections; further clients wait in the listen backlog.
     pub max_connections: usize,
     /// A request head must arrive within this time of its first byte (of
-    /// the connection opening, for the first request).
+    /// the connection opening, for the first request), as must the whole
+    /// HTTP/2 preface; see `clock.rs`.
     pub header_read_timeout: Duration,
-    /// A connection with no bytes moving either way for this long is closed.
+    /// A connection idle for this long is closed: on HTTP/1 no bytes
+    /// moving either way, on HTTP/2 no request being answered.
     pub idle_timeout: Duration,
     /// Largest request head, bytes.
     pub max_header_bytes: usize,

@@ -43,6 +43,8 @@ pub(super) fn run(
             .timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32)
             .max_concurrent_streams(128)
+            // PINGs find peers gone without a word (no answer within the
+            // timeout); answered ones keep nothing open (see `clock.rs`).
             .keep_alive_interval(Some(limits.idle_timeout / 2))
             .keep_alive_timeout(limits.header_read_timeout);
         while let Some((stream, peer, slot)) = queue.recv().await {

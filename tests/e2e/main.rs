@@ -3,6 +3,7 @@
 
 mod build;
 mod files;
+mod hostile;
 mod live;
 mod serve;
 mod service;

@@ -1,0 +1,295 @@
+//! Hostile clients against the real binary over real sockets: no client
+//! may keep others from being served. A request head (or the HTTP/2
+//! preface) however split, and an HTTP/2 connection kept open by
+//! keep-alive PINGs.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::live::{column, parse_response, Resp, TestDaemon};
+use crate::util::Workspace;
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+fn ws_with_article() -> Workspace {
+    let ws = Workspace::new();
+    ws.write(
+        "content/a.txt",
+        column("May 1, 2025, 9 a.m.", "News", "A", "Body."),
+    );
+    ws
+}
+
+/// Sends `raw` on `s` and reads one response (the server sends
+/// `Content-Length` on everything), failing after `limit`.
+fn exchange(s: &mut TcpStream, raw: &[u8], limit: Duration) -> Resp {
+    s.write_all(raw).expect("send request");
+    read_response(s, limit)
+}
+
+/// Reads one whole response from `s` within `limit`.
+fn read_response(s: &mut TcpStream, limit: Duration) -> Resp {
+    let started = Instant::now();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if raw.len() >= end + 4 + len {
+                return parse_response(&raw[..end + 4 + len], false);
+            }
+        }
+        let left = limit.saturating_sub(started.elapsed());
+        assert!(
+            !left.is_zero(),
+            "no whole response within {limit:?}; got {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        s.set_read_timeout(Some(left)).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => panic!(
+                "connection closed before a whole response; got {:?}",
+                String::from_utf8_lossy(&raw)
+            ),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "no whole response within {limit:?} ({e}); got {:?}",
+                String::from_utf8_lossy(&raw)
+            ),
+        }
+    }
+}
+
+/// Sends one byte of `trickle` every 250 ms (its first byte already sent)
+/// until the server closes `s`; returns how long after `since` that was.
+/// Fails if `s` is still open after `limit`.
+fn trickle_until_closed(
+    s: &mut TcpStream,
+    trickle: &[u8],
+    since: Instant,
+    limit: Duration,
+) -> Duration {
+    s.set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let mut next = 1;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return since.elapsed(),
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                assert!(text.starts_with("HTTP/1.1 408"), "unexpected {text:?}");
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return since.elapsed(),
+        }
+        assert!(since.elapsed() < limit, "still open after {limit:?}");
+        if let Some(b) = trickle.get(next) {
+            if s.write_all(std::slice::from_ref(b)).is_err() {
+                return since.elapsed();
+            }
+            next += 1;
+        }
+    }
+}
+
+/// Connections that open with the single byte `P` and then trickle the
+/// rest of the HTTP/2 preface, one byte at a time, holding every slot of
+/// `max_connections`, are cut off after `header_read_timeout_secs` like any
+/// slow request head, and a normal client waiting behind them is served.
+#[test]
+fn preface_trickle_cannot_hold_every_slot() {
+    let d = TestDaemon::start(
+        ws_with_article(),
+        "max_connections = 6\nheader_read_timeout_secs = 1\nidle_timeout_secs = 30\n",
+    );
+    let addr = d.addr;
+    let flood: Vec<_> = (0..6)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.write_all(&PREFACE[..1]).expect("send P");
+            (s, Instant::now())
+        })
+        .collect();
+    let tricklers: Vec<_> = flood
+        .into_iter()
+        .map(|(mut s, since)| {
+            std::thread::spawn(move || {
+                trickle_until_closed(&mut s, PREFACE, since, Duration::from_secs(5))
+            })
+        })
+        .collect();
+    // Behind the six in the listen backlog: served once they are cut off.
+    let asked = Instant::now();
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let r = exchange(
+        &mut s,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(4),
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500),
+        "served after {waited:?}: the flood did not hold every slot"
+    );
+    for t in tricklers {
+        let closed = t.join().expect("trickler");
+        assert!(
+            closed >= Duration::from_millis(800) && closed < Duration::from_secs(4),
+            "trickling connection closed after {closed:?}"
+        );
+    }
+    d.stop();
+}
+
+/// A runtime for an HTTP/2 client.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// An h2c connection that opens no stream and only answers the server's
+/// keep-alive PINGs is closed after `idle_timeout_secs`.
+#[test]
+fn http2_pings_alone_do_not_keep_a_connection() {
+    let d = TestDaemon::start(
+        ws_with_article(),
+        "idle_timeout_secs = 1\nheader_read_timeout_secs = 1\n",
+    );
+    let addr = d.addr;
+    let lasted = runtime().block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let started = Instant::now();
+        let (_send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+        // The connection answers PINGs while it is polled; `_send` keeps it
+        // from ending on the client's side.
+        // Ended by the server: how (GOAWAY or not) is not the point.
+        let _ended = tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .expect("connection still open after 5 s");
+        started.elapsed()
+    });
+    assert!(
+        lasted >= Duration::from_millis(800),
+        "closed after {lasted:?}"
+    );
+    d.stop();
+}
+
+/// A workspace whose main feed is about `kb` kilobytes.
+fn ws_with_big_feed(kb: usize) -> Workspace {
+    let ws = Workspace::new();
+    let para = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(40);
+    let n = kb.div_ceil(25);
+    for i in 0..n {
+        let body = [para.as_str(); 11].join("\n\n");
+        ws.write(
+            &format!("content/big{i}.txt"),
+            column(
+                &format!("May {}, 2025, 9 a.m.", 1 + i % 28),
+                "News",
+                &format!("Big {i}"),
+                &body,
+            ),
+        );
+    }
+    ws
+}
+
+/// Reads `/rss.xml` over h2c with a 16 KB stream window, giving back
+/// `pause` after each chunk (never, when `None`: the window stays full).
+/// Returns the bytes received and whether the connection ended.
+async fn h2_read_slowly(
+    addr: SocketAddr,
+    pause: Option<Duration>,
+    limit: Duration,
+) -> (usize, Duration, bool) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let started = Instant::now();
+    let (send, conn) = h2::client::Builder::new()
+        .initial_window_size(16 * 1024)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .expect("h2 handshake");
+    let mut conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{addr}/rss.xml"))
+        .body(())
+        .expect("request");
+    let mut send = send.ready().await.expect("ready");
+    let (resp, _) = send.send_request(req, true).expect("send request");
+    let resp = resp.await.expect("response");
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut got = 0;
+    let read = async {
+        while let Some(chunk) = body.data().await {
+            let Ok(chunk) = chunk else { break };
+            got += chunk.len();
+            match pause {
+                Some(p) => {
+                    tokio::time::sleep(p).await;
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+    };
+    let ended = tokio::select! {
+        () = read => true,
+        _ = &mut conn => true,
+        () = tokio::time::sleep(limit) => false,
+    };
+    (got, started.elapsed(), ended)
+}
+
+/// A slow reader of a large feed over h2c, taking longer than
+/// `idle_timeout_secs` for the whole body, gets all of it: a stream whose
+/// response is still being sent is not idle.
+#[test]
+fn http2_slow_reader_is_not_idle() {
+    let d = TestDaemon::start(
+        ws_with_big_feed(300),
+        "idle_timeout_secs = 1\nheader_read_timeout_secs = 1\n",
+    );
+    let want: usize = d.get("/rss.xml").header("content-length").parse().unwrap();
+    assert!(want > 250_000, "feed is large: {want}");
+    let addr = d.addr;
+    let (got, took, ended) = runtime().block_on(h2_read_slowly(
+        addr,
+        Some(Duration::from_millis(150)),
+        Duration::from_secs(15),
+    ));
+    assert!(ended, "body not read within 15 s");
+    assert_eq!(got, want, "whole body received");
+    assert!(took >= Duration::from_secs(2), "read slowly: {took:?}");
+    d.stop();
+}
+
+/// An h2c client that asks for a large feed and then never reads (its
+/// window stays full, so nothing more can be sent) while it keeps answering
+/// PINGs is closed after `idle_timeout_secs`.
+#[test]
+fn http2_stalled_reader_is_idle() {
+    let d = TestDaemon::start(
+        ws_with_big_feed(300),
+        "idle_timeout_secs = 1\nheader_read_timeout_secs = 1\n",
+    );
+    let addr = d.addr;
+    let (got, took, ended) = runtime().block_on(h2_read_slowly(addr, None, Duration::from_secs(5)));
+    assert!(ended, "stalled connection still open after 5 s");
+    assert!(got > 0 && got <= 16 * 1024, "one window's worth: {got}");
+    assert!(took >= Duration::from_millis(800), "closed after {took:?}");
+    d.stop();
+}
