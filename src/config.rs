@@ -65,6 +65,7 @@ struct RawConfig {
     settle_max_ms: Option<u64>,
     verify_interval_secs: Option<u64>,
     max_connections: Option<toml::Spanned<i64>>,
+    max_connections_per_ip: Option<toml::Spanned<i64>>,
     http_workers: Option<toml::Spanned<i64>>,
     brotli_quality: Option<toml::Spanned<i64>>,
     header_read_timeout_secs: Option<u64>,
@@ -122,8 +123,12 @@ pub struct Config {
     pub settle_max: Duration,
     /// Period of the stat-only verification pass that catches missed events.
     pub verify_interval: Duration,
-    /// Concurrent HTTP connections; more wait in the kernel backlog.
+    /// Concurrent HTTP connections; more wait (accepted, up to as many
+    /// again, then in the kernel backlog).
     pub max_connections: usize,
+    /// Connections one client address may hold (open or waiting; an IPv6
+    /// client is counted by its /64); more from it are refused at once.
+    pub max_connections_per_ip: usize,
     /// Threads serving HTTP connections, each with its own event loop.
     pub http_workers: usize,
     /// Quality of the brotli forms of feeds, the index and OPML (1–11);
@@ -181,6 +186,7 @@ impl Default for Config {
             settle_max: Duration::from_millis(2000),
             verify_interval: Duration::from_secs(180),
             max_connections: 1024,
+            max_connections_per_ip: 64,
             http_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             brotli_quality: 5,
             header_read_timeout: Duration::from_secs(10),
@@ -335,6 +341,11 @@ impl Config {
         };
         c.max_items = positive(raw.max_items, "max_items", c.max_items)?;
         c.max_connections = positive(raw.max_connections, "max_connections", c.max_connections)?;
+        c.max_connections_per_ip = positive(
+            raw.max_connections_per_ip,
+            "max_connections_per_ip",
+            c.max_connections_per_ip,
+        )?;
         c.http_workers = positive(raw.http_workers, "http_workers", c.http_workers)?;
         if let Some(q) = raw.brotli_quality {
             c.brotli_quality = u32::try_from(*q.get_ref())
@@ -410,6 +421,9 @@ impl Config {
         }
         if self.max_connections != new.max_connections {
             v.push("max_connections");
+        }
+        if self.max_connections_per_ip != new.max_connections_per_ip {
+            v.push("max_connections_per_ip");
         }
         if self.http_workers != new.http_workers {
             v.push("http_workers");

@@ -475,6 +475,7 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
 
     let limits = crate::server::Limits {
         max_connections: c.max_connections,
+        max_connections_per_ip: c.max_connections_per_ip,
         header_read_timeout: c.header_read_timeout,
         idle_timeout: c.idle_timeout,
         max_header_bytes: c.max_header_bytes,

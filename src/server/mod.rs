@@ -11,7 +11,8 @@
 //! # Layout
 //!
 //! - `mod.rs`: [`run`], what the server shares with the daemon, its limits.
-//! - `accept.rs`: the accept loop: permits, back-off, worker choice.
+//! - `accept.rs`: the accept loop: permits, back-off, the per-address
+//!   cap, worker choice.
 //! - `worker.rs`: one thread per worker, its runtime and hyper builders.
 //! - `drain.rs`: a worker's open connections, drained on shutdown.
 //! - `io.rs`: the socket: `recv`, `writev`, `sendfile`, under the
@@ -72,8 +73,12 @@ impl Shared {
 /// Connection limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Concurrent connections; further clients wait in the listen backlog.
+    /// Concurrent connections; further clients wait (accepted, up to as
+    /// many again, then in the listen backlog).
     pub max_connections: usize,
+    /// Open and waiting connections from one client address (an IPv6
+    /// client: its /64); further ones are refused at once with a 503.
+    pub max_connections_per_ip: usize,
     /// A request head must arrive within this time of its first byte (of
     /// the connection opening, for the first request), as must the whole
     /// HTTP/2 preface; see `clock.rs`.
@@ -128,7 +133,7 @@ pub async fn run(
         shutdown.await;
         return;
     }
-    accept::serve(listener, &limits, &workers, shutdown).await;
+    accept::serve(listener, &limits, &shared.metrics, &workers, shutdown).await;
     drop(workers); // each worker now drains its connections and ends
     let _ = tokio::task::spawn_blocking(move || {
         for t in threads {

@@ -1,10 +1,11 @@
-//! Hostile clients against the real binary over real sockets: no client
-//! may keep others from being served. A request head (or the HTTP/2
-//! preface) however split, and an HTTP/2 connection kept open by
-//! keep-alive PINGs.
+//! Hostile clients against the real binary over real sockets: no client,
+//! and no handful of sockets from one address, may keep others from being
+//! served. A request head (or the HTTP/2 preface) however split, an HTTP/2
+//! connection kept open by keep-alive PINGs, one address opening more than
+//! its share of connections.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::live::{column, parse_response, Resp, TestDaemon};
@@ -20,6 +21,16 @@ fn ws_with_article() -> Workspace {
         column("May 1, 2025, 9 a.m.", "News", "A", "Body."),
     );
     ws
+}
+
+/// A TCP connection to `to` from the local address `from` (any address of
+/// 127/8 is this host on Linux), so one test can be several clients.
+fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    use rustix::net::{AddressFamily, SocketType};
+    let fd = rustix::net::socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+    rustix::net::bind(&fd, &SocketAddr::new(IpAddr::V4(from), 0)).expect("bind client address");
+    rustix::net::connect(&fd, &to).expect("connect");
+    TcpStream::from(fd)
 }
 
 /// Sends `raw` on `s` and reads one response (the server sends
@@ -292,4 +303,83 @@ fn http2_stalled_reader_is_idle() {
     assert!(got > 0 && got <= 16 * 1024, "one window's worth: {got}");
     assert!(took >= Duration::from_millis(800), "closed after {took:?}");
     d.stop();
+}
+
+/// One address holding `max_connections_per_ip` connections gets a 503
+/// and a closed connection for the next one at once — also while every
+/// slot of `max_connections` is taken — while other addresses are served;
+/// when one of its connections ends, it may open another.
+#[test]
+fn per_address_cap() {
+    let d = TestDaemon::start(
+        ws_with_article(),
+        "max_connections = 4\nmax_connections_per_ip = 2\nheader_read_timeout_secs = 10\n",
+    );
+    let addr = d.addr;
+    let one = Ipv4Addr::new(127, 0, 0, 1);
+    let two = Ipv4Addr::new(127, 0, 0, 2);
+    let three = Ipv4Addr::new(127, 0, 0, 3);
+    let ask = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let limit = Duration::from_secs(4);
+    // Two keep-alive connections from 127.0.0.1, each served once (so
+    // both are surely counted).
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = connect_from(one, addr);
+            assert_eq!(exchange(&mut s, ask, limit).status, 200);
+            s
+        })
+        .collect();
+    let refused = |from: Ipv4Addr| {
+        let started = Instant::now();
+        let mut s = connect_from(from, addr);
+        let r = read_response(&mut s, Duration::from_secs(2));
+        assert_eq!(r.status, 503, "{from}");
+        assert_eq!(r.header("connection"), "close", "{from}");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "{from}: closed after the 503");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "{from}: refused after {took:?}"
+        );
+    };
+    refused(one);
+    // Another address is served as usual.
+    let mut other = connect_from(two, addr);
+    assert_eq!(exchange(&mut other, ask, limit).text(), "ok\n");
+    // Every slot taken (two from .1, .2 and .3 one each): a third
+    // connection from .1 is still refused at once, not queued.
+    let mut third = connect_from(three, addr);
+    assert_eq!(exchange(&mut third, ask, limit).status, 200);
+    refused(one);
+    // A fifth client within its address's share waits for a slot, and is
+    // served when one frees.
+    let mut waiting = connect_from(two, addr);
+    waiting.write_all(ask).unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        waiting.read(&mut buf).is_err(),
+        "served beyond max_connections"
+    );
+    drop(third);
+    let r = read_response(&mut waiting, limit);
+    assert_eq!(r.status, 200);
+    // One of .1's connections ends: .1 may open another.
+    drop(held.pop());
+    let started = Instant::now();
+    loop {
+        let mut s = connect_from(one, addr);
+        let r = exchange(&mut s, ask, limit);
+        if r.status == 200 {
+            break;
+        }
+        assert!(started.elapsed() < limit, "still refused after a close");
+    }
+    let log = d.stop();
+    assert!(!log.contains("panic"), "{log}");
 }
