@@ -47,7 +47,10 @@ mod tests {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Response<Full<Bytes>> {
-        let mut b = Request::builder().method(method).uri(path);
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "news.example.org");
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
@@ -384,7 +387,13 @@ mod tests {
     fn health_and_metrics() {
         let s = site();
         let m = Metrics::default();
-        let req = |p: &str| Request::builder().uri(p).body(()).unwrap();
+        let req = |p: &str| {
+            Request::builder()
+                .uri(p)
+                .header("host", "news.example.org")
+                .body(())
+                .unwrap()
+        };
         assert_eq!(respond(&req("/healthz"), &s, &m).status(), 200);
         respond(&req("/rss.xml"), &s, &m);
         respond(&req("/nope"), &s, &m);

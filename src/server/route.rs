@@ -1,10 +1,10 @@
-//! Routing: the method, refused path shapes, the built-in routes
-//! (`/healthz`, `/metrics`) and the snapshot lookup.
+//! Routing: the `Host` header, the method, refused path shapes, the
+//! built-in routes (`/healthz`, `/metrics`) and the snapshot lookup.
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 
 use super::response::{not_found, plain, serve_asset};
 use crate::metrics::Metrics;
@@ -33,6 +33,13 @@ pub(super) fn route<B>(
     site: &Site,
     metrics: &Metrics,
 ) -> Response<Full<Bytes>> {
+    if let Some(why) = bad_host(req) {
+        let mut r = plain(StatusCode::BAD_REQUEST, why);
+        // Whatever sent it is broken or probing: it gets no second request.
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
@@ -94,6 +101,55 @@ pub(super) fn route<B>(
     serve_asset(req.headers(), asset, head, &site.cache_control)
 }
 
+/// What is wrong with a request's `Host` header, if anything (RFC 9112
+/// §3.2): an HTTP/1.1 request without one, any request with more than one,
+/// or a value that is no `uri-host [":" port]` (RFC 3986 §3.2.2; empty is
+/// allowed). HTTP/2 requests name their authority in `:authority`. A
+/// lookup and a scan of a few bytes: this runs for every request.
+fn bad_host<B>(req: &Request<B>) -> Option<&'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Some("bad request: more than one Host header\n"),
+        (None, _) if req.version() == Version::HTTP_11 => {
+            Some("bad request: no Host header (HTTP/1.1 needs one)\n")
+        }
+        (Some(h), None) if !host_syntax(h.as_bytes()) => {
+            Some("bad request: the Host header is not a host name or address\n")
+        }
+        _ => None,
+    }
+}
+
+/// Bytes a `Host` value may hold: a registered name or IPv4 address
+/// (unreserved, percent-encoded, sub-delims), an IP literal in brackets,
+/// a colon before the port.
+fn host_syntax(v: &[u8]) -> bool {
+    v.iter().all(|&c| {
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+            )
+    })
+}
+
 /// Paths refused outright, so that no alias of a route is ever served:
 /// `..`, `//`, a backslash, a NUL, or a percent-encoded dot, slash,
 /// backslash or NUL. Routes are map keys, so none of these could reach
@@ -115,6 +171,55 @@ fn refused(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// HTTP/1.1 needs exactly one `Host` with a host in it; HTTP/1.0 may
+    /// omit it, HTTP/2 names the authority elsewhere; two are refused on
+    /// every version.
+    #[test]
+    fn host_header() {
+        let ok = "";
+        for (label, version, hosts, want) in [
+            ("one", Version::HTTP_11, &["news.example.org"][..], ok),
+            ("with port", Version::HTTP_11, &["127.0.0.1:8080"][..], ok),
+            ("IPv6 literal", Version::HTTP_11, &["[::1]:8080"][..], ok),
+            ("empty", Version::HTTP_11, &[""][..], ok),
+            ("none on 1.1", Version::HTTP_11, &[][..], "no Host"),
+            ("none on 1.0", Version::HTTP_10, &[][..], ok),
+            ("none on 2", Version::HTTP_2, &[][..], ok),
+            ("two", Version::HTTP_11, &["a", "b"][..], "more than one"),
+            (
+                "two equal",
+                Version::HTTP_11,
+                &["a", "a"][..],
+                "more than one",
+            ),
+            (
+                "two on 1.0",
+                Version::HTTP_10,
+                &["a", "b"][..],
+                "more than one",
+            ),
+            ("a path", Version::HTTP_11, &["a/b"][..], "not a host"),
+            ("user info", Version::HTTP_11, &["u@a"][..], "not a host"),
+            ("a space", Version::HTTP_11, &["a b"][..], "not a host"),
+            (
+                "non-ASCII",
+                Version::HTTP_11,
+                &["bücher.example"][..],
+                "not a host",
+            ),
+        ] {
+            let mut b = Request::builder().version(version).uri("/");
+            for h in hosts {
+                b = b.header(header::HOST, HeaderValue::from_bytes(h.as_bytes()).unwrap());
+            }
+            let got = bad_host(&b.body(()).unwrap()).unwrap_or("");
+            assert!(
+                got.contains(want) && got.is_empty() == want.is_empty(),
+                "{label}: {got:?}"
+            );
+        }
+    }
 
     /// Path shapes refused before any lookup, and ordinary paths that pass.
     #[test]

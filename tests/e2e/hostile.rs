@@ -2,7 +2,7 @@
 //! and no handful of sockets from one address, may keep others from being
 //! served. A request head (or the HTTP/2 preface) however split, an HTTP/2
 //! connection kept open by keep-alive PINGs, one address opening more than
-//! its share of connections.
+//! its share of connections, requests without a proper `Host`.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -382,4 +382,57 @@ fn per_address_cap() {
     }
     let log = d.stop();
     assert!(!log.contains("panic"), "{log}");
+}
+
+/// HTTP/1.1 requests without `Host`, with two, or with a value that is no
+/// host get 400 with a short reason (RFC 9112 §3.2); HTTP/1.0 may omit it.
+#[test]
+fn host_header_required_once() {
+    let d = TestDaemon::start(ws_with_article(), "");
+    let limit = Duration::from_secs(4);
+    for (label, raw) in [
+        ("missing", &b"GET /healthz HTTP/1.1\r\n\r\n"[..]),
+        (
+            "twice",
+            &b"GET /healthz HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n"[..],
+        ),
+        (
+            "twice, same value",
+            &b"GET /rss.xml HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n"[..],
+        ),
+        (
+            "not a host",
+            &b"GET /rss.xml HTTP/1.1\r\nHost: a/b\r\n\r\n"[..],
+        ),
+        (
+            "HTTP/1.0, twice",
+            &b"GET /healthz HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"[..],
+        ),
+    ] {
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        let r = exchange(&mut s, raw, limit);
+        assert_eq!(r.status, 400, "{label}");
+        assert!(r.text().contains("Host"), "{label}: {}", r.text());
+        assert_eq!(r.header("connection"), "close", "{label}");
+    }
+    for (label, raw) in [
+        (
+            "one",
+            &b"GET /healthz HTTP/1.1\r\nHost: news.example.org\r\n\r\n"[..],
+        ),
+        (
+            "with port",
+            &b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n"[..],
+        ),
+        (
+            "IPv6",
+            &b"GET /healthz HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"[..],
+        ),
+        ("HTTP/1.0 without", &b"GET /healthz HTTP/1.0\r\n\r\n"[..]),
+    ] {
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        let r = exchange(&mut s, raw, limit);
+        assert_eq!((r.status, r.text().as_str()), (200, "ok\n"), "{label}");
+    }
+    d.stop();
 }
