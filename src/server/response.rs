@@ -11,30 +11,30 @@ use super::conditional::{evaluate, Precondition};
 use super::negotiate::negotiate;
 use crate::site::{Asset, Coding, Site};
 
+/// A short text answer (errors, `/healthz`), not sniffed as anything else.
 pub(super) fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut().insert(
+    let h = r.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     r
 }
 
+/// The 404 page, with the headers the snapshot made for it.
 pub(super) fn not_found(site: &Site, head: bool) -> Response<Full<Bytes>> {
-    let body = site
-        .not_found()
-        .map_or_else(|| Bytes::from_static(b"not found\n"), |a| a.body());
-    let len = body.len();
-    let mut r = Response::new(Full::new(if head { Bytes::new() } else { body }));
+    let Some(page) = site.not_found() else {
+        return plain(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let mut r = Response::new(Full::new(if head { Bytes::new() } else { page.body() }));
     *r.status_mut() = StatusCode::NOT_FOUND;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    *r.headers_mut() = site.not_found_headers().clone();
     r
 }
 

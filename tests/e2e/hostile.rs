@@ -2,7 +2,8 @@
 //! and no handful of sockets from one address, may keep others from being
 //! served. A request head (or the HTTP/2 preface) however split, an HTTP/2
 //! connection kept open by keep-alive PINGs, one address opening more than
-//! its share of connections, requests without a proper `Host`.
+//! its share of connections, requests without a proper `Host`, and the
+//! security headers of HTML pages.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -433,6 +434,119 @@ fn host_header_required_once() {
         let mut s = TcpStream::connect(d.addr).unwrap();
         let r = exchange(&mut s, raw, limit);
         assert_eq!((r.status, r.text().as_str()), (200, "ok\n"), "{label}");
+    }
+    d.stop();
+}
+
+/// The SHA-256 of `text`, base64, as CSP source expressions name it.
+fn csp_hash(text: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in digest.chunks(3) {
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                B64[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    format!("'sha256-{out}'")
+}
+
+/// Every HTML page (the index, an article page, the 404 page; GET and
+/// HEAD) carries a Content-Security-Policy that allows its own inline
+/// style (by hash), images from anywhere over http(s) and nothing else,
+/// forbids framing, and sets `nosniff` and a Referrer-Policy; feeds carry
+/// `nosniff` and no CSP.
+#[test]
+fn html_security_headers() {
+    let ws = ws_with_article();
+    ws.write(
+        "content/t.md",
+        "---\ntitle: \"Table\"\ndate: 2025-05-02\n---\n\n| a | b |\n|:--|--:|\n| 1 | 2 |\n\n![x](https://img.example/x.png)\n",
+    );
+    let d = TestDaemon::start(ws, "");
+    let feed: serde_json::Value = serde_json::from_slice(&d.get("/feed.json").body).unwrap();
+    let pages: Vec<String> = feed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["url"].as_str().unwrap()["https://news.example.org".len()..].to_string())
+        .collect();
+    assert_eq!(pages.len(), 2);
+    let mut paths = vec!["/".to_string(), "/nope".to_string()];
+    paths.extend(pages);
+    for path in &paths {
+        for method in ["GET", "HEAD"] {
+            let r = d.request(method, path, &[]);
+            let want = if path == "/nope" { 404 } else { 200 };
+            assert_eq!(r.status, want, "{method} {path}");
+            assert_eq!(r.header("content-type"), "text/html; charset=utf-8");
+            assert_eq!(
+                r.header("x-content-type-options"),
+                "nosniff",
+                "{method} {path}"
+            );
+            assert_eq!(r.header("x-frame-options"), "DENY", "{method} {path}");
+            assert_eq!(
+                r.header("referrer-policy"),
+                "strict-origin-when-cross-origin",
+                "{method} {path}"
+            );
+            let csp = r.header("content-security-policy");
+            let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+            for d in [
+                "default-src 'none'",
+                "img-src 'self' https: http:",
+                "frame-ancestors 'none'",
+                "base-uri 'none'",
+                "form-action 'none'",
+            ] {
+                assert!(directives.contains(&d), "{method} {path}: {d} in {csp}");
+            }
+            if method == "HEAD" {
+                continue;
+            }
+            // The page's one inline style is allowed by its hash, and
+            // nothing allows inline scripts or any other source.
+            let html = r.text();
+            let style = html
+                .split("<style>")
+                .nth(1)
+                .and_then(|s| s.split("</style>").next())
+                .expect("an inline style");
+            let style_src = directives
+                .iter()
+                .find(|d| d.starts_with("style-src "))
+                .unwrap_or_else(|| panic!("{path}: no style-src in {csp}"));
+            assert!(style_src.contains(&csp_hash(style)), "{path}: {csp}");
+            assert!(
+                !csp.contains("unsafe-inline") && !csp.contains("script-src"),
+                "{csp}"
+            );
+            if html.contains("style=\"text-align: left\"") {
+                assert!(style_src.contains(&csp_hash("text-align: left")), "{csp}");
+                assert!(style_src.contains(&csp_hash("text-align: right")), "{csp}");
+            }
+        }
+    }
+    assert!(
+        paths
+            .iter()
+            .any(|p| d.get(p).text().contains("text-align: right")),
+        "the table page has aligned cells"
+    );
+    for path in ["/rss.xml", "/feed.json", "/feeds.opml"] {
+        let r = d.get(path);
+        assert_eq!(r.header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(r.header("content-security-policy"), "", "{path}");
     }
     d.stop();
 }
