@@ -40,6 +40,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// The smallest `max_header_bytes`: hyper's HTTP/1 read buffer is never
+/// smaller, so a lower limit could not be kept.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+/// The largest `max_header_bytes`: every connection may buffer this much
+/// of a request head.
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+
 /// The file as written: every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,7 +148,8 @@ pub struct Config {
     /// An idle connection is closed after this time (on HTTP/2: no request
     /// being answered; PINGs do not count).
     pub idle_timeout: Duration,
-    /// Largest request head accepted, in bytes.
+    /// Largest request head accepted, in bytes ([`MIN_HEADER_BYTES`] to
+    /// [`MAX_HEADER_BYTES`]).
     pub max_header_bytes: usize,
     /// How long in-flight responses may take to finish on shutdown.
     pub shutdown_grace: Duration,
@@ -361,10 +370,20 @@ impl Config {
                     )
                 })?;
         }
-        c.max_header_bytes =
-            positive(raw.max_header_bytes, "max_header_bytes", c.max_header_bytes)?;
-        if c.max_header_bytes < 1024 {
-            c.max_header_bytes = 1024;
+        if let Some(m) = raw.max_header_bytes {
+            c.max_header_bytes = usize::try_from(*m.get_ref())
+                .ok()
+                .filter(|m| (MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(m))
+                .ok_or_else(|| {
+                    invalid(
+                        spanned_line(&m.span()),
+                        format!(
+                            "max_header_bytes: must be {MIN_HEADER_BYTES} (the smallest request \
+                             buffer the HTTP/1 parser takes) to {MAX_HEADER_BYTES}, not {}",
+                            m.get_ref()
+                        ),
+                    )
+                })?;
         }
         c.max_file_bytes = positive(
             raw.max_file_bytes,
@@ -516,6 +535,18 @@ mod tests {
                 "\nbrotli_quality = 12\n",
                 2,
                 "brotli_quality",
+            ),
+            (
+                "header limit below what HTTP/1 can keep",
+                "max_header_bytes = 4096\n",
+                1,
+                "max_header_bytes: must be 8192",
+            ),
+            (
+                "header limit too large",
+                "\nmax_header_bytes = 1073741824\n",
+                2,
+                "max_header_bytes",
             ),
             (
                 "brotli negative",

@@ -36,12 +36,14 @@ pub(super) fn run(
         // No hyper timer for HTTP/1: `IdleIo` keeps the header-read limit.
         builder
             .http1()
+            // hyper's smallest (below it panics); the config never goes
+            // lower, so the limit is what it says on HTTP/1 as on HTTP/2.
             .max_buf_size(limits.max_header_bytes.max(8192))
             .keep_alive(true);
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(limits.max_header_bytes as u32)
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
             .max_concurrent_streams(128)
             // PINGs find peers gone without a word (no answer within the
             // timeout); answered ones keep nothing open (see `clock.rs`).

@@ -550,3 +550,35 @@ fn html_security_headers() {
     }
     d.stop();
 }
+
+/// A request head over `max_header_bytes` is answered 431 and one under it
+/// is served, at the smallest limit the config takes (8192); a smaller
+/// one is a config error naming the key, not a limit silently raised.
+#[test]
+fn header_limit_is_what_it_says() {
+    let ws = ws_with_article();
+    ws.write("herald.toml", "max_header_bytes = 4096\n");
+    let r = ws.herald_cfg(&["build"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("herald.toml:1: max_header_bytes: must be 8192"),
+        "{}",
+        r.stderr
+    );
+    let d = TestDaemon::start(ws, "max_header_bytes = 8192\n");
+    let limit = Duration::from_secs(4);
+    for (filler, want) in [(7000, 200), (9000, 431)] {
+        let head = format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: {}\r\n\r\n",
+            "a".repeat(filler)
+        );
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        assert_eq!(
+            exchange(&mut s, head.as_bytes(), limit).status,
+            want,
+            "{filler}"
+        );
+    }
+    d.stop();
+}
