@@ -30,9 +30,7 @@ use herald::render::{self, Body, Settings};
 use herald::site::SiteBuilder;
 
 fn ctx() -> ParseCtx {
-    ParseCtx {
-        tz: "Asia/Shanghai".parse().expect("known zone"),
-    }
+    ParseCtx::new("Asia/Shanghai".parse().expect("known zone"))
 }
 
 fn settings() -> Settings {
@@ -184,7 +182,9 @@ fn bench_respond(c: &mut Criterion) {
     let etag = feed.tag(herald::site::Coding::Gzip).to_string();
     let metrics = Metrics::default();
     let request = |headers: &[(&str, &str)]| {
-        let mut b = http::Request::builder().uri("/rss.xml");
+        let mut b = http::Request::builder()
+            .uri("/rss.xml")
+            .header("host", "news.example.org");
         for (k, v) in headers {
             b = b.header(*k, *v);
         }

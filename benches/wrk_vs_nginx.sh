@@ -79,6 +79,8 @@ output_dir = "$TMP/feeds"
 state_dir = "$TMP/state"
 listen = "127.0.0.1:0"
 log_level = "warn,herald=info"
+# Every wrk connection comes from 127.0.0.1.
+max_connections_per_ip = 1024
 EOF
 /usr/bin/time -f "herald build: %e s wall, %M KB max RSS" "$HERALD" --config "$TMP/herald.toml" build 2>&1 | tail -2
 

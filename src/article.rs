@@ -103,14 +103,15 @@ impl Article {
 
     /// Every category and tag once, categories first: what RSS and Atom
     /// list as `<category>` and JSON Feed as `tags`.
+    /// Linear in the number of labels (a set of those seen, not a search
+    /// of the list for each).
     pub fn labels(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::with_capacity(self.categories.len() + self.tags.len());
-        for l in self.categories.iter().chain(self.tags.iter()) {
-            if !out.contains(&l.as_str()) {
-                out.push(l);
-            }
-        }
-        out
+        let all = self.categories.iter().chain(self.tags.iter());
+        let mut seen: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::with_capacity_and_hasher(
+            self.categories.len() + self.tags.len(),
+            Default::default(),
+        );
+        all.map(String::as_str).filter(|l| seen.insert(l)).collect()
     }
 }
 
@@ -264,22 +265,36 @@ impl PartialEq<&str> for Body {
     }
 }
 
+/// Longest slug, in bytes of its percent-encoded form: a slug is the name
+/// of a directory under `feeds/`, and file systems allow 255 bytes.
+pub const MAX_SLUG_BYTES: usize = 240;
+
 /// Folds a name into a URL slug: lower-case, every run of characters that
 /// are not ASCII letters or digits becomes one `-`, no `-` at either end.
 /// Non-ASCII letters are kept as they are (lower-cased) so that titles in
-/// other scripts still give readable, distinct slugs.
+/// other scripts still give readable, distinct slugs. A slug is cut at a
+/// character boundary where its percent-encoded form would pass
+/// [`MAX_SLUG_BYTES`] (a non-ASCII byte is encoded in three).
 pub fn slugify(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
+    let mut out = String::with_capacity(name.len().min(MAX_SLUG_BYTES));
+    let mut encoded = 0;
     let mut dash = false;
     for c in name.chars() {
         if c.is_alphanumeric() {
-            if dash && !out.is_empty() {
-                out.push('-');
+            for l in c.to_lowercase() {
+                let cost = if l.is_ascii() { 1 } else { 3 * l.len_utf8() } + usize::from(dash);
+                if encoded + cost > MAX_SLUG_BYTES {
+                    return out;
+                }
+                if dash && !out.is_empty() {
+                    out.push('-');
+                }
+                dash = false;
+                encoded += cost;
+                out.push(l);
             }
-            dash = false;
-            out.extend(c.to_lowercase());
         } else {
-            dash = true;
+            dash = !out.is_empty();
         }
     }
     out
@@ -361,6 +376,14 @@ mod tests {
         ];
         for (label, input, want) in cases {
             assert_eq!(slug_from_stem(input), want, "{label}");
+        }
+        for (label, name) in [("ascii", "word "), ("cyrillic", "київ ")] {
+            let slug = slugify(&name.repeat(100));
+            let encoded = crate::render::encode_segment(&slug).len();
+            assert!(
+                (MAX_SLUG_BYTES - 6..=MAX_SLUG_BYTES).contains(&encoded) && !slug.ends_with('-'),
+                "{label}: {encoded} {slug}"
+            );
         }
     }
 

@@ -40,6 +40,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// The smallest `max_header_bytes`: hyper's HTTP/1 read buffer is never
+/// smaller, so a lower limit could not be kept.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+/// The largest `max_header_bytes`: every connection may buffer this much
+/// of a request head.
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+
 /// The file as written: every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,12 +73,18 @@ struct RawConfig {
     settle_max_ms: Option<u64>,
     verify_interval_secs: Option<u64>,
     max_connections: Option<toml::Spanned<i64>>,
+    max_connections_per_ip: Option<toml::Spanned<i64>>,
     http_workers: Option<toml::Spanned<i64>>,
     brotli_quality: Option<toml::Spanned<i64>>,
     header_read_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     max_header_bytes: Option<toml::Spanned<i64>>,
     shutdown_grace_secs: Option<u64>,
+    max_file_bytes: Option<toml::Spanned<i64>>,
+    max_front_matter_bytes: Option<toml::Spanned<i64>>,
+    max_labels: Option<toml::Spanned<i64>>,
+    max_nesting: Option<toml::Spanned<i64>>,
+    follow_external_symlinks: Option<bool>,
     publish_stall_secs: Option<toml::Spanned<i64>>,
     write_retry_secs: Option<toml::Spanned<i64>>,
     log_level: Option<String>,
@@ -119,21 +133,41 @@ pub struct Config {
     pub settle_max: Duration,
     /// Period of the stat-only verification pass that catches missed events.
     pub verify_interval: Duration,
-    /// Concurrent HTTP connections; more wait in the kernel backlog.
+    /// Concurrent HTTP connections; more wait (accepted, up to as many
+    /// again, then in the kernel backlog).
     pub max_connections: usize,
+    /// Connections one client address may hold (open or waiting; an IPv6
+    /// client is counted by its /64); more from it are refused at once.
+    pub max_connections_per_ip: usize,
     /// Threads serving HTTP connections, each with its own event loop.
     pub http_workers: usize,
     /// Quality of the brotli forms of feeds, the index and OPML (1–11);
     /// 0 offers no brotli.
     pub brotli_quality: u32,
-    /// A client must send its request headers within this time.
+    /// A client must send its request head (or its whole HTTP/2 preface)
+    /// within this time of its first byte.
     pub header_read_timeout: Duration,
-    /// An idle keep-alive connection is closed after this time.
+    /// An idle connection is closed after this time (on HTTP/2: no request
+    /// being answered; PINGs do not count).
     pub idle_timeout: Duration,
-    /// Largest request head accepted, in bytes.
+    /// Largest request head accepted, in bytes ([`MIN_HEADER_BYTES`] to
+    /// [`MAX_HEADER_BYTES`]).
     pub max_header_bytes: usize,
     /// How long in-flight responses may take to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Largest article file read, bytes; a larger file is rejected without
+    /// being read past this.
+    pub max_file_bytes: u64,
+    /// Largest front matter of a Markdown article, bytes.
+    pub max_front_matter_bytes: usize,
+    /// Most categories and tags (together) one article may list.
+    pub max_labels: usize,
+    /// Deepest nesting of front-matter collections, Markdown blocks and
+    /// inlines, and raw HTML elements in one article.
+    pub max_nesting: usize,
+    /// Read article files and directories that symlinks inside the content
+    /// directory point to outside it (refused by default).
+    pub follow_external_symlinks: bool,
     /// Longest the publish loop may stay on one step with no progress
     /// before `/healthz` answers 503 and the watchdog is no longer pinged.
     pub publish_stall: Duration,
@@ -169,12 +203,18 @@ impl Default for Config {
             settle_max: Duration::from_millis(2000),
             verify_interval: Duration::from_secs(180),
             max_connections: 1024,
+            max_connections_per_ip: 64,
             http_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             brotli_quality: 5,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             shutdown_grace: Duration::from_secs(5),
+            max_file_bytes: 2 * 1024 * 1024,
+            max_front_matter_bytes: 64 * 1024,
+            max_labels: 50,
+            max_nesting: 64,
+            follow_external_symlinks: false,
             publish_stall: Duration::from_secs(10),
             write_retry: Duration::from_secs(10),
             log_level: "info".into(),
@@ -278,6 +318,7 @@ impl Config {
         set!(cache_max_age);
         set!(log_level);
         set!(log_format);
+        set!(follow_external_symlinks);
         c.id_authority = raw.id_authority.filter(|a| !a.trim().is_empty());
         if let Some(u) = raw.base_url {
             let v = u.get_ref().trim();
@@ -319,6 +360,11 @@ impl Config {
         };
         c.max_items = positive(raw.max_items, "max_items", c.max_items)?;
         c.max_connections = positive(raw.max_connections, "max_connections", c.max_connections)?;
+        c.max_connections_per_ip = positive(
+            raw.max_connections_per_ip,
+            "max_connections_per_ip",
+            c.max_connections_per_ip,
+        )?;
         c.http_workers = positive(raw.http_workers, "http_workers", c.http_workers)?;
         c.publish_stall = Duration::from_secs(positive(
             raw.publish_stall_secs,
@@ -344,11 +390,33 @@ impl Config {
                     )
                 })?;
         }
-        c.max_header_bytes =
-            positive(raw.max_header_bytes, "max_header_bytes", c.max_header_bytes)?;
-        if c.max_header_bytes < 1024 {
-            c.max_header_bytes = 1024;
+        if let Some(m) = raw.max_header_bytes {
+            c.max_header_bytes = usize::try_from(*m.get_ref())
+                .ok()
+                .filter(|m| (MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(m))
+                .ok_or_else(|| {
+                    invalid(
+                        spanned_line(&m.span()),
+                        format!(
+                            "max_header_bytes: must be {MIN_HEADER_BYTES} (the smallest request \
+                             buffer the HTTP/1 parser takes) to {MAX_HEADER_BYTES}, not {}",
+                            m.get_ref()
+                        ),
+                    )
+                })?;
         }
+        c.max_file_bytes = positive(
+            raw.max_file_bytes,
+            "max_file_bytes",
+            c.max_file_bytes as usize,
+        )? as u64;
+        c.max_front_matter_bytes = positive(
+            raw.max_front_matter_bytes,
+            "max_front_matter_bytes",
+            c.max_front_matter_bytes,
+        )?;
+        c.max_labels = positive(raw.max_labels, "max_labels", c.max_labels)?;
+        c.max_nesting = positive(raw.max_nesting, "max_nesting", c.max_nesting)?;
         let content = raw.content.unwrap_or_default();
         let pick =
             |k: &Option<FeedKindConfig>| k.as_ref().and_then(|k| k.content).unwrap_or(content);
@@ -392,6 +460,9 @@ impl Config {
         }
         if self.max_connections != new.max_connections {
             v.push("max_connections");
+        }
+        if self.max_connections_per_ip != new.max_connections_per_ip {
+            v.push("max_connections_per_ip");
         }
         if self.http_workers != new.http_workers {
             v.push("http_workers");
@@ -484,6 +555,18 @@ mod tests {
                 "\nbrotli_quality = 12\n",
                 2,
                 "brotli_quality",
+            ),
+            (
+                "header limit below what HTTP/1 can keep",
+                "max_header_bytes = 4096\n",
+                1,
+                "max_header_bytes: must be 8192",
+            ),
+            (
+                "header limit too large",
+                "\nmax_header_bytes = 1073741824\n",
+                2,
+                "max_header_bytes",
             ),
             (
                 "brotli negative",

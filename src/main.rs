@@ -65,6 +65,13 @@ fn main() -> ExitCode {
             return ExitCode::from(daemon::EXIT_CONFIG);
         }
     };
+    daemon::init_logging(&config);
+    // A panic is a bug. Where one is caught (one article's parsing or
+    // rendering) Herald goes on; either way it is logged like any other
+    // error, not printed around the log.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!("internal error (a bug in Herald; please report it): {info}");
+    }));
     let code = match cli.command {
         Command::Build => daemon::build_command(&config),
         Command::Check => daemon::check_command(&config),

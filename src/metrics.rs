@@ -55,6 +55,8 @@ pub struct Metrics {
     pub connections: AtomicU64,
     /// Full rescans (start, overflow, watcher errors, verification passes).
     pub rescans: AtomicU64,
+    /// Connections refused because their address held its share.
+    pub refused_connections: AtomicU64,
     /// The publish loop's heartbeat and problems (`/healthz`).
     pub health: Health,
 }
@@ -163,6 +165,13 @@ impl Metrics {
             "counter",
             "Full content rescans.",
             self.rescans.load(Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "herald_refused_connections_total",
+            "counter",
+            "Connections refused at once: their address held max_connections_per_ip.",
+            self.refused_connections.load(Relaxed) as f64,
         );
         let verdict = self.health.check();
         gauge(

@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         .unwrap_or("");
     let _ = parse_column_date(first.trim());
     for tz in ZONES {
-        if let Ok(Some(a)) = parse(path, text, &ParseCtx { tz }) {
+        if let Ok(Some(a)) = parse(path, text, &ParseCtx::new(tz)) {
             assert!(!a.slug.is_empty(), "published article without a slug");
         }
     }

@@ -15,9 +15,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // A zone with DST, so offset-less dates can land in a gap or an overlap.
-    let ctx = ParseCtx {
-        tz: chrono_tz::Europe::Berlin,
-    };
+    let ctx = ParseCtx::new(chrono_tz::Europe::Berlin);
     if let Ok(Some(a)) = parse(path, text, &ctx) {
         assert!(!a.slug.is_empty(), "published article without a slug");
     }

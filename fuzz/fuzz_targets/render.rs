@@ -170,9 +170,7 @@ fn check(articles: Vec<Article>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let ctx = ParseCtx {
-        tz: chrono_tz::Europe::Berlin,
-    };
+    let ctx = ParseCtx::new(chrono_tz::Europe::Berlin);
     let mut out = Vec::new();
     for name in ["content/2025-05-22-fuzz.txt", "content/2025-05-22-fuzz.md"] {
         let path = Path::new(name);

@@ -7,7 +7,8 @@ use std::time::{Instant, SystemTime};
 use chrono::Utc;
 
 use super::{
-    init_logging, open_library, settings, EXIT_BAD_CONTENT, EXIT_CONTENT_DIR, EXIT_OK, EXIT_RUNTIME,
+    guard, init_logging, open_library, settings, EXIT_BAD_CONTENT, EXIT_CONTENT_DIR, EXIT_OK,
+    EXIT_RUNTIME,
 };
 use crate::config::Config;
 use crate::library::View;
@@ -82,7 +83,7 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
     let mut lib = open_library(c).map_err(|e| (EXIT_RUNTIME, e))?;
     // Fingerprint before reading: a file written during the build makes
     // the next build do the work again.
-    let content = crate::library::tree_fingerprint(&c.content_dir)
+    let content = crate::library::tree_fingerprint(&c.content_dir, c.follow_external_symlinks)
         .map_err(|e| (EXIT_CONTENT_DIR, e.into()))?;
     let content = format!("{content:032x}");
     let settings_fp = settings_fingerprint(c);
@@ -109,9 +110,7 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
         }
     }
     lib.scan().map_err(|e| (EXIT_CONTENT_DIR, e.into()))?;
-    let view = lib.view(Utc::now());
-    report(&view);
-    let s = settings(c, lib.state_mut(), &view.articles);
+    let now = Utc::now();
     // Ids and `updated` on disk before any file shows them (once the
     // output directory is there to take the files).
     std::fs::create_dir_all(&c.output_dir).map_err(|e| {
@@ -120,17 +119,27 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
             anyhow::anyhow!("writing {}: {e}", c.output_dir.display()),
         )
     })?;
+    let first = lib.view(now);
+    settings(c, lib.state_mut(), &first.articles);
+    drop(first);
     lib.state_mut()
         .save(&c.state_dir)
         .map_err(|e| (EXIT_RUNTIME, e.into()))?;
     // Every document goes to disk as it is rendered (article pages first)
     // and is dropped; `write_to` then only removes what is gone.
-    let (mut site, _) = SiteBuilder::streaming_to(&c.output_dir).build(
-        &view.articles,
-        view.rejected.len(),
-        &s,
-        SystemTime::now(),
+    let mut builder = SiteBuilder::streaming_to(&c.output_dir);
+    let (view, _, (mut site, _)) = guard::render_guarded(
+        &mut lib,
+        |lib| lib.view(now),
+        |lib, v| settings(c, lib.state_mut(), &v.articles),
+        |v, s, fresh| {
+            if fresh {
+                builder = SiteBuilder::streaming_to(&c.output_dir);
+            }
+            builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
+        },
     );
+    report(&view);
     let mut written = site.take_stream_report();
     let rest = site::write_to(&site, &c.output_dir, None, &|| {});
     written.written += rest.written;

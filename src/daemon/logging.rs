@@ -23,6 +23,36 @@ pub fn init_logging(c: &Config) {
         }
         LogFormat::Human => builder.with_target(false).try_init(),
     };
+    let mut level = tracing_log::AsLog::as_log(&tracing::level_filters::LevelFilter::current());
+    level = level.max(log::LevelFilter::Warn);
+    if log::set_boxed_logger(Box::new(LogBridge(tracing_log::LogTracer::new()))).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// Carries the records of libraries that log through the `log` crate into
+/// Herald's log, except those of the HTML parser behind the sanitiser:
+/// it writes one line per misplaced node without naming the file, so its
+/// warnings are counted instead and become one warning of the article
+/// ([`crate::parse::sanitiser_warned`]).
+struct LogBridge(tracing_log::LogTracer);
+
+impl log::Log for LogBridge {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target().starts_with("html5ever") || self.0.enabled(m)
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if r.target().starts_with("html5ever") {
+            if r.level() <= log::Level::Warn {
+                crate::parse::sanitiser_warned();
+            }
+        } else {
+            self.0.log(r);
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 /// Log lines for journald: `<priority>message key=value…`, no timestamp

@@ -14,6 +14,7 @@
 
 mod brotli;
 mod build;
+mod guard;
 mod logging;
 mod process;
 mod publisher;
@@ -135,12 +136,23 @@ pub fn settings(
 pub fn open_library(c: &Config) -> anyhow::Result<Library> {
     let mut state = State::load(&c.state_dir).context("loading state")?;
     let authority = state.authority(c.id_authority.as_deref(), &c.default_authority());
-    Ok(Library::new(
-        c.content_dir.clone(),
-        ParseCtx { tz: c.timezone },
-        state,
-        authority,
-    ))
+    let mut lib = Library::new(c.content_dir.clone(), parse_ctx(c), state, authority);
+    lib.set_follow_external_symlinks(c.follow_external_symlinks);
+    Ok(lib)
+}
+
+/// What the parsers need of the config: the time zone and the limits on
+/// one article.
+pub fn parse_ctx(c: &Config) -> ParseCtx {
+    ParseCtx {
+        tz: c.timezone,
+        limits: crate::parse::Limits {
+            max_file_bytes: c.max_file_bytes,
+            max_front_matter_bytes: c.max_front_matter_bytes,
+            max_labels: c.max_labels,
+            max_nesting: c.max_nesting,
+        },
+    }
 }
 
 /// `herald serve`: exit code after shutdown.
@@ -225,6 +237,7 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
 
     let limits = crate::server::Limits {
         max_connections: c.max_connections,
+        max_connections_per_ip: c.max_connections_per_ip,
         header_read_timeout: c.header_read_timeout,
         idle_timeout: c.idle_timeout,
         max_header_bytes: c.max_header_bytes,
@@ -258,7 +271,10 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
                 match &r {
                     Ok(Ok(())) => health.stopped(),
                     Ok(Err(e)) => health.died(format!("the publish loop failed: {e:#}")),
-                    Err(p) => health.died(format!("the publish loop panicked: {}", panic_text(p))),
+                    Err(p) => health.died(format!(
+                        "the publish loop panicked: {}",
+                        crate::library::panic_message(p.as_ref())
+                    )),
                 }
                 let _ = done_tx.send(());
                 r
@@ -339,7 +355,10 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
         Ok(Err(p)) => {
             return Err(Fatal(
                 EXIT_RUNTIME,
-                anyhow::anyhow!("the publish loop panicked: {}", panic_text(&p)),
+                anyhow::anyhow!(
+                    "the publish loop panicked: {}",
+                    crate::library::panic_message(p.as_ref())
+                ),
             ))
         }
         Err(_) => {
@@ -358,12 +377,4 @@ fn stopped_during_first_publish() -> Fatal {
         EXIT_RUNTIME,
         anyhow::anyhow!("stopped by a signal before the first publish was done"),
     )
-}
-
-/// The message of a caught panic.
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
 }

@@ -12,12 +12,11 @@ use chrono::Utc;
 
 use super::brotli::BrQueue;
 use super::systemd::notify;
-use super::{open_library, settings, Fatal, Overrides, EXIT_CONTENT_DIR};
+use super::{guard, open_library, parse_ctx, settings, Fatal, Overrides, EXIT_CONTENT_DIR};
 use crate::config::Config;
 use crate::health::{Health, Sink, Step};
 use crate::library::Library;
 use crate::metrics::Metrics;
-use crate::parse::ParseCtx;
 use crate::site::{self, SiteBuilder};
 
 /// What the loop thread is told from outside the file system.
@@ -123,19 +122,27 @@ impl Publisher {
     /// The ids and `updated` it shows are saved first: a reader never sees
     /// an id the state file does not hold. When the state cannot be saved,
     /// the articles that would need a new id are held back; the others
-    /// are rendered as usual.
+    /// are rendered as usual. A panic while rendering rejects the articles
+    /// that cause it ([`guard`]).
     fn render(&mut self) -> (crate::site::Site, Vec<String>) {
         let started = Instant::now();
-        self.step(Step::Settling);
         let now = Utc::now();
-        // Tried afresh each time: the state may be writable again.
-        self.lib.state_mut().allow_new_ids();
-        let mut view = self.lib.view(now);
-        let s = settings(&self.config, self.lib.state_mut(), &view.articles);
-        if !self.save_state() && self.lib.hold_new_articles() > 0 {
-            self.step(Step::Settling);
-            view = self.lib.view(now);
-        }
+        let config = &self.config;
+        let health = &self.metrics.health;
+        let state_log = &mut self.state;
+        let builder = &mut self.builder;
+        let (view, _, (site, changed)) = guard::render_guarded(
+            &mut self.lib,
+            |lib| settle_and_save(lib, now, config, state_log, health),
+            |lib, v| settings(config, lib.state_mut(), &v.articles),
+            |v, s, fresh| {
+                health.busy(Step::Rendering);
+                if fresh {
+                    *builder = SiteBuilder::with_floors_from(&config.output_dir);
+                }
+                builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
+            },
+        );
         self.note_held_back(view.held_back);
         for e in &view.rejected {
             let line = e.to_string();
@@ -143,15 +150,19 @@ impl Publisher {
                 tracing::error!("{line}");
             }
         }
-        self.reported = view.rejected.iter().map(ToString::to_string).collect();
+        // Warnings too, once each while they last, as `build` logs them.
         for w in &view.warnings {
-            tracing::debug!("{w}");
+            if !self.reported.contains(w) {
+                tracing::warn!("{w}");
+            }
         }
+        self.reported = view
+            .rejected
+            .iter()
+            .map(ToString::to_string)
+            .chain(view.warnings.iter().cloned())
+            .collect();
         self.next_release = view.next_release;
-        self.step(Step::Rendering);
-        let (site, changed) =
-            self.builder
-                .build(&view.articles, view.rejected.len(), &s, SystemTime::now());
         self.last_rebuild = Some((SystemTime::now(), started.elapsed().as_micros()));
         (site, changed)
     }
@@ -205,35 +216,6 @@ impl Publisher {
                         dir.display()
                     )
                 });
-            }
-        }
-    }
-
-    /// Saves the state file if it changed; returns whether it is on disk.
-    fn save_state(&mut self) -> bool {
-        self.step(Step::SavingState);
-        let health = &self.metrics.health;
-        match self.lib.state_mut().save(&self.config.state_dir) {
-            Ok(()) => {
-                self.state
-                    .worked(health, || "saving the state works again".into());
-                true
-            }
-            Err(e) => {
-                let kind = match &e {
-                    crate::state::StateError::Io { error, .. } => error.kind(),
-                    crate::state::StateError::Corrupt { .. }
-                    | crate::state::StateError::CorruptJournal { .. } => {
-                        std::io::ErrorKind::InvalidData
-                    }
-                };
-                self.state.failed(
-                    health,
-                    kind,
-                    || format!("cannot save state: {e}"),
-                    e.to_string(),
-                );
-                false
             }
         }
     }
@@ -564,11 +546,69 @@ impl Publisher {
                 .lib
                 .state_mut()
                 .authority(new.id_authority.as_deref(), &new.default_authority());
-            self.lib.set_ctx(ParseCtx { tz: new.timezone }, authority);
+            self.lib.set_ctx(parse_ctx(&new), authority);
+            self.lib
+                .set_follow_external_symlinks(new.follow_external_symlinks);
         }
         tracing::info!(config = %path.map_or_else(|| "(defaults)".into(), |p| p.display().to_string()), "configuration reloaded");
         self.metrics.health.set_stall(new.publish_stall);
         self.config = new;
+    }
+}
+
+/// Settles the view as of `now` and saves what settling changed in the
+/// state before anything shows it. When the state cannot be saved, the ids
+/// made up for new articles are taken back and the view settled again
+/// without those articles (held back, [`Library::hold_new_articles`]).
+fn settle_and_save(
+    lib: &mut Library,
+    now: chrono::DateTime<Utc>,
+    config: &Config,
+    log: &mut SinkLog,
+    health: &Health,
+) -> crate::library::View {
+    health.busy(Step::Settling);
+    // Tried afresh each time: the state may be writable again.
+    lib.state_mut().allow_new_ids();
+    let view = lib.view(now);
+    // Fixes the feed-id prefix at first publication, so it is saved too.
+    settings(config, lib.state_mut(), &view.articles);
+    if !save_state(lib, &config.state_dir, log, health) && lib.hold_new_articles() > 0 {
+        health.busy(Step::Settling);
+        return lib.view(now);
+    }
+    view
+}
+
+/// Saves the state if it changed; returns whether it is on disk.
+fn save_state(
+    lib: &mut Library,
+    dir: &std::path::Path,
+    log: &mut SinkLog,
+    health: &Health,
+) -> bool {
+    health.busy(Step::SavingState);
+    match lib.state_mut().save(dir) {
+        Ok(()) => {
+            log.worked(health, || "saving the state works again".into());
+            true
+        }
+        Err(e) => {
+            let kind = match &e {
+                crate::state::StateError::Io { error, .. } => error.kind(),
+                crate::state::StateError::Corrupt { .. }
+                | crate::state::StateError::CorruptJournal { .. } => {
+                    std::io::ErrorKind::InvalidData
+                }
+            };
+            log.failed(
+                health,
+                kind,
+                || format!("cannot save state: {e}"),
+                e.to_string(),
+            );
+            false
+        }
     }
 }
 

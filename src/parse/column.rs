@@ -6,6 +6,7 @@ use std::path::Path;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 
+use super::guard::{excerpt, showable};
 use super::{lines, localize, ParseCtx, ParseError};
 use crate::article::{truncate_words, xml_clean, Article};
 
@@ -28,6 +29,7 @@ pub(super) fn parse(path: &Path, text: &str, ctx: &ParseCtx) -> Result<Article, 
     let naive =
         parse_column_date(&date.text).map_err(|why| ParseError::new(path, date.line, why))?;
     let published = localize(naive, ctx.tz);
+    showable(&published, ctx.tz).map_err(|why| ParseError::new(path, date.line, why))?;
 
     let category = it.next().ok_or_else(|| {
         ParseError::new(
@@ -180,7 +182,10 @@ fn push_escaped(out: &mut String, s: &str) {
 /// A sentence saying what part of the line is wrong.
 pub fn parse_column_date(s: &str) -> Result<NaiveDateTime, String> {
     let bad = |what: &str| {
-        format!("invalid date line {s:?}: {what} (expected e.g. \"May 22, 2025, 6:40 a.m.\")")
+        format!(
+            "invalid date line {}: {what} (expected e.g. \"May 22, 2025, 6:40 a.m.\")",
+            excerpt(s)
+        )
     };
     let mut parts = s.splitn(3, ',').map(str::trim);
     let month_day = parts.next().unwrap_or("");
@@ -278,7 +283,7 @@ mod tests {
     use crate::parse::{parse as parse_any, ParseCtx};
 
     fn ctx() -> ParseCtx {
-        ParseCtx { tz: chrono_tz::UTC }
+        ParseCtx::new(chrono_tz::UTC)
     }
 
     fn at(s: &str) -> String {
@@ -520,9 +525,7 @@ mod tests {
     /// The time zone of the config applies to the date line.
     #[test]
     fn timezone_applies() {
-        let ctx = ParseCtx {
-            tz: "Asia/Shanghai".parse().unwrap(),
-        };
+        let ctx = ParseCtx::new("Asia/Shanghai".parse().unwrap());
         let a = parse_any(
             Path::new("c.txt"),
             "May 22, 2025, 6:40 a.m.\n\nN\n\nT\n\nB",

@@ -8,7 +8,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 use serde::Deserialize;
 
-use super::{localize, ParseCtx, ParseError};
+use super::guard::{excerpt, html_depth, nesting_depth, showable, Syntax};
+use super::{localize, Limits, ParseCtx, ParseError, MAX_LABEL_CHARS};
 use crate::article::{slugify, truncate_words, xml_clean, Article};
 
 const SUMMARY_CHARS: usize = 300;
@@ -102,7 +103,30 @@ fn split<'a>(path: &Path, text: &'a str) -> Result<Split<'a>, ParseError> {
     ))
 }
 
-fn read_front(path: &Path, s: &Split<'_>) -> Result<FrontMatter, ParseError> {
+fn read_front(path: &Path, s: &Split<'_>, limits: &Limits) -> Result<FrontMatter, ParseError> {
+    if s.front.len() > limits.max_front_matter_bytes {
+        return Err(ParseError::new(
+            path,
+            s.front_line,
+            format!(
+                "front matter is {} bytes; at most {} are read (limit `max_front_matter_bytes`)",
+                s.front.len(),
+                limits.max_front_matter_bytes
+            ),
+        ));
+    }
+    let syntax = if s.toml { Syntax::Toml } else { Syntax::Yaml };
+    let depth = nesting_depth(s.front, syntax);
+    if depth > limits.max_nesting {
+        return Err(ParseError::new(
+            path,
+            s.front_line,
+            format!(
+                "front matter nests about {depth} levels deep; at most {} are read (limit `max_nesting`)",
+                limits.max_nesting
+            ),
+        ));
+    }
     if s.toml {
         let value: toml::Table = toml::from_str(s.front).map_err(|e| {
             let line = e.span().map_or(0, |sp| {
@@ -197,7 +221,7 @@ pub(super) fn parse(
     ctx: &ParseCtx,
 ) -> Result<Option<Article>, ParseError> {
     let split = split(path, text)?;
-    let fm = read_front(path, &split)?;
+    let fm = read_front(path, &split, &ctx.limits)?;
     if fm.draft {
         return Ok(None);
     }
@@ -218,30 +242,83 @@ pub(super) fn parse(
             path,
             key_line(&split, "date"),
             format!(
-                "invalid `date` {date_str:?}: expected RFC 3339, e.g. 2025-05-22T06:40:00+08:00"
+                "invalid `date` {}: expected RFC 3339, e.g. 2025-05-22T06:40:00+08:00",
+                excerpt(date_str)
             ),
         )
     })?;
+    showable(&published, ctx.tz)
+        .map_err(|why| ParseError::new(path, key_line(&split, "date"), format!("`date`: {why}")))?;
     let (updated, updated_from_file) = match fm.updated.as_deref() {
         None => (published, false),
-        Some(u) => (
-            parse_date(u, ctx).ok_or_else(|| {
+        Some(u) => {
+            let line = key_line(&split, "updated");
+            let t = parse_date(u, ctx).ok_or_else(|| {
                 ParseError::new(
                     path,
-                    key_line(&split, "updated"),
-                    format!("invalid `updated` {u:?}: expected RFC 3339"),
+                    line,
+                    format!("invalid `updated` {}: expected RFC 3339", excerpt(u)),
                 )
-            })?,
-            true,
-        ),
+            })?;
+            showable(&t, ctx.tz)
+                .map_err(|why| ParseError::new(path, line, format!("`updated`: {why}")))?;
+            (t, true)
+        }
     };
+    let categories = fm.categories.into_vec();
+    let tags = fm.tags.into_vec();
+    let labels = categories.len() + tags.len();
+    if labels > ctx.limits.max_labels {
+        return Err(ParseError::new(
+            path,
+            key_line(&split, if categories.is_empty() { "tags" } else { "categories" }),
+            format!(
+                "{} categories and {} tags; an article may have at most {} together (limit `max_labels`)",
+                categories.len(),
+                tags.len(),
+                ctx.limits.max_labels
+            ),
+        ));
+    }
+    if let Some(long) = categories
+        .iter()
+        .chain(&tags)
+        .find(|l| l.chars().count() > MAX_LABEL_CHARS)
+    {
+        return Err(ParseError::new(
+            path,
+            split.front_line,
+            format!(
+                "category or tag {} is {} characters long; at most {MAX_LABEL_CHARS}",
+                excerpt(long),
+                long.chars().count()
+            ),
+        ));
+    }
 
     let body_line = text[..text.len() - split.body.len()].matches('\n').count() + 1;
-    let (body_html, first_paragraph) = render_body(&xml_clean(split.body));
+    let Rendered {
+        html: body_html,
+        first_paragraph,
+        misplaced,
+    } = render_body(&xml_clean(split.body), ctx.limits.max_nesting).map_err(|(at, why)| {
+        let line = body_line
+            + split.body.as_bytes()[..at.min(split.body.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+        ParseError::new(path, line, why)
+    })?;
     let mut warnings = Vec::new();
     if body_html.trim().is_empty() {
         warnings.push(format!(
             "{}:{body_line}: article has a title but no body",
+            path.display()
+        ));
+    }
+    if misplaced > 0 {
+        warnings.push(format!(
+            "{}:{body_line}: raw HTML puts content inside a table where none may go ({misplaced} places); readers see it moved before the table",
             path.display()
         ));
     }
@@ -257,8 +334,8 @@ pub(super) fn parse(
         published,
         updated: updated.max(published),
         updated_from_file,
-        categories: fm.categories.into_vec(),
-        tags: fm.tags.into_vec(),
+        categories,
+        tags,
         summary,
         body_html: crate::article::Body::new(&body_html),
         author: fm
@@ -278,16 +355,38 @@ pub(super) fn parse(
 /// first paragraph. The output of pulldown-cmark is safe except for raw HTML
 /// and link targets with schemes such as `javascript:`; only when one of
 /// those occurs does the (much slower) full ammonia pass run.
-fn render_body(md: &str) -> (String, String) {
+///
+/// # Errors
+/// The byte offset (in `md`) and reason when blocks and inlines nest
+/// deeper than `max_nesting`, or raw HTML would (the sanitiser's HTML
+/// parser slows down with the depth of open elements).
+fn render_body(md: &str, max_nesting: usize) -> Result<Rendered, (usize, String)> {
     let opts = Options::ENABLE_TABLES | Options::ENABLE_FOOTNOTES | Options::ENABLE_STRIKETHROUGH;
-    let events: Vec<Event<'_>> = Parser::new_ext(md, opts).collect();
+    let mut events: Vec<Event<'_>> = Vec::new();
 
     let mut needs_clean = false;
     let mut first = String::new();
     let mut depth: Option<usize> = None;
     let mut done = false;
-    for ev in &events {
-        match ev {
+    let mut nesting = 0usize;
+    let mut misplaced = 0;
+    for (ev, range) in Parser::new_ext(md, opts).into_offset_iter() {
+        match &ev {
+            Event::Start(_) => {
+                nesting += 1;
+                if nesting > max_nesting {
+                    return Err((
+                        range.start,
+                        format!(
+                            "Markdown blocks and inlines nest more than {max_nesting} levels deep (limit `max_nesting`)"
+                        ),
+                    ));
+                }
+            }
+            Event::End(_) => nesting = nesting.saturating_sub(1),
+            _ => {}
+        }
+        match &ev {
             Event::Html(_) | Event::InlineHtml(_) => needs_clean = true,
             Event::Start(Tag::Link { dest_url, .. })
             | Event::Start(Tag::Image { dest_url, .. })
@@ -297,25 +396,64 @@ fn render_body(md: &str) -> (String, String) {
             }
             _ => {}
         }
-        if done {
-            continue;
+        if !done {
+            match &ev {
+                Event::Start(Tag::Paragraph) if depth.is_none() => depth = Some(0),
+                Event::Start(_) if depth.is_some() => depth = depth.map(|d| d + 1),
+                Event::End(TagEnd::Paragraph) if depth == Some(0) => done = true,
+                Event::End(_) if depth.is_some() => depth = depth.map(|d| d.saturating_sub(1)),
+                Event::Text(t) | Event::Code(t) if depth.is_some() => first.push_str(t),
+                Event::SoftBreak | Event::HardBreak if depth.is_some() => first.push(' '),
+                _ => {}
+            }
         }
-        match ev {
-            Event::Start(Tag::Paragraph) if depth.is_none() => depth = Some(0),
-            Event::Start(_) if depth.is_some() => depth = depth.map(|d| d + 1),
-            Event::End(TagEnd::Paragraph) if depth == Some(0) => done = true,
-            Event::End(_) if depth.is_some() => depth = depth.map(|d| d.saturating_sub(1)),
-            Event::Text(t) | Event::Code(t) if depth.is_some() => first.push_str(t),
-            Event::SoftBreak | Event::HardBreak if depth.is_some() => first.push(' '),
-            _ => {}
-        }
+        events.push(ev);
     }
     let mut html = String::with_capacity(md.len() + md.len() / 4);
     pulldown_cmark::html::push_html(&mut html, events.into_iter());
     if needs_clean {
+        let deep = html_depth(&html, max_nesting);
+        if deep > max_nesting {
+            return Err((
+                0,
+                format!(
+                    "raw HTML elements nest more than {max_nesting} levels deep (limit `max_nesting`)"
+                ),
+            ));
+        }
+        SANITISER_WARNINGS.with(|c| c.set(0));
         html = ammonia::clean(&html);
+        misplaced = SANITISER_WARNINGS.with(std::cell::Cell::get);
     }
-    (html, first.split_whitespace().collect::<Vec<_>>().join(" "))
+    Ok(Rendered {
+        html,
+        first_paragraph: first.split_whitespace().collect::<Vec<_>>().join(" "),
+        misplaced,
+    })
+}
+
+/// The body of a Markdown article as HTML, and what was learnt on the way.
+struct Rendered {
+    html: String,
+    /// Plain text of the first paragraph (the summary when none is given).
+    first_paragraph: String,
+    /// Places where the sanitiser's HTML parser had to move raw HTML
+    /// (content inside a table where tables allow none).
+    misplaced: usize,
+}
+
+thread_local! {
+    /// Warnings of the sanitiser's HTML parser while the current thread
+    /// cleans one body ([`sanitiser_warned`]).
+    static SANITISER_WARNINGS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts a warning of the HTML parser behind the sanitiser (html5ever
+/// logs through the `log` crate, one line per misplaced node and naming
+/// no file): Herald's log bridge calls this instead of logging it, and the
+/// article then carries one warning that names its file.
+pub fn sanitiser_warned() {
+    SANITISER_WARNINGS.with(|c| c.set(c.get().saturating_add(1)));
 }
 
 /// Relative URLs, fragments and http(s)/mailto are safe; any other scheme
@@ -336,9 +474,7 @@ mod tests {
     use crate::parse::{parse as parse_any, ParseCtx};
 
     fn ctx() -> ParseCtx {
-        ParseCtx {
-            tz: "Asia/Shanghai".parse().unwrap(),
-        }
+        ParseCtx::new("Asia/Shanghai".parse().unwrap())
     }
 
     fn md(name: &str, text: &str) -> Result<Option<Article>, ParseError> {

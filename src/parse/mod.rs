@@ -5,6 +5,7 @@
 //! [`kind_of`] says which files are articles at all. Uses `article` only.
 
 mod column;
+mod guard;
 mod markdown;
 
 use std::fmt;
@@ -16,12 +17,59 @@ use chrono_tz::Tz;
 use crate::article::{slug_from_stem, Article};
 
 pub use column::parse_column_date;
+pub use guard::{excerpt, showable};
+pub use markdown::sanitiser_warned;
+
+/// What one article file may claim. Each bound keeps the work of reading,
+/// rendering and serving one file linear in its size and small in
+/// absolute terms; README "Limits" lists them with what happens when one
+/// is hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Limits {
+    /// Largest article file read, in bytes (enforced by the reader, not
+    /// the parsers: a larger file is never read past this).
+    pub max_file_bytes: u64,
+    /// Largest front matter, in bytes.
+    pub max_front_matter_bytes: usize,
+    /// Most categories and tags one article may list, together.
+    pub max_labels: usize,
+    /// Deepest nesting of front-matter lists and tables, Markdown blocks
+    /// and inlines, and raw HTML elements.
+    pub max_nesting: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 2 * 1024 * 1024,
+            max_front_matter_bytes: 64 * 1024,
+            max_labels: 50,
+            max_nesting: 64,
+        }
+    }
+}
+
+/// Longest category or tag name, in characters: a name becomes a path
+/// segment of its feeds, and a file name has at most 255 bytes.
+pub const MAX_LABEL_CHARS: usize = 100;
 
 /// What the parsers need from outside the file.
 #[derive(Debug, Clone, Copy)]
 pub struct ParseCtx {
     /// Time zone of dates that carry no offset (the site's `timezone`).
     pub tz: Tz,
+    /// What one file may claim.
+    pub limits: Limits,
+}
+
+impl ParseCtx {
+    /// A context for `tz` with the default limits.
+    pub fn new(tz: Tz) -> ParseCtx {
+        ParseCtx {
+            tz,
+            limits: Limits::default(),
+        }
+    }
 }
 
 /// The file formats Herald reads.
@@ -72,12 +120,22 @@ pub struct ParseError {
     pub reason: String,
 }
 
+/// Longest reason kept in a [`ParseError`], in characters: messages from
+/// the YAML and TOML parsers may quote a value, and a log line never
+/// carries more than a short excerpt of a file.
+const MAX_REASON_CHARS: usize = 240;
+
 impl ParseError {
     pub(crate) fn new(path: &Path, line: usize, reason: impl fmt::Display) -> Self {
+        let mut reason = reason.to_string();
+        if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
+            reason.truncate(cut);
+            reason.push('…');
+        }
         ParseError {
             path: path.to_path_buf(),
             line,
-            reason: reason.to_string(),
+            reason,
         }
     }
 }
@@ -233,7 +291,7 @@ mod tests {
     /// the formula the state file's hashes were made with.
     #[test]
     fn parsers_record_the_content_hash() {
-        let ctx = ParseCtx { tz: chrono_tz::UTC };
+        let ctx = ParseCtx::new(chrono_tz::UTC);
         let files = [
             (
                 "a.txt",

@@ -11,6 +11,23 @@ const STYLE: &str = "body{font:17px/1.55 system-ui,sans-serif;max-width:46rem;ma
 a{color:#0645ad}h1{line-height:1.2}.meta{color:#666;font-size:.9em}li{margin:.4em 0}\
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}";
 
+/// The `Content-Security-Policy` of every page here: what the pages need
+/// and nothing more. No scripts, frames, fonts, forms or connections of any
+/// kind (`default-src 'none'`); the one inline `<style>` of [`head`] by its
+/// SHA-256, and the three `style="text-align: …"` attributes pulldown-cmark
+/// writes on aligned table cells (`'unsafe-hashes'` names attribute
+/// hashes; ammonia drops every other `style` attribute); images from this
+/// site and, as article bodies may show them, from any http(s) address;
+/// no `<base>`, no form targets, no framing by any page. Each hash is
+/// that of the exact text: changing [`STYLE`] means changing its hash
+/// here (a test says which).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; \
+style-src 'sha256-CTcRO/Ia4udwRMspf7QkbVHeqB/5eWrkg8WfnYLfRdw=' 'unsafe-hashes' \
+'sha256-6l+tpow5lGPV0MHWZlDv8nD7HrL77FGFldqQ7zc5gxY=' \
+'sha256-Y9v1MZrln1N8aPBY5lmpxYKwFkcp/nyBMMEnn7WFjuw=' \
+'sha256-i0JPB0qmRu5AViJTxOIzqXnfGoiWFw+oNAm4uJd7ZQk='; \
+img-src 'self' https: http:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 fn head(out: &mut String, title: &str, s: &Settings, feeds: &[&Feed]) {
     let _ = write!(
         out,
@@ -171,6 +188,60 @@ mod tests {
         );
         assert!(h.contains("A &amp; B &lt;script&gt;"), "{h}");
         assert!(!h.contains("<script>"));
+    }
+
+    /// The SHA-256 of `text`, base64, as a CSP source expression.
+    fn csp_hash(text: &str) -> String {
+        use sha2::Digest;
+        const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        let mut out = String::new();
+        for c in digest.chunks(3) {
+            let n = c
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                out.push(if i <= c.len() {
+                    char::from(B64[(n >> (18 - 6 * i) & 63) as usize])
+                } else {
+                    '='
+                });
+            }
+        }
+        format!("'sha256-{out}'")
+    }
+
+    /// The policy's style hashes are those of the inline style and of the
+    /// alignment attributes pulldown-cmark writes (so a page renders as
+    /// it should under it), and it allows nothing else inline.
+    #[test]
+    fn csp_matches_what_pages_use() {
+        let style_src = CONTENT_SECURITY_POLICY
+            .split(';')
+            .map(str::trim)
+            .find_map(|d| d.strip_prefix("style-src "))
+            .expect("a style-src");
+        let mut want = vec![csp_hash(STYLE), "'unsafe-hashes'".to_string()];
+        let mut html = String::new();
+        let md = "| a | b | c |\n|:--|:-:|--:|\n| 1 | 2 | 3 |\n";
+        pulldown_cmark::html::push_html(
+            &mut html,
+            pulldown_cmark::Parser::new_ext(md, pulldown_cmark::Options::ENABLE_TABLES),
+        );
+        for attr in html.split("style=\"").skip(1) {
+            let value = &attr[..attr.find('"').expect("attribute ends")];
+            let h = csp_hash(value);
+            if !want.contains(&h) {
+                want.push(h);
+            }
+        }
+        assert_eq!(want.len(), 5, "three alignments in {html}");
+        assert_eq!(style_src.split(' ').collect::<Vec<_>>(), want);
+        let s = settings();
+        let page = String::from_utf8(not_found(&s)).unwrap();
+        assert!(page.contains(&format!("<style>{STYLE}</style>")));
+        assert!(!CONTENT_SECURITY_POLICY.contains("unsafe-inline"));
     }
 
     /// An article page holds the body, escaped title, and feed links.

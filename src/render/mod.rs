@@ -21,7 +21,7 @@ use chrono::{DateTime, FixedOffset};
 use crate::article::{slugify, Article};
 
 pub use atom::atom;
-pub use html::{article_page, article_page_parts, index, not_found};
+pub use html::{article_page, article_page_parts, index, not_found, CONTENT_SECURITY_POLICY};
 pub use json::json;
 pub use opml::opml;
 pub use rss::rss;

@@ -449,8 +449,13 @@ impl Asset {
     ) -> http::HeaderMap {
         use http::header::{self, HeaderValue};
         let ok = status == http::StatusCode::OK;
+        let html = ok && self.content_type.starts_with("text/html");
         // Room for every header at once, instead of growing on the way.
-        let mut h = http::HeaderMap::with_capacity(if ok { 9 } else { 5 });
+        let mut h = http::HeaderMap::with_capacity(match (ok, html) {
+            (true, true) => 12,
+            (true, false) => 9,
+            _ => 5,
+        });
         h.insert(header::ETAG, tag.value());
         if status != http::StatusCode::NOT_MODIFIED {
             h.insert(header::LAST_MODIFIED, http_date_value(self.last_modified));
@@ -481,6 +486,9 @@ impl Asset {
                     h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
                 }
                 Coding::Identity => {}
+            }
+            if html {
+                html_security_headers(&mut h);
             }
         }
         h
@@ -560,6 +568,45 @@ pub fn cache_control(max_age: u64) -> http::HeaderValue {
         .expect("digits and ASCII are a valid header value")
 }
 
+/// Adds the headers every HTML document carries: the pages'
+/// Content-Security-Policy ([`render::CONTENT_SECURITY_POLICY`]), which
+/// also forbids framing (`frame-ancestors`), `X-Frame-Options` for
+/// browsers older than that, and a Referrer-Policy under which another
+/// site learns at most which site a reader came from, never the page,
+/// and nothing over a downgrade to http.
+fn html_security_headers(h: &mut http::HeaderMap) {
+    use http::header::{self, HeaderValue};
+    // Made once, at compile time: the policy is a few hundred bytes that
+    // `from_static` would check on every article page served.
+    let csp = const { HeaderValue::from_static(render::CONTENT_SECURITY_POLICY) };
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+}
+
+/// The headers of the 404 page (`len` bytes), built once per publish:
+/// never cached without asking again, not sniffed, and an HTML page's
+/// security headers like every other.
+fn not_found_headers(len: usize) -> http::HeaderMap {
+    use http::header::{self, HeaderValue};
+    let mut h = http::HeaderMap::with_capacity(7);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    html_security_headers(&mut h);
+    h
+}
+
 /// An immutable snapshot of everything Herald serves.
 #[derive(Debug)]
 pub struct Site {
@@ -569,6 +616,8 @@ pub struct Site {
     /// snapshots before.
     pages: Pages,
     not_found: Option<Arc<Asset>>,
+    /// The 404 page's response headers.
+    not_found_headers: http::HeaderMap,
     /// `Cache-Control` of every route (from `Settings::cache_max_age`).
     pub cache_control: http::HeaderValue,
     /// Articles published in this snapshot.
@@ -603,6 +652,11 @@ impl Site {
     /// The 404 page.
     pub fn not_found(&self) -> Option<&Arc<Asset>> {
         self.not_found.as_ref()
+    }
+
+    /// The 404 page's response headers (for HEAD too).
+    pub fn not_found_headers(&self) -> &http::HeaderMap {
+        &self.not_found_headers
     }
 
     /// The assets of `routes` (every route when `None`) that could get a
@@ -1134,6 +1188,7 @@ impl SiteBuilder {
                     .map(|(r, (_, a))| (Arc::clone(r), Arc::clone(a)))
                     .collect(),
                 pages: self.routes.clone(),
+                not_found_headers: not_found_headers(not_found.len),
                 not_found: Some(not_found),
                 cache_control,
                 articles: articles.len(),
@@ -1157,7 +1212,7 @@ mod tests {
 
     /// A feed's ready headers are those a response would be built with
     /// (after its final `Last-Modified` was set), a page builds the same
-    /// set per request, and brotli asked of a document without a brotli
+    /// set per request (and an HTML page's security headers), and brotli asked of a document without a brotli
     /// form gives the document as it is.
     #[test]
     fn ready_headers_match_built_ones() {
@@ -1180,6 +1235,16 @@ mod tests {
                     |h: &http::HeaderMap| h.keys().map(|k| k.to_string()).collect::<Vec<_>>();
                 let mut want = names(&ready);
                 want.retain(|n| n != "access-control-allow-origin");
+                if status == StatusCode::OK {
+                    want.extend(
+                        [
+                            "content-security-policy",
+                            "x-frame-options",
+                            "referrer-policy",
+                        ]
+                        .map(String::from),
+                    );
+                }
                 assert_eq!(
                     names(&page.headers(coding, status, cc)),
                     want,
@@ -1199,6 +1264,53 @@ mod tests {
         assert!(!h.contains_key("content-encoding"));
         let failed = feed.headers(Coding::Gzip, StatusCode::PRECONDITION_FAILED, cc);
         assert!(failed.contains_key("last-modified") && !failed.contains_key("content-length"));
+    }
+
+    /// HTML documents — the index (ready headers), an article page (built
+    /// per request), the 404 page — carry the pages' CSP, no framing, a
+    /// Referrer-Policy and `nosniff` on what they send; feeds do not
+    /// carry the HTML ones, and a 304 repeats none of them.
+    #[test]
+    fn html_security_headers() {
+        use http::StatusCode;
+        let (site, _) = SiteBuilder::default().build(&articles(), 0, &settings(), t(1_750_000_000));
+        let cc = &site.cache_control;
+        let html = |h: &http::HeaderMap, what: &str| {
+            assert_eq!(
+                h["content-security-policy"],
+                render::CONTENT_SECURITY_POLICY,
+                "{what}"
+            );
+            assert_eq!(h["x-frame-options"], "DENY", "{what}");
+            assert_eq!(
+                h["referrer-policy"], "strict-origin-when-cross-origin",
+                "{what}"
+            );
+            assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
+        };
+        for route in ["/", "/articles/plain/"] {
+            let a = site.get(route).unwrap();
+            for coding in [Coding::Identity, Coding::Gzip] {
+                html(&a.headers(coding, StatusCode::OK, cc), route);
+                let h = a.headers(coding, StatusCode::NOT_MODIFIED, cc);
+                assert!(!h.contains_key("content-security-policy"), "{route} 304");
+            }
+        }
+        let nf = site.not_found_headers();
+        html(nf, "404");
+        assert_eq!(nf["content-type"], "text/html; charset=utf-8");
+        assert_eq!(nf["cache-control"], "no-cache");
+        assert_eq!(
+            nf["content-length"],
+            site.not_found().unwrap().len.to_string()
+        );
+        let feed = site
+            .get("/atom.xml")
+            .unwrap()
+            .headers(Coding::Gzip, StatusCode::OK, cc);
+        assert_eq!(feed["x-content-type-options"], "nosniff");
+        assert!(!feed.contains_key("content-security-policy"));
+        assert!(!feed.contains_key("x-frame-options"));
     }
 
     /// An ETag is the 128-bit hash as 32 hex digits, quoted.

@@ -215,6 +215,13 @@ impl TestDaemon {
         serde_json::from_slice(&r.body).expect("feed.json is JSON")
     }
 
+    /// [`TestDaemon::stop`], handing back the workspace (to start again
+    /// on the same files, state and output).
+    pub fn stop_keep(mut self) -> (String, Workspace) {
+        let ws = std::mem::replace(&mut self.ws, Workspace::new());
+        (self.stop(), ws)
+    }
+
     /// SIGTERM and wait for exit; asserts exit code 0 within the deadline.
     pub fn stop(mut self) -> String {
         self.signal(libc::SIGTERM);

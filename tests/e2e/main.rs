@@ -2,6 +2,8 @@
 //! directories. One test binary; one module per area.
 
 mod build;
+mod files;
+mod hostile;
 mod live;
 mod reliability;
 mod serve;

@@ -257,12 +257,13 @@ fn chunked_write_is_never_published_half_done() {
     d.stop();
 }
 
-/// A symlink to an article publishes it.
+/// A symlink to an article outside the content directory publishes it
+/// when `follow_external_symlinks` allows it.
 #[test]
 fn symlinked_article() {
     let ws = ws_with(&[("a.txt", col("A", 1))]);
     ws.write("elsewhere/s.txt", col("Linked", 2));
-    let d = TestDaemon::start(ws, "");
+    let d = TestDaemon::start(ws, "follow_external_symlinks = true\n");
     std::os::unix::fs::symlink(d.ws.path("elsewhere/s.txt"), d.ws.path("content/s.txt")).unwrap();
     d.wait_titles(&["Linked", "A"]);
     d.stop();
@@ -498,7 +499,10 @@ fn verification_pass_finds_missed_changes() {
     let ws = ws_with(&[("a.txt", col("A", 1))]);
     ws.write("elsewhere/s.txt", col("Linked", 2));
     std::os::unix::fs::symlink(ws.path("elsewhere/s.txt"), ws.path("content/s.txt")).unwrap();
-    let mut d = TestDaemon::start(ws, "verify_interval_secs = 1\n");
+    let mut d = TestDaemon::start(
+        ws,
+        "verify_interval_secs = 1\nfollow_external_symlinks = true\n",
+    );
     d.wait_titles(&["Linked", "A"]);
     d.ws.write("elsewhere/s.txt", col("Linked, edited out of sight", 2));
     d.wait_titles(&["Linked, edited out of sight", "A"]);

@@ -5,6 +5,14 @@
 //! [`Library::view`] settles identities (through the state file), slug
 //! conflicts and future-dated articles into the list the renderers use.
 //! Uses `parse`, `article` and `state`.
+//!
+//! Reading is guarded: only regular files are read (decided before opening
+//! and again from the opened descriptor, opened so it cannot block), never
+//! past `max_file_bytes`; each real file is read once however many names
+//! it has, and symlinks follow the policy in [`walk`]. A panic while
+//! parsing one file rejects that file and nothing else.
+
+mod walk;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
@@ -18,25 +26,46 @@ use crate::article::Article;
 use crate::parse::{self, ParseCtx, ParseError};
 use crate::state::State;
 
-/// What identifies a file version without reading it.
+use walk::FileId;
+use walk::Policy;
+
+/// What identifies a file version without reading it. The change time
+/// moves with any change of the file's attributes (a `chmod` that makes an
+/// unreadable file readable changes neither size, mtime nor inode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     len: u64,
     mtime: Option<SystemTime>,
+    dev: u64,
     ino: u64,
+    ctime: (i64, i64),
 }
 
 impl Stamp {
     fn of(meta: &std::fs::Metadata) -> Stamp {
-        #[cfg(unix)]
-        let ino = std::os::unix::fs::MetadataExt::ino(meta);
-        #[cfg(not(unix))]
-        let ino = 0;
+        use std::os::unix::fs::MetadataExt;
         Stamp {
             len: meta.len(),
             mtime: meta.modified().ok(),
-            ino,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
         }
+    }
+
+    /// The stamp of a file that could not even be looked at.
+    fn none() -> Stamp {
+        Stamp {
+            len: 0,
+            mtime: None,
+            dev: 0,
+            ino: 0,
+            ctime: (0, 0),
+        }
+    }
+
+    fn id(&self) -> Option<FileId> {
+        (self.ino != 0).then_some((self.dev, self.ino))
     }
 }
 
@@ -52,6 +81,23 @@ struct FileEntry {
     error: Option<ParseError>,
     /// `article` carries the id and `updated` the state file gave it.
     identified: bool,
+    /// The last read failed for a reason outside the file's content
+    /// (permissions, I/O): every scan tries again, even if the stamp
+    /// did not move.
+    retry: bool,
+}
+
+impl FileEntry {
+    fn new(stamp: Stamp) -> FileEntry {
+        FileEntry {
+            stamp,
+            article: None,
+            key: Key::default(),
+            error: None,
+            identified: false,
+            retry: false,
+        }
+    }
 }
 
 /// The fields of an article that settling the published set reads for
@@ -120,7 +166,12 @@ pub struct View {
 pub struct Library {
     root: PathBuf,
     ctx: ParseCtx,
+    policy: Policy,
     files: HashMap<PathBuf, FileEntry>,
+    /// The path each known file is read as, by identity (device, inode).
+    by_id: HashMap<FileId, PathBuf>,
+    /// Things skipped while walking, each logged once until it goes away.
+    skipped: HashSet<String>,
     state: State,
     authority: String,
     progress: Progress,
@@ -151,7 +202,12 @@ impl std::fmt::Debug for Progress {
 /// Outcome of reading one file.
 enum Read {
     Parsed(Stamp, Option<Box<Article>>),
+    /// The file is not an article (its content is at fault).
     Failed(Stamp, ParseError),
+    /// The file could not be read (permissions, I/O): tried again later.
+    Unreadable(Stamp, ParseError),
+    /// Not a regular file after all (replaced since the walk).
+    Skipped(String),
 }
 
 impl Library {
@@ -160,7 +216,10 @@ impl Library {
         Library {
             root,
             ctx,
+            policy: Policy::default(),
             files: HashMap::default(),
+            by_id: HashMap::default(),
+            skipped: HashSet::default(),
             state,
             authority,
             progress: Progress::default(),
@@ -172,6 +231,20 @@ impl Library {
     /// stuck one.
     pub fn on_progress(&mut self, beat: impl Fn() + Send + Sync + 'static) {
         self.progress = Progress(Some(Arc::new(beat)));
+    }
+
+    /// Follows symlinks to targets outside the content directory (refused
+    /// by default); a change applies from the next scan.
+    pub fn set_follow_external_symlinks(&mut self, follow: bool) {
+        if self.policy.follow_external != follow {
+            self.policy.follow_external = follow;
+            self.clear();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.files.clear();
+        self.by_id.clear();
     }
 
     /// The content directory.
@@ -197,8 +270,8 @@ impl Library {
     /// Changes the parse settings (time zone) after a config reload; every
     /// file is re-read on the next scan.
     pub fn set_ctx(&mut self, ctx: ParseCtx, authority: String) {
-        if ctx.tz != self.ctx.tz {
-            self.files.clear();
+        if ctx.tz != self.ctx.tz || ctx.limits != self.ctx.limits {
+            self.clear();
         }
         self.ctx = ctx;
         self.authority = authority;
@@ -241,48 +314,136 @@ impl Library {
         })?;
         let mut changed = false;
         let mut done: HashSet<&Path> = HashSet::default();
+        let mut files = Vec::new();
         for p in paths {
             if !p.starts_with(&self.root) || !done.insert(p) {
                 continue;
             }
+            if p != &self.root && parse::in_hidden_dir(&self.root, p) {
+                continue;
+            }
             changed |= match std::fs::metadata(p) {
                 Ok(m) if m.is_dir() => self.sync_subtree(p),
-                Ok(_) if parse::kind_of(p).is_some() && !parse::in_hidden_dir(&self.root, p) => {
-                    self.sync_files(vec![p.clone()])
-                }
+                Ok(m) if parse::kind_of(p).is_some() => match self.admit(p, &m) {
+                    Admit::File(path) => {
+                        files.push(path);
+                        false
+                    }
+                    Admit::Rescan(dir) => self.sync_subtree(&dir),
+                    Admit::No => self.forget_under(p),
+                },
                 Ok(_) => false,
                 Err(_) => self.forget_under(p),
             };
         }
+        if !files.is_empty() {
+            changed |= self.sync_files(files);
+        }
         Ok(changed)
+    }
+
+    /// Decides what an event at an existing article path means: the file
+    /// at `p`, the same file under the name it is known by, a part of the
+    /// tree to walk again (a new file reached through a symlink, which the
+    /// walk's policy decides), or nothing (a special file).
+    fn admit(&mut self, p: &Path, meta: &std::fs::Metadata) -> Admit {
+        if !meta.is_file() {
+            self.note_skipped(vec![walk::not_regular(p, &meta.file_type())]);
+            return Admit::No;
+        }
+        let st = Stamp::of(meta);
+        if let Some(known) = st.id().and_then(|id| self.by_id.get(&id)) {
+            if known == p {
+                return Admit::File(p.to_path_buf());
+            }
+            // Known under another name: that name, while it still is
+            // this file; otherwise the file moved and `p` is its name.
+            let still = std::fs::metadata(known).is_ok_and(|m| Stamp::of(&m).id() == st.id());
+            if still {
+                return Admit::File(known.clone());
+            }
+        }
+        let linked = std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+            || p.parent().is_some_and(|dir| {
+                walk::real_root(dir)
+                    != walk::real_root(&self.root)
+                        .join(dir.strip_prefix(&self.root).unwrap_or(Path::new("")))
+            });
+        if linked {
+            Admit::Rescan(self.root.clone())
+        } else {
+            Admit::File(p.to_path_buf())
+        }
+    }
+
+    /// Logs the walk's new findings once; with `full`, forgets the ones
+    /// not found again (so they are logged again if they come back).
+    fn note_skipped(&mut self, found: Vec<String>) {
+        for line in &found {
+            if !self.skipped.contains(line) {
+                tracing::warn!("{line}");
+            }
+        }
+        self.skipped.extend(found);
     }
 
     /// Drops every entry at or below `p` (a deleted file or directory).
     fn forget_under(&mut self, p: &Path) -> bool {
         let before = self.files.len();
-        self.files.retain(|k, _| !k.starts_with(p));
+        let by_id = &mut self.by_id;
+        self.files.retain(|k, f| {
+            let keep = !k.starts_with(p);
+            if !keep {
+                if let Some(id) = f.stamp.id() {
+                    by_id.remove(&id);
+                }
+            }
+            keep
+        });
         before != self.files.len()
     }
 
     /// Re-walks `dir`: drops entries below it that are gone, parses new and
     /// changed files.
     fn sync_subtree(&mut self, dir: &Path) -> bool {
-        let seen = article_files(&self.root, dir);
+        let outside: HashMap<FileId, PathBuf> = self
+            .by_id
+            .iter()
+            .filter(|(_, p)| !p.starts_with(dir))
+            .map(|(id, p)| (*id, p.clone()))
+            .collect();
+        let walk::Walk {
+            files: seen,
+            skipped,
+        } = walk::walk(&self.root, dir, self.policy, &outside);
+        if dir == self.root {
+            self.skipped.retain(|l| skipped.contains(l));
+        }
+        self.note_skipped(skipped);
         let seen_set: HashSet<&PathBuf> = seen.iter().collect();
         let before = self.files.len();
-        self.files
-            .retain(|k, _| !k.starts_with(dir) || seen_set.contains(k));
+        let by_id = &mut self.by_id;
+        self.files.retain(|k, f| {
+            let keep = !k.starts_with(dir) || seen_set.contains(k);
+            if !keep {
+                if let Some(id) = f.stamp.id() {
+                    by_id.remove(&id);
+                }
+            }
+            keep
+        });
         let removed = before != self.files.len();
         self.sync_files(seen) | removed
     }
 
     /// Stats each file; reads and parses (in parallel) the ones whose stamp
-    /// moved. A file that fails keeps its last good version.
+    /// moved, or whose last read failed for a reason outside its content.
+    /// A file that fails to parse keeps its last good version.
     fn sync_files(&mut self, paths: Vec<PathBuf>) -> bool {
         let stale: Vec<PathBuf> = paths
             .into_iter()
             .filter(|p| match (std::fs::metadata(p), self.files.get(p)) {
-                (Ok(m), Some(f)) => Stamp::of(&m) != f.stamp,
+                (Ok(m), Some(f)) => f.retry || Stamp::of(&m) != f.stamp,
                 _ => true,
             })
             .collect();
@@ -304,20 +465,10 @@ impl Library {
             match r {
                 Read::Parsed(stamp, None) => {
                     changed |= self
-                        .files
-                        .remove(&p)
+                        .remove_entry(&p)
                         .is_some_and(|f| f.article.is_some() || f.error.is_some());
                     // A draft is remembered only by its stamp so it is not re-read.
-                    self.files.insert(
-                        p,
-                        FileEntry {
-                            stamp,
-                            article: None,
-                            key: Key::default(),
-                            error: None,
-                            identified: false,
-                        },
-                    );
+                    self.insert_entry(p, FileEntry::new(stamp));
                 }
                 Read::Parsed(stamp, Some(a)) => {
                     let same = self.files.get(&p).is_some_and(|f| {
@@ -334,34 +485,21 @@ impl Library {
                     if same {
                         if let Some(f) = self.files.get_mut(&p) {
                             f.stamp = stamp;
+                            f.retry = false;
                         }
                     } else {
-                        self.files.insert(
-                            p,
-                            FileEntry {
-                                stamp,
-                                key: Key::of(&a),
-                                article: Some(Arc::from(a)),
-                                error: None,
-                                identified: false,
-                            },
-                        );
+                        let mut entry = FileEntry::new(stamp);
+                        entry.key = Key::of(&a);
+                        entry.article = Some(Arc::from(a));
+                        self.insert_entry(p, entry);
                         changed = true;
                     }
                 }
-                Read::Failed(stamp, e) => {
-                    let entry = self.files.entry(p).or_insert(FileEntry {
-                        stamp,
-                        article: None,
-                        key: Key::default(),
-                        error: None,
-                        identified: false,
-                    });
-                    entry.stamp = stamp;
-                    if entry.error.as_ref() != Some(&e) {
-                        entry.error = Some(e);
-                        changed = true;
-                    }
+                Read::Failed(stamp, e) => changed |= self.record_failure(p, stamp, e, false),
+                Read::Unreadable(stamp, e) => changed |= self.record_failure(p, stamp, e, true),
+                Read::Skipped(line) => {
+                    self.note_skipped(vec![line]);
+                    changed |= self.forget_under(&p);
                 }
             }
         }
@@ -393,6 +531,50 @@ impl Library {
             }
         }
         n
+    }
+
+    /// Records why the file at `p` did not read or parse (its last good
+    /// article stays); `retry` for failures outside its content. Returns
+    /// whether the reported error changed.
+    fn record_failure(&mut self, p: PathBuf, stamp: Stamp, e: ParseError, retry: bool) -> bool {
+        let mut entry = self
+            .remove_entry(&p)
+            .unwrap_or_else(|| FileEntry::new(stamp));
+        entry.stamp = stamp;
+        entry.retry = retry;
+        let changed = entry.error.as_ref() != Some(&e);
+        entry.error = Some(e);
+        self.insert_entry(p, entry);
+        changed
+    }
+
+    fn insert_entry(&mut self, p: PathBuf, entry: FileEntry) {
+        if let Some(id) = entry.stamp.id() {
+            self.by_id.insert(id, p.clone());
+        }
+        self.files.insert(p, entry);
+    }
+
+    fn remove_entry(&mut self, p: &Path) -> Option<FileEntry> {
+        let old = self.files.remove(p)?;
+        if let Some(id) = old.stamp.id() {
+            if self.by_id.get(&id).is_some_and(|q| q == p) {
+                self.by_id.remove(&id);
+            }
+        }
+        Some(old)
+    }
+
+    /// Rejects the file at `path` with `reason` (after its article was
+    /// found to break rendering): its article leaves the published set
+    /// until the file changes.
+    pub fn reject(&mut self, path: &Path, reason: String) {
+        if let Some(f) = self.files.get_mut(path) {
+            f.article = None;
+            f.identified = false;
+            f.key = Key::default();
+            f.error = Some(ParseError::new(path, 1, reason));
+        }
     }
 
     /// Settles the published set as of `now`: the owner of each slug (the
@@ -586,33 +768,6 @@ impl Library {
     }
 }
 
-/// Every article file at or below `dir` (following symlinks, skipping
-/// dot-directories and files Herald ignores). Walk errors are logged and
-/// the rest of the walk goes on.
-fn article_files(root: &Path, dir: &Path) -> Vec<PathBuf> {
-    let mut seen = Vec::new();
-    let walker = walkdir::WalkDir::new(dir)
-        .follow_links(true)
-        .into_iter()
-        .filter_entry(|e| {
-            e.depth() == 0 || !e.file_name().to_str().is_some_and(|n| n.starts_with('.'))
-        });
-    for entry in walker {
-        match entry {
-            Ok(e) if !e.file_type().is_dir() && parse::kind_of(e.path()).is_some() => {
-                if !parse::in_hidden_dir(root, e.path()) {
-                    seen.push(e.into_path());
-                }
-            }
-            Ok(_) => {}
-            Err(err) => {
-                tracing::warn!(path = %err.path().unwrap_or(dir).display(), "skipped while walking content: {err}")
-            }
-        }
-    }
-    seen
-}
-
 /// A fingerprint of the content tree from a stat-only walk: every article
 /// file's path, size, mtime and inode. Equal fingerprints mean no file was
 /// added, removed, renamed or written (the same test the daemon uses to
@@ -620,12 +775,15 @@ fn article_files(root: &Path, dir: &Path) -> Vec<PathBuf> {
 ///
 /// # Errors
 /// The content directory is missing or unreadable.
-pub fn tree_fingerprint(root: &Path) -> Result<u128, RootError> {
+pub fn tree_fingerprint(root: &Path, follow_external_symlinks: bool) -> Result<u128, RootError> {
     std::fs::metadata(root).map_err(|error| RootError {
         path: root.to_path_buf(),
         error,
     })?;
-    let mut files = article_files(root, root);
+    let policy = Policy {
+        follow_external: follow_external_symlinks,
+    };
+    let mut files = walk::walk(root, root, policy, &HashMap::default()).files;
     files.sort_unstable_by(|a, b| {
         a.as_os_str()
             .as_encoded_bytes()
@@ -653,32 +811,105 @@ pub fn tree_fingerprint(root: &Path) -> Result<u128, RootError> {
     Ok(h.digest128())
 }
 
+/// How the message of a read that failed for reasons outside the file's
+/// content starts (such files are tried again by every scan).
+const UNREADABLE: &str = "cannot read: ";
+
+/// Reads one article file, guarded: only a regular file is opened, opened
+/// non-blocking (a FIFO swapped in after the check still cannot hang the
+/// loop) and checked again through the descriptor; at most
+/// `max_file_bytes` are read; a panic in the parser rejects the file.
 fn read_one(p: &Path, ctx: &ParseCtx) -> Read {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let unreadable = |stamp, e: std::io::Error| {
+        Read::Unreadable(stamp, ParseError::new(p, 1, format!("{UNREADABLE}{e}")))
+    };
     let meta = match std::fs::metadata(p) {
         Ok(m) => m,
-        Err(e) => {
-            return Read::Failed(
-                Stamp {
-                    len: 0,
-                    mtime: None,
-                    ino: 0,
-                },
-                ParseError::new(p, 1, format!("cannot read: {e}")),
-            )
-        }
+        Err(e) => return unreadable(Stamp::none(), e),
     };
+    let not_regular = |m: &std::fs::Metadata| Read::Skipped(walk::not_regular(p, &m.file_type()));
+    if !meta.is_file() {
+        return not_regular(&meta);
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(p);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) => return unreadable(Stamp::of(&meta), e),
+    };
+    let meta = match file.metadata() {
+        Ok(m) => m,
+        Err(e) => return unreadable(Stamp::of(&meta), e),
+    };
+    if !meta.is_file() {
+        return not_regular(&meta);
+    }
     let stamp = Stamp::of(&meta);
-    let bytes = match std::fs::read(p) {
-        Ok(b) => b,
-        Err(e) => return Read::Failed(stamp, ParseError::new(p, 1, format!("cannot read: {e}"))),
+    let max = ctx.limits.max_file_bytes;
+    let too_big = |len: u64| {
+        Read::Failed(
+            stamp,
+            ParseError::new(
+                p,
+                1,
+                format!("file is {len} bytes; at most {max} are read (limit `max_file_bytes`)"),
+            ),
+        )
     };
+    if meta.len() > max {
+        return too_big(meta.len());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    if let Err(e) = (&mut file).take(max + 1).read_to_end(&mut bytes) {
+        return unreadable(stamp, e);
+    }
+    if bytes.len() as u64 > max {
+        return too_big(bytes.len() as u64);
+    }
+    drop(file);
     // The stamp of what was read: if the file changed while reading, the
     // next event (or verification pass) sees a newer stamp and reads again.
-    let result = parse::decode(p, &bytes).and_then(|text| parse::parse(p, text, ctx));
-    match result {
-        Ok(a) => Read::Parsed(stamp, a.map(Box::new)),
-        Err(e) => Read::Failed(stamp, e),
+    let parsed = std::panic::catch_unwind(|| {
+        parse::decode(p, &bytes).and_then(|text| parse::parse(p, text, ctx))
+    });
+    match parsed {
+        Ok(Ok(a)) => Read::Parsed(stamp, a.map(Box::new)),
+        Ok(Err(e)) => Read::Failed(stamp, e),
+        Err(panic) => {
+            let why = panic_message(panic.as_ref());
+            Read::Failed(
+                stamp,
+                ParseError::new(
+                    p,
+                    1,
+                    format!("Herald failed on this file (a bug; please report it): {why}"),
+                ),
+            )
+        }
     }
+}
+
+/// The text of a panic's payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// What an event at an article path means ([`Library::admit`]).
+enum Admit {
+    /// Read (or stat) this path.
+    File(PathBuf),
+    /// Walk this directory again.
+    Rescan(PathBuf),
+    /// Nothing to read there.
+    No,
 }
 
 #[cfg(test)]
@@ -689,7 +920,7 @@ mod tests {
     fn lib(dir: &Path) -> Library {
         Library::new(
             dir.to_path_buf(),
-            ParseCtx { tz: chrono_tz::UTC },
+            ParseCtx::new(chrono_tz::UTC),
             State::default(),
             "example.com".into(),
         )
@@ -930,7 +1161,7 @@ mod tests {
         fs::write(root.join("a.txt"), col("A", "May 1, 2025, noon")).unwrap();
         let mut l = Library::new(
             root.clone(),
-            ParseCtx { tz: chrono_tz::UTC },
+            ParseCtx::new(chrono_tz::UTC),
             State::default(),
             "e".into(),
         );

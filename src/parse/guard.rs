@@ -1,0 +1,364 @@
+//! Checks that keep one hostile or careless file cheap to reject: dates
+//! every output format can show, nesting depth measured by a linear scan
+//! before a parser whose cost grows with depth sees the text, and short
+//! escaped excerpts for messages. Pure.
+
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime};
+use chrono_tz::Tz;
+
+/// Checks that `t` can be shown by every format Herald writes: RFC 2822
+/// (RSS) and RFC 3339 (Atom, JSON Feed) need a four-digit year, and so do
+/// HTTP dates; the HTML shows the time in the site's zone. So the instant
+/// must fall within the years 1 to 9999 in UTC, in its own offset and in
+/// `tz`.
+///
+/// # Errors
+/// A sentence naming the instant and the bound it crosses.
+pub fn showable(t: &DateTime<FixedOffset>, tz: Tz) -> Result<(), String> {
+    let in_range = |n: &NaiveDateTime| (1..=9999).contains(&n.year());
+    let utc = t.naive_utc();
+    // Checked first: within these years, applying any offset (less than a
+    // day) cannot leave the range chrono can represent.
+    let bad = if !in_range(&utc) {
+        Some((utc, "UTC".to_string()))
+    } else {
+        let own = t.naive_local();
+        let zoned = t.with_timezone(&tz).naive_local();
+        if !in_range(&own) {
+            Some((own, format!("its own offset {}", t.offset())))
+        } else if !in_range(&zoned) {
+            Some((zoned, format!("the site's time zone {tz}")))
+        } else {
+            None
+        }
+    };
+    match bad {
+        None => Ok(()),
+        Some((n, place)) => Err(format!(
+            "{} in {place} is outside the years 0001 to 9999 that feed dates can show",
+            n.format("%Y-%m-%d %H:%M")
+        )),
+    }
+}
+
+/// Longest excerpt of file text quoted in a message, in characters.
+const EXCERPT_CHARS: usize = 40;
+
+/// A short, escaped quotation of text from a file for a log message: at
+/// most 40 characters, control characters and quotes escaped (as Rust's
+/// `{:?}`), `…` when cut. A message never carries more of a file than
+/// this, whatever the file is.
+pub fn excerpt(s: &str) -> String {
+    let mut cut: String = s.chars().take(EXCERPT_CHARS).collect();
+    if cut.len() < s.len() {
+        cut.push('…');
+    }
+    format!("{cut:?}")
+}
+
+/// The syntax whose nesting [`nesting_depth`] measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    /// YAML: flow collections (`[`, `{`), block indentation and `- ` runs.
+    Yaml,
+    /// TOML: arrays, inline tables and dotted keys.
+    Toml,
+}
+
+/// An upper estimate of how deeply the collections in a front matter
+/// nest, in one pass over its bytes.
+///
+/// YAML parsers spend time per token in proportion to the depth of open
+/// flow collections (libyaml checks every open level for stale simple
+/// keys), so 200 KB of `[[[[` takes half a minute to reject: the depth is
+/// measured before the parser runs. Brackets are counted twice — once
+/// blind, once skipping quoted strings and comments — and the larger count
+/// wins, so a bracket hidden in a quote or a comment cannot make the
+/// estimate fall below the real depth, and real text never comes near a
+/// limit of dozens. YAML block nesting (indentation levels and `- - -`
+/// runs) and TOML dotted keys count as well.
+pub fn nesting_depth(text: &str, syntax: Syntax) -> usize {
+    let mut blind: usize = 0;
+    let mut aware: usize = 0;
+    let mut deepest: usize = 0;
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    let mut comment = false;
+    let mut prev = b'\n';
+    for &b in text.as_bytes() {
+        match b {
+            b'[' | b'{' => blind += 1,
+            b']' | b'}' => blind = blind.saturating_sub(1),
+            _ => {}
+        }
+        if b == b'\n' {
+            comment = false;
+            // Neither language continues a single-quoted string, nor a
+            // TOML basic string, over a line end; a YAML double-quoted
+            // string may, and stays open.
+            if quote == Some(b'\'') || (syntax == Syntax::Toml && quote.is_some()) {
+                quote = None;
+            }
+        } else if comment {
+        } else if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' && q == b'"' {
+                escaped = true;
+            } else if b == q {
+                quote = None;
+            }
+        } else {
+            match b {
+                b'"' | b'\'' => quote = Some(b),
+                b'#' if prev.is_ascii_whitespace() || prev == b'\n' => comment = true,
+                b'[' | b'{' => aware += 1,
+                b']' | b'}' => aware = aware.saturating_sub(1),
+                _ => {}
+            }
+        }
+        prev = b;
+        deepest = deepest.max(blind).max(aware);
+    }
+    deepest.max(match syntax {
+        Syntax::Yaml => yaml_block_depth(text),
+        Syntax::Toml => toml_dotted_depth(text),
+    })
+}
+
+/// Levels of YAML block nesting: the indentation levels open at each line,
+/// plus the `- ` entries that open further levels on the same line.
+fn yaml_block_depth(text: &str) -> usize {
+    let mut open: Vec<usize> = Vec::new();
+    let mut deepest = 0;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let rest = &line[indent..];
+        if rest.is_empty() || rest.starts_with('#') {
+            continue;
+        }
+        while open.last().is_some_and(|&i| i >= indent) {
+            open.pop();
+        }
+        open.push(indent);
+        let mut dashes = 0;
+        let mut r = rest;
+        while let Some(after) = r.strip_prefix('-') {
+            if !(after.is_empty() || after.starts_with([' ', '\t'])) {
+                break;
+            }
+            dashes += 1;
+            r = after.trim_start_matches([' ', '\t']);
+        }
+        deepest = deepest.max(open.len() + dashes);
+    }
+    deepest
+}
+
+/// Segments of the longest TOML dotted key or table header (`a.b.c = 1`,
+/// `[a.b.c]`): each one a table inside the last. Dots in quoted keys and
+/// in values count too; that only over-estimates.
+fn toml_dotted_depth(text: &str) -> usize {
+    text.lines()
+        .map(|line| {
+            let key = line.split('=').next().unwrap_or(line);
+            key.bytes().filter(|&b| b == b'.').count() + 1
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// HTML elements that never have content (no end tag to wait for).
+const VOID: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+    "wbr",
+];
+
+/// Elements whose end tag may be left out: the parser closes them
+/// implicitly, so they do not nest when written one after another.
+const OPTIONAL_END: &[&str] = &[
+    "p", "li", "dt", "dd", "option", "optgroup", "tr", "td", "th", "thead", "tbody", "tfoot", "rp",
+    "rt", "colgroup", "caption",
+];
+
+/// An upper estimate of how deeply the elements of an HTML fragment nest
+/// (the most elements open at once),
+/// in one pass: start tags open a level, end tags close back to the
+/// matching open element; void elements, self-closed tags and elements
+/// whose end tag is optional open none. The HTML parser behind the
+/// sanitiser works per element in proportion to the depth of open
+/// elements, so 200 KB of nested `<div>` took 13 s: bodies nested deeper
+/// than the limit are refused before it runs. Counting stops once
+/// `limit` is passed, so the scan is linear whatever the input.
+pub fn html_depth(html: &str, limit: usize) -> usize {
+    let b = html.as_bytes();
+    let mut open: Vec<&str> = Vec::new();
+    let mut deepest = 0;
+    let mut i = 0;
+    while let Some(at) = memchr_lt(&b[i..]) {
+        i += at + 1;
+        let closing = b.get(i) == Some(&b'/');
+        let start = i + usize::from(closing);
+        let mut end = start;
+        while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'-') {
+            end += 1;
+        }
+        if end == start || !b[start].is_ascii_alphabetic() {
+            continue;
+        }
+        let name = &html[start..end];
+        let lower = |n: &str, list: &[&str]| list.iter().any(|v| v.eq_ignore_ascii_case(n));
+        if closing {
+            if let Some(pos) = open.iter().rposition(|o| o.eq_ignore_ascii_case(name)) {
+                open.truncate(pos);
+            }
+            continue;
+        }
+        if lower(name, VOID) || lower(name, OPTIONAL_END) {
+            continue;
+        }
+        // A self-closed tag (`<x/>`) opens nothing; find the tag's end.
+        let close = b[end..].iter().position(|&c| c == b'>');
+        if close.is_some_and(|c| c > 0 && b[end + c - 1] == b'/') {
+            continue;
+        }
+        open.push(name);
+        deepest = deepest.max(open.len());
+        if deepest > limit {
+            break;
+        }
+    }
+    deepest
+}
+
+fn memchr_lt(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'<')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dates any format can show pass; the year 0, negative years, years
+    /// past 9999 and instants pushed across a bound by an offset or by
+    /// the site's zone are refused, naming where.
+    #[test]
+    fn showable_dates() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap();
+        let kiritimati: Tz = "Pacific/Kiritimati".parse().unwrap();
+        let ok = [
+            ("ordinary", t("2025-05-22T06:40:00+08:00"), Tz::UTC),
+            ("first day", t("0001-01-01T00:00:00Z"), Tz::UTC),
+            ("last second", t("9999-12-31T23:59:59Z"), Tz::UTC),
+        ];
+        for (label, d, tz) in ok {
+            assert_eq!(showable(&d, tz), Ok(()), "{label}");
+        }
+        let neg =
+            DateTime::parse_from_str("-0001-06-01 00:00:00+00:00", "%Y-%m-%d %H:%M:%S%:z").unwrap();
+        let bad = [
+            ("negative year", neg, Tz::UTC, "in UTC"),
+            (
+                "offset pushes UTC past 9999",
+                t("9999-12-31T23:59:59-12:00"),
+                Tz::UTC,
+                "in UTC",
+            ),
+            (
+                "own offset before year 1",
+                t("0000-12-31T23:30:00-01:00"),
+                Tz::UTC,
+                "own offset",
+            ),
+            (
+                "site zone past 9999",
+                t("9999-12-31T23:00:00Z"),
+                kiritimati,
+                "time zone",
+            ),
+        ];
+        for (label, d, tz, want) in bad {
+            let e = showable(&d, tz).unwrap_err();
+            assert!(
+                e.contains(want) && e.contains("0001 to 9999"),
+                "{label}: {e}"
+            );
+        }
+    }
+
+    /// Excerpts are short, escaped and marked when cut.
+    #[test]
+    fn excerpts() {
+        assert_eq!(excerpt("May 1"), "\"May 1\"");
+        assert_eq!(excerpt("a\nb\u{1b}[31m"), "\"a\\nb\\u{1b}[31m\"");
+        let long = "root:x:0:0:root:/root:/bin/bash daemon:x:1:1:daemon:/usr/sbin";
+        let e = excerpt(long);
+        assert!(e.chars().count() <= 43 && e.ends_with("…\""), "{e}");
+    }
+
+    /// Front-matter depth: flow brackets however they are hidden, block
+    /// indentation, `- ` runs and TOML dotted keys; real front matter is
+    /// shallow.
+    #[test]
+    fn front_matter_depth() {
+        let cases = [
+            (
+                "real yaml",
+                "title: \"A [b] c\"\ntags: [a, b]\nx:\n  y: 1\n",
+                Syntax::Yaml,
+                2,
+            ),
+            ("flow", "x: [[[[1]]]]", Syntax::Yaml, 4),
+            (
+                "unclosed flow",
+                &format!("x: {}", "[".repeat(500)),
+                Syntax::Yaml,
+                500,
+            ),
+            (
+                "quoted closers",
+                &format!("x: {}", "[\"]\"".repeat(100)),
+                Syntax::Yaml,
+                100,
+            ),
+            (
+                "apostrophe hides openers",
+                &format!("x: don't {}", "[".repeat(100)),
+                Syntax::Yaml,
+                100,
+            ),
+            ("comment closers", &"[ # ]\n".repeat(100), Syntax::Yaml, 100),
+            ("block", "a:\n b:\n  c:\n   d: 1\n", Syntax::Yaml, 4),
+            ("dash run", "x:\n- - - - a\n", Syntax::Yaml, 5),
+            ("toml arrays", "x = [[[1]]]", Syntax::Toml, 3),
+            ("toml dotted", "a.b.c.d = 1", Syntax::Toml, 4),
+            ("toml header", "[a.b.c]\nx = 1", Syntax::Toml, 3),
+        ];
+        for (label, text, syntax, want) in cases {
+            assert_eq!(nesting_depth(text, syntax), want, "{label}");
+        }
+    }
+
+    /// HTML depth: nesting counted, closes matched, void, self-closed and
+    /// optional-end elements open nothing; the scan stops past the limit.
+    #[test]
+    fn html_depths() {
+        let cases = [
+            ("flat", "<p>a</p><p>b</p>", 0),
+            ("nested", "<div><section><span>x</span></section></div>", 3),
+            ("unclosed", "<div><div><div>", 3),
+            (
+                "void and self-closed",
+                "<div><img src=x><br/><x-y/></div>",
+                1,
+            ),
+            ("optional ends", "<ul><li>a<li>b<li>c</ul>", 1),
+            ("misnested close", "<div><b><i></div><p>", 3),
+            ("text with lt", "1 < 2 and <3", 0),
+        ];
+        for (label, html, want) in cases {
+            assert_eq!(html_depth(html, 64), want, "{label}");
+        }
+        assert_eq!(html_depth(&"<div>".repeat(100_000), 64), 65);
+    }
+}

@@ -1,0 +1,89 @@
+//! One HTTP worker thread: its own single-threaded runtime, the hyper
+//! connection builders, and the connections dealt to it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::io::unix::AsyncFd;
+
+use super::accept::Accepted;
+use super::drain::Drain;
+use super::io::IdleIo;
+use super::{respond, Limits, Shared};
+
+/// One HTTP worker thread: serves the connections it is dealt until the
+/// acceptor hangs up, then drains them for up to `shutdown_grace`.
+pub(super) fn run(
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
+    shared: Arc<Shared>,
+    limits: Limits,
+    drain: Arc<Drain>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start an HTTP worker runtime: {e}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // No hyper timer for HTTP/1: `IdleIo` keeps the header-read limit.
+        builder
+            .http1()
+            // hyper's smallest (below it panics); the config never goes
+            // lower, so the limit is what it says on HTTP/1 as on HTTP/2.
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(128)
+            // PINGs find peers gone without a word (no answer within the
+            // timeout); answered ones keep nothing open (see `clock.rs`).
+            .keep_alive_interval(Some(limits.idle_timeout / 2))
+            .keep_alive_timeout(limits.header_read_timeout);
+        while let Some((stream, peer, slot)) = queue.recv().await {
+            // SAFETY: the stream owns its descriptor and the `AsyncFd` owns
+            // the stream until both are dropped together.
+            let stream = match unsafe { AsyncFd::register(stream) } {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, "connection dropped: {e}");
+                    continue;
+                }
+            };
+            let io = IdleIo::new(stream, limits.idle_timeout, limits.header_read_timeout);
+            let shared2 = Arc::clone(&shared);
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let resp = respond(&req, &shared2.site.load(), &shared2.metrics);
+                std::future::ready(Ok::<_, Infallible>(resp))
+            });
+            let conn = builder.serve_connection(io, svc).into_owned();
+            let fut = Drain::watch(&drain, conn);
+            let metrics = Arc::clone(&shared.metrics);
+            metrics
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(async move {
+                if let Err(e) = fut.await {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+                metrics
+                    .connections
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                drop(slot);
+            });
+        }
+        tokio::select! {
+            () = drain.stop() => tracing::debug!("all connections closed"),
+            () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace of {:?} over; closing remaining connections", limits.shutdown_grace),
+        }
+    });
+}
