@@ -9,8 +9,38 @@
 //! rarely changing notes sit behind a mutex. Uses nothing else of Herald's.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A progress mark a long stage of publishing (reading files, rendering
+/// documents) calls as it goes, from whatever thread does the work, so a
+/// long job can be told from a stuck one; nothing when not set.
+#[derive(Clone, Default)]
+pub struct Progress(Option<Arc<dyn Fn() + Send + Sync>>);
+
+impl Progress {
+    /// Progress marks that call `beat`.
+    pub fn new(beat: impl Fn() + Send + Sync + 'static) -> Progress {
+        Progress(Some(Arc::new(beat)))
+    }
+
+    /// One step of work done.
+    pub fn beat(&self) {
+        if let Some(f) = &self.0 {
+            f();
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(set)"
+        } else {
+            "Progress(none)"
+        })
+    }
+}
 
 /// A step of the publish loop, named in `/healthz` when it takes too long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

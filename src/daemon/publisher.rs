@@ -86,7 +86,7 @@ impl Publisher {
         metrics.health.set_stall(config.publish_stall);
         let mut lib = open_library(&config)?;
         beat_while_reading(&mut lib, &metrics);
-        let builder = SiteBuilder::with_floors_from(&config.output_dir);
+        let builder = watched_builder(&config, &metrics);
         Ok(Publisher {
             config,
             lib,
@@ -128,6 +128,7 @@ impl Publisher {
         let started = Instant::now();
         let now = Utc::now();
         let config = &self.config;
+        let metrics = &self.metrics;
         let health = &self.metrics.health;
         let state_log = &mut self.state;
         let builder = &mut self.builder;
@@ -138,7 +139,7 @@ impl Publisher {
             |v, s, fresh| {
                 health.busy(Step::Rendering);
                 if fresh {
-                    *builder = SiteBuilder::with_floors_from(&config.output_dir);
+                    *builder = watched_builder(config, metrics);
                 }
                 builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
             },
@@ -610,6 +611,16 @@ fn save_state(
             false
         }
     }
+}
+
+/// A site builder with floors from the output directory that stamps the
+/// loop's heartbeat after each document it renders, so that re-rendering
+/// a large archive (a settings change) counts as progress, not a stall.
+fn watched_builder(config: &Config, metrics: &Arc<Metrics>) -> SiteBuilder {
+    let mut b = SiteBuilder::with_floors_from(&config.output_dir);
+    let metrics = Arc::clone(metrics);
+    b.on_progress(move || metrics.health.beat());
+    b
 }
 
 /// Has `lib` stamp the loop's heartbeat after each file it reads, so that

@@ -23,6 +23,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use rayon::prelude::*;
 
 use crate::article::Article;
+use crate::health::Progress;
 use crate::parse::{self, ParseCtx, ParseError};
 use crate::state::State;
 
@@ -177,28 +178,6 @@ pub struct Library {
     progress: Progress,
 }
 
-/// Called after each file read (see [`Library::on_progress`]).
-#[derive(Clone, Default)]
-struct Progress(Option<Arc<dyn Fn() + Send + Sync>>);
-
-impl Progress {
-    fn beat(&self) {
-        if let Some(f) = &self.0 {
-            f();
-        }
-    }
-}
-
-impl std::fmt::Debug for Progress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Progress(set)"
-        } else {
-            "Progress(none)"
-        })
-    }
-}
-
 /// Outcome of reading one file.
 enum Read {
     Parsed(Stamp, Option<Box<Article>>),
@@ -230,7 +209,7 @@ impl Library {
     /// threads that read them), so that a long scan can be told from a
     /// stuck one.
     pub fn on_progress(&mut self, beat: impl Fn() + Send + Sync + 'static) {
-        self.progress = Progress(Some(Arc::new(beat)));
+        self.progress = Progress::new(beat);
     }
 
     /// Follows symlinks to targets outside the content directory (refused

@@ -819,6 +819,9 @@ pub struct SiteBuilder {
     /// One-shot builds (`herald build`): write article pages to this
     /// directory as they are rendered and keep none of them in memory.
     stream_to: Option<PathBuf>,
+    /// Marked after each document rendered, so re-rendering a large
+    /// archive counts as progress, not as a stuck loop.
+    progress: crate::health::Progress,
 }
 
 #[derive(Debug)]
@@ -883,6 +886,12 @@ impl SiteBuilder {
             floor_dir: Some(dir.to_path_buf()),
             ..SiteBuilder::default()
         }
+    }
+
+    /// Has `beat` called after each document is rendered (from the threads
+    /// that render them).
+    pub fn on_progress(&mut self, beat: impl Fn() + Send + Sync + 'static) {
+        self.progress = crate::health::Progress::new(beat);
     }
 
     /// Routes present before the last [`SiteBuilder::build`] and gone
@@ -1101,6 +1110,12 @@ impl SiteBuilder {
                 .partition(|j| j.route.starts_with("/articles/"))
         } else {
             (jobs, Vec::new())
+        };
+        let progress = &self.progress;
+        let run = |j: Job<'_>| {
+            let r = run(j);
+            progress.beat();
+            r
         };
         let mut results: Vec<Rendered> = first.into_par_iter().map(&run).collect();
         results.extend(then.into_par_iter().map(&run).collect::<Vec<_>>());
