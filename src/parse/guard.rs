@@ -56,6 +56,66 @@ pub fn excerpt(s: &str) -> String {
     format!("{cut:?}")
 }
 
+/// True when YAML text uses an alias (`*name`): a value starting with
+/// `*` outside quotes and comments. Aliases are expanded by the parser, so
+/// a few KiB of anchors, each a list of aliases of the one before, stand
+/// for gigabytes ("billion laughs"); front matter has no need of them, and
+/// no plain YAML value can start with `*` anyway.
+pub fn yaml_alias(text: &str) -> bool {
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    let mut comment = false;
+    // A value may start here: at a line start, after `[`, `{`, `,`, and
+    // after `:`, `-` or `?` followed by white space (`after_indicator`).
+    let mut value_start = true;
+    let mut after_indicator = false;
+    let mut prev = b'\n';
+    for &b in text.as_bytes() {
+        let was = prev;
+        prev = b;
+        if b == b'\n' {
+            comment = false;
+            if quote == Some(b'\'') {
+                quote = None;
+            }
+            value_start = quote.is_none();
+            after_indicator = false;
+            continue;
+        }
+        if comment {
+            continue;
+        }
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' && q == b'"' {
+                escaped = true;
+            } else if b == q {
+                quote = None;
+            }
+            continue;
+        }
+        match b {
+            b' ' | b'\t' => value_start |= after_indicator,
+            b'*' if value_start => return true,
+            b'"' | b'\'' if value_start => {
+                quote = Some(b);
+                value_start = false;
+            }
+            b'#' if was.is_ascii_whitespace() => comment = true,
+            b'[' | b'{' | b',' => value_start = true,
+            b':' | b'-' | b'?' => {
+                value_start = false;
+                after_indicator = true;
+                continue;
+            }
+            _ => value_start = false,
+        }
+        after_indicator = false;
+    }
+    false
+}
+
 /// The syntax whose nesting [`nesting_depth`] measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Syntax {
@@ -181,19 +241,34 @@ const OPTIONAL_END: &[&str] = &[
     "rt", "colgroup", "caption",
 ];
 
-/// An upper estimate of how deeply the elements of an HTML fragment nest
-/// (the most elements open at once),
-/// in one pass: start tags open a level, end tags close back to the
-/// matching open element; void elements, self-closed tags and elements
-/// whose end tag is optional open none. The HTML parser behind the
-/// sanitiser works per element in proportion to the depth of open
-/// elements, so 200 KB of nested `<div>` took 13 s: bodies nested deeper
-/// than the limit are refused before it runs. Counting stops once
-/// `limit` is passed, so the scan is linear whatever the input.
-pub fn html_depth(html: &str, limit: usize) -> usize {
+/// Most attributes one raw HTML element may carry: the sanitiser's HTML
+/// parser compares each attribute with those before it on its element.
+pub const MAX_HTML_ATTRIBUTES: usize = 128;
+
+/// What [`html_shape`] measures of an HTML fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HtmlShape {
+    /// An upper estimate of the most elements open at once.
+    pub depth: usize,
+    /// The most attributes (roughly: names inside one start tag).
+    pub attributes: usize,
+}
+
+/// Measures an HTML fragment in one pass, before the sanitiser's HTML
+/// parser sees it: that parser works per element in proportion to the
+/// depth of open elements (200 KB of nested `<div>` took 13 s) and per
+/// attribute in proportion to the attributes before it on its element.
+/// Start tags open a level, end tags close back to the matching open
+/// element; void elements, self-closed tags and elements whose end tag is
+/// optional open none. Counting stops once `limit` levels are passed, so
+/// the scan is linear whatever the input.
+pub fn html_shape(html: &str, limit: usize) -> HtmlShape {
     let b = html.as_bytes();
     let mut open: Vec<&str> = Vec::new();
-    let mut deepest = 0;
+    let mut shape = HtmlShape {
+        depth: 0,
+        attributes: 0,
+    };
     let mut i = 0;
     while let Some(at) = memchr_lt(&b[i..]) {
         i += at + 1;
@@ -214,21 +289,52 @@ pub fn html_depth(html: &str, limit: usize) -> usize {
             }
             continue;
         }
-        if lower(name, VOID) || lower(name, OPTIONAL_END) {
-            continue;
-        }
-        // A self-closed tag (`<x/>`) opens nothing; find the tag's end.
-        let close = b[end..].iter().position(|&c| c == b'>');
-        if close.is_some_and(|c| c > 0 && b[end + c - 1] == b'/') {
+        // The rest of the tag: attributes up to `>` (outside quotes).
+        let (attrs, self_closed, next) = scan_tag(b, end);
+        shape.attributes = shape.attributes.max(attrs);
+        i = next;
+        if self_closed || lower(name, VOID) || lower(name, OPTIONAL_END) {
             continue;
         }
         open.push(name);
-        deepest = deepest.max(open.len());
-        if deepest > limit {
+        shape.depth = shape.depth.max(open.len());
+        if shape.depth > limit {
             break;
         }
     }
-    deepest
+    shape
+}
+
+/// Scans a start tag's attributes from `at` (just past its name) to its
+/// `>`: how many attribute names, whether it ends in `/>`, and where the
+/// scan stopped.
+fn scan_tag(b: &[u8], mut at: usize) -> (usize, bool, usize) {
+    let mut attrs = 0;
+    let mut in_name = false;
+    let mut quote: Option<u8> = None;
+    let mut last = 0u8;
+    while at < b.len() {
+        let c = b[at];
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+        } else if c == b'>' {
+            return (attrs, last == b'/', at + 1);
+        } else if c == b'"' || c == b'\'' {
+            quote = Some(c);
+        } else if c.is_ascii_whitespace() || c == b'=' || c == b'/' {
+            in_name = false;
+        } else if !in_name && last != b'=' {
+            in_name = true;
+            attrs += 1;
+        }
+        if !c.is_ascii_whitespace() {
+            last = c;
+        }
+        at += 1;
+    }
+    (attrs, false, at)
 }
 
 fn memchr_lt(b: &[u8]) -> Option<usize> {
@@ -283,6 +389,26 @@ mod tests {
                 e.contains(want) && e.contains("0001 to 9999"),
                 "{label}: {e}"
             );
+        }
+    }
+
+    /// YAML aliases are found at the start of a value, in block and flow
+    /// style; asterisks inside text, quotes and comments are not aliases.
+    #[test]
+    fn yaml_aliases() {
+        let cases = [
+            ("tags alias", "a: &l [x]\ntags: *l\n", true),
+            ("flow alias", "tags: [a, *l]\n", true),
+            ("sequence alias", "tags:\n  - *l\n", true),
+            ("emphasis in text", "title: a *b* c\n", false),
+            ("quoted", "title: \"*b*\"\nsummary: '*c'\n", false),
+            ("comment", "title: x # *not\n", false),
+            ("glob in value", "path: a/*.md\n", false),
+            ("dash inside a word", "title: a-*b\n", false),
+            ("colon inside a value", "url: http://x/*\n", false),
+        ];
+        for (label, text, want) in cases {
+            assert_eq!(yaml_alias(text), want, "{label}");
         }
     }
 
@@ -341,6 +467,7 @@ mod tests {
 
     /// HTML depth: nesting counted, closes matched, void, self-closed and
     /// optional-end elements open nothing; the scan stops past the limit.
+    /// Attributes per element: names counted, quoted values skipped.
     #[test]
     fn html_depths() {
         let cases = [
@@ -357,8 +484,21 @@ mod tests {
             ("text with lt", "1 < 2 and <3", 0),
         ];
         for (label, html, want) in cases {
-            assert_eq!(html_depth(html, 64), want, "{label}");
+            assert_eq!(html_shape(html, 64).depth, want, "{label}");
         }
-        assert_eq!(html_depth(&"<div>".repeat(100_000), 64), 65);
+        assert_eq!(html_shape(&"<div>".repeat(100_000), 64).depth, 65);
+        let attrs = [
+            ("none", "<p>x</p>", 0),
+            (
+                "quoted values",
+                "<a href=\"a b>c\" title='x y' download>x</a>",
+                3,
+            ),
+            ("unquoted", "<img src=x alt=y/>", 2),
+            ("many", &format!("<div{}>x</div>", " a".repeat(500)), 500),
+        ];
+        for (label, html, want) in attrs {
+            assert_eq!(html_shape(html, 64).attributes, want, "{label}");
+        }
     }
 }

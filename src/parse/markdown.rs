@@ -8,7 +8,9 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 use serde::Deserialize;
 
-use super::guard::{excerpt, html_depth, nesting_depth, showable, Syntax};
+use super::guard::{
+    excerpt, html_shape, nesting_depth, showable, yaml_alias, Syntax, MAX_HTML_ATTRIBUTES,
+};
 use super::{localize, Limits, ParseCtx, ParseError, MAX_LABEL_CHARS};
 use crate::article::{slugify, truncate_words, xml_clean, Article};
 
@@ -125,6 +127,13 @@ fn read_front(path: &Path, s: &Split<'_>, limits: &Limits) -> Result<FrontMatter
                 "front matter nests about {depth} levels deep; at most {} are read (limit `max_nesting`)",
                 limits.max_nesting
             ),
+        ));
+    }
+    if !s.toml && yaml_alias(s.front) {
+        return Err(ParseError::new(
+            path,
+            s.front_line,
+            "front matter uses a YAML alias (`*name`); write the value out instead",
         ));
     }
     if s.toml {
@@ -412,12 +421,21 @@ fn render_body(md: &str, max_nesting: usize) -> Result<Rendered, (usize, String)
     let mut html = String::with_capacity(md.len() + md.len() / 4);
     pulldown_cmark::html::push_html(&mut html, events.into_iter());
     if needs_clean {
-        let deep = html_depth(&html, max_nesting);
-        if deep > max_nesting {
+        let shape = html_shape(&html, max_nesting);
+        if shape.depth > max_nesting {
             return Err((
                 0,
                 format!(
                     "raw HTML elements nest more than {max_nesting} levels deep (limit `max_nesting`)"
+                ),
+            ));
+        }
+        if shape.attributes > MAX_HTML_ATTRIBUTES {
+            return Err((
+                0,
+                format!(
+                    "a raw HTML element has {} attributes; at most {MAX_HTML_ATTRIBUTES}",
+                    shape.attributes
                 ),
             ));
         }

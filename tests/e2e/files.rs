@@ -184,7 +184,8 @@ fn files_over_max_file_bytes_are_rejected() {
 }
 
 /// Each pathological input class at 1 MB — thousands of categories or
-/// tags, YAML flow nesting, nested raw HTML, nested blockquotes — is
+/// tags, YAML flow nesting, YAML aliases, nested raw HTML, an element with
+/// thousands of attributes, nested blockquotes — is
 /// refused with the limit it crosses, before a parser whose cost grows
 /// with it runs (the run's deadline catches one that takes its time; the
 /// timings are in benches/README.md); a plain 1 MB article is published.
@@ -195,6 +196,16 @@ fn pathological_inputs_at_one_megabyte_are_refused_by_their_limit() {
     let tags = cats.join(", ");
     let plain = "Some words of a long article. ".repeat(MB / 30);
     let some = cats[..15_000].join(", ");
+    // Billion laughs: nine levels of anchors, each ten aliases of the one
+    // before, and `tags` an alias of the last (expanded, it is 10^9 tags).
+    let mut laughs = String::from(
+        "title: l\ndate: 2025-05-01\nl0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
+    for l in 1..9 {
+        let items = vec![format!("*l{}", l - 1); 10].join(", ");
+        laughs.push_str(&format!("l{l}: &l{l} [{items}]\n"));
+    }
+    laughs.push_str("tags: *l8");
     let files = [
         (
             "cats.md",
@@ -242,6 +253,15 @@ fn pathological_inputs_at_one_megabyte_are_refused_by_their_limit() {
             "quotes.md",
             md("title: q\ndate: 2025-05-01", &"> ".repeat(MB / 2)),
             "Markdown blocks and inlines nest",
+        ),
+        ("laughs.md", md(&laughs, "b"), "YAML alias"),
+        (
+            "attributes.md",
+            md(
+                "title: a\ndate: 2025-05-01",
+                &format!("<div{}>x</div>", " a".repeat(MB / 3)),
+            ),
+            "attributes; at most 128",
         ),
         ("plain.md", md("title: p\ndate: 2025-05-01", &plain), ""),
     ];
