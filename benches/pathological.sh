@@ -566,7 +566,9 @@ first_message() {
             gsub(/`/, "\x27")
             if (length($0) > 100) $0 = substr($0, 1, 55) " … " substr($0, length($0) - 39)
             print
-        }' || true
+        }' |
+        # awk may count bytes: drop a character its cut split in two.
+        iconv -c -f UTF-8 -t UTF-8 || true
 }
 
 for c in $CLASSES; do
