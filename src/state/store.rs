@@ -70,6 +70,29 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Reads a whole file, which must be a regular file (else an
+/// `InvalidInput` error): opened non-blocking and checked on the
+/// descriptor, so a FIFO or a device in the state directory cannot hang
+/// Herald's start.
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 impl State {
     /// Loads `dir/state.json` and replays its journal; a missing file is an
     /// empty state.
@@ -79,7 +102,7 @@ impl State {
     pub fn load(dir: &Path) -> Result<State, StateError> {
         let path = dir.join(FILE);
         let mut s = State::default();
-        match std::fs::read(&path) {
+        match read_regular(&path) {
             Ok(bytes) => {
                 s.disk = serde_json::from_slice(&bytes)
                     .map_err(|error| StateError::Corrupt { path, error })?;
@@ -99,9 +122,18 @@ impl State {
     /// Applies the journal's changes, if it follows this generation.
     fn replay(&mut self, dir: &Path) -> Result<(), StateError> {
         let path = dir.join(JOURNAL);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match read_regular(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // Not a file of ours (a FIFO would block the start forever):
+            // the next save moves it out of the way.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::InvalidInput
+                ) =>
+            {
+                return Ok(())
+            }
             Err(error) => return Err(StateError::Io { path, error }),
         };
         let mut whole = 0;
@@ -310,6 +342,30 @@ mod tests {
     /// The first save writes the file; later ones append the changed
     /// entries to the journal and leave the file as it was; loading
     /// replays them; shutdown's compaction folds them into the file.
+    /// A FIFO where the journal or the state file goes never hangs the
+    /// load (a FIFO is opened non-blocking and refused): a journal that is
+    /// not a file is ignored, a state file that is not one is an error
+    /// naming it.
+    #[test]
+    fn special_files_never_hang_the_load() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = |p: &Path| {
+            let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: mkfifo with a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        };
+        std::fs::write(d.path().join(FILE), b"{\"version\":1,\"articles\":{}}").unwrap();
+        fifo(&d.path().join(JOURNAL));
+        assert!(State::load(d.path()).is_ok());
+        std::fs::remove_file(d.path().join(FILE)).unwrap();
+        fifo(&d.path().join(FILE));
+        let e = State::load(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("state.json") && e.contains("not a regular file"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn journal_then_compaction() {
         let dir = tempfile::tempdir().unwrap();
