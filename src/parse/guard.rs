@@ -259,8 +259,9 @@ pub struct HtmlShape {
 /// depth of open elements (200 KB of nested `<div>` took 13 s) and per
 /// attribute in proportion to the attributes before it on its element.
 /// Start tags open a level, end tags close back to the matching open
-/// element; void elements, self-closed tags and elements whose end tag is
-/// optional open none. Counting stops once `limit` levels are passed, so
+/// element; void elements, elements whose end tag is optional, and
+/// self-closed tags inside SVG or MathML open none (on HTML elements the
+/// parser ignores `/>`). Counting stops once `limit` levels are passed, so
 /// the scan is linear whatever the input.
 pub fn html_shape(html: &str, limit: usize) -> HtmlShape {
     let b = html.as_bytes();
@@ -293,7 +294,13 @@ pub fn html_shape(html: &str, limit: usize) -> HtmlShape {
         let (attrs, self_closed, next) = scan_tag(b, end);
         shape.attributes = shape.attributes.max(attrs);
         i = next;
-        if self_closed || lower(name, VOID) || lower(name, OPTIONAL_END) {
+        // `/>` closes an element only in SVG and MathML: the HTML parser
+        // ignores it on an HTML element, so `<div/><div/>` nests.
+        let foreign = || {
+            open.iter()
+                .any(|o| o.eq_ignore_ascii_case("svg") || o.eq_ignore_ascii_case("math"))
+        };
+        if (self_closed && foreign()) || lower(name, VOID) || lower(name, OPTIONAL_END) {
             continue;
         }
         open.push(name);
@@ -306,33 +313,52 @@ pub fn html_shape(html: &str, limit: usize) -> HtmlShape {
 }
 
 /// Scans a start tag's attributes from `at` (just past its name) to its
-/// `>`: how many attribute names, whether it ends in `/>`, and where the
-/// scan stopped.
+/// `>`, as the HTML tokenizer does: how many attribute names, whether it
+/// ends in `/>`, and where the scan stopped. A quote opens a quoted value
+/// only right after `=` (elsewhere it is part of a name, and must not
+/// hide the tags that follow from the count).
 fn scan_tag(b: &[u8], mut at: usize) -> (usize, bool, usize) {
+    #[derive(PartialEq)]
+    enum St {
+        /// Between attributes.
+        Gap,
+        /// In an attribute name.
+        Name,
+        /// After `=`, before the value.
+        Eq,
+        /// In a value: quoted (by this byte) or unquoted (`None`).
+        Value(Option<u8>),
+    }
+    let mut st = St::Gap;
     let mut attrs = 0;
-    let mut in_name = false;
-    let mut quote: Option<u8> = None;
-    let mut last = 0u8;
+    // A `/` between attributes (not inside a value) just before `>`.
+    let mut slash = false;
     while at < b.len() {
         let c = b[at];
-        if let Some(q) = quote {
-            if c == q {
-                quote = None;
-            }
-        } else if c == b'>' {
-            return (attrs, last == b'/', at + 1);
-        } else if c == b'"' || c == b'\'' {
-            quote = Some(c);
-        } else if c.is_ascii_whitespace() || c == b'=' || c == b'/' {
-            in_name = false;
-        } else if !in_name && last != b'=' {
-            in_name = true;
-            attrs += 1;
-        }
-        if !c.is_ascii_whitespace() {
-            last = c;
-        }
         at += 1;
+        if let St::Value(Some(q)) = st {
+            if c == q {
+                st = St::Gap;
+            }
+            continue;
+        }
+        if c == b'>' {
+            return (attrs, slash, at);
+        }
+        slash = c == b'/' && matches!(st, St::Gap | St::Name);
+        st = match st {
+            St::Eq if c == b'"' || c == b'\'' => St::Value(Some(c)),
+            St::Eq if c.is_ascii_whitespace() => St::Eq,
+            St::Eq => St::Value(None),
+            St::Value(None) if c.is_ascii_whitespace() => St::Gap,
+            St::Name | St::Gap if c == b'=' => St::Eq,
+            St::Name | St::Gap if c.is_ascii_whitespace() || c == b'/' => St::Gap,
+            St::Gap => {
+                attrs += 1;
+                St::Name
+            }
+            other => other,
+        };
     }
     (attrs, false, at)
 }
@@ -475,9 +501,14 @@ mod tests {
             ("nested", "<div><section><span>x</span></section></div>", 3),
             ("unclosed", "<div><div><div>", 3),
             (
-                "void and self-closed",
-                "<div><img src=x><br/><x-y/></div>",
-                1,
+                "void, and self-closed in SVG",
+                "<div><img src=x><br/><svg><path d=\"x\"/><path/></svg></div>",
+                2,
+            ),
+            (
+                "self-closing ignored on HTML elements",
+                "<div/><div/><div/>",
+                3,
             ),
             ("optional ends", "<ul><li>a<li>b<li>c</ul>", 1),
             ("misnested close", "<div><b><i></div><p>", 3),
@@ -487,6 +518,12 @@ mod tests {
             assert_eq!(html_shape(html, 64).depth, want, "{label}");
         }
         assert_eq!(html_shape(&"<div>".repeat(100_000), 64).depth, 65);
+        let quoted = format!("<p><focal input\"\n{}", "<p><font size=1>".repeat(100));
+        assert_eq!(
+            html_shape(&quoted, 64).depth,
+            65,
+            "a stray quote hid the fonts"
+        );
         let attrs = [
             ("none", "<p>x</p>", 0),
             (
@@ -496,6 +533,7 @@ mod tests {
             ),
             ("unquoted", "<img src=x alt=y/>", 2),
             ("many", &format!("<div{}>x</div>", " a".repeat(500)), 500),
+            ("a quote in a name hides nothing", "<x a\"b c=\"d>e\" f>", 3),
         ];
         for (label, html, want) in attrs {
             assert_eq!(html_shape(html, 64).attributes, want, "{label}");

@@ -638,6 +638,42 @@ mod tests {
         }
     }
 
+    /// Raw HTML the sanitiser's parser would spend quadratic time on is
+    /// refused before it runs, however its tags are dressed: formatting
+    /// elements reopened by every paragraph (found by the fuzzer, with a
+    /// stray quote that once hid the tags after it), `/>` on HTML elements
+    /// (which the parser ignores), an element with thousands of
+    /// attributes.
+    #[test]
+    fn hostile_raw_html_refused() {
+        let fonts: String = (0..100).map(|i| format!("<p><font size={i}>")).collect();
+        let cases = [
+            (
+                "font soup behind a stray quote",
+                format!("<p><focal input\"\n{fonts}"),
+                "nest more than 64",
+            ),
+            (
+                "self-closed divs",
+                "<div/>".repeat(100),
+                "nest more than 64",
+            ),
+            (
+                "attributes",
+                format!("<div{}>x</div>", " a".repeat(200)),
+                "200 attributes; at most 128",
+            ),
+        ];
+        for (label, body, want) in cases {
+            let e = md(
+                "x.md",
+                &format!("---\ntitle: x\ndate: 2025-05-22\n---\n{body}\n"),
+            )
+            .unwrap_err();
+            assert!(e.reason.contains(want), "{label}: {e}");
+        }
+    }
+
     /// A body-less article is published with a warning.
     #[test]
     fn empty_body_warns() {
