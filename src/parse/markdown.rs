@@ -379,7 +379,23 @@ fn render_body(md: &str, max_nesting: usize) -> Result<Rendered, (usize, String)
     let mut done = false;
     let mut nesting = 0usize;
     let mut misplaced = 0;
+    // Table rows are padded to the header's columns: a 7 KB file of a
+    // 500-column header and 500 one-cell rows is 250,000 cells, 5 MB of
+    // HTML. No table holds more cells than bytes of text.
+    let max_cells = md.len() + 1024;
+    let mut cells = 0usize;
     for (ev, range) in Parser::new_ext(md, opts).into_offset_iter() {
+        if let Event::Start(Tag::TableCell) = &ev {
+            cells += 1;
+            if cells > max_cells {
+                return Err((
+                    range.start,
+                    format!(
+                        "tables have more than {max_cells} cells, more than the text holds (each row is filled out to the header's columns)"
+                    ),
+                ));
+            }
+        }
         match &ev {
             Event::Start(_) => {
                 nesting += 1;
