@@ -659,7 +659,8 @@ mod tests {
     /// elements reopened by every paragraph (found by the fuzzer, with a
     /// stray quote that once hid the tags after it), `/>` on HTML elements
     /// (which the parser ignores), an element with thousands of
-    /// attributes.
+    /// attributes; and a table whose rows the Markdown parser fills out to
+    /// a wide header (7 KB made 5 MB of HTML, found by the fuzzer).
     #[test]
     fn hostile_raw_html_refused() {
         let fonts: String = (0..100).map(|i| format!("<p><font size={i}>")).collect();
@@ -678,6 +679,16 @@ mod tests {
                 "attributes",
                 format!("<div{}>x</div>", " a".repeat(200)),
                 "200 attributes; at most 128",
+            ),
+            (
+                "table rows filled out to a wide header",
+                format!(
+                    "{}|\n{}|\n{}",
+                    "|a".repeat(500),
+                    "|-".repeat(500),
+                    "|x|\n".repeat(500)
+                ),
+                "tables have more than",
             ),
         ];
         for (label, body, want) in cases {
