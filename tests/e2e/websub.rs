@@ -348,15 +348,20 @@ fn publish_pings_changed_topics_only() {
         .collect();
     // Six topics, the first one twice (answered 500, then retried).
     let got = hub.wait("6 topics pinged, one retried", |g| g.len() >= 7);
-    std::thread::sleep(Duration::from_millis(300));
-    let got = if hub.all().len() > got.len() {
-        hub.all()
-    } else {
-        got
-    };
-    assert_eq!(got.len(), 7, "{got:#?}");
+    // Then a change in the other category: its pings follow those, and
+    // nothing came in between.
+    d.ws.write("content/d.txt", col("Sport", "D", 4));
+    let all = hub.wait("6 more topics", |g| g.len() >= 13);
+    assert_eq!(all.len(), 13, "{all:#?}");
+    let later: Vec<String> = all[7..]
+        .iter()
+        .filter_map(|g| g.param("hub.topic"))
+        .collect();
+    assert!(later.iter().all(|t| !t.contains("/news/")), "{later:?}");
+    assert_eq!(later.iter().filter(|t| t.contains("/sport/")).count(), 3);
+    let got = &got[..7];
     let mut topics: Vec<String> = Vec::new();
-    for g in &got {
+    for g in got {
         assert_eq!((g.method.as_str(), g.target.as_str()), ("POST", "/hub"));
         assert_eq!(
             g.header("content-type"),
@@ -534,18 +539,40 @@ fn builtin_hub_subscribe_deliver_resubscribe_unsubscribe_expire() {
     wait_stored(&d, "unsubscribed, control and short stored", |s| {
         s.len() == 2 && !s.iter().any(|(c, _)| *c == cb)
     });
-    // Let the short lease end (its expiry is in whole seconds).
-    std::thread::sleep(Duration::from_millis(2100));
+    // Wait for the short lease to end (its expiry is in whole seconds).
+    let text = d.ws.read("state/websub.json");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let expires = v["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["callback"] == short_cb.as_str())
+        .and_then(|s| s["expires"].as_u64())
+        .expect("the short lease is stored");
+    let unix = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let start = Instant::now();
+    while unix() < expires {
+        assert!(start.elapsed() < DEADLINE, "the clock stands still");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let posts_before = sub.of("POST").len();
     d.ws.write("content/d.txt", col("News", "D", 4));
     d.wait_titles(&["D", "C", "B", "A"]);
-    control.wait("control gets the change", |g| {
+    let got = control.wait("control gets the change", |g| {
         g.iter().any(|g| g.method == "POST")
     });
+    let p = got.iter().find(|g| g.method == "POST").unwrap();
+    assert_eq!(p.header("x-hub-signature"), "", "no secret, no signature");
     wait_stored(&d, "the expired lease removed", |s| {
         s.len() == 1 && s[0].0 == ctl
     });
-    std::thread::sleep(Duration::from_millis(200));
+    // Both were out of the store before the change was published, so
+    // they were never queued.
     assert_eq!(
         sub.of("POST").len(),
         posts_before,
