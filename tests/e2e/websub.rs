@@ -1005,3 +1005,88 @@ fn interop_flask_websub_hub() {
     );
     d.stop();
 }
+
+/// An https callback is spoken to over TLS with its certificate checked
+/// (against the webpki roots): a self-signed one is refused during the
+/// handshake, named in the log, and nothing is stored.
+#[test]
+fn https_callback_certificate_checked() {
+    if !crate::util::have_tool("openssl", &["version"], "apt-get install openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run openssl");
+    assert!(made.success(), "openssl made no certificate");
+    let port = free_port();
+    // A TLS server that would echo the challenge if the handshake worked.
+    let script = format!(
+        r#"
+import http.server, ssl, urllib.parse, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        c = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("hub.challenge", [""])[0].encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(c))); self.end_headers(); self.wfile.write(c)
+s = http.server.HTTPServer(("127.0.0.1", {port}), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("{}", "{}")
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print("READY", flush=True)
+s.serve_forever()
+"#,
+        cert.display(),
+        key.display()
+    );
+    let mut py = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn python3");
+    let mut ready = String::new();
+    BufReader::new(py.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "READY");
+    let ws = Workspace::new();
+    ws.write("content/a.txt", col("News", "A", 1));
+    let mut d = TestDaemon::start(
+        ws,
+        "[websub]\nbuiltin = true\nallow_private_callbacks = true\n",
+    );
+    let cb = format!("https://127.0.0.1:{port}/cb");
+    let r = post_form(
+        &d,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", TOPIC),
+            ("hub.callback", &cb),
+        ],
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let line = d.wait_log("not verified");
+    let _ = py.kill();
+    let _ = py.wait();
+    assert!(line.contains("certificate"), "{line}");
+    assert!(stored(&d.ws).is_empty());
+    d.stop();
+}

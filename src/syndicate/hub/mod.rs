@@ -33,6 +33,11 @@ const SWEEP: Duration = Duration::from_secs(30);
 /// Verifications under way, at most (beyond it, requests get 503).
 const MAX_PENDING: usize = 1024;
 
+/// Callback names being resolved for the request path at once (each
+/// resolution holds a thread of the resolver's pool for up to
+/// `request_timeout_secs`; beyond it, requests get 503).
+const MAX_RESOLVING: usize = 64;
+
 /// Client addresses remembered for the request rate (beyond it, the
 /// oldest minute is forgotten first; a full table of current clients
 /// refuses new ones).
@@ -90,6 +95,8 @@ pub struct Hub {
     rate: Mutex<HashMap<u128, (Instant, usize)>>,
     /// Outgoing requests at once.
     permits: Arc<Semaphore>,
+    /// Name resolutions of the request path at once.
+    resolving: Semaphore,
     /// Deliveries waiting or under way, by route and callback.
     outbox: Mutex<HashMap<(String, String), deliver::Slot>>,
     /// Subscriptions whose last delivery was dropped (logged once).
@@ -120,6 +127,7 @@ impl Hub {
         }
         let hub = Arc::new(Hub {
             permits: Arc::new(Semaphore::new(cfg.delivery_concurrency)),
+            resolving: Semaphore::new(MAX_RESOLVING),
             cfg,
             base_url: config.base_url.clone(),
             client,

@@ -130,6 +130,12 @@ impl Hub {
             Ok(i) => i,
             Err(r) => return r,
         };
+        let Ok(_resolving) = self.resolving.try_acquire() else {
+            return answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many subscription requests at once; try again later",
+            );
+        };
         if let Some(why) = super::super::net::check_host(
             &intent.callback,
             self.cfg.allow_private_callbacks,
