@@ -35,6 +35,7 @@ fn ctx() -> ParseCtx {
 
 fn settings() -> Settings {
     Settings {
+        hubs: Vec::new(),
         title: "Herald bench".into(),
         description: "Generated articles".into(),
         base_url: "https://news.example.org/".into(),

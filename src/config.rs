@@ -48,6 +48,99 @@ pub const MIN_HEADER_BYTES: usize = 8192;
 /// of a request head.
 pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
 
+/// `[websub]`: WebSub (W3C Recommendation, 2018) publishing: the hubs
+/// every feed names, publish pings to the external ones, and the
+/// built-in hub at `/websub` with its limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSubConfig {
+    /// External hubs (absolute http(s) URLs): named in every feed and
+    /// pinged after every change of a feed's bytes.
+    pub hubs: Vec<String>,
+    /// Herald is also a hub, at `/websub` (named first in every feed).
+    pub builtin: bool,
+    /// Callbacks may be loopback, private, link-local or multicast
+    /// addresses (only for tests and closed networks).
+    pub allow_private_callbacks: bool,
+    /// Lease of a subscription that asks for none.
+    pub lease_default: Duration,
+    /// Longest lease granted; longer requests get this.
+    pub lease_max: Duration,
+    /// Outgoing requests (deliveries, verifications, pings) at once.
+    pub delivery_concurrency: usize,
+    /// Attempts after the first for one delivery or ping, before it is
+    /// dropped.
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each next one.
+    pub retry_backoff: Duration,
+    /// Longest one outgoing request may take, connecting included.
+    pub request_timeout: Duration,
+    /// Longest a client may take to send a hub request's body.
+    pub body_timeout: Duration,
+    /// Largest hub request body, bytes.
+    pub max_request_bytes: usize,
+    /// Subscribe and unsubscribe requests one client address (an IPv6
+    /// client: its /64) may make per minute.
+    pub requests_per_minute: usize,
+    /// Subscriptions (verified or being verified) whose callbacks are on
+    /// one host.
+    pub max_subscriptions_per_host: usize,
+    /// Subscriptions in all (verified or being verified).
+    pub max_subscriptions: usize,
+}
+
+impl Default for WebSubConfig {
+    fn default() -> Self {
+        WebSubConfig {
+            hubs: Vec::new(),
+            builtin: false,
+            allow_private_callbacks: false,
+            lease_default: Duration::from_secs(10 * 86_400),
+            lease_max: Duration::from_secs(30 * 86_400),
+            delivery_concurrency: 32,
+            retries: 5,
+            retry_backoff: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_request_bytes: 8192,
+            requests_per_minute: 20,
+            max_subscriptions_per_host: 100,
+            max_subscriptions: 10_000,
+        }
+    }
+}
+
+impl WebSubConfig {
+    /// The hub URLs every feed names: the built-in one first (under
+    /// `base_url`), then the external ones.
+    pub fn hub_urls(&self, base_url: &str) -> Vec<String> {
+        let builtin = self.builtin.then(|| format!("{base_url}websub"));
+        builtin
+            .into_iter()
+            .chain(self.hubs.iter().cloned())
+            .collect()
+    }
+}
+
+/// `[websub]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebSub {
+    hubs: Option<Vec<toml::Spanned<String>>>,
+    builtin: Option<bool>,
+    allow_private_callbacks: Option<bool>,
+    lease_default_secs: Option<toml::Spanned<i64>>,
+    lease_max_secs: Option<toml::Spanned<i64>>,
+    delivery_concurrency: Option<toml::Spanned<i64>>,
+    retries: Option<toml::Spanned<i64>>,
+    retry_backoff_ms: Option<toml::Spanned<i64>>,
+    request_timeout_secs: Option<toml::Spanned<i64>>,
+    body_timeout_secs: Option<toml::Spanned<i64>>,
+    max_request_bytes: Option<toml::Spanned<i64>>,
+    requests_per_minute: Option<toml::Spanned<i64>>,
+    max_subscriptions_per_host: Option<toml::Spanned<i64>>,
+    max_subscriptions: Option<toml::Spanned<i64>>,
+}
+
 /// The file as written: every key optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +182,7 @@ struct RawConfig {
     write_retry_secs: Option<toml::Spanned<i64>>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
+    websub: Option<RawWebSub>,
 }
 
 /// Herald's settings, every one resolved to a value.
@@ -178,6 +272,8 @@ pub struct Config {
     pub log_level: String,
     /// Log output format.
     pub log_format: LogFormat,
+    /// WebSub: hubs, pings and the built-in hub.
+    pub websub: WebSubConfig,
 }
 
 impl Default for Config {
@@ -219,6 +315,7 @@ impl Default for Config {
             write_retry: Duration::from_secs(10),
             log_level: "info".into(),
             log_format: LogFormat::Human,
+            websub: WebSubConfig::default(),
         }
     }
 }
@@ -442,6 +539,94 @@ impl Config {
         c.header_read_timeout = secs(raw.header_read_timeout_secs, c.header_read_timeout);
         c.idle_timeout = secs(raw.idle_timeout_secs, c.idle_timeout);
         c.shutdown_grace = secs(raw.shutdown_grace_secs, c.shutdown_grace);
+        if let Some(w) = raw.websub {
+            let key = |k: &str| format!("websub.{k}");
+            let w_positive = |v: Option<toml::Spanned<i64>>, k: &str, d: u64| {
+                positive(v, &key(k), d as usize).map(|n| n as u64)
+            };
+            let d = &mut c.websub;
+            if let Some(hubs) = w.hubs {
+                d.hubs = Vec::with_capacity(hubs.len());
+                for h in hubs {
+                    let v = h.get_ref().trim();
+                    if !(v.starts_with("http://") || v.starts_with("https://"))
+                        || host_of(v).is_none()
+                    {
+                        return Err(invalid(
+                            spanned_line(&h.span()),
+                            format!("websub.hubs: {v:?} is not an absolute http(s) URL"),
+                        ));
+                    }
+                    d.hubs.push(v.to_string());
+                }
+            }
+            d.builtin = w.builtin.unwrap_or(d.builtin);
+            d.allow_private_callbacks = w
+                .allow_private_callbacks
+                .unwrap_or(d.allow_private_callbacks);
+            d.lease_default = Duration::from_secs(w_positive(
+                w.lease_default_secs,
+                "lease_default_secs",
+                d.lease_default.as_secs(),
+            )?);
+            d.lease_max = Duration::from_secs(w_positive(
+                w.lease_max_secs,
+                "lease_max_secs",
+                d.lease_max.as_secs(),
+            )?);
+            d.lease_default = d.lease_default.min(d.lease_max);
+            d.delivery_concurrency = positive(
+                w.delivery_concurrency,
+                &key("delivery_concurrency"),
+                d.delivery_concurrency,
+            )?;
+            if let Some(r) = w.retries {
+                d.retries = u32::try_from(*r.get_ref())
+                    .ok()
+                    .filter(|r| *r <= 20)
+                    .ok_or_else(|| {
+                        invalid(
+                            spanned_line(&r.span()),
+                            format!("websub.retries: must be 0 to 20, not {}", r.get_ref()),
+                        )
+                    })?;
+            }
+            d.retry_backoff = Duration::from_millis(w_positive(
+                w.retry_backoff_ms,
+                "retry_backoff_ms",
+                d.retry_backoff.as_millis() as u64,
+            )?);
+            d.request_timeout = Duration::from_secs(w_positive(
+                w.request_timeout_secs,
+                "request_timeout_secs",
+                d.request_timeout.as_secs(),
+            )?);
+            d.body_timeout = Duration::from_secs(w_positive(
+                w.body_timeout_secs,
+                "body_timeout_secs",
+                d.body_timeout.as_secs(),
+            )?);
+            d.max_request_bytes = positive(
+                w.max_request_bytes,
+                &key("max_request_bytes"),
+                d.max_request_bytes,
+            )?;
+            d.requests_per_minute = positive(
+                w.requests_per_minute,
+                &key("requests_per_minute"),
+                d.requests_per_minute,
+            )?;
+            d.max_subscriptions_per_host = positive(
+                w.max_subscriptions_per_host,
+                &key("max_subscriptions_per_host"),
+                d.max_subscriptions_per_host,
+            )?;
+            d.max_subscriptions = positive(
+                w.max_subscriptions,
+                &key("max_subscriptions"),
+                d.max_subscriptions,
+            )?;
+        }
         Ok(c)
     }
 
@@ -481,6 +666,9 @@ impl Config {
         }
         if self.log_level != new.log_level {
             v.push("log_level");
+        }
+        if self.websub != new.websub {
+            v.push("websub");
         }
         v
     }
@@ -527,6 +715,36 @@ mod tests {
         assert_eq!(c.content_dir, d.content_dir);
         assert_eq!(c.listen, d.listen);
         assert_eq!(c.debounce, d.debounce);
+        assert_eq!(c.websub, d.websub, "[websub] shows the defaults");
+    }
+
+    /// `[websub]` keys set what they name; the default lease never
+    /// exceeds the longest; the built-in hub is named first.
+    #[test]
+    fn websub_table() {
+        let c = parse(
+            "base_url = \"https://n.example/\"\n[websub]\nbuiltin = true\nhubs = [\"https://hub.example/\"]\n\
+             lease_default_secs = 99999\nlease_max_secs = 600\nretries = 0\nretry_backoff_ms = 50\n\
+             requests_per_minute = 3\nmax_subscriptions_per_host = 7\n",
+        )
+        .unwrap();
+        let w = &c.websub;
+        assert!(w.builtin && !w.allow_private_callbacks);
+        assert_eq!(w.lease_max, Duration::from_secs(600));
+        assert_eq!(w.lease_default, Duration::from_secs(600));
+        assert_eq!((w.retries, w.retry_backoff), (0, Duration::from_millis(50)));
+        assert_eq!(
+            (w.requests_per_minute, w.max_subscriptions_per_host),
+            (3, 7)
+        );
+        assert_eq!(
+            w.hub_urls(&c.base_url),
+            ["https://n.example/websub", "https://hub.example/"]
+        );
+        assert!(Config::default()
+            .websub
+            .hub_urls("https://n.example/")
+            .is_empty());
     }
 
     /// Unknown keys and wrong types name the key and the line.
@@ -591,6 +809,24 @@ mod tests {
                 "[rss]\ncontnet = \"full\"\n",
                 2,
                 "contnet",
+            ),
+            (
+                "hub not a URL",
+                "[websub]\nhubs = [\"https://hub.example\", \"hub\"]\n",
+                2,
+                "websub.hubs",
+            ),
+            (
+                "no lease",
+                "[websub]\n\nlease_max_secs = 0\n",
+                3,
+                "websub.lease_max_secs",
+            ),
+            (
+                "unknown websub key",
+                "[websub]\nbuiltins = true\n",
+                2,
+                "builtins",
             ),
         ];
         for (label, text, line, key) in cases {

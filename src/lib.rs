@@ -24,6 +24,7 @@
 //! - [`metrics`]: counters for `/metrics`, with the publish loop's health.
 //! - [`health`]: what the publish loop says about itself (`/healthz`, watchdog).
 //! - [`sendfile`]: large bodies in unlinked files, sent with `sendfile(2)`.
+//! - [`syndicate`]: WebSub: publish pings and the built-in hub.
 //! - [`daemon`]: wiring of all of the above; `build`, `check` and `serve`.
 #![warn(missing_docs)]
 
@@ -39,4 +40,5 @@ pub mod sendfile;
 pub mod server;
 pub mod site;
 pub mod state;
+pub mod syndicate;
 pub mod watch;

@@ -126,6 +126,7 @@ pub fn settings(
         cache_max_age: c.cache_max_age,
         feed_id_prefix: format!("tag:{authority},{since}:"),
         generator: format!("Herald {}", env!("CARGO_PKG_VERSION")),
+        hubs: c.websub.hub_urls(&c.base_url),
     }
 }
 
@@ -226,10 +227,14 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
         _ = term.recv() => return Err(stopped_during_first_publish()),
         _ = int.recv() => return Err(stopped_during_first_publish()),
     };
+    let syndicate =
+        crate::syndicate::Syndicate::start(&c).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     let shared = Arc::new(crate::server::Shared {
         site: arc_swap::ArcSwap::from_pointee(first?),
         metrics: Arc::clone(&pubr.metrics),
+        hub: syndicate.as_ref().and_then(|s| s.hub()),
     });
+    pubr.syndicate = syndicate;
     pubr.shared = Some(Arc::clone(&shared));
     pubr.after_publish();
     pubr.br = start_br(c.brotli_quality);

@@ -74,6 +74,9 @@ pub(super) struct Publisher {
     last_rebuild: Option<(SystemTime, u128)>,
     /// Queue of the background brotli compressor (`None`: no brotli).
     pub(super) br: Option<BrQueue>,
+    /// WebSub pings and the built-in hub (`None`: no hub configured),
+    /// told of the routes each publish changed.
+    pub(super) syndicate: Option<crate::syndicate::Syndicate>,
     /// `HERALD_FAILPOINT=publish-panic`: the next publish panics. For the
     /// end-to-end test of a dead loop only (no real input can make the
     /// loop panic); nothing happens unless the variable is set.
@@ -100,6 +103,7 @@ impl Publisher {
             state: SinkLog::new(Sink::State),
             last_rebuild: None,
             br: None,
+            syndicate: None,
             panic_on_publish: std::env::var("HERALD_FAILPOINT").is_ok_and(|v| v == "publish-panic"),
         })
     }
@@ -309,7 +313,12 @@ impl Publisher {
         }
         drop(current);
         let site = Arc::new(site);
-        shared.site.store(Arc::clone(&site));
+        let before = shared.site.swap(Arc::clone(&site));
+        if let Some(s) = &self.syndicate {
+            // Returns at once: pings and deliveries run on their own thread.
+            s.published(&before, &site, &changed);
+        }
+        drop(before);
         let elapsed = started.elapsed();
         self.queue_br(&site, Some(&changed));
         self.after_publish();
@@ -531,6 +540,9 @@ impl Publisher {
         for key in self.config.restart_needed(&new) {
             tracing::warn!("config `{key}` changed: takes effect after a restart");
         }
+        // The hubs feeds name are those running: the ones Herald started with.
+        let mut new = new;
+        new.websub = self.config.websub.clone();
         if new.content_dir != self.config.content_dir || new.state_dir != self.config.state_dir {
             match open_library(&new) {
                 Ok(mut lib) => {

@@ -41,14 +41,21 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
         ..Generator::default()
     }));
     f.set_lang(Some(s.language.clone()));
-    f.set_links(vec![
+    let mut links = vec![
         link(
             s.url(&feed.route("atom.xml")),
             "self",
             "application/atom+xml",
         ),
         link(feed.home(s), "alternate", "text/html"),
-    ]);
+    ];
+    // WebSub discovery (W3C WebSub §4): each hub beside `self`.
+    links.extend(s.hubs.iter().map(|h| Link {
+        href: h.clone(),
+        rel: "hub".into(),
+        ..Link::default()
+    }));
+    f.set_links(links);
     f.set_entries(
         feed.items
             .iter()
@@ -122,6 +129,8 @@ mod tests {
             "rel=\"self\"",
             "href=\"https://news.example.org/atom.xml\"",
             "rel=\"alternate\"",
+            "<link href=\"https://news.example.org/websub\" rel=\"hub\"/>",
+            "<link href=\"https://hub.example/\" rel=\"hub\"/>",
             "<id>tag:news.example.org,2025-05-22:plain</id>",
             "<published>2025-05-22T06:40:00+08:00</published>",
             "href=\"https://news.example.org/articles/plain/\"",

@@ -75,6 +75,16 @@ pub fn index(feeds: &[Feed], s: &Settings) -> Vec<u8> {
     let mut out = String::with_capacity(8192);
     let all: Vec<&Feed> = feeds.iter().collect();
     head(&mut out, &s.title, s, &all);
+    // WebSub discovery (W3C WebSub §4) for the page itself: its hubs and
+    // its own URL, before the style that closes the head.
+    if let (false, Some(at)) = (s.hubs.is_empty(), out.rfind("<style>")) {
+        let mut links = String::new();
+        for h in &s.hubs {
+            let _ = writeln!(links, "<link rel=\"hub\" href=\"{}\">", escape(h));
+        }
+        let _ = writeln!(links, "<link rel=\"self\" href=\"{}\">", escape(&s.url("")));
+        out.insert_str(at, &links);
+    }
     let _ = write!(
         out,
         "<header><h1>{}</h1>\n<p>{}</p></header>\n<main>\n<ul class=\"articles\">\n",
@@ -188,6 +198,14 @@ mod tests {
         );
         assert!(h.contains("A &amp; B &lt;script&gt;"), "{h}");
         assert!(!h.contains("<script>"));
+        let head = &h[..h.find("</head>").unwrap()];
+        for want in [
+            "<link rel=\"hub\" href=\"https://news.example.org/websub\">",
+            "<link rel=\"hub\" href=\"https://hub.example/\">",
+            "<link rel=\"self\" href=\"https://news.example.org/\">",
+        ] {
+            assert!(head.contains(want), "WebSub discovery: {want} in\n{head}");
+        }
     }
 
     /// The SHA-256 of `text`, base64, as a CSP source expression.

@@ -13,7 +13,17 @@ struct JsonFeed<'a> {
     description: &'a str,
     language: &'a str,
     authors: [Author<'a>; 1],
+    /// WebSub hubs (JSON Feed 1.1 `hubs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hubs: Vec<Hub<'a>>,
     items: Vec<Item<'a>>,
+}
+
+#[derive(Serialize)]
+struct Hub<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: &'a str,
 }
 
 #[derive(Serialize)]
@@ -50,6 +60,14 @@ pub fn json(feed: &Feed, s: &Settings) -> Vec<u8> {
         description: &s.description,
         language: &s.language,
         authors: [Author { name: &s.author }],
+        hubs: s
+            .hubs
+            .iter()
+            .map(|url| Hub {
+                kind: "WebSub",
+                url,
+            })
+            .collect(),
         items: feed
             .items
             .iter()
@@ -92,6 +110,13 @@ mod tests {
         assert_eq!(v["title"], "Herald & Co <test>");
         assert_eq!(v["home_page_url"], "https://news.example.org/");
         assert_eq!(v["feed_url"], "https://news.example.org/feed.json");
+        assert_eq!(
+            v["hubs"],
+            serde_json::json!([
+                {"type": "WebSub", "url": "https://news.example.org/websub"},
+                {"type": "WebSub", "url": "https://hub.example/"}
+            ])
+        );
         let it = &v["items"][1];
         assert_eq!(it["id"], "tag:news.example.org,2025-05-22:plain");
         assert_eq!(it["url"], "https://news.example.org/articles/plain/");

@@ -64,6 +64,9 @@ pub struct Settings {
     pub feed_id_prefix: String,
     /// Value of generator elements.
     pub generator: String,
+    /// WebSub hubs every feed names (W3C WebSub §4), in order; empty
+    /// for none.
+    pub hubs: Vec<String>,
 }
 
 impl Settings {
@@ -76,6 +79,22 @@ impl Settings {
     /// Absolute URL of a site-relative route (`articles/x/`, `rss.xml`).
     pub fn url(&self, route: &str) -> String {
         format!("{}{}", self.base_url, route.trim_start_matches('/'))
+    }
+
+    /// The `Link` header a feed at `route` is served with (W3C WebSub
+    /// §4): each hub with `rel="hub"`, then its own URL with
+    /// `rel="self"`; `None` when there is no hub to name.
+    pub fn link_header(&self, route: &str) -> Option<String> {
+        if self.hubs.is_empty() {
+            return None;
+        }
+        let mut v: Vec<String> = self
+            .hubs
+            .iter()
+            .map(|h| format!("<{h}>; rel=\"hub\""))
+            .collect();
+        v.push(format!("<{}>; rel=\"self\"", self.url(route)));
+        Some(v.join(", "))
     }
 
     /// Absolute URL of an article's page.
@@ -261,6 +280,10 @@ pub(crate) mod testdata {
             cache_max_age: 300,
             feed_id_prefix: "tag:news.example.org,2025-05-22:".into(),
             generator: "Herald test".into(),
+            hubs: vec![
+                "https://news.example.org/websub".into(),
+                "https://hub.example/".into(),
+            ],
         }
     }
 

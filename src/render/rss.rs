@@ -23,13 +23,21 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
         last_build_date: feed.updated().map(|d| d.to_rfc2822()),
         ..Channel::default()
     };
+    // WebSub discovery (W3C WebSub §4): each hub, and the topic's own URL.
+    let hubs = s.hubs.iter().map(|h| Link {
+        href: h.clone(),
+        rel: "hub".into(),
+        ..Link::default()
+    });
     ch.atom_ext = Some(AtomExtension {
-        links: vec![Link {
-            href: s.url(&feed.route("rss.xml")),
-            rel: "self".into(),
-            mime_type: Some("application/rss+xml".into()),
-            ..Link::default()
-        }],
+        links: hubs
+            .chain(std::iter::once(Link {
+                href: s.url(&feed.route("rss.xml")),
+                rel: "self".into(),
+                mime_type: Some("application/rss+xml".into()),
+                ..Link::default()
+            }))
+            .collect(),
     });
     ch.namespaces = BTreeMap::from([(
         "dc".to_string(),
@@ -99,6 +107,8 @@ mod tests {
             "<ttl>5</ttl>",
             "<lastBuildDate>Fri, 23 May 2025 10:00:00 +0800</lastBuildDate>",
             "<atom:link href=\"https://news.example.org/rss.xml\" rel=\"self\" type=\"application/rss+xml\"/>",
+            "<atom:link href=\"https://news.example.org/websub\" rel=\"hub\"/>",
+            "<atom:link href=\"https://hub.example/\" rel=\"hub\"/>",
             "<guid isPermaLink=\"false\">tag:news.example.org,2025-05-22:plain</guid>",
             "<pubDate>Thu, 22 May 2025 06:40:00 +0800</pubDate>",
             "<link>https://news.example.org/articles/plain/</link>",

@@ -240,7 +240,7 @@ impl Drop for Place {
 /// addresses, RFC 8981) — the /64 is what an IPv4 address is to a home
 /// behind NAT. Keys of the two kinds never meet: an IPv6 key has its low
 /// 64 bits zero, an IPv4 one (mapped) has `ffff` there.
-fn client_key(ip: IpAddr) -> u128 {
+pub(super) fn client_key(ip: IpAddr) -> u128 {
     let v4 = match ip {
         IpAddr::V4(v4) => v4,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

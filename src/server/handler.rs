@@ -7,9 +7,42 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
 
-use super::route::{class_of, route};
+use super::route::{class_of, refuse_host, route};
+use super::Shared;
 use crate::metrics::Metrics;
 use crate::site::Site;
+
+/// Answers one request from the current snapshot. A request to the
+/// built-in WebSub hub (any method on its path, while it runs) goes to
+/// the hub, which reads its body with a size cap and a time limit;
+/// every other request is answered by [`respond`], which reads none.
+pub async fn serve(
+    req: Request<hyper::body::Incoming>,
+    shared: &Shared,
+    peer: std::net::IpAddr,
+) -> Response<Full<Bytes>> {
+    let hub = shared
+        .hub
+        .as_ref()
+        .filter(|_| req.uri().path() == crate::syndicate::HUB_PATH);
+    let Some(hub) = hub else {
+        return respond(&req, &shared.site.load(), &shared.metrics);
+    };
+    let resp = match refuse_host(&req) {
+        Some(r) => r,
+        None => {
+            // Held across the body read: the snapshot the topic is
+            // checked against, not a guard on the current one.
+            let site = shared.site.load_full();
+            hub.intake(req, super::accept::client_key(peer), &site)
+                .await
+        }
+    };
+    shared
+        .metrics
+        .request(class_of(crate::syndicate::HUB_PATH), resp.status().as_u16());
+    resp
+}
 
 /// Answers one request from a snapshot. Never fails: every internal state
 /// maps to a status code here.
@@ -89,8 +122,34 @@ mod tests {
         assert_eq!(hv(&r, "vary"), "Accept-Encoding");
         assert_eq!(hv(&r, "access-control-allow-origin"), "*");
         assert_eq!(hv(&r, "last-modified"), "Fri, 23 May 2025 02:00:00 GMT");
+        let link = "<https://news.example.org/websub>; rel=\"hub\", \
+                    <https://hub.example/>; rel=\"hub\", \
+                    <https://news.example.org/rss.xml>; rel=\"self\"";
+        assert_eq!(hv(&r, "link"), link);
         let len: usize = hv(&r, "content-length").parse().unwrap();
         assert_eq!(body(r).len(), len);
+        // WebSub discovery holds on a revalidation too, in every coding.
+        for ae in ["identity", "gzip"] {
+            let r = get(&s, "GET", "/rss.xml", &[("accept-encoding", ae)]);
+            let tag = hv(&r, "etag").to_string();
+            let r = get(
+                &s,
+                "GET",
+                "/rss.xml",
+                &[("accept-encoding", ae), ("if-none-match", &tag)],
+            );
+            assert_eq!((r.status().as_u16(), hv(&r, "link")), (304, link), "{ae}");
+        }
+        assert_eq!(
+            hv(
+                &get(&s, "GET", "/categories/world-news/feed.json", &[]),
+                "link"
+            ),
+            "<https://news.example.org/websub>; rel=\"hub\", \
+             <https://hub.example/>; rel=\"hub\", \
+             <https://news.example.org/categories/world-news/feed.json>; rel=\"self\""
+        );
+        assert_eq!(hv(&get(&s, "GET", "/", &[]), "link"), "", "feeds only");
     }
 
     /// Each media type is right, with charset.

@@ -19,7 +19,8 @@
 //!   connection's clock.
 //! - `clock.rs`: a pure connection clock: the head and idle deadlines
 //!   from what was read and written.
-//! - `handler.rs`: [`respond`], the request pipeline, whose stages are
+//! - `handler.rs`: [`respond`], the request pipeline (and `serve`,
+//!   which hands requests to the built-in WebSub hub to it), whose stages are
 //!   `route.rs` (method, path, built-in routes), `negotiate.rs` (content
 //!   coding), `conditional.rs` (preconditions) and `response.rs` (building
 //!   the response).
@@ -58,6 +59,9 @@ pub struct Shared {
     pub site: ArcSwap<Site>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// The built-in WebSub hub, when it runs: requests to its path go
+    /// to it.
+    pub hub: Option<Arc<crate::syndicate::Hub>>,
 }
 
 impl Shared {
@@ -66,6 +70,7 @@ impl Shared {
         Shared {
             site: ArcSwap::from_pointee(site),
             metrics: Arc::new(Metrics::default()),
+            hub: None,
         }
     }
 }

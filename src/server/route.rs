@@ -33,11 +33,7 @@ pub(super) fn route<B>(
     site: &Site,
     metrics: &Metrics,
 ) -> Response<Full<Bytes>> {
-    if let Some(why) = bad_host(req) {
-        let mut r = plain(StatusCode::BAD_REQUEST, why);
-        // Whatever sent it is broken or probing: it gets no second request.
-        r.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if let Some(r) = refuse_host(req) {
         return r;
     }
     let head = match *req.method() {
@@ -107,6 +103,17 @@ pub(super) fn route<B>(
         return not_found(site, head);
     };
     serve_asset(req.headers(), asset, head, &site.cache_control)
+}
+
+/// The 400 answer to a request whose `Host` header is wrong ([`bad_host`]),
+/// or `None` when it is right.
+pub(super) fn refuse_host<B>(req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+    let why = bad_host(req)?;
+    let mut r = plain(StatusCode::BAD_REQUEST, why);
+    // Whatever sent it is broken or probing: it gets no second request.
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Some(r)
 }
 
 /// What is wrong with a request's `Host` header, if anything (RFC 9112

@@ -10,8 +10,9 @@ use tokio::io::unix::AsyncFd;
 
 use super::accept::Accepted;
 use super::drain::Drain;
+use super::handler::serve;
 use super::io::IdleIo;
-use super::{respond, Limits, Shared};
+use super::{Limits, Shared};
 
 /// One HTTP worker thread: serves the connections it is dealt until the
 /// acceptor hangs up, then drains them for up to `shutdown_grace`.
@@ -62,8 +63,8 @@ pub(super) fn run(
             let io = IdleIo::new(stream, limits.idle_timeout, limits.header_read_timeout);
             let shared2 = Arc::clone(&shared);
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let resp = respond(&req, &shared2.site.load(), &shared2.metrics);
-                std::future::ready(Ok::<_, Infallible>(resp))
+                let shared = Arc::clone(&shared2);
+                async move { Ok::<_, Infallible>(serve(req, &shared, peer.ip()).await) }
             });
             let conn = builder.serve_connection(io, svc).into_owned();
             let fut = Drain::watch(&drain, conn);

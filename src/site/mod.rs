@@ -52,6 +52,9 @@ pub struct Asset {
     pub content_type: &'static str,
     /// True for feeds: served with `Access-Control-Allow-Origin: *`.
     pub cors: bool,
+    /// For feeds with hubs: the `Link` header naming them and the feed
+    /// itself (W3C WebSub §4), on every response, 304s included.
+    pub link: Option<http::HeaderValue>,
     /// The brotli form, made after publication (see [`Asset::make_br`]):
     /// empty until then, `None` when brotli is not worth it for this
     /// document.
@@ -190,7 +193,13 @@ thread_local! {
 
 impl Asset {
     /// Builds an asset from what a job rendered (see [`Form`]).
-    fn new(doc: Doc, content_type: &'static str, cors: bool, last_modified: SystemTime) -> Asset {
+    fn new(
+        doc: Doc,
+        content_type: &'static str,
+        cors: bool,
+        link: Option<http::HeaderValue>,
+        last_modified: SystemTime,
+    ) -> Asset {
         let last_modified = round_secs(last_modified);
         let (form, len, etag, etag_gzip, gzip_len) = match doc {
             Doc::Whole(mut body) => {
@@ -270,6 +279,7 @@ impl Asset {
             last_modified,
             content_type,
             cors,
+            link,
             br: std::sync::OnceLock::new(),
         }
     }
@@ -453,8 +463,8 @@ impl Asset {
         // Room for every header at once, instead of growing on the way.
         let mut h = http::HeaderMap::with_capacity(match (ok, html) {
             (true, true) => 12,
-            (true, false) => 9,
-            _ => 5,
+            (true, false) => 10,
+            _ => 6,
         });
         h.insert(header::ETAG, tag.value());
         if status != http::StatusCode::NOT_MODIFIED {
@@ -467,6 +477,9 @@ impl Asset {
                 header::ACCESS_CONTROL_ALLOW_ORIGIN,
                 HeaderValue::from_static("*"),
             );
+        }
+        if let Some(link) = &self.link {
+            h.insert(header::LINK, link.clone());
         }
         if ok {
             h.insert(
@@ -849,6 +862,7 @@ struct Job<'a> {
     derived: SystemTime,
     content_type: &'static str,
     cors: bool,
+    link: Option<http::HeaderValue>,
     render: Box<dyn Fn() -> Doc + Send + Sync + 'a>,
 }
 
@@ -947,12 +961,16 @@ impl SiteBuilder {
                     "atom.xml" => Box::new(move || Doc::Whole(render::atom(f2, s))),
                     _ => Box::new(move || Doc::Whole(render::json(f2, s))),
                 };
+                let link = s
+                    .link_header(&f.route(file))
+                    .and_then(|v| http::HeaderValue::from_str(&v).ok());
                 jobs.push(Job {
                     route: format!("/{}", f.route(file)).into(),
                     fp: h.digest128(),
                     derived,
                     content_type: ct,
                     cors: true,
+                    link,
                     render,
                 });
             }
@@ -966,6 +984,7 @@ impl SiteBuilder {
             derived: newest,
             content_type: "text/html; charset=utf-8",
             cors: false,
+            link: None,
             render: Box::new(move || Doc::Whole(render::index(feeds_ref, s))),
         });
         let mut oh = Xxh3::new();
@@ -980,6 +999,7 @@ impl SiteBuilder {
             derived: to_system(feeds.iter().filter_map(Feed::updated).min()),
             content_type: "text/x-opml; charset=utf-8",
             cors: true,
+            link: None,
             render: Box::new(move || Doc::Whole(render::opml(feeds_ref, s))),
         });
 
@@ -1023,6 +1043,7 @@ impl SiteBuilder {
                 derived: to_system(Some(a.updated)),
                 content_type: "text/html; charset=utf-8",
                 cors: false,
+                link: None,
                 render: Box::new(move || {
                     let (head, tail) = render::article_page_parts(&a2, &mine, s);
                     Doc::Page(head, Arc::clone(&a2), tail)
@@ -1062,7 +1083,7 @@ impl SiteBuilder {
             }
             // Rendered with a provisional date; the real one depends on
             // whether the bytes changed.
-            let fresh = Asset::new((j.render)(), j.content_type, j.cors, j.derived);
+            let fresh = Asset::new((j.render)(), j.content_type, j.cors, j.link, j.derived);
             let fresh_cc = fresh.is_whole().then_some(&cache_control);
             let prev_lm = before
                 .map(|(_, a)| a.last_modified)
@@ -1192,6 +1213,7 @@ impl SiteBuilder {
             Doc::Whole(render::not_found(s)),
             "text/html; charset=utf-8",
             false,
+            None,
             UNIX_EPOCH,
         ));
         changed.sort();
@@ -1249,7 +1271,7 @@ mod tests {
                 let names =
                     |h: &http::HeaderMap| h.keys().map(|k| k.to_string()).collect::<Vec<_>>();
                 let mut want = names(&ready);
-                want.retain(|n| n != "access-control-allow-origin");
+                want.retain(|n| n != "access-control-allow-origin" && n != "link");
                 if status == StatusCode::OK {
                     want.extend(
                         [
