@@ -24,8 +24,11 @@ mod guard;
 pub const EXIT_OK: u8 = 0;
 /// Exit code: some article files failed (build/check).
 pub const EXIT_BAD_CONTENT: u8 = 1;
-/// Exit code: the config file is missing, unreadable or invalid.
-pub const EXIT_CONFIG: u8 = 2;
+/// Exit code: the config file is missing, unreadable or invalid (BSD
+/// `EX_CONFIG`, which `systemctl status` shows as `78/CONFIG`). Not 2:
+/// that is a usage error on the command line (clap's code, shown as
+/// `2/INVALIDARGUMENT`), so the two can be told apart.
+pub const EXIT_CONFIG: u8 = 78;
 /// Exit code: the content directory cannot be read.
 pub const EXIT_CONTENT_DIR: u8 = 3;
 /// Exit code: the listen address cannot be bound.

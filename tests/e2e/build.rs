@@ -752,10 +752,10 @@ fn help_and_version() {
     assert!(run.stderr.contains("Usage: herald"), "{}", run.stderr);
 }
 
-/// A bad config file exits 2 with one `file:line: key …` line and writes
+/// A bad config file exits 78 with one `file:line: key …` line and writes
 /// nothing; a missing one says it cannot be read.
 #[test]
-fn config_errors_exit_2_naming_file_line_and_key() {
+fn config_errors_exit_78_naming_file_line_and_key() {
     let cases = [
         (
             "title = \"x\"\n\nmax_items = 0\n",
@@ -783,7 +783,7 @@ fn config_errors_exit_2_naming_file_line_and_key() {
         ws.write("herald.toml", config);
         for cmd in ["build", "check"] {
             let run = ws.herald_cfg(&[cmd]);
-            run.expect_code(2);
+            run.expect_code(78);
             assert_eq!(run.stderr, want, "{cmd} with {config:?}");
         }
         assert!(tree(&ws.path("feeds")).is_empty());
@@ -792,7 +792,7 @@ fn config_errors_exit_2_naming_file_line_and_key() {
     let ws = Workspace::new();
     ws.write("herald.toml", "title = \"x\"\ncolour = \"red\"\n");
     let run = ws.herald_cfg(&["build"]);
-    run.expect_code(2);
+    run.expect_code(78);
     assert!(
         run.stderr
             .starts_with("herald: herald.toml:2: unknown field `colour`"),
@@ -800,7 +800,7 @@ fn config_errors_exit_2_naming_file_line_and_key() {
         run.stderr
     );
     let run = ws.herald(&["--config", "missing.toml", "build"]);
-    run.expect_code(2);
+    run.expect_code(78);
     assert!(
         run.stderr
             .starts_with("herald: missing.toml: cannot read config:"),

@@ -5,6 +5,7 @@ mod build;
 mod files;
 mod hostile;
 mod live;
+mod operating;
 mod serve;
 mod service;
 mod util;
