@@ -1,7 +1,8 @@
 //! Operating details: what exit codes tell apart (a usage error from a bad
-//! config file, as the systemd unit and the README say).
+//! config file, as the systemd unit and the README say), where relative
+//! paths in a config file point, and how a mistyped value is reported.
 
-use crate::util::{tree, Workspace};
+use crate::util::{run_in, tree, Workspace};
 
 /// The exit code of a config file that cannot be used (BSD `EX_CONFIG`).
 const EXIT_CONFIG: i32 = 78;
@@ -52,5 +53,79 @@ fn usage_and_config_errors_exit_with_different_codes() {
         "| 78 | the configuration file is missing, unreadable or invalid (not restarted) |",
     ] {
         assert!(readme.contains(row), "README lacks {row:?}");
+    }
+}
+
+/// Relative `content_dir`, `output_dir` and `state_dir` in a config file
+/// are relative to the directory holding that file, wherever Herald is
+/// started from (as Cargo reads `Cargo.toml`); `--content`,
+/// `--output` and `--state` on the command line stay relative to the
+/// working directory, like any path argument.
+#[test]
+fn relative_paths_in_a_config_file_resolve_against_its_directory() {
+    let ws = Workspace::new();
+    // A decoy where a working-directory reading would look.
+    ws.write(
+        "content/decoy.txt",
+        "May 2, 2025, 9 a.m.\n\nNews\n\nDecoy\n\nNo.\n",
+    );
+    ws.write(
+        "site/articles/real.txt",
+        "May 1, 2025, 9 a.m.\n\nNews\n\nThe real one\n\nBody.\n",
+    );
+    ws.write(
+        "site/herald.toml",
+        "content_dir = \"articles\"\noutput_dir = \"public\"\nstate_dir = \"../site-state\"\n",
+    );
+    let elsewhere = ws.path("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    let cfg = ws.path("site/herald.toml");
+    let cfg = cfg.to_str().expect("UTF-8 path");
+    run_in(&elsewhere, &["--config", cfg, "build"]).expect_code(0);
+    let rss = ws.read("site/public/rss.xml");
+    assert!(
+        rss.contains("The real one") && !rss.contains("Decoy"),
+        "{rss}"
+    );
+    assert!(ws.exists("site-state/state.json"));
+    assert!(tree(&elsewhere).is_empty(), "nothing written where it ran");
+
+    // Also relative to the config file when named by a relative path.
+    run_in(ws.root(), &["--config", "site/herald.toml", "check"]).expect_code(0);
+
+    // Command-line paths are the working directory's.
+    run_in(
+        &elsewhere,
+        &["--config", cfg, "--output", "out", "--state", "st", "build"],
+    )
+    .expect_code(0);
+    assert!(elsewhere.join("out/rss.xml").exists());
+    assert!(elsewhere.join("st/state.json").exists());
+}
+
+/// A value of the wrong type is reported in words a reader of the config
+/// file knows ("an integer", "a boolean", "a string"), not Rust type names.
+#[test]
+fn wrong_types_are_named_in_plain_words() {
+    let cases = [
+        (
+            "title = \"x\"\nmax_items = \"many\"\n",
+            "herald: herald.toml:2: max_items: invalid type: string \"many\", expected an integer\n",
+        ),
+        (
+            "cache_max_age = -5\n",
+            "herald: herald.toml:1: cache_max_age: invalid value: integer `-5`, expected a non-negative integer\n",
+        ),
+        (
+            "follow_external_symlinks = \"yes\"\n",
+            "herald: herald.toml:1: follow_external_symlinks: invalid type: string \"yes\", expected a boolean (true or false)\n",
+        ),
+    ];
+    for (config, want) in cases {
+        let ws = Workspace::new();
+        ws.write("herald.toml", config);
+        let run = ws.herald_cfg(&["check"]);
+        run.expect_code(EXIT_CONFIG);
+        assert_eq!(run.stderr, want, "{config:?}");
     }
 }
