@@ -916,28 +916,17 @@ impl SiteBuilder {
             let fp = h.digest128();
             feed_fps.update(&fp.to_le_bytes());
             let derived = to_system(f.updated());
-            for (file, mime) in render::KINDS {
+            for format in render::Format::ALL {
                 let mut h = Xxh3::new();
                 h.update(&fp.to_le_bytes());
-                h.update(file.as_bytes());
-                let f2 = f;
-                let ct = match mime {
-                    "application/rss+xml" => "application/rss+xml; charset=utf-8",
-                    "application/atom+xml" => "application/atom+xml; charset=utf-8",
-                    _ => "application/feed+json; charset=utf-8",
-                };
-                let render: Box<dyn Fn() -> Doc + Send + Sync> = match file {
-                    "rss.xml" => Box::new(move || Doc::Whole(render::rss(f2, s))),
-                    "atom.xml" => Box::new(move || Doc::Whole(render::atom(f2, s))),
-                    _ => Box::new(move || Doc::Whole(render::json(f2, s))),
-                };
+                h.update(format.file().as_bytes());
                 jobs.push(Job {
-                    route: format!("/{}", f.route(file)).into(),
+                    route: format!("/{}", f.route(format.file())).into(),
                     fp: h.digest128(),
                     derived,
-                    content_type: ct,
+                    content_type: format.content_type(),
                     cors: true,
-                    render,
+                    render: Box::new(move || Doc::Whole(format.render(f, s))),
                 });
             }
         }

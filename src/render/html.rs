@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{escape, Feed, Settings, KINDS};
+use super::{escape, Feed, Format, Settings};
 use crate::article::Article;
 
 const STYLE: &str = "body{font:17px/1.55 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}\
@@ -37,35 +37,28 @@ fn head(out: &mut String, title: &str, s: &Settings, feeds: &[&Feed]) {
         escape(title)
     );
     for f in feeds {
-        for (file, mime) in KINDS {
+        for format in Format::ALL {
             let _ = writeln!(
                 out,
-                "<link rel=\"alternate\" type=\"{mime}\" title=\"{} ({})\" href=\"{}\">",
+                "<link rel=\"alternate\" type=\"{}\" title=\"{} ({})\" href=\"{}\">",
+                format.media_type(),
                 escape(&f.title),
-                kind_label(file),
-                escape(&s.url(&f.route(file)))
+                format.label(),
+                escape(&s.url(&f.route(format.file())))
             );
         }
     }
     let _ = write!(out, "<style>{STYLE}</style>\n</head>\n<body>\n");
 }
 
-fn kind_label(file: &str) -> &'static str {
-    match file {
-        "rss.xml" => "RSS",
-        "atom.xml" => "Atom",
-        _ => "JSON Feed",
-    }
-}
-
 fn feed_links(out: &mut String, s: &Settings, f: &Feed) {
-    for (i, (file, _)) in KINDS.iter().enumerate() {
+    for (i, format) in Format::ALL.into_iter().enumerate() {
         let _ = write!(
             out,
             "{}<a href=\"{}\">{}</a>",
             if i > 0 { " · " } else { "" },
-            escape(&s.url(&f.route(file))),
-            kind_label(file)
+            escape(&s.url(&f.route(format.file()))),
+            format.label()
         );
     }
 }

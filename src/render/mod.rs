@@ -101,12 +101,68 @@ pub struct Feed {
     bodies: Vec<Arc<std::sync::OnceLock<String>>>,
 }
 
-/// The three formats, with their file names and media types.
-pub const KINDS: [(&str, &str); 3] = [
-    ("rss.xml", "application/rss+xml"),
-    ("atom.xml", "application/atom+xml"),
-    ("feed.json", "application/feed+json"),
-];
+/// A feed format: its file name, media type, label and renderer, so that
+/// everything that goes over the formats (the site builder, autodiscovery
+/// links, OPML) names them one way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// RSS 2.0, `rss.xml`.
+    Rss,
+    /// Atom 1.0 (RFC 4287), `atom.xml`.
+    Atom,
+    /// JSON Feed 1.1, `feed.json`.
+    Json,
+}
+
+impl Format {
+    /// Every format, in the order pages list them.
+    pub const ALL: [Format; 3] = [Format::Rss, Format::Atom, Format::Json];
+
+    /// The file name of a feed in this format (`rss.xml` …).
+    pub fn file(self) -> &'static str {
+        match self {
+            Format::Rss => "rss.xml",
+            Format::Atom => "atom.xml",
+            Format::Json => "feed.json",
+        }
+    }
+
+    /// The media type, as autodiscovery links name it.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Rss => "application/rss+xml",
+            Format::Atom => "application/atom+xml",
+            Format::Json => "application/feed+json",
+        }
+    }
+
+    /// The `Content-Type` it is served with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Rss => "application/rss+xml; charset=utf-8",
+            Format::Atom => "application/atom+xml; charset=utf-8",
+            Format::Json => "application/feed+json; charset=utf-8",
+        }
+    }
+
+    /// Its name for people (`RSS`, `Atom`, `JSON Feed`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Format::Rss => "RSS",
+            Format::Atom => "Atom",
+            Format::Json => "JSON Feed",
+        }
+    }
+
+    /// Renders `feed` in this format.
+    pub fn render(self, feed: &Feed, s: &Settings) -> Vec<u8> {
+        match self {
+            Format::Rss => rss(feed, s),
+            Format::Atom => atom(feed, s),
+            Format::Json => json(feed, s),
+        }
+    }
+}
 
 impl Feed {
     /// Route of this feed in one format (`rss.xml`, `atom.xml`, `feed.json`).

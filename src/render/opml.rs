@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{escape, Feed, Settings, KINDS};
+use super::{escape, Feed, Format, Settings};
 
 /// Renders the OPML list: one outline per feed and format.
 pub fn opml(feeds: &[Feed], s: &Settings) -> Vec<u8> {
@@ -14,19 +14,14 @@ pub fn opml(feeds: &[Feed], s: &Settings) -> Vec<u8> {
         escape(&s.title)
     );
     for f in feeds {
-        for (file, _) in KINDS {
+        for format in Format::ALL {
             // OPML 2.0 subscription lists say type="rss" whatever the
             // feed's format; readers skip outlines of other types.
-            let label = match file {
-                "rss.xml" => "RSS",
-                "atom.xml" => "Atom",
-                _ => "JSON Feed",
-            };
             let _ = writeln!(
                 out,
                 "    <outline type=\"rss\" text=\"{t}\" title=\"{t}\" xmlUrl=\"{x}\" htmlUrl=\"{h}\"/>",
-                t = escape(&format!("{} ({label})", f.title)),
-                x = escape(&s.url(&f.route(file))),
+                t = escape(&format!("{} ({})", f.title, format.label())),
+                x = escape(&s.url(&f.route(format.file()))),
                 h = escape(&f.home(s)),
             );
         }
