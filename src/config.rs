@@ -63,6 +63,7 @@ struct RawConfig {
     output_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     max_items: Option<toml::Spanned<i64>>,
+    page_size: Option<toml::Spanned<i64>>,
     content: Option<ContentMode>,
     rss: Option<FeedKindConfig>,
     atom: Option<FeedKindConfig>,
@@ -115,6 +116,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Items per feed.
     pub max_items: usize,
+    /// Articles on one archive page of the index and of each category's
+    /// and tag's page; a front page holds from this many to twice as many
+    /// less one.
+    pub page_size: usize,
     /// Full text or summary, per feed kind.
     pub content_rss: ContentMode,
     /// See `content_rss`.
@@ -186,6 +191,7 @@ impl Default for Config {
             output_dir: "feeds".into(),
             state_dir: "state".into(),
             max_items: 50,
+            page_size: 20,
             content_rss: ContentMode::Full,
             content_atom: ContentMode::Full,
             content_json: ContentMode::Full,
@@ -360,6 +366,7 @@ impl Config {
             }
         };
         c.max_items = positive(raw.max_items, "max_items", c.max_items)?;
+        c.page_size = positive(raw.page_size, "page_size", c.page_size)?;
         c.max_connections = positive(raw.max_connections, "max_connections", c.max_connections)?;
         c.max_connections_per_ip = positive(
             raw.max_connections_per_ip,
@@ -560,6 +567,12 @@ mod tests {
             ),
             ("bad zone", "timezone = \"Mars/Olympus\"\n", 1, "timezone"),
             ("zero items", "\nmax_items = 0\n", 2, "max_items"),
+            (
+                "zero page size",
+                "page_size = 0\n",
+                1,
+                "page_size: must be at least 1",
+            ),
             ("bad url", "base_url = \"example.com\"\n", 1, "base_url"),
             ("bad listen", "\n\nlisten = \"localhost\"\n", 3, "listen"),
             ("bad content mode", "content = \"some\"\n", 1, "content"),

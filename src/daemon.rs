@@ -108,6 +108,8 @@ pub fn settings(
         cache_max_age: c.cache_max_age,
         feed_id_prefix: format!("tag:{authority},{since}:"),
         generator: format!("Herald {}", env!("CARGO_PKG_VERSION")),
+        timezone: c.timezone,
+        page_size: c.page_size,
     }
 }
 

@@ -41,7 +41,7 @@ mod tests {
     fn lists_every_feed() {
         let s = settings();
         let o = String::from_utf8(opml(&feeds(&articles(), &s), &s)).unwrap();
-        assert_eq!(o.matches("<outline ").count(), 9);
+        assert_eq!(o.matches("<outline ").count(), 12, "4 feeds (tags too) × 3");
         assert!(
             o.contains("type=\"rss\" text=\"Herald &amp; Co &lt;test&gt; (RSS)\""),
             "{o}"

@@ -432,8 +432,9 @@ fn category_feeds_and_gzip_twins() {
     }
 }
 
-/// The index links every article and announces every feed with
-/// `<link rel="alternate">`; the OPML lists every feed file that exists.
+/// The index links every article and announces the main and category
+/// feeds with `<link rel="alternate">`; the OPML lists every feed file
+/// that exists, tags' too.
 #[test]
 fn index_autodiscovery_and_opml_list_every_feed() {
     let ws = fixture_site();
@@ -462,13 +463,19 @@ fn index_autodiscovery_and_opml_list_every_feed() {
         }
     }
     assert_eq!(index.matches("<link rel=\"alternate\"").count(), 9);
-    let in_opml: BTreeSet<String> = opml
+    for tag in ["diplomacy", "notes", "ukraine"] {
+        for file in ["rss.xml", "atom.xml", "feed.json"] {
+            assert!(ws.exists(&format!("feeds/tags/{tag}/{file}")));
+            listed.insert(format!("https://news.example.org/tags/{tag}/{file}"));
+        }
+    }
+    let in_opml: Vec<String> = opml
         .split("xmlUrl=\"")
         .skip(1)
         .map(|s| s.split('"').next().unwrap_or("").to_string())
         .collect();
-    assert_eq!(in_opml, listed);
-    assert_eq!(opml.matches("<outline ").count(), 9);
+    assert_eq!(in_opml.iter().cloned().collect::<BTreeSet<_>>(), listed);
+    assert_eq!(in_opml.len(), 18);
     for (slug, t, ..) in ARTICLES {
         let href = format!("<a href=\"https://news.example.org/articles/{slug}/\">");
         assert!(index.contains(&href), "index lacks {slug}");
@@ -491,7 +498,12 @@ fn builds_are_deterministic_and_idempotent() {
     a.herald_cfg(&["build"]).expect_code(1);
     b.herald_cfg(&["build"]).expect_code(1);
     let ta = tree(&a.path("feeds"));
-    assert_eq!(ta.len(), 2 * (9 + 12 + 2), "9 feeds, 12 pages, index, OPML");
+    assert_eq!(
+        ta.len(),
+        2 * (6 * 3 + 12 + 1 + 5 + 1),
+        "6 feeds in 3 formats (the main one, 2 categories, 3 tags), 12 article pages, \
+         the index, the 5 category and tag pages, OPML"
+    );
     assert_eq!(ta, tree(&b.path("feeds")));
     assert_eq!(a.read("state/state.json"), b.read("state/state.json"));
 

@@ -10,3 +10,4 @@ mod serve;
 mod service;
 mod util;
 mod validate;
+mod website;
