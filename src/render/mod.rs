@@ -25,7 +25,7 @@ use crate::article::{slugify, Article};
 pub use atom::atom;
 pub use html::{article_page, article_page_parts, not_found, Neighbours, CONTENT_SECURITY_POLICY};
 pub use json::json;
-pub use opml::opml;
+pub use opml::{opml, OPML_FORMAT};
 pub use pages::{list_page, list_pages, ListPage, Newer};
 pub use rss::rss;
 

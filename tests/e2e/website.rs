@@ -1,10 +1,12 @@
-//! The website a visitor lands on: every article reached from the index
-//! and from its category's and tags' pages through the pages of the
-//! archive, times in the configured zone, no broken link, every page
-//! valid for the Nu HTML checker, tag feeds beside the category feeds,
-//! and one new article costing a few pages however long the archive.
+//! The website a visitor lands on, and the OPML list a reader imports:
+//! every article reached from the index and from its category's and
+//! tags' pages through the pages of the archive, times in the configured
+//! zone, no broken link, every page valid for the Nu HTML checker, tag
+//! feeds beside the category feeds, one new article costing a few pages
+//! however long the archive, and `feeds.opml` imported into newsboat and
+//! rss2email subscribing to each feed once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use crate::live::TestDaemon;
@@ -479,6 +481,240 @@ fn every_page_passes_the_nu_html_checker() {
         run.stdout,
         run.stderr
     );
+    d.stop();
+}
+
+/// The OPML list names each feed once, all in one format (Atom), the main
+/// feed first and the category and tag feeds grouped under their own
+/// parent outline, each with its HTML page (which exists) as `htmlUrl`.
+#[test]
+fn opml_lists_each_feed_once_in_one_format() {
+    let ws = built();
+    let opml = ws.read("feeds/feeds.opml");
+    let xml: Vec<&str> = attrs(&opml, "xmlUrl");
+    let want: Vec<String> = std::iter::once(BASE.to_string())
+        .chain(["Economy", "Світ"].map(|n| label_url("categories", n)))
+        .chain(["trade", "київ"].map(|n| label_url("tags", n)))
+        .map(|dir| format!("{dir}atom.xml"))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let got: BTreeSet<String> = xml.iter().map(|s| s.to_string()).collect();
+    assert_eq!(got.into_iter().collect::<Vec<_>>(), want);
+    assert_eq!(xml.len(), 5, "each feed once");
+    for html in attrs(&opml, "htmlUrl") {
+        assert!(ws.exists(&file_of(html)), "htmlUrl {html}");
+    }
+    let group = |name: &str| -> String {
+        let start = opml
+            .find(&format!("<outline text=\"{name}\""))
+            .unwrap_or_else(|| panic!("no {name} group: {opml}"));
+        let rest = &opml[start..];
+        rest[..rest.find("</outline>").expect("group closed")].to_string()
+    };
+    assert_eq!(attrs(&group("Categories"), "xmlUrl").len(), 2);
+    assert_eq!(attrs(&group("Tags"), "xmlUrl").len(), 2);
+    assert!(group("Tags").contains("htmlUrl=\"https://news.example.org/tags/trade/\""));
+}
+
+/// A free port on the loopback interface, to give a served site a
+/// `base_url` before it starts (the readers fetch the URLs in the OPML).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// The test site served over HTTP with its own address as `base_url`.
+fn served() -> (TestDaemon, String) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}/");
+    let ws = site("");
+    let config = format!(
+        "title = \"Test Gazette\"\ntimezone = \"Asia/Shanghai\"\npage_size = 3\nbase_url = \"{base}\"\nlisten = \"127.0.0.1:{port}\"\n"
+    );
+    let d = TestDaemon::start(ws, &config);
+    d.poll("/feeds.opml", "the OPML list", |r| r.status == 200);
+    let opml = d.get("/feeds.opml").text();
+    d.ws.write("import.opml", opml);
+    (d, base)
+}
+
+/// `newsboat -i feeds.opml` subscribes to each feed once (Atom, no JSON
+/// Feed), the category and tag feeds tagged with their group; a reload
+/// then fetches them all without an error and stores every article once
+/// (newsboat keeps one copy of an item however many feeds carry its id).
+#[test]
+fn opml_imported_into_newsboat_subscribes_each_feed_once() {
+    if !have_tool("newsboat", &["--version"], "apt-get install newsboat") {
+        return;
+    }
+    if !have_tool(
+        "python3",
+        &["-c", "import sqlite3"],
+        "apt-get install python3",
+    ) {
+        return;
+    }
+    let (d, base) = served();
+    let home = tempfile::tempdir().expect("newsboat home");
+    let urls = home.path().join("urls");
+    std::fs::write(&urls, "").expect("urls");
+    std::fs::write(home.path().join("config"), "").expect("config");
+    let newsboat = |args: &[&str]| {
+        let mut cmd = Command::new("newsboat");
+        cmd.arg("-u")
+            .arg(&urls)
+            .arg("-C")
+            .arg(home.path().join("config"))
+            .arg("-c")
+            .arg(home.path().join("cache.db"))
+            .args(args)
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("xdg-config"))
+            .env("XDG_DATA_HOME", home.path().join("xdg-data"))
+            .env("XDG_CACHE_HOME", home.path().join("xdg-cache"))
+            .env("no_proxy", "127.0.0.1");
+        let run = run_command(cmd);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "newsboat {args:?}: {}{}",
+            run.stdout,
+            run.stderr
+        );
+        run
+    };
+    let opml = d.ws.path("import.opml");
+    newsboat(&["-i", opml.to_str().expect("UTF-8 path")]);
+    let lines: Vec<String> = std::fs::read_to_string(&urls)
+        .expect("urls")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let got: BTreeSet<&str> = lines.iter().map(String::as_str).collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(got.len(), 5, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with(&base) && l.contains("/atom.xml")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.ends_with(" \"Categories\""))
+            .count(),
+        2,
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.ends_with(" \"Tags\"")).count(),
+        2,
+        "{lines:?}"
+    );
+
+    let reload = newsboat(&["-x", "reload"]);
+    assert!(
+        !reload.stderr.to_lowercase().contains("error"),
+        "{}",
+        reload.stderr
+    );
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c")
+        .arg(
+            "import json, sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1])\n\
+             print(json.dumps(c.execute('select title, count(*) from rss_item group by guid').fetchall()))",
+        )
+        .arg(home.path().join("cache.db"));
+    let run = run_command(cmd);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let got: Vec<(String, usize)> = serde_json::from_str(&run.stdout).expect("json");
+    let got: BTreeMap<String, usize> = got.into_iter().collect();
+    let want: BTreeMap<String, usize> = arts().iter().map(|a| (a.title.clone(), 1)).collect();
+    assert_eq!(got, want);
+    d.stop();
+}
+
+/// `r2e opmlimport feeds.opml` then `r2e run` into a maildir: one feed per
+/// outline, no errors (no JSON Feed fed to an XML parser), and each
+/// article mailed once per feed it is in — not once per format.
+#[test]
+fn opml_imported_into_rss2email_mails_each_article_once_per_feed() {
+    if !have_tool("r2e", &["--version"], "apt-get install rss2email") {
+        return;
+    }
+    let (d, base) = served();
+    let dir = tempfile::tempdir().expect("r2e dir");
+    let cfg = dir.path().join("r2e.cfg");
+    let mail = dir.path().join("mail");
+    std::fs::create_dir(&mail).expect("maildir parent");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[DEFAULT]\nto = reader@example.org\nfrom = herald@example.org\nemail-protocol = maildir\nmaildir-path = {}\nmaildir-mailbox = inbox\n",
+            mail.display()
+        ),
+    )
+    .expect("config");
+    let r2e = |args: &[&str]| {
+        let mut cmd = Command::new("r2e");
+        cmd.arg("-c")
+            .arg(&cfg)
+            .arg("-d")
+            .arg(dir.path().join("data.json"))
+            .args(args)
+            .env("HOME", dir.path())
+            .env("no_proxy", "127.0.0.1");
+        let run = run_command(cmd);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "r2e {args:?}: {}{}",
+            run.stdout,
+            run.stderr
+        );
+        run
+    };
+    let opml = d.ws.path("import.opml");
+    r2e(&["opmlimport", opml.to_str().expect("UTF-8 path")]);
+    let list = r2e(&["list"]);
+    assert_eq!(list.stdout.lines().count(), 5, "{}", list.stdout);
+    assert!(
+        !list.stdout.contains("feed.json") && !list.stdout.contains("rss.xml"),
+        "{}",
+        list.stdout
+    );
+    let run = r2e(&["run"]);
+    assert!(
+        !run.stderr.contains("[ERROR]") && !run.stderr.contains("[WARNING]"),
+        "{}",
+        run.stderr
+    );
+    let mut got: BTreeMap<String, usize> = BTreeMap::new();
+    for entry in std::fs::read_dir(mail.join("inbox/new")).expect("mails") {
+        let text = std::fs::read_to_string(entry.expect("mail").path()).expect("mail text");
+        let url = text
+            .lines()
+            .find_map(|l| l.strip_prefix("X-RSS-URL: "))
+            .unwrap_or_else(|| panic!("no X-RSS-URL in {text}"))
+            .trim()
+            .to_string();
+        *got.entry(url).or_default() += 1;
+    }
+    // Each article once per feed it is in: the main feed, its category's
+    // and each of its tags'.
+    let want: BTreeMap<String, usize> = arts()
+        .iter()
+        .map(|a| {
+            (
+                article_url(a.slug).replacen(BASE, &base, 1),
+                2 + a.tags.len(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
     d.stop();
 }
 
