@@ -887,7 +887,7 @@ fn fp_article(h: &mut Xxh3, a: &Article) {
     h.update(a.id.as_bytes());
     h.update(&a.hash.to_le_bytes());
     h.update(&a.updated.timestamp().to_le_bytes());
-    h.update(a.updated.offset().to_string().as_bytes());
+    h.update(&a.updated.offset().local_minus_utc().to_le_bytes());
 }
 
 fn to_system(t: Option<chrono::DateTime<chrono::FixedOffset>>) -> SystemTime {
@@ -1009,7 +1009,7 @@ impl SiteBuilder {
         let mut listed: HashMap<Arc<str>, (Fingerprint, &render::ListPage<'_>)> =
             HashMap::default();
         for p in &list_pages {
-            let route: Arc<str> = format!("/{}", p.route()).into();
+            let route: Arc<str> = p.route_from_root().into();
             let mut h = Xxh3::new();
             h.update(&settings_fp.to_le_bytes());
             h.update(route.as_bytes());

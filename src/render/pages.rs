@@ -52,12 +52,40 @@ impl ListPage<'_> {
     pub fn route(&self) -> String {
         page_route(self.feed, self.number)
     }
+
+    /// Its route with a leading `/`, as the site serves it. Made for
+    /// every page of every listing on every publish, so without the
+    /// formatting machinery.
+    pub fn route_from_root(&self) -> String {
+        let mut out = String::with_capacity(self.feed.dir.len() + 16);
+        out.push('/');
+        push_route(&mut out, self.feed, self.number);
+        out
+    }
 }
 
 fn page_route(feed: &Feed, number: Option<usize>) -> String {
-    match number {
-        None => feed.dir.clone(),
-        Some(n) => format!("{}page/{n}/", feed.dir),
+    let mut out = String::with_capacity(feed.dir.len() + 15);
+    push_route(&mut out, feed, number);
+    out
+}
+
+fn push_route(out: &mut String, feed: &Feed, number: Option<usize>) {
+    out.push_str(&feed.dir);
+    if let Some(mut n) = number {
+        out.push_str("page/");
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend(digits[at..].iter().map(|&d| char::from(d)));
+        out.push('/');
     }
 }
 
@@ -343,6 +371,9 @@ mod tests {
             ]
         );
         assert_eq!(plan(0, 3), [("".into(), vec![], None, Newer::Nowhere)]);
+        let routes: Vec<String> = plan(1234, 1).iter().map(|p| p.0.clone()).collect();
+        assert_eq!(routes[1], "page/1233/");
+        assert_eq!(routes[1233], "page/1/");
     }
 
     /// A new article changes the front page only, or adds one archive
