@@ -48,6 +48,8 @@ fn settings() -> Settings {
         cache_max_age: 300,
         feed_id_prefix: "tag:news.example.org,2022-05-01:".into(),
         generator: "Herald bench".into(),
+        timezone: "Asia/Shanghai".parse().expect("known zone"),
+        page_size: 20,
     }
 }
 

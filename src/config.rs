@@ -156,6 +156,7 @@ struct RawConfig {
     output_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     max_items: Option<toml::Spanned<i64>>,
+    page_size: Option<toml::Spanned<i64>>,
     content: Option<ContentMode>,
     rss: Option<FeedKindConfig>,
     atom: Option<FeedKindConfig>,
@@ -211,6 +212,10 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Items per feed.
     pub max_items: usize,
+    /// Articles on one archive page of the index and of each category's
+    /// and tag's page; a front page holds from this many to twice as many
+    /// less one.
+    pub page_size: usize,
     /// Full text or summary, per feed kind.
     pub content_rss: ContentMode,
     /// See `content_rss`.
@@ -290,6 +295,7 @@ impl Default for Config {
             output_dir: "feeds".into(),
             state_dir: "state".into(),
             max_items: 50,
+            page_size: 20,
             content_rss: ContentMode::Full,
             content_atom: ContentMode::Full,
             content_json: ContentMode::Full,
@@ -361,7 +367,11 @@ impl Config {
         }
     }
 
-    /// Parses config text; `path` only labels errors.
+    /// Parses config text read from `path`, which labels errors and
+    /// anchors relative paths: a relative `content_dir`, `output_dir` or
+    /// `state_dir` is relative to the directory holding the file (as
+    /// Cargo reads `Cargo.toml`), not to wherever Herald was started, so
+    /// one file means the same directories from any working directory.
     ///
     /// # Errors
     /// A key is unknown, mistyped or invalid: the message names key and line.
@@ -385,7 +395,7 @@ impl Config {
                 .nth(line - 1)
                 .and_then(|l| l.split_once('='))
                 .map(|(k, _)| k.trim().to_string());
-            let msg = e.message().trim().replace('\n', " ");
+            let msg = plain_types(&e.message().trim().replace('\n', " "));
             match key {
                 Some(k)
                     if !k.is_empty() && !k.starts_with('[') && !msg.contains(&format!("`{k}`")) =>
@@ -409,9 +419,16 @@ impl Config {
         set!(description);
         set!(author);
         set!(language);
-        set!(content_dir);
-        set!(output_dir);
-        set!(state_dir);
+        let base = path.parent().unwrap_or(Path::new(""));
+        for (dir, value) in [
+            (&mut c.content_dir, raw.content_dir),
+            (&mut c.output_dir, raw.output_dir),
+            (&mut c.state_dir, raw.state_dir),
+        ] {
+            if let Some(v) = value {
+                *dir = base.join(v);
+            }
+        }
         set!(cache_max_age);
         set!(log_level);
         set!(log_format);
@@ -456,6 +473,7 @@ impl Config {
             }
         };
         c.max_items = positive(raw.max_items, "max_items", c.max_items)?;
+        c.page_size = positive(raw.page_size, "page_size", c.page_size)?;
         c.max_connections = positive(raw.max_connections, "max_connections", c.max_connections)?;
         c.max_connections_per_ip = positive(
             raw.max_connections_per_ip,
@@ -674,6 +692,28 @@ impl Config {
     }
 }
 
+/// A type error in words a reader of the file knows: serde names Rust
+/// types (`expected i64`), which say nothing to someone editing TOML.
+fn plain_types(msg: &str) -> String {
+    const WORDS: [(&str, &str); 8] = [
+        ("i64", "an integer"),
+        ("i32", "an integer"),
+        ("u32", "a non-negative integer"),
+        ("u64", "a non-negative integer"),
+        ("usize", "a non-negative integer"),
+        ("a boolean", "a boolean (true or false)"),
+        ("path string", "a string (a path)"),
+        ("struct FeedKindConfig", "a table"),
+    ];
+    let Some((head, expected)) = msg.rsplit_once("expected ") else {
+        return msg.to_string();
+    };
+    match WORDS.iter().find(|(rust, _)| expected == *rust) {
+        Some((_, words)) => format!("{head}expected {words}"),
+        None => msg.to_string(),
+    }
+}
+
 /// The host part of an absolute URL (without port or user info).
 pub fn host_of(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;
@@ -765,6 +805,12 @@ mod tests {
             ),
             ("bad zone", "timezone = \"Mars/Olympus\"\n", 1, "timezone"),
             ("zero items", "\nmax_items = 0\n", 2, "max_items"),
+            (
+                "zero page size",
+                "page_size = 0\n",
+                1,
+                "page_size: must be at least 1",
+            ),
             ("bad url", "base_url = \"example.com\"\n", 1, "base_url"),
             ("bad listen", "\n\nlisten = \"localhost\"\n", 3, "listen"),
             ("bad content mode", "content = \"some\"\n", 1, "content"),
@@ -838,6 +884,43 @@ mod tests {
             );
             assert!(s.contains(key), "{label}: {s}");
         }
+    }
+
+    /// A value of the wrong type is named in TOML's words, not Rust's;
+    /// other messages pass through unchanged.
+    #[test]
+    fn type_errors_in_plain_words() {
+        let cases = [
+            ("string for integer", "max_items = \"many\"\n", "max_items: invalid type: string \"many\", expected an integer"),
+            ("float for integer", "max_connections = 1.5\n", "max_connections: invalid type: floating point `1.5`, expected an integer"),
+            ("negative seconds", "cache_max_age = -5\n", "cache_max_age: invalid value: integer `-5`, expected a non-negative integer"),
+            ("string for seconds", "idle_timeout_secs = \"60s\"\n", "idle_timeout_secs: invalid type: string \"60s\", expected a non-negative integer"),
+            ("string for boolean", "follow_external_symlinks = \"yes\"\n", "follow_external_symlinks: invalid type: string \"yes\", expected a boolean (true or false)"),
+            ("integer for string", "title = 5\n", "title: invalid type: integer `5`, expected a string"),
+            ("integer for path", "content_dir = 5\n", "content_dir: invalid type: integer `5`, expected a string (a path)"),
+            ("string for table", "rss = \"full\"\n", "rss: invalid type: string \"full\", expected a table"),
+            ("unknown variant", "content = \"some\"\n", "content: unknown variant `some`, expected `full` or `summary`"),
+        ];
+        for (label, text, want) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert_eq!(e, format!("herald.toml:1: {want}"), "{label}");
+        }
+    }
+
+    /// Relative paths in a file are relative to the file's directory;
+    /// absolute ones and the defaults (no file) are left as they are.
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let text =
+            "content_dir = \"articles\"\noutput_dir = \"/srv/out\"\nstate_dir = \"../state\"\n";
+        let c = Config::from_toml(Path::new("/etc/herald/herald.toml"), text).unwrap();
+        assert_eq!(c.content_dir, Path::new("/etc/herald/articles"));
+        assert_eq!(c.output_dir, Path::new("/srv/out"));
+        assert_eq!(c.state_dir, Path::new("/etc/herald/../state"));
+        let c = Config::from_toml(Path::new("site/herald.toml"), "").unwrap();
+        assert_eq!(c.content_dir, Config::default().content_dir);
+        let c = Config::from_toml(Path::new("herald.toml"), "content_dir = \"c\"\n").unwrap();
+        assert_eq!(c.content_dir, Path::new("c"));
     }
 
     /// `content` applies to all feeds and each kind can override it.

@@ -30,6 +30,8 @@ fn settings() -> Settings {
         cache_max_age: 300,
         feed_id_prefix: "tag:news.example.org,2025-05-22:".into(),
         generator: "Herald fuzz".into(),
+        timezone: "Asia/Shanghai".parse().expect("known zone"),
+        page_size: 20,
     }
 }
 

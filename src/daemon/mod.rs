@@ -45,8 +45,11 @@ use systemd::{listener, notify};
 pub const EXIT_OK: u8 = 0;
 /// Exit code: some article files failed (build/check).
 pub const EXIT_BAD_CONTENT: u8 = 1;
-/// Exit code: the config file is missing, unreadable or invalid.
-pub const EXIT_CONFIG: u8 = 2;
+/// Exit code: the config file is missing, unreadable or invalid (BSD
+/// `EX_CONFIG`, which `systemctl status` shows as `78/CONFIG`). Not 2:
+/// that is a usage error on the command line (clap's code, shown as
+/// `2/INVALIDARGUMENT`), so the two can be told apart.
+pub const EXIT_CONFIG: u8 = 78;
 /// Exit code: the content directory cannot be read.
 pub const EXIT_CONTENT_DIR: u8 = 3;
 /// Exit code: the listen address cannot be bound.
@@ -127,6 +130,8 @@ pub fn settings(
         feed_id_prefix: format!("tag:{authority},{since}:"),
         generator: format!("Herald {}", env!("CARGO_PKG_VERSION")),
         hubs: c.websub.hub_urls(&c.base_url),
+        timezone: c.timezone,
+        page_size: c.page_size,
     }
 }
 

@@ -3,15 +3,17 @@
 //! the same content renders byte-identical files.
 //!
 //! `rss.rs` (RSS 2.0, `rss` crate), `atom.rs` (Atom 1.0,
-//! `atom_syndication`), `json.rs` (JSON Feed 1.1, serde), `html.rs` (index
-//! with autodiscovery, article pages), `opml.rs` (OPML 2.0 list of feeds).
-//! Uses `article` only; the caller hands in [`Settings`], the part of the
-//! config these need.
+//! `atom_syndication`), `json.rs` (JSON Feed 1.1, serde), `html.rs` (what
+//! every page shares, article pages, the 404 page), `pages.rs` (the index
+//! and the category and tag pages, paginated through the archive),
+//! `opml.rs` (OPML 2.0 list of feeds). Uses `article` only; the caller
+//! hands in [`Settings`], the part of the config these need.
 
 mod atom;
 mod html;
 mod json;
 mod opml;
+mod pages;
 mod rss;
 
 use std::sync::Arc;
@@ -21,9 +23,10 @@ use chrono::{DateTime, FixedOffset};
 use crate::article::{slugify, Article};
 
 pub use atom::atom;
-pub use html::{article_page, article_page_parts, index, not_found, CONTENT_SECURITY_POLICY};
+pub use html::{article_page, article_page_parts, not_found, Neighbours, CONTENT_SECURITY_POLICY};
 pub use json::json;
-pub use opml::opml;
+pub use opml::{opml, OPML_FORMAT};
+pub use pages::{list_page, list_pages, ListPage, Newer};
 pub use rss::rss;
 
 /// Full text or summary in one kind of feed.
@@ -67,6 +70,11 @@ pub struct Settings {
     /// WebSub hubs every feed names (W3C WebSub §4), in order; empty
     /// for none.
     pub hubs: Vec<String>,
+    /// The zone pages show times in, labelled with its abbreviation.
+    pub timezone: chrono_tz::Tz,
+    /// Articles on one archive page of a listing (at least 1); the front
+    /// page of a listing holds from this many to twice as many less one.
+    pub page_size: usize,
 }
 
 impl Settings {
@@ -103,29 +111,123 @@ impl Settings {
     }
 }
 
-/// One feed (in three formats): the main one or a category's.
+/// What a label is: a section of the site or a free-form tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LabelKind {
+    /// A category (`categories/<slug>/`).
+    Category,
+    /// A tag (`tags/<slug>/`).
+    Tag,
+}
+
+impl LabelKind {
+    /// The route folder its feeds and pages live under.
+    pub fn folder(self) -> &'static str {
+        match self {
+            LabelKind::Category => "categories",
+            LabelKind::Tag => "tags",
+        }
+    }
+}
+
+/// The category or tag a feed and its pages are about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// Category or tag.
+    pub kind: LabelKind,
+    /// The name as the first article that used it spells it.
+    pub name: String,
+    /// [`slugify`] of the name; names that differ only in case or
+    /// punctuation share it, and with it one feed and one page.
+    pub slug: String,
+}
+
+/// One feed (in three formats): the main one, a category's or a tag's.
+/// Each also has HTML pages (the index, or the label's page) that list
+/// every one of its articles, not only the newest.
 #[derive(Debug, Clone)]
 pub struct Feed {
     /// Title shown in readers.
     pub title: String,
-    /// Route prefix: `` for the main feed, `categories/<slug>/` for a category.
+    /// Route prefix: `` for the main feed, `categories/<slug>/` or
+    /// `tags/<slug>/` for a label's; also the route of its HTML page.
     pub dir: String,
-    /// Category name, for category feeds.
-    pub category: Option<String>,
+    /// The category or tag, for their feeds.
+    pub label: Option<Label>,
     /// Newest first, at most `max_items`.
     pub items: Vec<Arc<Article>>,
+    /// For a label's feed, every article with the label, newest first, as
+    /// indexes into the slice [`feeds`] was given (the main feed leaves
+    /// it empty: its members are that whole slice).
+    pub members: Vec<u32>,
     /// The items' body HTML, unpacked at most once per [`feeds`] call
     /// however many feeds and formats show an article (cells shared
     /// between feeds, one per item: [`feeds`] makes every `Feed`).
     bodies: Vec<Arc<std::sync::OnceLock<String>>>,
 }
 
-/// The three formats, with their file names and media types.
-pub const KINDS: [(&str, &str); 3] = [
-    ("rss.xml", "application/rss+xml"),
-    ("atom.xml", "application/atom+xml"),
-    ("feed.json", "application/feed+json"),
-];
+/// A feed format: its file name, media type, label and renderer, so that
+/// everything that goes over the formats (the site builder, autodiscovery
+/// links, OPML) names them one way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// RSS 2.0, `rss.xml`.
+    Rss,
+    /// Atom 1.0 (RFC 4287), `atom.xml`.
+    Atom,
+    /// JSON Feed 1.1, `feed.json`.
+    Json,
+}
+
+impl Format {
+    /// Every format, in the order pages list them.
+    pub const ALL: [Format; 3] = [Format::Rss, Format::Atom, Format::Json];
+
+    /// The file name of a feed in this format (`rss.xml` …).
+    pub fn file(self) -> &'static str {
+        match self {
+            Format::Rss => "rss.xml",
+            Format::Atom => "atom.xml",
+            Format::Json => "feed.json",
+        }
+    }
+
+    /// The media type, as autodiscovery links name it.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Rss => "application/rss+xml",
+            Format::Atom => "application/atom+xml",
+            Format::Json => "application/feed+json",
+        }
+    }
+
+    /// The `Content-Type` it is served with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Rss => "application/rss+xml; charset=utf-8",
+            Format::Atom => "application/atom+xml; charset=utf-8",
+            Format::Json => "application/feed+json; charset=utf-8",
+        }
+    }
+
+    /// Its name for people (`RSS`, `Atom`, `JSON Feed`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Format::Rss => "RSS",
+            Format::Atom => "Atom",
+            Format::Json => "JSON Feed",
+        }
+    }
+
+    /// Renders `feed` in this format.
+    pub fn render(self, feed: &Feed, s: &Settings) -> Vec<u8> {
+        match self {
+            Format::Rss => rss(feed, s),
+            Format::Atom => atom(feed, s),
+            Format::Json => json(feed, s),
+        }
+    }
+}
 
 impl Feed {
     /// Route of this feed in one format (`rss.xml`, `atom.xml`, `feed.json`).
@@ -152,9 +254,32 @@ impl Feed {
         self.items.iter().map(|a| a.updated).max()
     }
 
-    /// Where a reader of this feed goes in a browser.
+    /// Where a reader of this feed goes in a browser: the index for the
+    /// main feed, the label's page for a category's or tag's.
     pub fn home(&self, s: &Settings) -> String {
-        s.url("")
+        s.url(&self.dir)
+    }
+
+    /// Every article of this feed, newest first: `articles` (the slice
+    /// [`feeds`] was given) for the main feed, the label's members for
+    /// the others.
+    pub fn members<'a>(
+        &'a self,
+        articles: &'a [Arc<Article>],
+    ) -> impl ExactSizeIterator<Item = &'a Arc<Article>> + DoubleEndedIterator + Clone + 'a {
+        let all = self.label.is_none();
+        let n = if all {
+            articles.len()
+        } else {
+            self.members.len()
+        };
+        (0..n).map(move |i| {
+            if all {
+                &articles[i]
+            } else {
+                &articles[self.members[i] as usize]
+            }
+        })
     }
 
     /// The body HTML of item `i`: article bodies are kept compressed, and
@@ -184,54 +309,56 @@ pub fn article_route(slug: &str) -> String {
     format!("articles/{}/", encode_segment(slug))
 }
 
-/// The main feed and one feed per category (sorted by category slug), each
-/// holding the newest `max_items` of its articles. `articles` must be
-/// newest first.
+/// The main feed, one feed per category and one per tag (categories,
+/// then tags, each sorted by slug), each holding the newest `max_items` of
+/// its articles. `articles` must be newest first.
 pub fn feeds(articles: &[Arc<Article>], s: &Settings) -> Vec<Feed> {
     let mut out = vec![Feed {
         title: s.title.clone(),
         dir: String::new(),
-        category: None,
+        label: None,
         items: articles.iter().take(s.max_items).cloned().collect(),
+        members: Vec::new(),
         bodies: Vec::new(),
     }];
-    // Few distinct category names, many articles: each name is slugified
-    // and found once, then costs one hash lookup per article.
-    let mut cats: Vec<(String, Feed)> = Vec::new();
-    let mut by_name: rustc_hash::FxHashMap<&str, Option<usize>> = Default::default();
-    let mut by_slug: rustc_hash::FxHashMap<String, usize> = Default::default();
-    for a in articles {
-        for c in &a.categories {
-            let at = *by_name.entry(c.as_str()).or_insert_with(|| {
-                let slug = slugify(c);
+    // Few distinct names, many articles: each name is slugified and found
+    // once, then costs one hash lookup per article.
+    let mut labels: Vec<Feed> = Vec::new();
+    let mut by_name: rustc_hash::FxHashMap<(LabelKind, &str), Option<usize>> = Default::default();
+    let mut by_slug: rustc_hash::FxHashMap<(LabelKind, String), usize> = Default::default();
+    for (i, a) in articles.iter().enumerate() {
+        let named = a
+            .categories
+            .iter()
+            .map(|c| (LabelKind::Category, c))
+            .chain(a.tags.iter().map(|t| (LabelKind::Tag, t)));
+        for (kind, name) in named {
+            let at = *by_name.entry((kind, name.as_str())).or_insert_with(|| {
+                let slug = slugify(name);
                 if slug.is_empty() {
                     return None;
                 }
                 // Names that differ only in case or punctuation share a feed.
-                Some(*by_slug.entry(slug.clone()).or_insert_with(|| {
-                    cats.push((
-                        slug.clone(),
-                        Feed {
-                            title: format!("{} — {c}", s.title),
-                            dir: format!("categories/{}/", encode_segment(&slug)),
-                            category: Some(c.clone()),
-                            items: Vec::new(),
-                            bodies: Vec::new(),
-                        },
-                    ));
-                    cats.len() - 1
+                Some(*by_slug.entry((kind, slug.clone())).or_insert_with(|| {
+                    labels.push(label_feed(kind, name, slug, s));
+                    labels.len() - 1
                 }))
             });
-            let Some(f) = at.map(|i| &mut cats[i].1) else {
+            let Some(f) = at.map(|at| &mut labels[at]) else {
                 continue;
             };
-            if f.items.len() < s.max_items && !f.items.iter().any(|x| Arc::ptr_eq(x, a)) {
+            // An article naming one label twice (two spellings) is listed once.
+            if f.members.last() == Some(&(i as u32)) {
+                continue;
+            }
+            f.members.push(i as u32);
+            if f.items.len() < s.max_items {
                 f.items.push(Arc::clone(a));
             }
         }
     }
-    cats.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out.extend(cats.into_iter().map(|(_, f)| f));
+    labels.sort_unstable_by(|a, b| feed_key(a).cmp(&feed_key(b)));
+    out.extend(labels);
     let mut cells: rustc_hash::FxHashMap<*const Article, Arc<std::sync::OnceLock<String>>> =
         Default::default();
     for f in &mut out {
@@ -242,6 +369,63 @@ pub fn feeds(articles: &[Arc<Article>], s: &Settings) -> Vec<Feed> {
             .collect();
     }
     out
+}
+
+fn label_feed(kind: LabelKind, name: &str, slug: String, s: &Settings) -> Feed {
+    Feed {
+        title: label_title(kind, name, s),
+        dir: format!("{}/{}/", kind.folder(), encode_segment(&slug)),
+        label: Some(Label {
+            kind,
+            name: name.to_string(),
+            slug,
+        }),
+        items: Vec::new(),
+        members: Vec::new(),
+        bodies: Vec::new(),
+    }
+}
+
+/// How [`feeds`] orders the label feeds (the main feed, with no label,
+/// comes first).
+fn feed_key(f: &Feed) -> Option<(LabelKind, &str)> {
+    f.label.as_ref().map(|l| (l.kind, l.slug.as_str()))
+}
+
+/// The categories and tags of an article that have pages and feeds:
+/// kind, the article's own spelling and the route folder
+/// (`categories/<slug>/`), each label once (two spellings of one name are
+/// one label), categories first. What the article's page links to and
+/// announces, from the article alone.
+pub fn labels_of(a: &Article) -> Vec<(LabelKind, &str, String)> {
+    let mut out: Vec<(LabelKind, &str, String)> = Vec::new();
+    let named = a
+        .categories
+        .iter()
+        .map(|c| (LabelKind::Category, c))
+        .chain(a.tags.iter().map(|t| (LabelKind::Tag, t)));
+    for (kind, name) in named {
+        if let Some(dir) = label_route(kind, name) {
+            if !out.iter().any(|(k, _, d)| *k == kind && *d == dir) {
+                out.push((kind, name.as_str(), dir));
+            }
+        }
+    }
+    out
+}
+
+/// The title of a label's feeds: `Site — Name`, `Site — Tag: name`.
+pub(crate) fn label_title(kind: LabelKind, name: &str, s: &Settings) -> String {
+    match kind {
+        LabelKind::Category => format!("{} — {name}", s.title),
+        LabelKind::Tag => format!("{} — Tag: {name}", s.title),
+    }
+}
+
+/// The route of a label's page (`categories/<slug>/`, `tags/<slug>/`).
+pub fn label_route(kind: LabelKind, name: &str) -> Option<String> {
+    let slug = slugify(name);
+    (!slug.is_empty()).then(|| format!("{}/{}/", kind.folder(), encode_segment(&slug)))
 }
 
 /// Escapes text for HTML and XML content and attribute values.
@@ -284,6 +468,8 @@ pub(crate) mod testdata {
                 "https://news.example.org/websub".into(),
                 "https://hub.example/".into(),
             ],
+            timezone: chrono_tz::Tz::Asia__Shanghai,
+            page_size: 20,
         }
     }
 
@@ -354,7 +540,9 @@ mod tests {
         assert_eq!(ttl(&mut s, 0), 1);
     }
 
-    /// The main feed holds the newest `max_items`; each category gets its own.
+    /// The main feed holds the newest `max_items`; each category and each
+    /// tag gets its own, tags after categories; every label feed knows all
+    /// its members, and its page is its home.
     #[test]
     fn feed_plan() {
         let mut s = settings();
@@ -378,11 +566,49 @@ mod tests {
                     vec!["hostile", "plain"]
                 ),
                 ("categories/world-news/".to_string(), vec!["other"]),
+                ("tags/tag-one/".to_string(), vec!["hostile", "plain"]),
             ]
         );
         assert_eq!(
             f[1].id(&s),
             "tag:news.example.org,2025-05-22:categories/columns-and-opinions"
+        );
+        assert_eq!(f[3].title, "Herald & Co <test> — Tag: tag one");
+        assert_eq!(f[3].members, [0, 1, 2], "every member, past max_items");
+        let arts = articles();
+        let all: Vec<&str> = f[0].members(&arts).map(|a| a.slug.as_str()).collect();
+        assert_eq!(all, ["hostile", "plain", "other"]);
+        assert_eq!(f[0].home(&s), "https://news.example.org/");
+        assert_eq!(
+            f[2].home(&s),
+            "https://news.example.org/categories/world-news/"
+        );
+    }
+
+    /// An article's labels are its categories, then its tags, each once
+    /// whatever the spelling, none without a slug.
+    #[test]
+    fn labels_of_an_article() {
+        let mut a = (*articles()[2]).clone();
+        a.categories = vec!["world NEWS".into(), "World News".into(), "Über".into()];
+        a.tags = vec!["Tag One".into(), "".into(), "world news".into()];
+        let got = labels_of(&a);
+        assert_eq!(
+            got,
+            [
+                (
+                    LabelKind::Category,
+                    "world NEWS",
+                    "categories/world-news/".to_string()
+                ),
+                (
+                    LabelKind::Category,
+                    "Über",
+                    "categories/%C3%BCber/".to_string()
+                ),
+                (LabelKind::Tag, "Tag One", "tags/tag-one/".to_string()),
+                (LabelKind::Tag, "world news", "tags/world-news/".to_string()),
+            ]
         );
     }
 

@@ -41,7 +41,8 @@ pub struct WriteReport {
 /// Each file is compared with what is on disk and written only if its bytes
 /// differ, through a temp file and a rename so a reader (or nginx) never
 /// sees half a file; its mtime is set to the asset's `Last-Modified`.
-/// Article and category files whose routes are gone are removed.
+/// Files of article, listing, category and tag routes that are gone are
+/// removed.
 /// `progress` is called after each route (from the writing threads), so a
 /// long mirror can be told from a stuck one.
 pub fn write_to(
@@ -80,7 +81,7 @@ pub fn write_to(
             .chain(site.streamed().iter().map(String::as_str))
             .map(file_of)
             .collect();
-        for sub in ["articles", "categories"] {
+        for sub in ["articles", "categories", "tags", "page"] {
             let (removed, _, errors) = prune(dir, &dir.join(sub), &keep);
             report.removed += removed;
             report.errors.extend(errors);
@@ -387,8 +388,8 @@ mod tests {
         let r = write_to(&site2, dir.path(), None, &|| {});
         assert_eq!(
             r.removed,
-            1 + 3,
-            "one article page and the world-news category's three feeds"
+            1 + 3 + 1,
+            "one article page, the world-news category's three feeds and its page"
         );
         assert!(!dir.path().join("articles/other/index.html").exists());
         assert!(!dir.path().join("articles/other").exists());
@@ -401,7 +402,9 @@ mod tests {
             site2.get("/rss.xml").unwrap().last_modified,
             t(5_000_000_000)
         );
-        let page = "/articles/plain/";
+        // The newest article's page: its neighbour is still the same
+        // (the oldest one's page lost its link to the one deleted).
+        let page = "/articles/hostile/";
         assert_eq!(
             site2.get(page).unwrap().last_modified,
             site.get(page).unwrap().last_modified,

@@ -827,6 +827,8 @@ pub struct SiteBuilder {
     /// without reading the article at all, so an edit costs O(changed)
     /// renders plus a pointer lookup per article.
     pages: HashMap<usize, PageEntry>,
+    /// Listing pages (all but the index) of the last build, by route.
+    lists: HashMap<Arc<str>, ListEntry>,
     /// Routes the last build dropped.
     removed: Vec<String>,
     /// One-shot builds (`herald build`): write article pages to this
@@ -837,14 +839,52 @@ pub struct SiteBuilder {
     progress: crate::health::Progress,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct PageEntry {
     /// Held so that the key (its address) stays this article's.
     _article: Arc<Article>,
+    /// The neighbours its page links to, held for the same reason.
+    older: Option<Arc<Article>>,
+    newer: Option<Arc<Article>>,
     settings_fp: Fingerprint,
     route: Arc<str>,
     /// The last build that published it ([`SiteBuilder::generation`]).
     seen: u64,
+}
+
+/// A listing page of the last build: what it shows besides its articles
+/// (settings, route, links, its label), and the articles themselves,
+/// held so that their addresses stay theirs (see [`SiteBuilder::build`]).
+#[derive(Debug)]
+struct ListEntry {
+    shape: Fingerprint,
+    items: Vec<Arc<Article>>,
+    /// The last build that published it ([`SiteBuilder::generation`]).
+    seen: u64,
+}
+
+/// True when both are the same article (`Arc`), or both are absent.
+fn same_arc(kept: Option<&Arc<Article>>, now: Option<&Arc<Article>>) -> bool {
+    match (kept, now) {
+        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// What a listing shows of an article: its link, title, date,
+/// categories and summary (not its body, which only its page shows).
+fn fp_listed(h: &mut Xxh3, a: &Article) {
+    for field in [a.slug.as_str(), a.title.as_str(), a.summary.as_str()] {
+        h.update(&(field.len() as u64).to_le_bytes());
+        h.update(field.as_bytes());
+    }
+    h.update(&a.published.timestamp().to_le_bytes());
+    h.update(&a.published.offset().local_minus_utc().to_le_bytes());
+    for c in &a.categories {
+        h.update(&(c.len() as u64).to_le_bytes());
+        h.update(c.as_bytes());
+    }
 }
 
 /// What became of one job.
@@ -871,7 +911,7 @@ fn fp_article(h: &mut Xxh3, a: &Article) {
     h.update(a.id.as_bytes());
     h.update(&a.hash.to_le_bytes());
     h.update(&a.updated.timestamp().to_le_bytes());
-    h.update(a.updated.offset().to_string().as_bytes());
+    h.update(&a.updated.offset().local_minus_utc().to_le_bytes());
 }
 
 fn to_system(t: Option<chrono::DateTime<chrono::FixedOffset>>) -> SystemTime {
@@ -927,14 +967,14 @@ impl SiteBuilder {
         now: SystemTime,
     ) -> (Site, Vec<String>) {
         let mut sh = Xxh3::new();
-        sh.update(format!("{s:?}").as_bytes());
+        std::hash::Hash::hash(s, &mut sh);
         let settings_fp = sh.digest128();
         let cache_control = cache_control(s.cache_max_age);
         let feeds = render::feeds(articles, s);
+        let list_pages = render::list_pages(articles, &feeds, s.page_size);
         let mut jobs: Vec<Job<'_>> = Vec::with_capacity(articles.len() + feeds.len() * 3 + 3);
 
         // Feeds: three formats per feed.
-        let mut feed_fps = Xxh3::new();
         for f in &feeds {
             let mut h = Xxh3::new();
             h.update(&settings_fp.to_le_bytes());
@@ -944,49 +984,26 @@ impl SiteBuilder {
                 fp_article(&mut h, a);
             }
             let fp = h.digest128();
-            feed_fps.update(&fp.to_le_bytes());
             let derived = to_system(f.updated());
-            for (file, mime) in render::KINDS {
+            for format in render::Format::ALL {
                 let mut h = Xxh3::new();
                 h.update(&fp.to_le_bytes());
-                h.update(file.as_bytes());
-                let f2 = f;
-                let ct = match mime {
-                    "application/rss+xml" => "application/rss+xml; charset=utf-8",
-                    "application/atom+xml" => "application/atom+xml; charset=utf-8",
-                    _ => "application/feed+json; charset=utf-8",
-                };
-                let render: Box<dyn Fn() -> Doc + Send + Sync> = match file {
-                    "rss.xml" => Box::new(move || Doc::Whole(render::rss(f2, s))),
-                    "atom.xml" => Box::new(move || Doc::Whole(render::atom(f2, s))),
-                    _ => Box::new(move || Doc::Whole(render::json(f2, s))),
-                };
+                h.update(format.file().as_bytes());
                 let link = s
-                    .link_header(&f.route(file))
+                    .link_header(&f.route(format.file()))
                     .and_then(|v| http::HeaderValue::from_str(&v).ok());
                 jobs.push(Job {
-                    route: format!("/{}", f.route(file)).into(),
+                    route: format!("/{}", f.route(format.file())).into(),
                     fp: h.digest128(),
                     derived,
-                    content_type: ct,
+                    content_type: format.content_type(),
                     cors: true,
                     link,
-                    render,
+                    render: Box::new(move || Doc::Whole(format.render(f, s))),
                 });
             }
         }
-        let feeds_fp = feed_fps.digest128();
-        let newest = to_system(feeds.first().and_then(Feed::updated));
         let feeds_ref = &feeds;
-        jobs.push(Job {
-            route: "/".into(),
-            fp: feeds_fp ^ 1,
-            derived: newest,
-            content_type: "text/html; charset=utf-8",
-            cors: false,
-            link: None,
-            render: Box::new(move || Doc::Whole(render::index(feeds_ref, s))),
-        });
         let mut oh = Xxh3::new();
         oh.update(&settings_fp.to_le_bytes());
         for f in &feeds {
@@ -1003,20 +1020,87 @@ impl SiteBuilder {
             render: Box::new(move || Doc::Whole(render::opml(feeds_ref, s))),
         });
 
-        // Article pages: each links the main feed and its category feeds.
-        // A page whose article is the same `Arc` as last time, under the
-        // same settings, is only marked as still published: an edit costs
-        // its own pages, not a pass over every article's fields.
         self.generation += 1;
         let generation = self.generation;
-        let by_category: HashMap<&str, &Feed> = feeds
-            .iter()
-            .filter_map(|f| f.category.as_deref().map(|c| (c, f)))
-            .collect();
-        let mut page_articles: HashMap<Arc<str>, Arc<Article>> = HashMap::default();
-        for a in articles {
+
+        // Listings: the index and each category's and tag's pages, paged
+        // from the oldest (see `render::list_pages`), so one new article
+        // changes a front page per listing and, once in `page_size`, adds
+        // an archive page and changes the one before it (its link).
+        // A page showing the very same articles (the same `Arc`s, held by
+        // its entry so their addresses stay theirs) with the same links
+        // is only marked as still published, like an article page; the
+        // index always goes through its job (it is a whole document, kept
+        // with the feeds), where a fingerprint of what it shows decides.
+        let mut everything = Xxh3::new();
+        for f in &feeds {
+            everything.update(f.title.as_bytes());
+            everything.update(f.dir.as_bytes());
+            if let Some(l) = &f.label {
+                everything.update(l.name.as_bytes());
+            }
+        }
+        let everything = everything.digest128();
+        let mut listed: HashMap<Arc<str>, (Fingerprint, &render::ListPage<'_>)> =
+            HashMap::default();
+        for p in &list_pages {
+            let route: Arc<str> = p.route_from_root().into();
+            let mut h = Xxh3::new();
+            h.update(&settings_fp.to_le_bytes());
+            h.update(route.as_bytes());
+            h.update(p.feed.title.as_bytes());
+            if let Some(l) = &p.feed.label {
+                h.update(l.name.as_bytes());
+            }
+            h.update(&p.older.unwrap_or(0).to_le_bytes());
+            let newer = match p.newer {
+                render::Newer::Nowhere => 0,
+                render::Newer::Front => 1,
+                render::Newer::Page(k) => k + 2,
+            };
+            h.update(&newer.to_le_bytes());
+            if &*route == "/" {
+                h.update(&everything.to_le_bytes());
+            } else if let Some(e) = self.lists.get_mut(&route) {
+                let same = e.shape == h.digest128()
+                    && e.items.len() == p.items.len()
+                    && e.items.iter().zip(&p.items).all(|(x, y)| Arc::ptr_eq(x, y));
+                if same {
+                    e.seen = generation;
+                    continue;
+                }
+            }
+            let shape = h.digest128();
+            for a in &p.items {
+                fp_listed(&mut h, a);
+            }
+            listed.insert(Arc::clone(&route), (shape, p));
+            jobs.push(Job {
+                route,
+                fp: h.digest128(),
+                derived: to_system(p.items.iter().map(|a| a.updated).max()),
+                content_type: "text/html; charset=utf-8",
+                cors: false,
+                link: None,
+                render: Box::new(move || Doc::Whole(render::list_page(p, feeds_ref, s))),
+            });
+        }
+
+        // Article pages: each is made from its article, its neighbours
+        // (linked from it) and the settings. A page whose article and
+        // neighbours are the same `Arc`s as last time, under the same
+        // settings, is only marked as still published: an edit costs its
+        // own page and its neighbours', not a pass over every article's
+        // fields.
+        let mut page_articles: HashMap<Arc<str>, PageEntry> = HashMap::default();
+        for (i, a) in articles.iter().enumerate() {
+            let older = articles.get(i + 1);
+            let newer = i.checked_sub(1).and_then(|i| articles.get(i));
             if let Some(p) = self.pages.get_mut(&(Arc::as_ptr(a) as usize)) {
-                if p.settings_fp == settings_fp {
+                if p.settings_fp == settings_fp
+                    && same_arc(p.older.as_ref(), older)
+                    && same_arc(p.newer.as_ref(), newer)
+                {
                     p.seen = generation;
                     continue;
                 }
@@ -1024,19 +1108,29 @@ impl SiteBuilder {
             let mut h = Xxh3::new();
             h.update(&settings_fp.to_le_bytes());
             fp_article(&mut h, a);
-            let mine: Vec<&Feed> = std::iter::once(&feeds[0])
-                .chain(
-                    a.categories
-                        .iter()
-                        .filter_map(|c| by_category.get(c.as_str()).copied()),
-                )
-                .collect();
-            for f in &mine {
-                h.update(f.dir.as_bytes());
+            for n in [older, newer] {
+                match n {
+                    Some(n) => {
+                        h.update(n.slug.as_bytes());
+                        h.update(&(n.title.len() as u64).to_le_bytes());
+                        h.update(n.title.as_bytes());
+                    }
+                    None => h.update(&[0xff]),
+                }
             }
-            let a2 = Arc::clone(a);
+            let (a2, older2, newer2) = (Arc::clone(a), older.cloned(), newer.cloned());
             let route: Arc<str> = format!("/{}", render::article_route(&a.slug)).into();
-            page_articles.insert(Arc::clone(&route), Arc::clone(a));
+            page_articles.insert(
+                Arc::clone(&route),
+                PageEntry {
+                    _article: Arc::clone(a),
+                    older: older.cloned(),
+                    newer: newer.cloned(),
+                    settings_fp,
+                    route: Arc::clone(&route),
+                    seen: generation,
+                },
+            );
             jobs.push(Job {
                 route,
                 fp: h.digest128(),
@@ -1045,7 +1139,11 @@ impl SiteBuilder {
                 cors: false,
                 link: None,
                 render: Box::new(move || {
-                    let (head, tail) = render::article_page_parts(&a2, &mine, s);
+                    let near = render::Neighbours {
+                        older: older2.as_deref(),
+                        newer: newer2.as_deref(),
+                    };
+                    let (head, tail) = render::article_page_parts(&a2, near, s);
                     Doc::Page(head, Arc::clone(&a2), tail)
                 }),
             });
@@ -1161,19 +1259,22 @@ impl SiteBuilder {
             if fresh {
                 changed.push(route.to_string());
             }
-            let Some(article) = page_articles.get(&route) else {
+            if let Some((shape, p)) = listed.get(&route).filter(|_| &*route != "/") {
+                self.lists.insert(
+                    Arc::clone(&route),
+                    ListEntry {
+                        shape: *shape,
+                        items: p.items.iter().map(|a| Arc::clone(a)).collect(),
+                        seen: generation,
+                    },
+                );
+            } else if let Some(entry) = page_articles.get(&route) {
+                self.pages
+                    .insert(Arc::as_ptr(&entry._article) as usize, entry.clone());
+            } else {
                 new_docs.insert(route, (fp, asset));
                 continue;
-            };
-            self.pages.insert(
-                Arc::as_ptr(article) as usize,
-                PageEntry {
-                    _article: Arc::clone(article),
-                    settings_fp,
-                    route: Arc::clone(&route),
-                    seen: generation,
-                },
-            );
+            }
             let same = self
                 .routes
                 .get(&route)
@@ -1203,6 +1304,13 @@ impl SiteBuilder {
                 removed.push(route.to_string());
             }
         }
+        // Listing pages no longer produced (a label gone, fewer pages).
+        self.lists.retain(|route, e| {
+            if e.seen != generation && self.routes.remove(route) {
+                removed.push(route.to_string());
+            }
+            e.seen == generation
+        });
         removed.sort();
         self.removed = removed;
         self.docs = new_docs;
@@ -1241,7 +1349,7 @@ impl SiteBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::testdata::{articles, settings};
+    use crate::render::testdata::{article, articles, settings};
 
     fn t(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
@@ -1431,19 +1539,15 @@ mod tests {
         let s = settings();
         let arts = articles();
         let (site, _) = SiteBuilder::default().build(&arts, 0, &s, t(0));
-        let feeds = render::feeds(&arts, &s);
-        for a in &arts {
+        for (i, a) in arts.iter().enumerate() {
             let asset = site
                 .get(&format!("/{}", render::article_route(&a.slug)))
                 .unwrap();
-            let mine: Vec<&Feed> = std::iter::once(&feeds[0])
-                .chain(feeds.iter().filter(|f| {
-                    f.category
-                        .as_ref()
-                        .is_some_and(|c| a.categories.contains(c))
-                }))
-                .collect();
-            let whole = render::article_page(a, &mine, &s);
+            let near = render::Neighbours {
+                older: arts.get(i + 1).map(|a| &**a),
+                newer: i.checked_sub(1).map(|i| &*arts[i]),
+            };
+            let whole = render::article_page(a, near, &s);
             let gz = asset.gzip();
             assert_eq!(gz.len(), asset.gzip_len);
             let mut out = Vec::new();
@@ -1482,7 +1586,10 @@ mod tests {
                 "/categories/world-news/feed.json",
                 "/categories/world-news/rss.xml",
                 "/feed.json",
-                "/rss.xml"
+                "/rss.xml",
+                "/tags/tag-one/atom.xml",
+                "/tags/tag-one/feed.json",
+                "/tags/tag-one/rss.xml"
             ]
             .into_iter()
             .map(String::from)
@@ -1526,6 +1633,7 @@ mod tests {
             b.removed(),
             [
                 "/articles/other/",
+                "/categories/world-news/",
                 "/categories/world-news/atom.xml",
                 "/categories/world-news/feed.json",
                 "/categories/world-news/rss.xml"
@@ -1549,6 +1657,115 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    /// `n` articles, newest first, one an hour, in three categories.
+    fn archive(n: usize) -> Vec<Arc<Article>> {
+        (0..n)
+            .rev()
+            .map(|i| {
+                article(
+                    &format!("a{i:04}"),
+                    &format!("Article {i}"),
+                    &format!("2025-01-{:02}T{:02}:00:00+00:00", 1 + i / 24, i % 24),
+                    ["Red", "Green", "Blue"][i % 3],
+                )
+            })
+            .collect()
+    }
+
+    /// One new article re-renders the same few routes however long the
+    /// archive (its page, its neighbour's, the feeds and front pages it is
+    /// in and, once in `page_size`, a new archive page per listing and the
+    /// one before it); every other listing page is the very same asset as
+    /// before.
+    #[test]
+    fn a_new_article_renders_a_bounded_set() {
+        let s = Settings {
+            page_size: 3,
+            ..settings()
+        };
+        let mut counts = Vec::new();
+        for n in [60, 61, 62, 600, 601, 602] {
+            let arts = archive(n + 1);
+            let mut b = SiteBuilder::default();
+            let (before, _) = b.build(&arts[1..], 0, &s, t(0));
+            let (after, changed) = b.build(&arts, 0, &s, t(0));
+            for route in [
+                "/page/1/",
+                "/categories/red/page/1/",
+                "/tags/tag-one/page/2/",
+            ] {
+                assert!(
+                    Arc::ptr_eq(before.get(route).unwrap(), after.get(route).unwrap()),
+                    "{n}: {route} re-rendered"
+                );
+            }
+            let lists = changed
+                .iter()
+                .filter(|r| !r.starts_with("/articles/") && r.ends_with('/'))
+                .count();
+            // Three listings (all, its category, its tag), each its front
+            // page, or that and a new archive page and the one before it.
+            assert!(lists <= 3 * 3, "{n}: {changed:?}");
+            assert!(b.removed().is_empty(), "{:?}", b.removed());
+            counts.push(changed.len());
+        }
+        assert_eq!(
+            counts[..3],
+            counts[3..],
+            "independent of the archive's length"
+        );
+    }
+
+    /// Editing what a listing shows of an article (its title) re-renders
+    /// the one page it is listed on in each listing, its own page and its
+    /// neighbours' (which name it); editing only its body, its page alone
+    /// among the pages.
+    #[test]
+    fn an_edit_renders_the_pages_that_show_it() {
+        let s = Settings {
+            page_size: 3,
+            ..settings()
+        };
+        let mut arts = archive(30);
+        let mut b = SiteBuilder::default();
+        b.build(&arts, 0, &s, t(0));
+        // Article 10: main page 4 (articles 9–11), Green page 2 (10, 13,
+        // 16 of 1, 4, … 28), tag page 4.
+        let at = arts.iter().position(|a| a.slug == "a0010").unwrap();
+        let mut edited = (*arts[at]).clone();
+        edited.title = "Article ten, retitled".into();
+        edited.hash = 77;
+        arts[at] = Arc::new(edited);
+        let (_, changed) = b.build(&arts, 0, &s, t(0));
+        let pages: Vec<&str> = changed
+            .iter()
+            .map(String::as_str)
+            .filter(|r| r.ends_with('/'))
+            .collect();
+        assert_eq!(
+            pages,
+            [
+                "/articles/a0009/",
+                "/articles/a0010/",
+                "/articles/a0011/",
+                "/categories/green/page/2/",
+                "/page/4/",
+                "/tags/tag-one/page/4/"
+            ]
+        );
+        let mut edited = (*arts[at]).clone();
+        edited.body_html = crate::article::Body::new("<p>Other words.</p>");
+        edited.hash = 78;
+        arts[at] = Arc::new(edited);
+        let (_, changed) = b.build(&arts, 0, &s, t(0));
+        let pages: Vec<&str> = changed
+            .iter()
+            .map(String::as_str)
+            .filter(|r| r.ends_with('/'))
+            .collect();
+        assert_eq!(pages, ["/articles/a0010/"]);
     }
 
     /// Deleting the newest article changes the feed but must not move its

@@ -432,8 +432,9 @@ fn category_feeds_and_gzip_twins() {
     }
 }
 
-/// The index links every article and announces every feed with
-/// `<link rel="alternate">`; the OPML lists every feed file that exists.
+/// The index links every article and announces the main and category
+/// feeds with `<link rel="alternate">`; the OPML lists every feed once,
+/// tags' too, as Atom.
 #[test]
 fn index_autodiscovery_and_opml_list_every_feed() {
     let ws = fixture_site();
@@ -458,17 +459,23 @@ fn index_autodiscovery_and_opml_list_every_feed() {
                 "<link rel=\"alternate\" type=\"{mime}\" title=\"{name} ({kind})\" href=\"{url}\">"
             );
             assert!(index.contains(&link), "index lacks {link}");
-            listed.insert(url);
+            if file == "atom.xml" {
+                listed.insert(url);
+            }
         }
     }
     assert_eq!(index.matches("<link rel=\"alternate\"").count(), 9);
-    let in_opml: BTreeSet<String> = opml
+    for tag in ["diplomacy", "notes", "ukraine"] {
+        assert!(ws.exists(&format!("feeds/tags/{tag}/rss.xml")));
+        listed.insert(format!("https://news.example.org/tags/{tag}/atom.xml"));
+    }
+    let in_opml: Vec<String> = opml
         .split("xmlUrl=\"")
         .skip(1)
         .map(|s| s.split('"').next().unwrap_or("").to_string())
         .collect();
-    assert_eq!(in_opml, listed);
-    assert_eq!(opml.matches("<outline ").count(), 9);
+    assert_eq!(in_opml.iter().cloned().collect::<BTreeSet<_>>(), listed);
+    assert_eq!(in_opml.len(), 6, "each feed once: {opml}");
     for (slug, t, ..) in ARTICLES {
         let href = format!("<a href=\"https://news.example.org/articles/{slug}/\">");
         assert!(index.contains(&href), "index lacks {slug}");
@@ -491,7 +498,12 @@ fn builds_are_deterministic_and_idempotent() {
     a.herald_cfg(&["build"]).expect_code(1);
     b.herald_cfg(&["build"]).expect_code(1);
     let ta = tree(&a.path("feeds"));
-    assert_eq!(ta.len(), 2 * (9 + 12 + 2), "9 feeds, 12 pages, index, OPML");
+    assert_eq!(
+        ta.len(),
+        2 * (6 * 3 + 12 + 1 + 5 + 1),
+        "6 feeds in 3 formats (the main one, 2 categories, 3 tags), 12 article pages, \
+         the index, the 5 category and tag pages, OPML"
+    );
     assert_eq!(ta, tree(&b.path("feeds")));
     assert_eq!(a.read("state/state.json"), b.read("state/state.json"));
 
@@ -752,10 +764,10 @@ fn help_and_version() {
     assert!(run.stderr.contains("Usage: herald"), "{}", run.stderr);
 }
 
-/// A bad config file exits 2 with one `file:line: key …` line and writes
+/// A bad config file exits 78 with one `file:line: key …` line and writes
 /// nothing; a missing one says it cannot be read.
 #[test]
-fn config_errors_exit_2_naming_file_line_and_key() {
+fn config_errors_exit_78_naming_file_line_and_key() {
     let cases = [
         (
             "title = \"x\"\n\nmax_items = 0\n",
@@ -783,7 +795,7 @@ fn config_errors_exit_2_naming_file_line_and_key() {
         ws.write("herald.toml", config);
         for cmd in ["build", "check"] {
             let run = ws.herald_cfg(&[cmd]);
-            run.expect_code(2);
+            run.expect_code(78);
             assert_eq!(run.stderr, want, "{cmd} with {config:?}");
         }
         assert!(tree(&ws.path("feeds")).is_empty());
@@ -792,7 +804,7 @@ fn config_errors_exit_2_naming_file_line_and_key() {
     let ws = Workspace::new();
     ws.write("herald.toml", "title = \"x\"\ncolour = \"red\"\n");
     let run = ws.herald_cfg(&["build"]);
-    run.expect_code(2);
+    run.expect_code(78);
     assert!(
         run.stderr
             .starts_with("herald: herald.toml:2: unknown field `colour`"),
@@ -800,7 +812,7 @@ fn config_errors_exit_2_naming_file_line_and_key() {
         run.stderr
     );
     let run = ws.herald(&["--config", "missing.toml", "build"]);
-    run.expect_code(2);
+    run.expect_code(78);
     assert!(
         run.stderr
             .starts_with("herald: missing.toml: cannot read config:"),

@@ -559,7 +559,7 @@ fn header_limit_is_what_it_says() {
     let ws = ws_with_article();
     ws.write("herald.toml", "max_header_bytes = 4096\n");
     let r = ws.herald_cfg(&["build"]);
-    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert_eq!(r.code, Some(78), "{}", r.stderr);
     assert!(
         r.stderr
             .contains("herald.toml:1: max_header_bytes: must be 8192"),

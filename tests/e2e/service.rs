@@ -514,7 +514,7 @@ fn log_formats() {
 }
 
 /// `serve` exits with documented codes: 4 when the address cannot be bound,
-/// 3 when the content directory is missing, 2 for a bad config.
+/// 3 when the content directory is missing, 78 for a bad config.
 #[test]
 fn fatal_exit_codes() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -542,6 +542,6 @@ fn fatal_exit_codes() {
 
     ws.write("herald.toml", "listen = 8080\n");
     let r = ws.herald_cfg(&["serve"]);
-    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert_eq!(r.code, Some(78), "{}", r.stderr);
     assert!(r.stderr.contains("herald.toml:1: listen"), "{}", r.stderr);
 }
