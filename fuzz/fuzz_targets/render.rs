@@ -32,6 +32,7 @@ fn settings() -> Settings {
         generator: "Herald fuzz".into(),
         timezone: "Asia/Shanghai".parse().expect("known zone"),
         page_size: 20,
+        hubs: vec!["https://news.example.org/websub".into()],
     }
 }
 
