@@ -424,6 +424,13 @@ fn render_body(md: &str, max_nesting: usize) -> Result<Rendered, (usize, String)
         SANITISER_WARNINGS.with(|c| c.set(0));
         html = ammonia::clean(&html);
         misplaced = SANITISER_WARNINGS.with(std::cell::Cell::get);
+        // A link whose target the sanitiser refused keeps `rel` (which it
+        // adds) and whatever else it had, and `<a rel>` without `href` is
+        // invalid HTML: such a link keeps its text and loses its
+        // attributes. Every other body comes out exactly as before.
+        if let std::borrow::Cow::Owned(fixed) = crate::links::drop_targetless_link_attrs(&html) {
+            html = fixed;
+        }
     }
     Ok(Rendered {
         html,
@@ -577,6 +584,19 @@ mod tests {
             plain.body_html.html().contains("1 &lt; 2 &amp; 3"),
             "{}",
             plain.body_html.html()
+        );
+    }
+
+    /// A link whose `javascript:` target the sanitiser removed keeps its
+    /// text and no attribute (an `<a rel>` without `href` is invalid);
+    /// the other links of the same body keep theirs.
+    #[test]
+    fn refused_link_targets_leave_bare_links() {
+        let t = "---\ntitle: x\ndate: 2025-05-22\n---\n[click](javascript:alert(1)) <a href=\"javascript:x\" rel=\"noopener\" title=\"t\">this</a> [ok](https://e.org/)\n";
+        let h = md("x.md", t).unwrap().unwrap().body_html.html();
+        assert_eq!(
+            h,
+            "<p><a>click</a> <a>this</a> <a href=\"https://e.org/\" rel=\"noopener noreferrer\">ok</a></p>\n"
         );
     }
 

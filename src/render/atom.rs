@@ -78,7 +78,9 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
                 if !a.summary.is_empty() {
                     e.set_summary(Some(Text::plain(a.summary.clone())));
                 }
-                if s.atom_body == Body::Full {
+                // No empty `<content>` for a title-only article (RFC 4287
+                // allows none; validators flag a blank one).
+                if s.atom_body == Body::Full && !a.body_html.is_empty() {
                     let mut c = Content::default();
                     c.set_content_type(Some("html".to_string()));
                     c.set_value(Some(feed.body_html(i).to_owned()));

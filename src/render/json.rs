@@ -55,7 +55,9 @@ pub fn json(feed: &Feed, s: &Settings) -> Vec<u8> {
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                let full = s.json_body == Body::Full;
+                // A title-only article has no HTML to show: its (perhaps
+                // empty) summary is the `content_text` the spec requires.
+                let full = s.json_body == Body::Full && !a.body_html.is_empty();
                 Item {
                     id: &a.id,
                     url: s.article_url(a),

@@ -363,6 +363,33 @@ mod tests {
         );
     }
 
+    /// A title-only article (no body, no summary) gets no empty element
+    /// in any format: no Atom `<content>`/`<summary>`, no RSS
+    /// `content:encoded`/`description`; JSON Feed carries the required
+    /// `content_text`, empty.
+    #[test]
+    fn title_only_article_has_no_empty_elements() {
+        let s = settings();
+        let mut a = (*article("bare", "Bare", "2025-05-23T10:00:00+08:00", "News")).clone();
+        a.body_html = crate::article::Body::new("");
+        a.summary = String::new();
+        let f = feeds(&[Arc::new(a)], &s);
+        let atom = String::from_utf8(atom(&f[0], &s)).unwrap();
+        assert!(
+            !atom.contains("<content") && !atom.contains("<summary"),
+            "{atom}"
+        );
+        let rss = String::from_utf8(rss(&f[0], &s)).unwrap();
+        assert!(
+            !rss.contains("content:encoded>") && !rss.contains("<description></"),
+            "{rss}"
+        );
+        assert!(!rss.contains("<description><![CDATA[]]>"), "{rss}");
+        let v: serde_json::Value = serde_json::from_slice(&json(&f[0], &s)).unwrap();
+        assert_eq!(v["items"][0]["content_text"], "");
+        assert!(v["items"][0].get("content_html").is_none());
+    }
+
     /// Non-ASCII slugs are percent-encoded in routes.
     #[test]
     fn routes_encode() {

@@ -58,9 +58,11 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
                         domain: None,
                     })
                     .collect(),
-                // `description` is HTML by convention; the summary is plain text.
-                description: Some(escape(&a.summary)),
-                content: (s.rss_body == Body::Full).then(|| feed.body_html(i).to_owned()),
+                // `description` is HTML by convention; the summary is plain
+                // text. Neither is written empty (a title-only article).
+                description: (!a.summary.is_empty()).then(|| escape(&a.summary)),
+                content: (s.rss_body == Body::Full && !a.body_html.is_empty())
+                    .then(|| feed.body_html(i).to_owned()),
                 dublin_core_ext: Some(DublinCoreExtension {
                     creators: vec![a.author.clone().unwrap_or_else(|| s.author.clone())],
                     ..DublinCoreExtension::default()

@@ -4,6 +4,7 @@
 mod build;
 mod files;
 mod hostile;
+mod identity;
 mod live;
 mod reliability;
 mod serve;
