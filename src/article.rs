@@ -36,8 +36,12 @@ pub struct Article {
     pub summary: String,
     /// Full body as sanitised HTML (kept compressed; see [`Body`]).
     pub body_html: Body,
-    /// Author name, if the file names one (else the site's author applies).
+    /// Author name, if the file names one (else the site's author applies);
+    /// the first of several.
     pub author: Option<String>,
+    /// The other authors, after `author`, when the file names several
+    /// (front matter `authors`).
+    pub more_authors: Vec<String>,
     /// The file this article came from.
     pub source: PathBuf,
     /// Hash of the parsed content (not of the raw bytes): touching a file,
@@ -60,7 +64,12 @@ impl Article {
         ] {
             s.shrink_to_fit();
         }
-        for v in [&mut self.categories, &mut self.tags, &mut self.warnings] {
+        for v in [
+            &mut self.categories,
+            &mut self.tags,
+            &mut self.warnings,
+            &mut self.more_authors,
+        ] {
             v.iter_mut().for_each(String::shrink_to_fit);
             v.shrink_to_fit();
         }
@@ -98,7 +107,26 @@ impl Article {
         field(&self.summary);
         field(body_html);
         field(self.author.as_deref().unwrap_or(""));
+        // Only when there are several: an article with no author or one
+        // hashes as it always did (a new hash would move its `updated`).
+        if !self.more_authors.is_empty() {
+            field("\u{0}authors");
+            for a in &self.more_authors {
+                field(a);
+            }
+        }
         h.digest128()
+    }
+
+    /// The article's authors in order, or `default` (the site's author)
+    /// when it names none: what every entry shows.
+    pub fn authors_or<'a>(&'a self, default: &'a str) -> Vec<&'a str> {
+        match &self.author {
+            None => vec![default],
+            Some(first) => std::iter::once(first.as_str())
+                .chain(self.more_authors.iter().map(String::as_str))
+                .collect(),
+        }
     }
 
     /// Every category and tag once, categories first: what RSS and Atom

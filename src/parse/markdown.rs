@@ -26,7 +26,8 @@ struct FrontMatter {
     categories: OneOrMany,
     tags: OneOrMany,
     summary: Option<String>,
-    author: Option<String>,
+    author: OneOrMany,
+    authors: OneOrMany,
     draft: bool,
     slug: Option<String>,
     id: Option<String>,
@@ -327,6 +328,20 @@ pub(super) fn parse(
         _ => truncate_words(&first_paragraph, SUMMARY_CHARS),
     };
 
+    // `author` and `authors` both take one name or a list; together, in
+    // that order, each name once.
+    let mut authors: Vec<String> = Vec::new();
+    for name in fm
+        .author
+        .into_vec()
+        .into_iter()
+        .chain(fm.authors.into_vec())
+    {
+        if !authors.contains(&name) {
+            authors.push(name);
+        }
+    }
+    let mut authors = authors.into_iter();
     let mut a = Article {
         slug: fm.slug.as_deref().map(slugify).unwrap_or_default(),
         id: fm.id.as_deref().map(clean_line).unwrap_or_default(),
@@ -338,11 +353,8 @@ pub(super) fn parse(
         tags,
         summary,
         body_html: crate::article::Body::new(&body_html),
-        author: fm
-            .author
-            .as_deref()
-            .map(clean_line)
-            .filter(|a| !a.is_empty()),
+        author: authors.next(),
+        more_authors: authors.collect(),
         source: path.to_path_buf(),
         hash: 0,
         warnings,
@@ -637,6 +649,37 @@ mod tests {
             let e = md("m.md", input).unwrap_err();
             assert!(e.reason.contains(want), "{label}: {e}");
             assert_eq!(e.line, line, "{label}: {e}");
+        }
+    }
+
+    /// `author` and `authors` each take a name or a list; together they
+    /// give every name once, in order, the first as `author`.
+    #[test]
+    fn one_author_or_several() {
+        let cases = [
+            ("author: Ann\n", vec!["Ann"]),
+            ("authors: [Ann, Bob]\n", vec!["Ann", "Bob"]),
+            (
+                "author: [Ann]\nauthors: [Ann, Bob, \" \"]\n",
+                vec!["Ann", "Bob"],
+            ),
+            ("authors: Cy\n", vec!["Cy"]),
+            ("", vec![]),
+        ];
+        for (front, want) in cases {
+            let a = md(
+                "x.md",
+                &format!("---\ntitle: x\ndate: 2025-05-22\n{front}---\nb"),
+            )
+            .unwrap()
+            .unwrap();
+            let got: Vec<&str> = a
+                .author
+                .iter()
+                .chain(&a.more_authors)
+                .map(String::as_str)
+                .collect();
+            assert_eq!(got, want, "{front}");
         }
     }
 

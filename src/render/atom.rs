@@ -60,12 +60,17 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
                 e.set_published(Some(a.published));
                 e.set_updated(a.updated);
                 e.set_links(vec![link(s.article_url(a), "alternate", "text/html")]);
-                if let Some(author) = &a.author {
-                    e.set_authors(vec![Person {
-                        name: author.clone(),
-                        ..Person::default()
-                    }]);
-                }
+                // Every entry names its authors (the site's when the article
+                // names none): readers show the entry's, not the feed's.
+                e.set_authors(
+                    a.authors_or(&s.author)
+                        .into_iter()
+                        .map(|name| Person {
+                            name: name.to_string(),
+                            ..Person::default()
+                        })
+                        .collect::<Vec<_>>(),
+                );
                 e.set_categories(
                     a.labels()
                         .into_iter()

@@ -35,8 +35,7 @@ struct Item<'a> {
     date_modified: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tags: Vec<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    authors: Option<[Author<'a>; 1]>,
+    authors: Vec<Author<'a>>,
 }
 
 /// Renders one feed as JSON Feed 1.1. In summary mode an item carries the
@@ -68,7 +67,11 @@ pub fn json(feed: &Feed, s: &Settings) -> Vec<u8> {
                     date_published: a.published.to_rfc3339(),
                     date_modified: a.updated.to_rfc3339(),
                     tags: a.labels(),
-                    authors: a.author.as_deref().map(|n| [Author { name: n }]),
+                    authors: a
+                        .authors_or(&s.author)
+                        .into_iter()
+                        .map(|name| Author { name })
+                        .collect(),
                 }
             })
             .collect(),

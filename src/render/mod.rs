@@ -281,6 +281,7 @@ pub(crate) mod testdata {
                 escape(title)
             )),
             author: None,
+            more_authors: vec![],
             source: PathBuf::from(format!("{slug}.txt")),
             hash: 1,
             warnings: vec![],
@@ -388,6 +389,37 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&json(&f[0], &s)).unwrap();
         assert_eq!(v["items"][0]["content_text"], "");
         assert!(v["items"][0].get("content_html").is_none());
+    }
+
+    /// Every entry names its authors in every format: its own, in order,
+    /// or the site's author.
+    #[test]
+    fn entries_name_their_authors() {
+        let s = settings();
+        let mut two = (*article("two", "Two", "2025-05-23T10:00:00+08:00", "News")).clone();
+        two.author = Some("Ann".into());
+        two.more_authors = vec!["Bob".into()];
+        let none = article("none", "None", "2025-05-22T10:00:00+08:00", "News");
+        let f = feeds(&[Arc::new(two), none], &s);
+        let atom = String::from_utf8(atom(&f[0], &s)).unwrap();
+        assert_eq!(atom.matches("<author>").count(), 1 + 3, "{atom}");
+        let rss = String::from_utf8(rss(&f[0], &s)).unwrap();
+        for want in [
+            "<dc:creator>Ann</dc:creator>",
+            "<dc:creator>Bob</dc:creator>",
+            "<dc:creator>Desk</dc:creator>",
+        ] {
+            assert!(rss.contains(want), "{want} in {rss}");
+        }
+        let v: serde_json::Value = serde_json::from_slice(&json(&f[0], &s)).unwrap();
+        assert_eq!(
+            v["items"][0]["authors"],
+            serde_json::json!([{"name": "Ann"}, {"name": "Bob"}])
+        );
+        assert_eq!(
+            v["items"][1]["authors"],
+            serde_json::json!([{"name": "Desk"}])
+        );
     }
 
     /// Non-ASCII slugs are percent-encoded in routes.

@@ -64,7 +64,11 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
                 content: (s.rss_body == Body::Full && !a.body_html.is_empty())
                     .then(|| feed.body_html(i).to_owned()),
                 dublin_core_ext: Some(DublinCoreExtension {
-                    creators: vec![a.author.clone().unwrap_or_else(|| s.author.clone())],
+                    creators: a
+                        .authors_or(&s.author)
+                        .into_iter()
+                        .map(String::from)
+                        .collect(),
                     ..DublinCoreExtension::default()
                 }),
                 ..Item::default()

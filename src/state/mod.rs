@@ -460,6 +460,7 @@ mod tests {
             summary: String::new(),
             body_html: crate::article::Body::new(body),
             author: None,
+            more_authors: vec![],
             source: PathBuf::new(),
             hash: 0,
             warnings: vec![],

@@ -20,6 +20,44 @@ fn site(config: &str, files: &[(&str, String)]) -> Workspace {
     ws
 }
 
+/// Every entry names its authors in every format: front matter `author`
+/// or `authors`, else the site's `author`.
+#[test]
+fn every_entry_names_its_authors() {
+    let ws = site(
+        "base_url = \"https://news.example.org/\"\nauthor = \"The Desk\"\n",
+        &[
+            (
+                "one.md",
+                md("One", "2025-05-03T10:00:00Z", "author: Ann\n", "1"),
+            ),
+            (
+                "two.md",
+                md("Two", "2025-05-02T10:00:00Z", "authors: [Ann, Bob]\n", "2"),
+            ),
+            ("none.md", md("None", "2025-05-01T10:00:00Z", "", "0")),
+        ],
+    );
+    ws.herald_cfg(&["build"]).expect_code(0);
+    let want = [vec!["Ann"], vec!["Ann", "Bob"], vec!["The Desk"]];
+    for file in ["rss.xml", "atom.xml", "feed.json"] {
+        let f = feed_rs::parser::parse(ws.read_bytes(&format!("feeds/{file}")).as_slice())
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let got: Vec<Vec<String>> = f
+            .entries
+            .iter()
+            .map(|e| e.authors.iter().map(|p| p.name.clone()).collect())
+            .collect();
+        assert_eq!(got, want, "{file}");
+    }
+    let atom = ws.read("feeds/atom.xml");
+    assert_eq!(
+        atom.matches("<author>").count(),
+        1 + 4,
+        "feed + entries:\n{atom}"
+    );
+}
+
 /// A title-only article has no empty `<content>` (W3C: NotBlank), and a
 /// link whose target the sanitiser removed keeps its text but no
 /// attributes that need a target (Nu checker: `rel` without `href`).
