@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
 
+pub use crate::article::encode_segment;
 use crate::article::{slugify, Article};
 
 pub use atom::atom;
@@ -145,19 +146,6 @@ impl Feed {
     pub fn body_html(&self, i: usize) -> &str {
         self.bodies[i].get_or_init(|| self.items[i].body_html.html())
     }
-}
-
-/// Percent-encodes a path segment (slugs may hold non-ASCII letters).
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The route of an article page (`articles/<slug>/`).

@@ -426,11 +426,15 @@ impl State {
         out
     }
 
+    /// A new id: `tag:<authority>,<published date>:<slug>`, the slug
+    /// percent-encoded (RFC 4151 allows URI characters only; an ASCII
+    /// slug is unchanged), with `-2`, `-3` … if taken. Ids made before
+    /// slugs were encoded stay as they are in the state.
     fn fresh_id(&self, a: &Article, authority: &str) -> String {
         let base = format!(
             "tag:{authority},{}:{}",
             a.published.format("%Y-%m-%d"),
-            a.slug
+            crate::article::encode_segment(&a.slug)
         );
         let mut id = base.clone();
         let mut n = 2;
@@ -561,6 +565,32 @@ mod tests {
             first
         );
         assert!(!r.is_dirty());
+    }
+
+    /// A new id holds the slug percent-encoded (an ASCII slug as it is);
+    /// an id stored before that rule, with the raw slug, is kept.
+    #[test]
+    fn ids_encode_the_slug_and_old_ids_stay() {
+        let mut s = State::default();
+        let k = article("київ", "k");
+        let got = ids(&mut s, &[("k.txt", &k)], T1);
+        assert_eq!(
+            got[0].0,
+            "tag:e.example,2025-05-22:%D0%BA%D0%B8%D1%97%D0%B2"
+        );
+        let mut old = State::default();
+        let raw: Arc<str> = Arc::from("tag:e.example,2025-05-22:київ");
+        old.disk.articles.insert(
+            Arc::clone(&raw),
+            Entry {
+                slug: "київ".into(),
+                path: "k.txt".into(),
+                hash: 7,
+                updated: now(T1),
+            },
+        );
+        old.index(&raw);
+        assert_eq!(ids(&mut old, &[("k.txt", &k)], T2)[0].0, &*raw);
     }
 
     /// Deleting then re-creating an article with the same slug keeps its id.

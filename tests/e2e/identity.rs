@@ -5,7 +5,11 @@
 //! authors, and documents no validator trips on (no empty content, no
 //! link without a target).
 
+use crate::live::TestDaemon;
 use crate::util::Workspace;
+
+/// `київ` percent-encoded, as it appears in URLs and new ids.
+const KYIV: &str = "%D0%BA%D0%B8%D1%97%D0%B2";
 
 fn md(title: &str, date: &str, extra: &str, body: &str) -> String {
     format!("---\ntitle: {title}\ndate: {date}\n{extra}---\n{body}\n")
@@ -18,6 +22,129 @@ fn site(config: &str, files: &[(&str, String)]) -> Workspace {
         ws.write(&format!("content/{p}"), text);
     }
     ws
+}
+
+/// `(id, url)` of every item of the main JSON Feed.
+fn json_ids(ws: &Workspace) -> Vec<(String, String)> {
+    let v: serde_json::Value = serde_json::from_str(&ws.read("feeds/feed.json")).expect("json");
+    v["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap_or("").to_string(),
+                i["url"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// RFC 4151 §2.1: a tag URI is made of URI characters only (ASCII,
+/// non-space, no `<>"{}|\^\``); anything else must be percent-encoded.
+fn valid_tag(id: &str) -> bool {
+    id.starts_with("tag:")
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"<>\"{}|\\^`".contains(&b))
+}
+
+/// A new article with a non-ASCII slug gets a valid `tag:` id (the slug
+/// percent-encoded) and percent-encoded permalinks in every format, while
+/// ASCII slugs keep the ids they always had and an id already in the
+/// state file (made before this rule) is kept as it is.
+#[test]
+fn non_ascii_slugs_give_valid_ids_and_encoded_links() {
+    let ws = site(
+        "base_url = \"https://news.example.org/\"\n",
+        &[
+            (
+                "sub/київ.md",
+                md("Київ", "2025-08-02T10:00:00Z", "", "Текст."),
+            ),
+            ("plain.md", md("Plain", "2025-08-01T10:00:00Z", "", "Text.")),
+        ],
+    );
+    ws.herald_cfg(&["build"]).expect_code(0);
+    let got = json_ids(&ws);
+    assert_eq!(
+        got,
+        [
+            (
+                format!("tag:news.example.org,2025-08-02:{KYIV}"),
+                format!("https://news.example.org/articles/{KYIV}/")
+            ),
+            (
+                "tag:news.example.org,2025-08-01:plain".to_string(),
+                "https://news.example.org/articles/plain/".to_string()
+            ),
+        ]
+    );
+    let atom = ws.read("feeds/atom.xml");
+    for id in atom
+        .split("<id>")
+        .skip(1)
+        .map(|s| &s[..s.find("</id>").unwrap()])
+    {
+        assert!(valid_tag(id), "invalid tag URI {id:?} in\n{atom}");
+    }
+    let rss = ws.read("feeds/rss.xml");
+    assert!(
+        rss.contains(&format!(
+            "<link>https://news.example.org/articles/{KYIV}/</link>"
+        )),
+        "{rss}"
+    );
+    assert!(!rss.contains("київ</"), "raw slug in a link or id:\n{rss}");
+
+    // An id handed out before (raw UTF-8, as earlier versions made it)
+    // stays: readers already have it.
+    let old = Workspace::new();
+    old.write("herald.toml", "base_url = \"https://news.example.org/\"\n");
+    old.write(
+        "content/sub/київ.md",
+        md("Київ", "2025-08-02T10:00:00Z", "", "Текст."),
+    );
+    old.write(
+        "state/state.json",
+        r#"{"version":1,"generation":1,"authority":"news.example.org","since":"2025-08-02","articles":{"tag:news.example.org,2025-08-02:київ":{"slug":"київ","path":"sub/київ.md","hash":"00000000000000000000000000000001","updated":"2025-08-02T10:00:00Z"}}}"#,
+    );
+    old.herald_cfg(&["build"]).expect_code(0);
+    assert_eq!(
+        json_ids(&old)[0].0,
+        "tag:news.example.org,2025-08-02:київ",
+        "an id readers have is never changed"
+    );
+}
+
+/// Requests for a page with a non-ASCII slug succeed with upper- and
+/// lower-case percent-escapes and with the raw UTF-8 path; without the
+/// trailing slash they redirect to the canonical (encoded) permalink.
+#[test]
+fn non_ascii_permalinks_answer_every_spelling() {
+    let ws = Workspace::new();
+    ws.write(
+        "content/sub/київ.md",
+        md("Київ", "2025-08-02T10:00:00Z", "", "Текст."),
+    );
+    let d = TestDaemon::start(ws, "");
+    let lower = KYIV.to_ascii_lowercase();
+    for path in [
+        format!("/articles/{KYIV}/"),
+        format!("/articles/{lower}/"),
+        "/articles/київ/".to_string(),
+        format!("/articles/{lower}/index.html"),
+    ] {
+        let r = d.get(&path);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(r.text().contains("<h1>Київ</h1>"), "{path}: {}", r.text());
+    }
+    for path in ["/articles/київ".to_string(), format!("/articles/{lower}")] {
+        let r = d.get(&path);
+        assert_eq!(r.status, 301, "{path}");
+        assert_eq!(r.header("location"), format!("/articles/{KYIV}/"), "{path}");
+    }
+    d.stop();
 }
 
 /// Every entry names its authors in every format: front matter `author`
