@@ -561,6 +561,18 @@ impl Library {
     /// path order), stable ids and `updated` from the state file, articles
     /// dated after `now` held back.
     pub fn view(&mut self, now: DateTime<Utc>) -> View {
+        // Ids the state renamed (a provisional authority gave way to a
+        // real one): the articles holding them take the new ones.
+        let rekeyed = self.state.take_rekeyed();
+        if !rekeyed.is_empty() {
+            for f in self.files.values_mut() {
+                if let Some(a) = f.article.as_mut() {
+                    if let Some(new) = rekeyed.get(a.id.as_str()) {
+                        Arc::make_mut(a).id = new.to_string();
+                    }
+                }
+            }
+        }
         let now_fixed: DateTime<FixedOffset> = now.fixed_offset();
         let mut view = View::default();
         let bytes = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();

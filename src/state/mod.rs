@@ -151,6 +151,10 @@ pub struct State {
     unsaved_new: Vec<Arc<str>>,
     /// No new id is made up (see [`State::withdraw_unsaved_ids`]).
     hold_new: bool,
+    /// Ids replaced since the library last asked (old → new), when a
+    /// provisional authority gave way to a real one
+    /// ([`State::authority`]).
+    rekeyed: HashMap<Arc<str>, Arc<str>>,
 }
 
 impl State {
@@ -257,16 +261,96 @@ impl State {
     /// The authority for new `tag:` ids: the one recorded at first
     /// publication, so a later change of `base_url` (http → https, new
     /// host) never changes ids. An explicitly configured authority wins.
+    ///
+    /// A recorded authority that is no public host ([`provisional`]: the
+    /// shipped `base_url` 127.0.0.1, `localhost`, a private address) is
+    /// provisional: the first time `default` is a real host, it replaces
+    /// the recorded one (logged), and so it does in every id made with
+    /// it. Those ids were only ever shown on a loopback or private
+    /// address, never to the readers of the public site, and two sites
+    /// first tried out this way must not share ids (readers merge items
+    /// by id). The ids replaced are handed to the library by
+    /// [`State::take_rekeyed`].
     pub fn authority(&mut self, configured: Option<&str>, default: &str) -> String {
         if let Some(a) = configured {
             return a.to_string();
         }
-        if self.disk.authority.is_none() {
-            self.disk.authority = Some(default.to_string());
-            self.dirty = true;
-            self.meta_changed = true;
+        match self.disk.authority.clone() {
+            None => {
+                self.disk.authority = Some(default.to_string());
+                self.dirty = true;
+                self.meta_changed = true;
+            }
+            Some(old) if provisional(&old) && !provisional(default) => {
+                self.replace_authority(&old, default);
+            }
+            Some(_) => {}
         }
         self.disk.authority.clone().unwrap_or_default()
+    }
+
+    /// Replaces the provisional authority `old` by `new`, in the record
+    /// and in every id made with it (`tag:<old>,…` → `tag:<new>,…`).
+    fn replace_authority(&mut self, old: &str, new: &str) {
+        let prefix = format!("tag:{old},");
+        let ids: Vec<Arc<str>> = self
+            .disk
+            .articles
+            .keys()
+            .filter(|id| id.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for id in &ids {
+            let base = format!("tag:{new},{}", &id[prefix.len()..]);
+            let mut fresh = base.clone();
+            let mut n = 2;
+            while self.disk.articles.contains_key(fresh.as_str()) {
+                fresh = format!("{base}-{n}");
+                n += 1;
+            }
+            let fresh: Arc<str> = Arc::from(fresh);
+            if let Some(e) = self.disk.articles.remove(id) {
+                self.disk.articles.insert(Arc::clone(&fresh), e);
+            }
+            self.changed.remove(id);
+            self.changed.insert(Arc::clone(&fresh));
+            for u in &mut self.unsaved_new {
+                if u == id {
+                    *u = Arc::clone(&fresh);
+                }
+            }
+            // Chained: an id replaced before the library saw the first
+            // replacement maps from what the library holds.
+            let from = self
+                .rekeyed
+                .iter()
+                .find(|(_, to)| ***to == **id)
+                .map(|(k, _)| Arc::clone(k))
+                .unwrap_or_else(|| Arc::clone(id));
+            self.rekeyed.insert(from, fresh);
+        }
+        self.by_path.clear();
+        self.by_hash.clear();
+        self.by_slug.clear();
+        let all: Vec<Arc<str>> = self.disk.articles.keys().cloned().collect();
+        for id in &all {
+            self.index(id);
+        }
+        tracing::info!(
+            "id authority {old} was provisional (not a public host): ids now use {new}, the host of base_url; {} ids given out under {old}, shown only on that address, now use it too",
+            ids.len()
+        );
+        self.disk.authority = Some(new.to_string());
+        self.dirty = true;
+        self.meta_changed = true;
+        // The journal cannot say that an id is gone: written whole.
+        self.store.rewrite = true;
+    }
+
+    /// The ids replaced since the last call, old → new (see
+    /// [`State::authority`]): the library renames the articles it holds.
+    pub fn take_rekeyed(&mut self) -> HashMap<Arc<str>, Arc<str>> {
+        std::mem::take(&mut self.rekeyed)
     }
 
     /// The date part of feed ids, fixed the first time it is asked for.
@@ -446,6 +530,43 @@ impl State {
     }
 }
 
+/// True for an id authority no public site has: `localhost` and names
+/// under `.localhost`, `.local`, `.internal`, `.home.arpa` or `.lan`, a
+/// name without a dot, and loopback, unspecified, private (RFC 1918, RFC
+/// 4193), shared (RFC 6598) and link-local addresses. Such an authority is
+/// only provisional (see [`State::authority`]).
+pub fn provisional(host: &str) -> bool {
+    use std::net::IpAddr;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => {
+            let [x, y, ..] = a.octets();
+            a.is_loopback()
+                || a.is_unspecified()
+                || a.is_private()
+                || a.is_link_local()
+                || (x == 100 && (64..128).contains(&y))
+        }
+        Ok(IpAddr::V6(a)) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return provisional(&v4.to_string());
+            }
+            let first = a.segments()[0];
+            a.is_loopback()
+                || a.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+        Err(_) => {
+            let name = host.trim_end_matches('.').to_ascii_lowercase();
+            !name.contains('.')
+                || [".localhost", ".local", ".internal", ".home.arpa", ".lan"]
+                    .iter()
+                    .any(|s| name.ends_with(s))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,6 +712,105 @@ mod tests {
         );
         old.index(&raw);
         assert_eq!(ids(&mut old, &[("k.txt", &k)], T2)[0].0, &*raw);
+    }
+
+    /// Loopback, private and local names are provisional authorities;
+    /// public names and addresses are not.
+    #[test]
+    fn provisional_authorities() {
+        for host in [
+            "127.0.0.1",
+            "127.3.4.5",
+            "localhost",
+            "LOCALHOST",
+            "a.localhost",
+            "0.0.0.0",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.20",
+            "169.254.0.1",
+            "100.64.0.1",
+            "::1",
+            "[::1]",
+            "::",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "printer.local",
+            "db.internal",
+            "nas.home.arpa",
+            "box.lan",
+            "myhost",
+        ] {
+            assert!(provisional(host), "{host} is provisional");
+        }
+        for host in [
+            "news.example.org",
+            "example.com.",
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2001:db8::1",
+            "::ffff:8.8.8.8",
+            "local.example.org",
+        ] {
+            assert!(!provisional(host), "{host} is public");
+        }
+    }
+
+    /// A provisional authority gives way, once, to the first public one,
+    /// in the record and in every id made with it (front-matter ids and
+    /// the rest of each id untouched); the library learns the renames; a
+    /// later public host changes nothing, and a configured authority is
+    /// never replaced.
+    #[test]
+    fn provisional_authority_is_replaced_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::default();
+        let auth = s.authority(None, "127.0.0.1");
+        let (a, b) = (article("a", "one"), article("b", "two"));
+        let mut c = article("c", "three");
+        c.id = "urn:x:c".into();
+        let items = [
+            ("a.txt".to_string(), &a),
+            ("b.txt".to_string(), &b),
+            ("c.txt".to_string(), &c),
+        ];
+        s.identify_all(&items, &HashSet::default(), &auth, now(T1));
+        s.save(dir.path()).unwrap();
+        assert_eq!(
+            s.authority(None, "192.168.1.2"),
+            "127.0.0.1",
+            "still no public host"
+        );
+        assert!(s.take_rekeyed().is_empty());
+
+        assert_eq!(s.authority(None, "news.example.org"), "news.example.org");
+        let renamed = s.take_rekeyed();
+        assert_eq!(renamed.len(), 2);
+        assert_eq!(
+            &*renamed["tag:127.0.0.1,2025-05-22:a"],
+            "tag:news.example.org,2025-05-22:a"
+        );
+        let got = s.identify_all(&items, &HashSet::default(), "news.example.org", now(T2));
+        let got: Vec<String> = got.into_iter().map(|x| x.unwrap().0).collect();
+        assert_eq!(
+            got,
+            [
+                "tag:news.example.org,2025-05-22:a",
+                "tag:news.example.org,2025-05-22:b",
+                "urn:x:c"
+            ]
+        );
+        s.save(dir.path()).unwrap();
+        let mut r = State::load(dir.path()).unwrap();
+        assert_eq!(r.authority(None, "other.example"), "news.example.org");
+        assert!(r.take_rekeyed().is_empty());
+        assert!(!r.disk.articles.keys().any(|id| id.contains("127.0.0.1")));
+        assert_eq!(
+            State::default().authority(Some("127.0.0.1"), "news.example.org"),
+            "127.0.0.1"
+        );
     }
 
     /// Deleting then re-creating an article with the same slug keeps its id.

@@ -147,6 +147,98 @@ fn non_ascii_permalinks_answer_every_spelling() {
     d.stop();
 }
 
+/// An authority taken from a loopback `base_url` (the shipped default)
+/// is provisional: the first build under a public `base_url` replaces
+/// it (logged once) in every id, including those already handed out on
+/// the loopback address; a later move to yet another host changes
+/// nothing. A private-network address is provisional too; an
+/// `id_authority` set on purpose is kept whatever it is.
+#[test]
+fn loopback_authority_is_replaced_by_the_first_public_host() {
+    let files = [
+        ("a.md", md("A", "2025-05-01T10:00:00Z", "", "a")),
+        ("b.md", md("B", "2025-05-02T10:00:00Z", "", "b")),
+    ];
+    let ws = site("", &files);
+    ws.herald_cfg(&["build"]).expect_code(0);
+    let ids = |ws: &Workspace| json_ids(ws).into_iter().map(|x| x.0).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&ws),
+        ["tag:127.0.0.1,2025-05-02:b", "tag:127.0.0.1,2025-05-01:a"]
+    );
+
+    ws.write("herald.toml", "base_url = \"https://news.example.org/\"\n");
+    let run = ws.herald_cfg(&["build"]);
+    run.expect_code(0);
+    let public = [
+        "tag:news.example.org,2025-05-02:b",
+        "tag:news.example.org,2025-05-01:a",
+    ];
+    assert_eq!(ids(&ws), public);
+    let atom = ws.read("feeds/atom.xml");
+    assert!(!atom.contains("127.0.0.1"), "{atom}");
+    let said: Vec<String> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("127.0.0.1") && l.contains("news.example.org"))
+        .map(String::from)
+        .collect();
+    assert_eq!(said.len(), 1, "one line says so:\n{}", run.stderr);
+    let state = ws.read("state/state.json");
+    assert!(
+        state.contains("\"authority\": \"news.example.org\""),
+        "{state}"
+    );
+    assert!(!state.contains("127.0.0.1"), "{state}");
+
+    ws.write("herald.toml", "base_url = \"https://other.example/\"\n");
+    let run = ws.herald_cfg(&["build"]);
+    run.expect_code(0);
+    assert_eq!(ids(&ws), public, "a real authority is kept for good");
+    assert!(!run.stderr.contains("authority"), "{}", run.stderr);
+
+    let lan = site("base_url = \"http://192.168.1.20:8080/\"\n", &files);
+    lan.herald_cfg(&["build"]).expect_code(0);
+    assert_eq!(ids(&lan)[0], "tag:192.168.1.20,2025-05-02:b");
+    lan.write("herald.toml", "base_url = \"https://news.example.org/\"\n");
+    lan.herald_cfg(&["build"]).expect_code(0);
+    assert_eq!(ids(&lan), public);
+
+    let chosen = site("id_authority = \"127.0.0.1\"\n", &files);
+    chosen.herald_cfg(&["build"]).expect_code(0);
+    chosen.write(
+        "herald.toml",
+        "id_authority = \"127.0.0.1\"\nbase_url = \"https://news.example.org/\"\n",
+    );
+    chosen.herald_cfg(&["build"]).expect_code(0);
+    assert_eq!(ids(&chosen)[0], "tag:127.0.0.1,2025-05-02:b");
+}
+
+/// In `serve`, a reload that moves `base_url` from a loopback address to
+/// a public host replaces the provisional authority in the ids served.
+#[test]
+fn provisional_authority_gives_way_on_reload() {
+    let ws = Workspace::new();
+    ws.write("content/a.md", md("A", "2025-05-01T10:00:00Z", "", "a"));
+    let d = TestDaemon::start(ws, "base_url = \"http://127.0.0.1:8080/\"\n");
+    d.poll("/feed.json", "loopback ids", |r| {
+        r.text().contains("\"id\": \"tag:127.0.0.1,2025-05-01:a\"")
+    });
+    let config = d.ws.read("herald.toml").replace(
+        "base_url = \"http://127.0.0.1:8080/\"",
+        "base_url = \"https://news.example.org/\"",
+    );
+    d.ws.write("herald.toml", config);
+    d.signal(libc::SIGHUP);
+    d.poll("/feed.json", "public ids", |r| {
+        r.text()
+            .contains("\"id\": \"tag:news.example.org,2025-05-01:a\"")
+    });
+    let atom = d.get("/atom.xml").text();
+    assert!(!atom.contains("127.0.0.1"), "{atom}");
+    d.stop();
+}
+
 /// Every entry names its authors in every format: front matter `author`
 /// or `authors`, else the site's `author`.
 #[test]
