@@ -98,8 +98,12 @@ pub struct Config {
     pub title: String,
     /// Feed and site description.
     pub description: String,
-    /// Public URL of the site, always ending in `/`.
+    /// Public URL of the site, always ending in `/`. When the file does
+    /// not set it, the `listen` address's ([`base_url_for`]); `serve` then
+    /// puts the address it actually listens on here.
     pub base_url: String,
+    /// `base_url` was set in the file (and so never follows `listen`).
+    pub base_url_configured: bool,
     /// Explicit id authority (`tag:` URIs); `None` means "the host of
     /// `base_url` at first publication", remembered in the state file.
     pub id_authority: Option<String>,
@@ -186,6 +190,7 @@ impl Default for Config {
             title: "Herald".into(),
             description: "Articles published by Herald".into(),
             base_url: "http://127.0.0.1:8080/".into(),
+            base_url_configured: false,
             id_authority: None,
             author: "Herald".into(),
             language: "en".into(),
@@ -333,6 +338,7 @@ impl Config {
             } else {
                 format!("{v}/")
             };
+            c.base_url_configured = true;
         }
         if let Some(tz) = raw.timezone {
             c.timezone = tz.get_ref().parse().map_err(|_| {
@@ -434,6 +440,9 @@ impl Config {
                 )
             })?;
         }
+        if !c.base_url_configured {
+            c.base_url = base_url_for(c.listen);
+        }
         let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
         let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
         c.debounce = ms(raw.debounce_ms, c.debounce);
@@ -484,6 +493,19 @@ impl Config {
         }
         v
     }
+}
+
+/// The `base_url` of a site served on `addr` when none is configured:
+/// `http://<addr>/`, an unspecified address (`0.0.0.0`, `::`, every
+/// interface) as the loopback address of its family, which is at least
+/// reachable from the machine itself.
+pub fn base_url_for(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(a) if a.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}/", SocketAddr::new(ip, addr.port()))
 }
 
 /// The host part of an absolute URL (without port or user info).
@@ -615,6 +637,32 @@ mod tests {
                 ContentMode::Summary,
                 ContentMode::Full
             )
+        );
+    }
+
+    /// Without `base_url`, the site's URL is the `listen` address's (an
+    /// unspecified address as loopback); a `base_url` set is kept.
+    #[test]
+    fn base_url_follows_listen_unless_set() {
+        let c = parse("listen = \"127.0.0.1:9000\"\n").unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), c.base_url_configured),
+            ("http://127.0.0.1:9000/", false)
+        );
+        let c = parse("listen = \"0.0.0.0:80\"\n").unwrap();
+        assert_eq!(c.base_url, "http://127.0.0.1:80/");
+        assert_eq!(
+            base_url_for("[::]:8080".parse().unwrap()),
+            "http://[::1]:8080/"
+        );
+        assert_eq!(
+            base_url_for("[2001:db8::1]:81".parse().unwrap()),
+            "http://[2001:db8::1]:81/"
+        );
+        let c = parse("listen = \"127.0.0.1:9000\"\nbase_url = \"https://a.example/\"\n").unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), c.base_url_configured),
+            ("https://a.example/", true)
         );
     }
 

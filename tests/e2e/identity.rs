@@ -5,8 +5,10 @@
 //! authors, and documents no validator trips on (no empty content, no
 //! link without a target).
 
-use crate::live::TestDaemon;
-use crate::util::Workspace;
+use std::process::Command;
+
+use crate::live::{http, TestDaemon};
+use crate::util::{Workspace, HERALD};
 
 /// `київ` percent-encoded, as it appears in URLs and new ids.
 const KYIV: &str = "%D0%BA%D0%B8%D1%97%D0%B2";
@@ -236,6 +238,59 @@ fn provisional_authority_gives_way_on_reload() {
     });
     let atom = d.get("/atom.xml").text();
     assert!(!atom.contains("127.0.0.1"), "{atom}");
+    d.stop();
+}
+
+/// Without `base_url` in any config, `serve --listen` links to the
+/// address it listens on: the port that port 0 picked, and the address of
+/// a socket systemd passed in.
+#[test]
+fn base_url_follows_the_listen_address() {
+    let ws = Workspace::new();
+    ws.write("content/a.md", md("A", "2025-05-01T10:00:00Z", "", "a"));
+    let mut cmd = Command::new(HERALD);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    let d = TestDaemon::start_cmd(ws, "", cmd);
+    let rss = d.get("/rss.xml").text();
+    let home = format!("http://{}/", d.addr);
+    assert!(rss.contains(&format!("<link>{home}</link>")), "{rss}");
+    assert!(
+        rss.contains(&format!("<link>{home}articles/a/</link>")),
+        "{rss}"
+    );
+    assert!(!rss.contains(":8080"), "{rss}");
+    d.stop();
+
+    let inherited = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = inherited.local_addr().unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&inherited);
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" serve",
+        HERALD,
+    ]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if fd == 3 {
+                let flags = libc::fcntl(3, libc::F_GETFD);
+                libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let ws = Workspace::new();
+    ws.write("content/a.md", md("A", "2025-05-01T10:00:00Z", "", "a"));
+    let d = TestDaemon::start_cmd(ws, "", cmd);
+    assert_eq!(d.addr, addr);
+    let json = http(addr, "GET", "/feed.json", &[]).text();
+    assert!(
+        json.contains(&format!("\"url\": \"http://{addr}/articles/a/\"")),
+        "{json}"
+    );
     d.stop();
 }
 
