@@ -85,6 +85,7 @@ struct RawConfig {
     max_labels: Option<toml::Spanned<i64>>,
     max_nesting: Option<toml::Spanned<i64>>,
     follow_external_symlinks: Option<bool>,
+    max_former_slugs: Option<toml::Spanned<i64>>,
     publish_stall_secs: Option<toml::Spanned<i64>>,
     write_retry_secs: Option<toml::Spanned<i64>>,
     log_level: Option<String>,
@@ -172,6 +173,8 @@ pub struct Config {
     /// Read article files and directories that symlinks inside the content
     /// directory point to outside it (refused by default).
     pub follow_external_symlinks: bool,
+    /// Former slugs remembered per article (their permalinks redirect).
+    pub max_former_slugs: usize,
     /// Longest the publish loop may stay on one step with no progress
     /// before `/healthz` answers 503 and the watchdog is no longer pinged.
     pub publish_stall: Duration,
@@ -220,6 +223,7 @@ impl Default for Config {
             max_labels: 50,
             max_nesting: 64,
             follow_external_symlinks: false,
+            max_former_slugs: 10,
             publish_stall: Duration::from_secs(10),
             write_retry: Duration::from_secs(10),
             log_level: "info".into(),
@@ -423,6 +427,14 @@ impl Config {
         )?;
         c.max_labels = positive(raw.max_labels, "max_labels", c.max_labels)?;
         c.max_nesting = positive(raw.max_nesting, "max_nesting", c.max_nesting)?;
+        if let Some(n) = raw.max_former_slugs {
+            c.max_former_slugs = usize::try_from(*n.get_ref()).map_err(|_| {
+                invalid(
+                    spanned_line(&n.span()),
+                    format!("max_former_slugs: must be 0 or more, not {}", n.get_ref()),
+                )
+            })?;
+        }
         let content = raw.content.unwrap_or_default();
         let pick =
             |k: &Option<FeedKindConfig>| k.as_ref().and_then(|k| k.content).unwrap_or(content);

@@ -147,6 +147,7 @@ pub fn open_library(c: &Config) -> anyhow::Result<Library> {
     let authority = state.authority(c.id_authority.as_deref(), &c.default_authority());
     let mut lib = Library::new(c.content_dir.clone(), parse_ctx(c), state, authority);
     lib.set_follow_external_symlinks(c.follow_external_symlinks);
+    lib.set_max_former_slugs(c.max_former_slugs);
     Ok(lib)
 }
 

@@ -141,6 +141,7 @@ impl Publisher {
                 if fresh {
                     *builder = watched_builder(config, metrics);
                 }
+                builder.set_former(&v.moved, &v.gone);
                 builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
             },
         );
@@ -550,6 +551,7 @@ impl Publisher {
             self.lib.set_ctx(parse_ctx(&new), authority);
             self.lib
                 .set_follow_external_symlinks(new.follow_external_symlinks);
+            self.lib.set_max_former_slugs(new.max_former_slugs);
         }
         tracing::info!(config = %path.map_or_else(|| "(defaults)".into(), |p| p.display().to_string()), "configuration reloaded");
         self.metrics.health.set_stall(new.publish_stall);

@@ -160,6 +160,12 @@ pub struct View {
     /// New articles left out because no id may be made up for them now
     /// ([`Library::hold_new_articles`]).
     pub held_back: usize,
+    /// (old slug, the article now published under another slug): its
+    /// old permalinks redirect. Sorted, each old slug once.
+    pub moved: Vec<(String, Arc<Article>)>,
+    /// Slugs of articles no longer published: their permalinks are gone.
+    /// Sorted.
+    pub gone: Vec<String>,
 }
 
 /// All articles of one content directory.
@@ -755,7 +761,50 @@ impl Library {
                 .then_with(|| a.reason.cmp(&b.reason))
         });
         view.warnings.sort();
+        self.settle_former(&mut view);
         view
+    }
+
+    /// Fills in [`View::moved`] and [`View::gone`] from the state: the
+    /// old slugs of published articles and every slug of articles no
+    /// longer published, less the slugs published now (a page wins) and
+    /// with a slug both moved and gone counted as moved. Only a site with
+    /// renamed or deleted articles pays for more than a comparison.
+    fn settle_former(&self, view: &mut View) {
+        let published: std::cell::OnceCell<HashSet<&str>> = std::cell::OnceCell::new();
+        let ids = || -> HashSet<&str> { view.articles.iter().map(|a| a.id.as_str()).collect() };
+        let crate::state::Former {
+            mut moved,
+            mut gone,
+        } = self.state.former_permalinks(view.articles.len(), |id| {
+            published.get_or_init(ids).contains(id)
+        });
+        if moved.is_empty() && gone.is_empty() {
+            return;
+        }
+        let live: HashMap<&str, &Arc<Article>> =
+            view.articles.iter().map(|a| (a.slug.as_str(), a)).collect();
+        moved.retain(|(old, _)| !live.contains_key(old.as_str()));
+        moved.sort();
+        moved.dedup_by(|b, a| a.0 == b.0);
+        {
+            let moved_from: HashSet<&str> = moved.iter().map(|(old, _)| old.as_str()).collect();
+            gone.retain(|s| !live.contains_key(s.as_str()) && !moved_from.contains(s.as_str()));
+        }
+        gone.sort();
+        gone.dedup();
+        let moved: Vec<(String, Arc<Article>)> = moved
+            .into_iter()
+            .filter_map(|(old, now)| live.get(now.as_str()).map(|a| (old, Arc::clone(a))))
+            .collect();
+        drop(live);
+        view.moved = moved;
+        view.gone = gone;
+    }
+
+    /// Keeps at most `n` former slugs per article (`max_former_slugs`).
+    pub fn set_max_former_slugs(&mut self, n: usize) {
+        self.state.set_max_former_slugs(n);
     }
 }
 

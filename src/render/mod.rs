@@ -4,13 +4,15 @@
 //!
 //! `rss.rs` (RSS 2.0, `rss` crate), `atom.rs` (Atom 1.0,
 //! `atom_syndication`), `json.rs` (JSON Feed 1.1, serde), `html.rs` (index
-//! with autodiscovery, article pages), `opml.rs` (OPML 2.0 list of feeds).
+//! with autodiscovery, article pages), `opml.rs` (OPML 2.0 list of feeds),
+//! `moved.rs` (pages at old permalinks: redirect, gone).
 //! Uses `article` only; the caller hands in [`Settings`], the part of the
 //! config these need.
 
 mod atom;
 mod html;
 mod json;
+mod moved;
 mod opml;
 mod rss;
 
@@ -24,6 +26,7 @@ use crate::article::{slugify, Article};
 pub use atom::atom;
 pub use html::{article_page, article_page_parts, index, not_found, CONTENT_SECURITY_POLICY};
 pub use json::json;
+pub use moved::{gone_page, moved_page};
 pub use opml::opml;
 pub use rss::rss;
 

@@ -103,9 +103,10 @@ pub(super) fn route<B>(
 
 /// A path that is no route as it is: the route it spells another way
 /// (lower-case or missing percent-escapes: `/articles/%d0%ba…/` or the
-/// raw UTF-8 `/articles/київ/`), or that route without its trailing
-/// slash (redirected). Only requests that miss come here, so the routes
-/// served all the time cost no extra work.
+/// raw UTF-8 `/articles/київ/`), an old permalink of a renamed article
+/// (301 to the new one) or of one that is gone (410), or any of these
+/// without the trailing slash. Only requests that miss come here, so the
+/// routes served all the time cost no extra work.
 fn miss<B>(req: &Request<B>, path: &str, site: &Site, head: bool) -> Response<Full<Bytes>> {
     let canonical = canonical_path(path);
     let path = canonical.as_deref().unwrap_or(path);
@@ -113,6 +114,9 @@ fn miss<B>(req: &Request<B>, path: &str, site: &Site, head: bool) -> Response<Fu
         if let Some(asset) = site.get(path) {
             return serve_asset(req.headers(), asset, head, &site.cache_control);
         }
+    }
+    if let Some(r) = former(path, site, head) {
+        return r;
     }
     let with_slash = format!("{path}/");
     if site.get(&with_slash).is_some() {
@@ -122,7 +126,24 @@ fn miss<B>(req: &Request<B>, path: &str, site: &Site, head: bool) -> Response<Fu
         }
         return r;
     }
-    not_found(site, head)
+    former(&with_slash, site, head).unwrap_or_else(|| not_found(site, head))
+}
+
+/// The answer at a permalink an article no longer has: 301 to where it
+/// went, or 410 when it is no longer published.
+fn former(route: &str, site: &Site, head: bool) -> Option<Response<Full<Bytes>>> {
+    let (status, asset, headers) = if let Some(m) = site.moved(route) {
+        (StatusCode::MOVED_PERMANENTLY, &m.asset, &m.headers)
+    } else if site.is_gone(route) {
+        let (page, headers) = site.gone_page()?;
+        (StatusCode::GONE, page, headers)
+    } else {
+        return None;
+    };
+    let mut r = Response::new(Full::new(if head { Bytes::new() } else { asset.body() }));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers.clone();
+    Some(r)
 }
 
 /// The spelling of `path` that routes use, if it differs: every byte but

@@ -53,7 +53,7 @@ pub fn write_to(
     let routes: Vec<(&str, &Arc<Asset>)> = match only {
         Some(list) => list
             .iter()
-            .filter_map(|r| site.get(r).map(|a| (r.as_str(), a)))
+            .filter_map(|r| site.file(r).map(|a| (r.as_str(), a)))
             .collect(),
         None => site.routes().collect(),
     };

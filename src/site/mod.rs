@@ -607,11 +607,51 @@ fn not_found_headers(len: usize) -> http::HeaderMap {
     h
 }
 
+/// The answer at an old permalink of a renamed article: 301 to the new
+/// one, with a small page that says so (also written under the output
+/// directory, where it refreshes to the new permalink).
+#[derive(Debug)]
+pub struct Redirect {
+    /// The page.
+    pub asset: Arc<Asset>,
+    /// Headers of the 301: `Location` (the new permalink, absolute), the
+    /// page's type and length, caching, and an HTML page's security
+    /// headers.
+    pub headers: http::HeaderMap,
+}
+
+/// The headers of the 301 at an old permalink.
+fn redirect_headers(to: &str, len: usize, cache_control: &http::HeaderValue) -> http::HeaderMap {
+    use http::header::{self, HeaderValue};
+    let mut h = http::HeaderMap::with_capacity(8);
+    if let Ok(v) = HeaderValue::from_str(to) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::CACHE_CONTROL, cache_control.clone());
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    html_security_headers(&mut h);
+    h
+}
+
 /// An immutable snapshot of everything Herald serves.
 #[derive(Debug)]
 pub struct Site {
     /// Feeds, the index and OPML.
     docs: HashMap<Arc<str>, Arc<Asset>>,
+    /// Old permalinks of renamed articles.
+    redirects: HashMap<Arc<str>, Arc<Redirect>>,
+    /// Permalinks of articles no longer published (answered 410).
+    gone: Arc<rustc_hash::FxHashSet<Arc<str>>>,
+    /// The page answered with 410, and its headers.
+    gone_page: Option<(Arc<Asset>, http::HeaderMap)>,
     /// Article pages, shared shard by shard with the builder and the
     /// snapshots before.
     pages: Pages,
@@ -649,6 +689,29 @@ impl Site {
             .or_else(|| self.pages.get(route).map(|p| &p.asset))
     }
 
+    /// Where the article once at `route` went, if it was renamed.
+    pub fn moved(&self, route: &str) -> Option<&Redirect> {
+        self.redirects.get(route).map(|r| &**r)
+    }
+
+    /// True when `route` is the permalink of an article no longer
+    /// published.
+    pub fn is_gone(&self, route: &str) -> bool {
+        self.gone.contains(route)
+    }
+
+    /// The page answered with 410, with its headers.
+    pub fn gone_page(&self) -> Option<&(Arc<Asset>, http::HeaderMap)> {
+        self.gone_page.as_ref()
+    }
+
+    /// The document behind a file of the output directory: what
+    /// [`Site::get`] serves, and the redirect pages at old permalinks.
+    pub fn file(&self, route: &str) -> Option<&Arc<Asset>> {
+        self.get(route)
+            .or_else(|| self.redirects.get(route).map(|r| &r.asset))
+    }
+
     /// The 404 page.
     pub fn not_found(&self) -> Option<&Arc<Asset>> {
         self.not_found.as_ref()
@@ -680,17 +743,19 @@ impl Site {
         }
     }
 
-    /// Every route with its asset.
+    /// Every route with a file in the output directory, with its asset
+    /// (what [`Site::file`] finds).
     pub fn routes(&self) -> impl Iterator<Item = (&str, &Arc<Asset>)> {
         self.docs
             .iter()
             .map(|(r, a)| (&**r, a))
             .chain(self.pages.iter().map(|(r, p)| (&**r, &p.asset)))
+            .chain(self.redirects.iter().map(|(r, d)| (&**r, &d.asset)))
     }
 
     /// Number of routes.
     pub fn len(&self) -> usize {
-        self.docs.len() + self.pages.len()
+        self.docs.len() + self.pages.len() + self.redirects.len()
     }
 
     /// True when nothing is published.
@@ -822,6 +887,14 @@ pub struct SiteBuilder {
     /// Marked after each document rendered, so re-rendering a large
     /// archive counts as progress, not as a stuck loop.
     progress: crate::health::Progress,
+    /// Redirect pages of the last build, with fingerprints.
+    redirects: HashMap<Arc<str>, (Fingerprint, Arc<Redirect>)>,
+    /// What the next build serves at old permalinks
+    /// ([`SiteBuilder::set_former`]).
+    moved: Vec<(String, Arc<Article>)>,
+    /// Permalinks of articles gone, as of the last build.
+    gone: Arc<rustc_hash::FxHashSet<Arc<str>>>,
+    gone_slugs: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -892,6 +965,31 @@ impl SiteBuilder {
     /// that render them).
     pub fn on_progress(&mut self, beat: impl Fn() + Send + Sync + 'static) {
         self.progress = crate::health::Progress::new(beat);
+    }
+
+    /// What the next [`SiteBuilder::build`] answers at the permalinks of
+    /// articles that are no longer there: `moved` holds (old slug, the
+    /// article now published under another slug), redirected; `gone`
+    /// the slugs of articles no longer published, answered 410. Neither
+    /// may hold a slug published now.
+    pub fn set_former(&mut self, moved: &[(String, Arc<Article>)], gone: &[String]) {
+        if self.moved.len() != moved.len()
+            || self
+                .moved
+                .iter()
+                .zip(moved)
+                .any(|(a, b)| a.0 != b.0 || !Arc::ptr_eq(&a.1, &b.1))
+        {
+            self.moved = moved.to_vec();
+        }
+        if self.gone_slugs != gone {
+            self.gone_slugs = gone.to_vec();
+            self.gone = Arc::new(
+                gone.iter()
+                    .map(|s| Arc::from(format!("/{}", render::article_route(s))))
+                    .collect(),
+            );
+        }
     }
 
     /// Routes present before the last [`SiteBuilder::build`] and gone
@@ -1030,6 +1128,30 @@ impl SiteBuilder {
             });
         }
 
+        // Redirect pages at the old permalinks of renamed articles.
+        let mut redirect_to: HashMap<Arc<str>, String> = HashMap::default();
+        for (old, a) in &self.moved {
+            let route: Arc<str> = format!("/{}", render::article_route(old)).into();
+            let to = s.article_url(a);
+            let mut h = Xxh3::new();
+            h.update(&settings_fp.to_le_bytes());
+            h.update(b"moved");
+            h.update(route.as_bytes());
+            h.update(a.title.as_bytes());
+            fp_article(&mut h, a);
+            let a2 = Arc::clone(a);
+            let to2 = to.clone();
+            redirect_to.insert(Arc::clone(&route), to);
+            jobs.push(Job {
+                route,
+                fp: h.digest128(),
+                derived: to_system(Some(a.updated)),
+                content_type: "text/html; charset=utf-8",
+                cors: false,
+                render: Box::new(move || Doc::Whole(render::moved_page(&a2.title, &to2, s))),
+            });
+        }
+
         if let (Some(dir), false) = (&self.floor_dir, self.floors_loaded) {
             self.floors_loaded = true;
             self.floors = jobs
@@ -1044,11 +1166,12 @@ impl SiteBuilder {
             self.floors.retain(|_, t| *t > UNIX_EPOCH);
         }
 
-        let (docs, routes) = (&self.docs, &self.routes);
+        let (docs, routes, redirects) = (&self.docs, &self.routes, &self.redirects);
         let prev = |route: &str| -> Option<(Fingerprint, &Arc<Asset>)> {
             docs.get(route)
                 .map(|(fp, a)| (*fp, a))
                 .or_else(|| routes.get(route).map(|p| (p.fp, &p.asset)))
+                .or_else(|| redirects.get(route).map(|(fp, r)| (*fp, &r.asset)))
         };
         let floors = &self.floors;
         let floor_dir = self.floor_dir.as_deref();
@@ -1124,6 +1247,7 @@ impl SiteBuilder {
         let mut streamed = Vec::new();
         let mut stream_report = WriteReport::default();
         let mut new_docs = HashMap::with_capacity_and_hasher(self.docs.len(), Default::default());
+        let mut new_redirects: HashMap<Arc<str>, (Fingerprint, Arc<Redirect>)> = HashMap::default();
         for r in results {
             let (route, fp, asset, fresh) = match r {
                 Rendered::Kept(route, fp, asset, fresh) => (route, fp, asset, fresh),
@@ -1139,6 +1263,17 @@ impl SiteBuilder {
             };
             if fresh {
                 changed.push(route.to_string());
+            }
+            if let Some(to) = redirect_to.get(&route) {
+                let redirect = match self.redirects.get(&route) {
+                    Some((_, r)) if Arc::ptr_eq(&r.asset, &asset) => Arc::clone(r),
+                    _ => Arc::new(Redirect {
+                        headers: redirect_headers(to, asset.len, &cache_control),
+                        asset,
+                    }),
+                };
+                new_redirects.insert(route, (fp, redirect));
+                continue;
             }
             let Some(article) = page_articles.get(&route) else {
                 new_docs.insert(route, (fp, asset));
@@ -1178,13 +1313,25 @@ impl SiteBuilder {
             p.seen == generation
         });
         for route in gone {
-            if !page_articles.contains_key(&route) && self.routes.remove(&route) {
+            // A page whose route now holds a redirect page is replaced,
+            // not removed.
+            if !page_articles.contains_key(&route)
+                && self.routes.remove(&route)
+                && !redirect_to.contains_key(&route)
+            {
+                removed.push(route.to_string());
+            }
+        }
+        // Redirect pages no longer wanted, unless a page took the route.
+        for route in self.redirects.keys() {
+            if !redirect_to.contains_key(route) && self.routes.get(route).is_none() {
                 removed.push(route.to_string());
             }
         }
         removed.sort();
         self.removed = removed;
         self.docs = new_docs;
+        self.redirects = new_redirects;
         // Floors matter only for routes the builder does not know yet;
         // after the first build it knows them all.
         self.floors = HashMap::default();
@@ -1194,6 +1341,13 @@ impl SiteBuilder {
             false,
             UNIX_EPOCH,
         ));
+        let gone_page = Asset::new(
+            Doc::Whole(render::gone_page(s)),
+            "text/html; charset=utf-8",
+            false,
+            UNIX_EPOCH,
+        );
+        let gone_headers = not_found_headers(gone_page.len);
         changed.sort();
         (
             Site {
@@ -1202,6 +1356,13 @@ impl SiteBuilder {
                     .iter()
                     .map(|(r, (_, a))| (Arc::clone(r), Arc::clone(a)))
                     .collect(),
+                redirects: self
+                    .redirects
+                    .iter()
+                    .map(|(r, (_, d))| (Arc::clone(r), Arc::clone(d)))
+                    .collect(),
+                gone: Arc::clone(&self.gone),
+                gone_page: Some((Arc::new(gone_page), gone_headers)),
                 pages: self.routes.clone(),
                 not_found_headers: not_found_headers(not_found.len),
                 not_found: Some(not_found),
@@ -1526,6 +1687,69 @@ mod tests {
                 .filter(|(r, _)| r.starts_with("/articles/"))
                 .count(),
             2
+        );
+    }
+
+    /// An old permalink holds a redirect page (a file of the output, not
+    /// a page served): it replaces the article's page without the route
+    /// being reported removed, is removed when no longer wanted, and a
+    /// page published at that slug again wins. Gone permalinks are known.
+    #[test]
+    fn redirects_and_gone_permalinks() {
+        let s = settings();
+        let mut b = SiteBuilder::default();
+        let arts = articles();
+        b.build(&arts, 0, &s, t(0));
+        let mut renamed = (*arts[1]).clone();
+        renamed.slug = "plain-2".into();
+        let now = vec![
+            Arc::clone(&arts[0]),
+            Arc::new(renamed),
+            Arc::clone(&arts[2]),
+        ];
+        b.set_former(
+            &[("plain".into(), Arc::clone(&now[1]))],
+            &["old-gone".into()],
+        );
+        let (site, changed) = b.build(&now, 0, &s, t(0));
+        let m = site.moved("/articles/plain/").expect("a redirect");
+        assert_eq!(
+            m.headers["location"],
+            "https://news.example.org/articles/plain-2/"
+        );
+        assert!(site.get("/articles/plain/").is_none(), "not a page");
+        assert!(site.file("/articles/plain/").is_some(), "but a file");
+        assert!(site.routes().any(|(r, _)| r == "/articles/plain/"));
+        assert!(changed.contains(&"/articles/plain/".to_string()));
+        assert!(b.removed().is_empty(), "{:?}", b.removed());
+        assert!(site.is_gone("/articles/old-gone/") && !site.is_gone("/articles/plain/"));
+        let body = String::from_utf8(m.asset.body().to_vec()).unwrap();
+        assert!(
+            body.contains("url=https://news.example.org/articles/plain-2/"),
+            "{body}"
+        );
+
+        let (again, changed) = b.build(&now, 0, &s, t(0));
+        assert!(changed.is_empty(), "{changed:?}");
+        assert!(Arc::ptr_eq(
+            &again.moved("/articles/plain/").unwrap().asset,
+            &m.asset
+        ));
+
+        b.set_former(&[], &[]);
+        let (site, _) = b.build(&now, 0, &s, t(0));
+        assert!(site.moved("/articles/plain/").is_none());
+        assert_eq!(b.removed(), ["/articles/plain/"]);
+
+        b.set_former(&[("plain".into(), Arc::clone(&now[1]))], &[]);
+        b.build(&now, 0, &s, t(0));
+        b.set_former(&[], &[]);
+        let (site, _) = b.build(&arts, 0, &s, t(0));
+        assert!(site.get("/articles/plain/").is_some());
+        assert_eq!(
+            b.removed(),
+            ["/articles/plain-2/"],
+            "the page took its route back"
         );
     }
 

@@ -58,6 +58,11 @@ pub enum StateError {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct Entry {
     slug: Box<str>,
+    /// Slugs the article had before, oldest first, at most
+    /// [`State::set_max_former_slugs`]: their permalinks redirect to the
+    /// current one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    former: Vec<Box<str>>,
     /// Source path relative to the content directory.
     path: Box<str>,
     /// Content hash ([`Article::hash`]), written as 32 hex digits.
@@ -155,6 +160,24 @@ pub struct State {
     /// provisional authority gave way to a real one
     /// ([`State::authority`]).
     rekeyed: HashMap<Arc<str>, Arc<str>>,
+    /// Ids of the entries with former slugs.
+    with_former: HashSet<Arc<str>>,
+    /// Most former slugs kept per article (`None`: the default).
+    max_former: Option<usize>,
+}
+
+/// Former slugs kept per article unless configured otherwise
+/// (`max_former_slugs`).
+pub const MAX_FORMER_SLUGS: usize = 10;
+
+/// The permalinks of articles no longer at them, as
+/// [`State::former_permalinks`] finds them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Former {
+    /// (old slug, current slug) of articles published under a new slug.
+    pub moved: Vec<(String, String)>,
+    /// Slugs (current and former) of articles no longer published.
+    pub gone: Vec<String>,
 }
 
 impl State {
@@ -199,8 +222,60 @@ impl State {
         self.dirty
     }
 
+    /// Keeps at most `n` former slugs per article (the oldest are
+    /// forgotten first, when an article next changes slug).
+    pub fn set_max_former_slugs(&mut self, n: usize) {
+        self.max_former = Some(n);
+    }
+
+    fn max_former(&self) -> usize {
+        self.max_former.unwrap_or(MAX_FORMER_SLUGS)
+    }
+
+    /// Where the permalinks the state knows of, other than those of the
+    /// `published` articles' current slugs, now lead: the former slugs
+    /// of published articles (at most the configured number each, the
+    /// newest) to the current ones, and every slug of an article no
+    /// longer published nowhere. `published` answers for an id whether
+    /// it is published; `count` is how many are (when every entry is
+    /// published, only entries with former slugs are looked at).
+    pub fn former_permalinks(&self, count: usize, published: impl Fn(&str) -> bool) -> Former {
+        let mut out = Former::default();
+        let max = self.max_former();
+        let moved = |e: &Entry, out: &mut Former| {
+            let keep = e.former.len().saturating_sub(max);
+            for old in &e.former[keep..] {
+                out.moved.push((old.to_string(), e.slug.to_string()));
+            }
+        };
+        if self.disk.articles.len() <= count {
+            for id in &self.with_former {
+                if let Some(e) = self.disk.articles.get(&**id) {
+                    moved(e, &mut out);
+                }
+            }
+        } else {
+            for (id, e) in &self.disk.articles {
+                if published(id) {
+                    if !e.former.is_empty() {
+                        moved(e, &mut out);
+                    }
+                } else {
+                    out.gone.push(e.slug.to_string());
+                    let keep = e.former.len().saturating_sub(max);
+                    out.gone
+                        .extend(e.former[keep..].iter().map(|s| s.to_string()));
+                }
+            }
+        }
+        out
+    }
+
     fn index(&mut self, id: &Arc<str>) {
         let e = &self.disk.articles[id];
+        if !e.former.is_empty() {
+            self.with_former.insert(Arc::clone(id));
+        }
         let (p, h, s) = (key(&e.path), e.hash, key(&e.slug));
         self.by_path.entry(p).or_default().push(Arc::clone(id));
         self.by_hash.entry(h).or_default().push(Arc::clone(id));
@@ -220,6 +295,7 @@ impl State {
             }
         }
         let (p, h, s) = (key(&e.path), e.hash, key(&e.slug));
+        self.with_former.remove(id);
         drop_from(&mut self.by_path, p, id);
         drop_from(&mut self.by_hash, h, id);
         drop_from(&mut self.by_slug, s, id);
@@ -332,6 +408,7 @@ impl State {
         self.by_path.clear();
         self.by_hash.clear();
         self.by_slug.clear();
+        self.with_former.clear();
         let all: Vec<Arc<str>> = self.disk.articles.keys().cloned().collect();
         for id in &all {
             self.index(id);
@@ -468,7 +545,13 @@ impl State {
                         e.path = rel.as_str().into();
                     }
                     if *e.slug != *a.slug {
-                        e.slug = a.slug.as_str().into();
+                        // The old permalink redirects to the new one; a
+                        // slug the article takes back is current again.
+                        let old = std::mem::replace(&mut e.slug, a.slug.as_str().into());
+                        e.former.retain(|s| **s != *old && **s != *a.slug);
+                        e.former.push(old);
+                        let over = e.former.len().saturating_sub(self.max_former());
+                        e.former.drain(..over);
                     }
                     (id, e)
                 }
@@ -487,6 +570,7 @@ impl State {
                     };
                     let entry = Entry {
                         slug: a.slug.as_str().into(),
+                        former: Vec::new(),
                         path: rel.as_str().into(),
                         hash: a.hash,
                         updated: a.published,
@@ -705,6 +789,7 @@ mod tests {
             Arc::clone(&raw),
             Entry {
                 slug: "київ".into(),
+                former: vec![],
                 path: "k.txt".into(),
                 hash: 7,
                 updated: now(T1),
@@ -811,6 +896,57 @@ mod tests {
             State::default().authority(Some("127.0.0.1"), "news.example.org"),
             "127.0.0.1"
         );
+    }
+
+    /// A renamed article's old slugs are remembered, newest last and at
+    /// most the configured number, and lead to its current slug; taking a
+    /// slug back makes it current again; every slug of an article no
+    /// longer published is gone; and all of it survives a restart.
+    #[test]
+    fn former_slugs_moved_and_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::default();
+        s.set_max_former_slugs(2);
+        let body = "same text";
+        for slug in ["a", "b", "c", "d"] {
+            ids(
+                &mut s,
+                &[(&format!("{slug}.txt"), &article(slug, body))],
+                T1,
+            );
+        }
+        let other = article("o", "other text");
+        ids(
+            &mut s,
+            &[("d.txt", &article("d", body)), ("o.txt", &other)],
+            T1,
+        );
+        let all = |_: &str| true;
+        let f = s.former_permalinks(2, all);
+        assert_eq!(
+            f.moved,
+            [("b".into(), "d".into()), ("c".into(), "d".into())],
+            "a is forgotten"
+        );
+        assert!(f.gone.is_empty());
+        ids(
+            &mut s,
+            &[("b.txt", &article("b", body)), ("o.txt", &other)],
+            T1,
+        );
+        assert_eq!(
+            s.former_permalinks(2, all).moved,
+            [("c".into(), "b".into()), ("d".into(), "b".into())]
+        );
+        s.save(dir.path()).unwrap();
+        let mut r = State::load(dir.path()).unwrap();
+        r.set_max_former_slugs(2);
+        let o_id = "tag:e.example,2025-05-22:o";
+        let f = r.former_permalinks(1, |id| id == o_id);
+        assert!(f.moved.is_empty());
+        let mut gone = f.gone;
+        gone.sort();
+        assert_eq!(gone, ["b", "c", "d"]);
     }
 
     /// Deleting then re-creating an article with the same slug keeps its id.

@@ -576,7 +576,7 @@ fn touch_and_crlf_resave_change_nothing() {
 }
 
 /// Renaming a file, moving it into another directory, or both with a new
-/// slug keeps its id and `updated`; the old page goes away.
+/// slug keeps its id and `updated`; the old page becomes a redirect page.
 #[test]
 fn rename_and_move_keep_ids() {
     let ws = clean_site();
@@ -610,9 +610,10 @@ fn rename_and_move_keep_ids() {
         "https://news.example.org/articles/notes-in-toml/"
     );
     assert!(ws.exists("feeds/articles/notes-in-toml/index.html"));
+    let old = ws.read("feeds/articles/toml-notes/index.html");
     assert!(
-        !ws.exists("feeds/articles/toml-notes/index.html"),
-        "stale page kept"
+        old.contains("url=https://news.example.org/articles/notes-in-toml/"),
+        "the old path holds a redirect page, not the stale article: {old}"
     );
     assert!(ws.exists("feeds/articles/sept-noon/index.html"));
 }

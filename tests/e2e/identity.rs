@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use crate::live::{http, TestDaemon};
+use crate::live::{http, TestDaemon, DEADLINE};
 use crate::util::{Workspace, HERALD};
 
 /// `київ` percent-encoded, as it appears in URLs and new ids.
@@ -292,6 +292,153 @@ fn base_url_follows_the_listen_address() {
         "{json}"
     );
     d.stop();
+}
+
+/// A renamed article's old permalinks answer 301 to the current one (no
+/// chains, with or without the trailing slash or `index.html`), and
+/// `feeds/` holds a redirect page at each old path; a deleted article's
+/// permalink answers 410 and its files go. The state remembers this
+/// across restarts, and at most `max_former_slugs` old slugs per article.
+#[test]
+fn renamed_articles_redirect_and_deleted_ones_are_gone() {
+    let ws = Workspace::new();
+    let text = md("Story", "2025-05-01T10:00:00Z", "", "The story.");
+    ws.write("content/first.md", &text);
+    ws.write(
+        "content/other.md",
+        md("Other", "2025-05-02T10:00:00Z", "", "o"),
+    );
+    let d = TestDaemon::start(ws, "max_former_slugs = 2\n");
+    d.poll("/articles/first/", "first page", |r| r.status == 200);
+    std::fs::rename(
+        d.ws.path("content/first.md"),
+        d.ws.path("content/second.md"),
+    )
+    .unwrap();
+    d.poll("/articles/second/", "renamed page", |r| r.status == 200);
+    let to = |slug: &str| format!("https://news.example.org/articles/{slug}/");
+    for path in [
+        "/articles/first/",
+        "/articles/first",
+        "/articles/first/index.html",
+    ] {
+        let r = d.get(path);
+        assert_eq!(
+            (r.status, r.header("location")),
+            (301, to("second").as_str()),
+            "{path}"
+        );
+    }
+    let page = wait_file(&d.ws, "feeds/articles/first/index.html", |p| {
+        p.contains("canonical")
+    });
+    assert!(
+        page.contains(&format!(
+            "<link rel=\"canonical\" href=\"{}\">",
+            to("second")
+        )),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "<meta http-equiv=\"refresh\" content=\"0; url={}\">",
+            to("second")
+        )),
+        "{page}"
+    );
+    assert!(d.ws.exists("feeds/articles/first/index.html.gz"));
+
+    std::fs::rename(
+        d.ws.path("content/second.md"),
+        d.ws.path("content/third.md"),
+    )
+    .unwrap();
+    d.poll("/articles/third/", "renamed again", |r| r.status == 200);
+    d.poll("/articles/second/", "second redirects", |r| r.status == 301);
+    for slug in ["first", "second"] {
+        let r = d.get(&format!("/articles/{slug}/"));
+        assert_eq!(
+            (r.status, r.header("location")),
+            (301, to("third").as_str()),
+            "{slug}"
+        );
+        wait_file(&d.ws, &format!("feeds/articles/{slug}/index.html"), |p| {
+            p.contains(&to("third"))
+        });
+    }
+
+    std::fs::remove_file(d.ws.path("content/other.md")).unwrap();
+    d.poll("/articles/other/", "gone", |r| r.status == 410);
+    wait_until("the page of a deleted article removed", || {
+        !d.ws.exists("feeds/articles/other/index.html")
+    });
+    assert_eq!(d.get("/articles/never-was/").status, 404);
+
+    let (_, ws) = d.stop_keep();
+    let d = TestDaemon::start(ws, "max_former_slugs = 2\n");
+    assert_eq!(d.get("/articles/first/").status, 301, "remembered");
+    assert_eq!(d.get("/articles/other/").status, 410, "remembered");
+    std::fs::rename(
+        d.ws.path("content/third.md"),
+        d.ws.path("content/fourth.md"),
+    )
+    .unwrap();
+    d.poll("/articles/third/", "third redirects", |r| r.status == 301);
+    assert_eq!(d.get("/articles/second/").status, 301);
+    assert_eq!(
+        d.get("/articles/first/").status,
+        404,
+        "the oldest of three former slugs is forgotten"
+    );
+    wait_until("the forgotten redirect page removed", || {
+        !d.ws.exists("feeds/articles/first/index.html")
+    });
+    d.stop();
+}
+
+/// Waits (with a deadline) until `ok` holds.
+fn wait_until(what: &str, ok: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: not within {DEADLINE:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits (with a deadline) until the file `rel` exists and its text
+/// passes `ok`; returns the text.
+fn wait_file(ws: &Workspace, rel: &str, ok: impl Fn(&str) -> bool) -> String {
+    let text = || std::fs::read_to_string(ws.path(rel)).unwrap_or_default();
+    wait_until(rel, || ok(&text()));
+    text()
+}
+
+/// `herald build` writes the redirect page at a renamed article's old
+/// path and removes a deleted article's page, as `serve` does.
+#[test]
+fn build_writes_redirect_pages() {
+    let ws = site(
+        "base_url = \"https://news.example.org/\"\n",
+        &[
+            ("old.md", md("Story", "2025-05-01T10:00:00Z", "", "s")),
+            ("del.md", md("Deleted", "2025-05-02T10:00:00Z", "", "d")),
+        ],
+    );
+    ws.herald_cfg(&["build"]).expect_code(0);
+    std::fs::rename(ws.path("content/old.md"), ws.path("content/new.md")).unwrap();
+    std::fs::remove_file(ws.path("content/del.md")).unwrap();
+    ws.herald_cfg(&["build"]).expect_code(0);
+    let page = ws.read("feeds/articles/old/index.html");
+    assert!(
+        page.contains("<link rel=\"canonical\" href=\"https://news.example.org/articles/new/\">"),
+        "{page}"
+    );
+    assert!(ws.exists("feeds/articles/old/index.html.gz"));
+    assert!(ws.exists("feeds/articles/new/index.html"));
+    assert!(!ws.exists("feeds/articles/del"));
 }
 
 /// Every entry names its authors in every format: front matter `author`
