@@ -288,6 +288,35 @@ pub fn for_each_url(html: &str, mut f: impl FnMut(Attr<'_>)) {
     });
 }
 
+/// True for a URL that is resolved against a base: neither absolute
+/// (with a scheme), nor fragment-only, nor empty.
+pub fn is_relative(url: &str) -> bool {
+    let url = url.trim();
+    !url.is_empty()
+        && !url.starts_with('#')
+        && matches!(
+            url::Url::parse(url),
+            Err(url::ParseError::RelativeUrlWithoutBase)
+        )
+}
+
+/// Makes every relative URL attribute of `html` absolute, resolved
+/// against `base` (the article's permalink) as RFC 3986 §5 says; absolute
+/// and fragment-only URLs stay as written, and so does all text. Feed
+/// readers have no page to resolve a relative URL against. Returns the
+/// HTML itself (not copied) when it holds no relative URL.
+pub fn absolutize<'h>(html: &'h str, base: &url::Url) -> Cow<'h, str> {
+    if !(html.contains("href=") || html.contains("src=") || html.contains("cite=")) {
+        return Cow::Borrowed(html);
+    }
+    rewrite_attrs(html, |a| {
+        if !is_relative(a.value) {
+            return None;
+        }
+        base.join(a.value.trim()).ok().map(String::from)
+    })
+}
+
 /// Drops every attribute of an `<a>` that has no `href`: the sanitiser
 /// removes a target it refuses (`javascript:` …) but keeps the other
 /// attributes and adds `rel`, and `rel` (like `target`, `download` …)
@@ -355,6 +384,31 @@ mod tests {
         );
         assert_eq!(unescape("&copy; & &#xZZ; &"), "&copy; & &#xZZ; &");
         assert!(matches!(unescape("plain"), Cow::Borrowed(_)));
+    }
+
+    /// Relative URLs resolve against the permalink (RFC 3986 §5: `..`,
+    /// root-relative, network-path, query); absolute and fragment-only
+    /// ones and text stay as they are.
+    #[test]
+    fn relative_urls_become_absolute() {
+        let base = url::Url::parse("https://news.example.org/blog/articles/story/").unwrap();
+        let html = "<p><img src=\"chart.png\" alt=\"c\"> <a href=\"../kyiv-notes/\">n</a> \
+                    <a href=\"/about\">a</a> <a href=\"//cdn.example/x.js\">c</a> \
+                    <a href=\"?page=2\">q</a> <a href=\"#top\">t</a> \
+                    <a href=\"mailto:desk@example.org\">m</a> <a href=\"https://e.org/x?a=1&amp;b=2\">e</a> \
+                    <a href=\"my%20file.pdf\">f</a> &lt;img src=\"text.png\"&gt;</p>";
+        let out = absolutize(html, &base);
+        assert_eq!(
+            out,
+            "<p><img src=\"https://news.example.org/blog/articles/story/chart.png\" alt=\"c\"> \
+             <a href=\"https://news.example.org/blog/articles/kyiv-notes/\">n</a> \
+             <a href=\"https://news.example.org/about\">a</a> <a href=\"https://cdn.example/x.js\">c</a> \
+             <a href=\"https://news.example.org/blog/articles/story/?page=2\">q</a> <a href=\"#top\">t</a> \
+             <a href=\"mailto:desk@example.org\">m</a> <a href=\"https://e.org/x?a=1&amp;b=2\">e</a> \
+             <a href=\"https://news.example.org/blog/articles/story/my%20file.pdf\">f</a> &lt;img src=\"text.png\"&gt;</p>"
+        );
+        let absolute = "<p><a href=\"https://e.org/\">x</a> plain href= text</p>";
+        assert!(matches!(absolutize(absolute, &base), Cow::Borrowed(_)));
     }
 
     /// An `<a>` left without a target loses its attributes and keeps its

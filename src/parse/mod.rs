@@ -191,6 +191,16 @@ pub fn parse(path: &Path, text: &str, ctx: &ParseCtx) -> Result<Option<Article>,
     if let Some(a) = article.as_mut() {
         if a.slug.is_empty() {
             let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            // A page bundle (`story/index.md` with its images beside it)
+            // is named by its folder, as in Hugo.
+            let stem = match stem {
+                "index" => path
+                    .parent()
+                    .and_then(Path::file_name)
+                    .and_then(|s| s.to_str())
+                    .unwrap_or(stem),
+                _ => stem,
+            };
             a.slug = slug_from_stem(stem);
         }
         if a.slug.is_empty() {
@@ -364,6 +374,27 @@ mod tests {
             let a = parse(Path::new("x.md"), text, &ctx).unwrap().unwrap();
             assert_eq!(a.hash, want, "{label}: {:032x}", a.hash);
         }
+    }
+
+    /// An `index.md` takes its folder's name as its slug (a page bundle);
+    /// front matter `slug` still wins.
+    #[test]
+    fn page_bundles_are_named_by_their_folder() {
+        let ctx = ParseCtx::new(chrono_tz::UTC);
+        let text = "---\ntitle: S\ndate: 2025-05-02\n---\nb\n";
+        let a = parse(
+            Path::new("/c/2025/05/2025-05-02-the-story/index.md"),
+            text,
+            &ctx,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.slug, "the-story");
+        let named = "---\ntitle: S\ndate: 2025-05-02\nslug: chosen\n---\nb\n";
+        let b = parse(Path::new("/c/x/index.md"), named, &ctx)
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.slug, "chosen");
     }
 
     /// A DST gap and a DST overlap resolve to the documented instants.

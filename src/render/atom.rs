@@ -88,7 +88,7 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
                 if s.atom_body == Body::Full && !a.body_html.is_empty() {
                     let mut c = Content::default();
                     c.set_content_type(Some("html".to_string()));
-                    c.set_value(Some(feed.body_html(i).to_owned()));
+                    c.set_value(Some(feed.body_html(i, s).to_owned()));
                     e.set_content(Some(c));
                 }
                 e

@@ -61,7 +61,7 @@ pub fn json(feed: &Feed, s: &Settings) -> Vec<u8> {
                     id: &a.id,
                     url: s.article_url(a),
                     title: &a.title,
-                    content_html: full.then(|| feed.body_html(i)),
+                    content_html: full.then(|| feed.body_html(i, s)),
                     content_text: (!full).then_some(a.summary.as_str()),
                     summary: &a.summary,
                     date_published: a.published.to_rfc3339(),

@@ -142,12 +142,25 @@ impl Feed {
         s.url("")
     }
 
-    /// The body HTML of item `i`: article bodies are kept compressed, and
-    /// an article sits in up to three documents of the main feed and three
-    /// of each of its categories. Panics if `i` is not an index of
-    /// `items`, as indexing `items` would.
-    pub fn body_html(&self, i: usize) -> &str {
-        self.bodies[i].get_or_init(|| self.items[i].body_html.html())
+    /// The body HTML of item `i` as feeds show it: every relative URL
+    /// made absolute against the article's permalink (a feed reader has no
+    /// page to resolve it against; the article's own page keeps them as
+    /// written). Made at most once per [`feeds`] call: bodies are kept
+    /// compressed, and an article sits in up to three documents of the
+    /// main feed and three of each of its categories. Panics if `i` is
+    /// not an index of `items`, as indexing `items` would.
+    pub fn body_html(&self, i: usize, s: &Settings) -> &str {
+        self.bodies[i].get_or_init(|| {
+            let a = &self.items[i];
+            let html = a.body_html.html();
+            match url::Url::parse(&s.article_url(a)) {
+                Ok(base) => match crate::links::absolutize(&html, &base) {
+                    std::borrow::Cow::Owned(abs) => abs,
+                    std::borrow::Cow::Borrowed(_) => html,
+                },
+                Err(_) => html,
+            }
+        })
     }
 }
 

@@ -62,7 +62,7 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
                 // text. Neither is written empty (a title-only article).
                 description: (!a.summary.is_empty()).then(|| escape(&a.summary)),
                 content: (s.rss_body == Body::Full && !a.body_html.is_empty())
-                    .then(|| feed.body_html(i).to_owned()),
+                    .then(|| feed.body_html(i, s).to_owned()),
                 dublin_core_ext: Some(DublinCoreExtension {
                     creators: a
                         .authors_or(&s.author)

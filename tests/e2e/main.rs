@@ -5,6 +5,7 @@ mod build;
 mod files;
 mod hostile;
 mod identity;
+mod links;
 mod live;
 mod reliability;
 mod serve;
