@@ -49,6 +49,36 @@ pub struct Article {
     pub hash: u128,
     /// Problems worth a warning that did not stop publication.
     pub warnings: Vec<String>,
+    /// Relative references of the body (`href`, `src`) that may name a
+    /// file beside the article (an image of a page bundle, a PDF), in
+    /// document order, each once. Derived from the body (so not hashed).
+    pub local_refs: Vec<LocalRef>,
+}
+
+/// A relative reference in an article's body: a file the article links
+/// to or shows, if one is there (the library looks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalRef {
+    /// The reference as written (character references decoded).
+    pub url: String,
+    /// True for an image (`<img src>`): reported if no file is there.
+    pub image: bool,
+}
+
+/// A file an article references, as read by the library and published
+/// beside the article's permalink.
+#[derive(Debug)]
+pub struct Media {
+    /// The file's bytes (file-backed when large, as feeds are).
+    pub bytes: bytes::Bytes,
+    /// Media type (with charset for text).
+    pub media_type: &'static str,
+    /// Worth a gzip twin (text formats, SVG).
+    pub compressible: bool,
+    /// The file's modification time: its `Last-Modified`.
+    pub modified: std::time::SystemTime,
+    /// Hash of the bytes.
+    pub hash: u128,
 }
 
 impl Article {
@@ -64,6 +94,7 @@ impl Article {
         ] {
             s.shrink_to_fit();
         }
+        self.local_refs.shrink_to_fit();
         for v in [
             &mut self.categories,
             &mut self.tags,

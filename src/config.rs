@@ -86,6 +86,7 @@ struct RawConfig {
     max_nesting: Option<toml::Spanned<i64>>,
     follow_external_symlinks: Option<bool>,
     max_former_slugs: Option<toml::Spanned<i64>>,
+    max_asset_bytes: Option<toml::Spanned<i64>>,
     publish_stall_secs: Option<toml::Spanned<i64>>,
     write_retry_secs: Option<toml::Spanned<i64>>,
     log_level: Option<String>,
@@ -175,6 +176,8 @@ pub struct Config {
     pub follow_external_symlinks: bool,
     /// Former slugs remembered per article (their permalinks redirect).
     pub max_former_slugs: usize,
+    /// Largest file an article references that is published, bytes.
+    pub max_asset_bytes: u64,
     /// Longest the publish loop may stay on one step with no progress
     /// before `/healthz` answers 503 and the watchdog is no longer pinged.
     pub publish_stall: Duration,
@@ -224,6 +227,7 @@ impl Default for Config {
             max_nesting: 64,
             follow_external_symlinks: false,
             max_former_slugs: 10,
+            max_asset_bytes: 20 * 1024 * 1024,
             publish_stall: Duration::from_secs(10),
             write_retry: Duration::from_secs(10),
             log_level: "info".into(),
@@ -426,6 +430,11 @@ impl Config {
             c.max_front_matter_bytes,
         )?;
         c.max_labels = positive(raw.max_labels, "max_labels", c.max_labels)?;
+        c.max_asset_bytes = positive(
+            raw.max_asset_bytes,
+            "max_asset_bytes",
+            c.max_asset_bytes as usize,
+        )? as u64;
         c.max_nesting = positive(raw.max_nesting, "max_nesting", c.max_nesting)?;
         if let Some(n) = raw.max_former_slugs {
             c.max_former_slugs = usize::try_from(*n.get_ref()).map_err(|_| {

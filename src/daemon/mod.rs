@@ -148,6 +148,7 @@ pub fn open_library(c: &Config) -> anyhow::Result<Library> {
     let mut lib = Library::new(c.content_dir.clone(), parse_ctx(c), state, authority);
     lib.set_follow_external_symlinks(c.follow_external_symlinks);
     lib.set_max_former_slugs(c.max_former_slugs);
+    lib.set_max_asset_bytes(c.max_asset_bytes);
     Ok(lib)
 }
 

@@ -12,6 +12,7 @@
 //! it has, and symlinks follow the policy in [`walk`]. A panic while
 //! parsing one file rejects that file and nothing else.
 
+mod media;
 mod walk;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -86,6 +87,8 @@ struct FileEntry {
     /// (permissions, I/O): every scan tries again, even if the stamp
     /// did not move.
     retry: bool,
+    /// The article's references to files beside it, resolved.
+    refs: Vec<media::Resolved>,
 }
 
 impl FileEntry {
@@ -97,6 +100,7 @@ impl FileEntry {
             error: None,
             identified: false,
             retry: false,
+            refs: Vec::new(),
         }
     }
 }
@@ -166,6 +170,9 @@ pub struct View {
     /// Slugs of articles no longer published: their permalinks are gone.
     /// Sorted.
     pub gone: Vec<String>,
+    /// The files published articles reference, by the route they are
+    /// published at. Sorted by route, each route once.
+    pub media: Vec<(Arc<str>, Arc<crate::article::Media>)>,
 }
 
 /// All articles of one content directory.
@@ -182,7 +189,14 @@ pub struct Library {
     state: State,
     authority: String,
     progress: Progress,
+    /// Files articles reference, by path (as the reference names it).
+    media: HashMap<PathBuf, media::MediaFile>,
+    /// Largest referenced file published (`max_asset_bytes`).
+    max_asset_bytes: u64,
 }
+
+/// Largest referenced file published unless configured otherwise.
+pub const MAX_ASSET_BYTES: u64 = 20 * 1024 * 1024;
 
 /// Outcome of reading one file.
 enum Read {
@@ -208,6 +222,17 @@ impl Library {
             state,
             authority,
             progress: Progress::default(),
+            media: HashMap::default(),
+            max_asset_bytes: MAX_ASSET_BYTES,
+        }
+    }
+
+    /// Publishes referenced files of at most `n` bytes; a change applies
+    /// from the next scan.
+    pub fn set_max_asset_bytes(&mut self, n: u64) {
+        if self.max_asset_bytes != n {
+            self.max_asset_bytes = n;
+            self.media.clear();
         }
     }
 
@@ -230,6 +255,7 @@ impl Library {
     fn clear(&mut self) {
         self.files.clear();
         self.by_id.clear();
+        self.media.clear();
     }
 
     /// The content directory.
@@ -284,7 +310,9 @@ impl Library {
                 error,
             })?;
         let root = self.root.clone();
-        Ok(self.sync_subtree(&root))
+        let articles = self.sync_subtree(&root);
+        // Every referenced file looked at again; unreferenced ones dropped.
+        Ok(self.sync_media(None) | articles)
     }
 
     /// Applies a batch of changed paths (files or directories, existing or
@@ -300,6 +328,8 @@ impl Library {
         let mut changed = false;
         let mut done: HashSet<&Path> = HashSet::default();
         let mut files = Vec::new();
+        // Paths that may be (or hold) files articles reference.
+        let mut touched: Vec<&Path> = Vec::new();
         for p in paths {
             if !p.starts_with(&self.root) || !done.insert(p) {
                 continue;
@@ -308,7 +338,10 @@ impl Library {
                 continue;
             }
             changed |= match std::fs::metadata(p) {
-                Ok(m) if m.is_dir() => self.sync_subtree(p),
+                Ok(m) if m.is_dir() => {
+                    touched.push(p);
+                    self.sync_subtree(p)
+                }
                 Ok(m) if parse::kind_of(p).is_some() => match self.admit(p, &m) {
                     Admit::File(path) => {
                         files.push(path);
@@ -317,12 +350,27 @@ impl Library {
                     Admit::Rescan(dir) => self.sync_subtree(&dir),
                     Admit::No => self.forget_under(p),
                 },
-                Ok(_) => false,
-                Err(_) => self.forget_under(p),
+                Ok(_) => {
+                    touched.push(p);
+                    false
+                }
+                Err(_) => {
+                    touched.push(p);
+                    self.forget_under(p)
+                }
             };
         }
         if !files.is_empty() {
             changed |= self.sync_files(files);
+        }
+        if !touched.is_empty() && !self.media.is_empty() {
+            let again: Vec<PathBuf> = self
+                .media
+                .keys()
+                .filter(|m| touched.iter().any(|t| m.starts_with(t)))
+                .cloned()
+                .collect();
+            changed |= self.sync_media(Some(again));
         }
         Ok(changed)
     }
@@ -446,6 +494,7 @@ impl Library {
             })
             .collect();
         let mut changed = false;
+        let mut new_media: Vec<PathBuf> = Vec::new();
         for (p, r) in results {
             match r {
                 Read::Parsed(stamp, None) => {
@@ -475,6 +524,18 @@ impl Library {
                     } else {
                         let mut entry = FileEntry::new(stamp);
                         entry.key = Key::of(&a);
+                        entry.refs = a
+                            .local_refs
+                            .iter()
+                            .map(|r| media::resolve(&self.root, &p, &a.slug, r))
+                            .collect();
+                        for r in &entry.refs {
+                            if let media::Target::File { path, .. } = &r.target {
+                                if !self.media.contains_key(path) {
+                                    new_media.push(path.clone());
+                                }
+                            }
+                        }
                         entry.article = Some(Arc::from(a));
                         self.insert_entry(p, entry);
                         changed = true;
@@ -488,7 +549,157 @@ impl Library {
                 }
             }
         }
+        if !new_media.is_empty() {
+            new_media.sort_unstable();
+            new_media.dedup();
+            self.sync_media(Some(new_media));
+        }
         changed
+    }
+
+    /// Looks (again) at files articles reference: those in `paths`, or
+    /// with `None` every one any article references (and forgets the
+    /// others). A file is read only when its stamp moved, and a file
+    /// already read under another name is not read again. Returns
+    /// whether what is known of any changed.
+    fn sync_media(&mut self, paths: Option<Vec<PathBuf>>) -> bool {
+        let wanted: Vec<PathBuf> = match paths {
+            Some(p) => p,
+            None => {
+                let all: HashSet<&PathBuf> = self
+                    .files
+                    .values()
+                    .flat_map(|f| &f.refs)
+                    .filter_map(|r| match &r.target {
+                        media::Target::File { path, .. } => Some(path),
+                        _ => None,
+                    })
+                    .collect();
+                self.media.retain(|p, _| all.contains(p));
+                all.into_iter().cloned().collect()
+            }
+        };
+        if wanted.is_empty() {
+            return false;
+        }
+        let real_root = walk::real_root(&self.root);
+        let mut by_id: HashMap<FileId, media::MediaFile> = self
+            .media
+            .values()
+            .filter(|m| matches!(m.state, media::State::Ready(_)))
+            .filter_map(|m| m.stamp.id().map(|id| (id, m.clone())))
+            .collect();
+        let (root, media, follow, max) = (
+            &self.root,
+            &self.media,
+            self.policy.follow_external,
+            self.max_asset_bytes,
+        );
+        let progress = &self.progress;
+        // One name per real file is read (in parallel); its other names
+        // then find it read.
+        let mut first_of: HashSet<FileId> = HashSet::default();
+        let (leaders, others): (Vec<PathBuf>, Vec<PathBuf>) = wanted.into_iter().partition(|p| {
+            match std::fs::metadata(p).ok().and_then(|m| Stamp::of(&m).id()) {
+                Some(id) => first_of.insert(id),
+                None => true,
+            }
+        });
+        let look = |p: PathBuf, by_id: &HashMap<FileId, media::MediaFile>| {
+            let seen = |st: &Stamp| {
+                st.id()
+                    .and_then(|id| by_id.get(&id))
+                    .filter(|m| m.stamp == *st)
+                    .cloned()
+            };
+            let m = media::look(&p, &real_root, root, follow, max, media.get(&p), seen);
+            progress.beat();
+            (p, m)
+        };
+        let mut results: Vec<(PathBuf, media::MediaFile)> =
+            leaders.into_par_iter().map(|p| look(p, &by_id)).collect();
+        for (_, m) in &results {
+            if let (media::State::Ready(_), Some(id)) = (&m.state, m.stamp.id()) {
+                by_id.insert(id, m.clone());
+            }
+        }
+        for p in others {
+            results.push(look(p, &by_id));
+        }
+        let mut changed = false;
+        for (p, m) in results {
+            let same = self
+                .media
+                .get(&p)
+                .is_some_and(|old| match (&old.state, &m.state) {
+                    (media::State::Ready(a), media::State::Ready(b)) => Arc::ptr_eq(a, b),
+                    (media::State::Missing, media::State::Missing)
+                    | (media::State::Folder, media::State::Folder) => true,
+                    (media::State::Refused(a), media::State::Refused(b)) => a == b,
+                    _ => false,
+                });
+            changed |= !same;
+            self.media.insert(p, m);
+        }
+        changed
+    }
+
+    /// The files the published articles among `with_refs` reference, by
+    /// route, into [`View::media`]; why the others are not published,
+    /// into its warnings. Two different files claiming one route: the
+    /// first by route, then article path, wins.
+    fn settle_media(&self, with_refs: &[PathBuf], view: &mut View) {
+        let mut found: Vec<(&Arc<str>, &Arc<crate::article::Media>, &Path, &str)> = Vec::new();
+        for p in with_refs {
+            let Some(f) = self.files.get(p).filter(|f| f.identified) else {
+                continue;
+            };
+            for r in &f.refs {
+                let why = match &r.target {
+                    media::Target::None => None,
+                    media::Target::Refused(why) => Some(why.as_str()),
+                    media::Target::File { path, route } => {
+                        match self.media.get(path).map(|m| &m.state) {
+                            Some(media::State::Ready(m)) => {
+                                found.push((route, m, p, &r.url));
+                                None
+                            }
+                            Some(media::State::Refused(why)) => Some(why.as_str()),
+                            Some(media::State::Folder) => None,
+                            Some(media::State::Missing) | None => {
+                                r.image.then_some("no such file in the content directory")
+                            }
+                        }
+                    }
+                };
+                if let Some(why) = why {
+                    view.warnings
+                        .push(format!("{}: {}: {why}", p.display(), r.url));
+                }
+            }
+        }
+        let bytes = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
+        found.sort_by(|a, b| a.0.cmp(b.0).then_with(|| bytes(a.2).cmp(&bytes(b.2))));
+        let mut out: Vec<(Arc<str>, Arc<crate::article::Media>)> = Vec::with_capacity(found.len());
+        let mut first: Option<(&Arc<str>, &Arc<crate::article::Media>, &Path)> = None;
+        for (route, m, source, url) in found {
+            match first {
+                Some((r, held, by)) if r == route => {
+                    if held.hash != m.hash {
+                        view.warnings.push(format!(
+                            "{}: {url}: {route} is already published from another file (referenced by {}): not published",
+                            source.display(),
+                            by.display()
+                        ));
+                    }
+                }
+                _ => {
+                    first = Some((route, m, source));
+                    out.push((Arc::clone(route), Arc::clone(m)));
+                }
+            }
+        }
+        view.media = out;
     }
 
     /// Takes back the ids made up since the state file was last saved
@@ -679,9 +890,14 @@ impl Library {
         // Sorted by the keys, newest first, before the articles are
         // gathered in that order.
         let mut owned: Vec<(Key, &Arc<Article>)> = Vec::with_capacity(claims.len());
+        // Articles that reference files (few): their files are published.
+        let mut with_refs: Vec<PathBuf> = Vec::new();
         for (i, (p, f, a)) in claims.iter().enumerate() {
             if !losers.is_empty() && losers.contains(&i) {
                 continue;
+            }
+            if !f.refs.is_empty() {
+                with_refs.push((*p).clone());
             }
             if f.identified {
                 claimed.insert(a.id.as_str());
@@ -760,6 +976,9 @@ impl Library {
                 .cmp(&bytes(&b.path))
                 .then_with(|| a.reason.cmp(&b.reason))
         });
+        if !with_refs.is_empty() {
+            self.settle_media(&with_refs, &mut view);
+        }
         view.warnings.sort();
         self.settle_former(&mut view);
         view
@@ -808,10 +1027,10 @@ impl Library {
     }
 }
 
-/// A fingerprint of the content tree from a stat-only walk: every article
-/// file's path, size, mtime and inode. Equal fingerprints mean no file was
-/// added, removed, renamed or written (the same test the daemon uses to
-/// decide what to re-read).
+/// A fingerprint of the content tree from a stat-only walk: every file's
+/// path, size, mtime and inode (article files and the files they may
+/// reference). Equal fingerprints mean no file was added, removed, renamed
+/// or written (the same test the daemon uses to decide what to re-read).
 ///
 /// # Errors
 /// The content directory is missing or unreadable.
@@ -822,6 +1041,7 @@ pub fn tree_fingerprint(root: &Path, follow_external_symlinks: bool) -> Result<u
     })?;
     let policy = Policy {
         follow_external: follow_external_symlinks,
+        all_files: true,
     };
     let mut files = walk::walk(root, root, policy, &HashMap::default()).files;
     files.sort_unstable_by(|a, b| {
@@ -1130,6 +1350,48 @@ mod tests {
         assert_eq!(titles(&v), ["B", "A2"]);
         assert_eq!(v.articles[0].id, b_id);
         assert_eq!(v.held_back, 0);
+    }
+
+    /// Files articles reference are published by route, each real file
+    /// read once under whatever names; an edited file is read again on
+    /// its event; a file no published article references is not listed.
+    #[test]
+    fn referenced_files() {
+        let d = tempfile::tempdir().unwrap();
+        let md = |refs: &str| format!("---\ntitle: T\ndate: 2025-05-01\n---\n{refs}\n");
+        fs::create_dir_all(d.path().join("story")).unwrap();
+        fs::write(
+            d.path().join("story/index.md"),
+            md("![a](a.png) ![b](b.png)"),
+        )
+        .unwrap();
+        fs::write(d.path().join("story/a.png"), b"one").unwrap();
+        fs::hard_link(d.path().join("story/a.png"), d.path().join("story/b.png")).unwrap();
+        fs::write(d.path().join("story/stray.png"), b"x").unwrap();
+        let mut l = lib(d.path());
+        l.scan().unwrap();
+        let v = l.view(now());
+        let routes: Vec<&str> = v.media.iter().map(|(r, _)| &**r).collect();
+        assert_eq!(routes, ["/articles/story/a.png", "/articles/story/b.png"]);
+        assert!(Arc::ptr_eq(&v.media[0].1, &v.media[1].1), "read once");
+        assert_eq!(&v.media[0].1.bytes[..], b"one");
+        assert_eq!(v.media[0].1.media_type, "image/png");
+
+        fs::remove_file(d.path().join("story/b.png")).unwrap();
+        fs::write(d.path().join("story/b.png"), b"two!").unwrap();
+        assert!(l.apply(&[d.path().join("story/b.png")]).unwrap());
+        let v = l.view(now());
+        assert_eq!(&v.media[1].1.bytes[..], b"two!");
+        assert_eq!(v.warnings, Vec::<String>::new());
+        fs::remove_file(d.path().join("story/b.png")).unwrap();
+        assert!(l.apply(&[d.path().join("story/b.png")]).unwrap());
+        let v = l.view(now());
+        assert_eq!(v.media.len(), 1);
+        assert!(
+            v.warnings[0].ends_with("b.png: no such file in the content directory"),
+            "{:?}",
+            v.warnings
+        );
     }
 
     /// Future-dated articles are held back and their time is reported.

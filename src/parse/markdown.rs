@@ -358,9 +358,31 @@ pub(super) fn parse(
         source: path.to_path_buf(),
         hash: 0,
         warnings,
+        local_refs: local_refs(&body_html),
     };
     a.hash = a.content_hash_with(&body_html);
     Ok(Some(a))
+}
+
+/// The relative-path references of a body (not `/…`, `//…`, `?…` or
+/// `#…`), each once: the files the article may link to or show.
+fn local_refs(html: &str) -> Vec<crate::article::LocalRef> {
+    let mut out: Vec<crate::article::LocalRef> = Vec::new();
+    crate::links::for_each_url(html, |a| {
+        let url = a.value.trim();
+        if !crate::links::is_relative(url) || url.starts_with(['/', '?']) {
+            return;
+        }
+        let image = a.tag == "img" && a.name == "src";
+        match out.iter_mut().find(|r| r.url == url) {
+            Some(r) => r.image |= image,
+            None => out.push(crate::article::LocalRef {
+                url: url.to_string(),
+                image,
+            }),
+        }
+    });
+    out
 }
 
 /// Renders CommonMark to HTML and returns it with the plain text of the

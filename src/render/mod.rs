@@ -286,6 +286,7 @@ pub(crate) mod testdata {
             )),
             author: None,
             more_authors: vec![],
+            local_refs: vec![],
             source: PathBuf::from(format!("{slug}.txt")),
             hash: 1,
             warnings: vec![],

@@ -5,6 +5,9 @@
 //! changed and keeps `Last-Modified` moving forward per route;
 //! [`write_to`] mirrors a snapshot under the output directory, each file via
 //! temp file + rename, only when its bytes changed, each with a `.gz` twin.
+//! Besides the rendered documents, a snapshot holds the redirect pages at
+//! renamed articles' old permalinks, the permalinks of articles gone
+//! (410), and the files articles reference (`media.rs`).
 //! Uses `render` and `article`.
 
 use rustc_hash::FxHashMap as HashMap;
@@ -19,6 +22,7 @@ use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 use crate::article::Article;
 use crate::render::{self, Feed, Settings};
 
+mod media;
 mod mirror;
 
 pub use mirror::{
@@ -52,6 +56,9 @@ pub struct Asset {
     pub content_type: &'static str,
     /// True for feeds: served with `Access-Control-Allow-Origin: *`.
     pub cors: bool,
+    /// True for a published file a browser could run script in when
+    /// opened by itself (SVG): served with a policy that sandboxes it.
+    sandboxed: bool,
     /// The brotli form, made after publication (see [`Asset::make_br`]):
     /// empty until then, `None` when brotli is not worth it for this
     /// document.
@@ -156,6 +163,10 @@ enum Form {
     /// Feeds, the index, OPML: the document and its gzip form, compressed
     /// once at publish time.
     Whole { identity: Bytes, gzip: Bytes },
+    /// A file an article references, as it is, with no gzip form (an
+    /// image or a PDF compresses no further): `gzip_len` is its length, so
+    /// gzip is never chosen, and it has no `.gz` twin on disk.
+    Plain { identity: Bytes },
     /// An article page, which keeps no uncompressed copy (one per article,
     /// each rarely fetched, nearly always with gzip): its gzip form as
     /// gzip header and the deflated page head, then the
@@ -177,6 +188,8 @@ enum Doc {
     Whole(Vec<u8>),
     /// An article page: head, the article's body, tail.
     Page(String, Arc<Article>, String),
+    /// A file an article references.
+    Media(Arc<crate::article::Media>),
 }
 
 /// A page tail and its deflated form (every page has the same tail).
@@ -192,7 +205,25 @@ impl Asset {
     /// Builds an asset from what a job rendered (see [`Form`]).
     fn new(doc: Doc, content_type: &'static str, cors: bool, last_modified: SystemTime) -> Asset {
         let last_modified = round_secs(last_modified);
+        let sandboxed = matches!(&doc, Doc::Media(m) if m.media_type == "image/svg+xml");
         let (form, len, etag, etag_gzip, gzip_len) = match doc {
+            Doc::Media(m) if m.compressible => {
+                let mut gz = gzip(&m.bytes, MEDIA_GZIP_LEVEL);
+                gz.shrink_to_fit();
+                let (etag_gzip, gzip_len) = (xxh3_128(&gz), gz.len());
+                let form = Form::Whole {
+                    identity: m.bytes.clone(),
+                    gzip: crate::sendfile::hold(gz),
+                };
+                (form, m.bytes.len(), m.hash, etag_gzip, gzip_len)
+            }
+            Doc::Media(m) => {
+                let len = m.bytes.len();
+                let form = Form::Plain {
+                    identity: m.bytes.clone(),
+                };
+                (form, len, m.hash, m.hash, len)
+            }
             Doc::Whole(mut body) => {
                 let mut gz = gzip(&body, WHOLE_GZIP_LEVEL);
                 gz.shrink_to_fit();
@@ -270,8 +301,14 @@ impl Asset {
             last_modified,
             content_type,
             cors,
+            sandboxed,
             br: std::sync::OnceLock::new(),
         }
+    }
+
+    /// True when the document has a gzip form (and a `.gz` twin on disk).
+    pub fn has_gzip(&self) -> bool {
+        !matches!(self.form, Form::Plain { .. })
     }
 
     /// True for feeds, the index and OPML (see [`Form::Whole`]).
@@ -325,6 +362,8 @@ impl Asset {
     pub fn gzip(&self) -> Bytes {
         match &self.form {
             Form::Whole { gzip, .. } => gzip.clone(),
+            // Never sent: its `gzip_len` is its length (see [`Form::Plain`]).
+            Form::Plain { identity } => identity.clone(),
             Form::Spliced {
                 head,
                 article,
@@ -343,7 +382,7 @@ impl Asset {
     /// pages, which keep none).
     pub fn body(&self) -> Bytes {
         match &self.form {
-            Form::Whole { identity, .. } => identity.clone(),
+            Form::Whole { identity, .. } | Form::Plain { identity } => identity.clone(),
             Form::Spliced {
                 head,
                 article,
@@ -363,7 +402,7 @@ impl Asset {
     /// its response headers with `cache_control`.
     fn finish(mut self, lm: SystemTime, cache_control: &http::HeaderValue) -> Asset {
         self.last_modified = round_secs(lm);
-        if self.is_whole() {
+        if self.is_whole() || !self.has_gzip() {
             let tags = [Tag::new(self.etag), Tag::new(self.etag_gzip)];
             let statuses = [http::StatusCode::OK, http::StatusCode::NOT_MODIFIED];
             let headers = [(Coding::Identity, self.len), (Coding::Gzip, self.gzip_len)].map(
@@ -490,6 +529,16 @@ impl Asset {
             if html {
                 html_security_headers(&mut h);
             }
+            if self.sandboxed {
+                // Opened by itself, an SVG is a document that could run
+                // script on the site's origin: none may run.
+                h.insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+                    ),
+                );
+            }
         }
         h
     }
@@ -507,6 +556,10 @@ impl Asset {
 /// 58% of their time; brotli, made after publication, is the small form).
 /// Article pages are not compressed here at all (see [`Form::Spliced`]).
 const WHOLE_GZIP_LEVEL: u32 = 3;
+
+/// gzip level of a referenced file's twin (SVG, CSV …): compressed once,
+/// when the file changes, not on every edit of a feed.
+const MEDIA_GZIP_LEVEL: u32 = 6;
 
 /// gzip (RFC 1952) of `b`: a fixed header without mtime or name, so output
 /// is deterministic; raw deflate; CRC-32 and length. The deflate state
@@ -648,6 +701,9 @@ pub struct Site {
     docs: HashMap<Arc<str>, Arc<Asset>>,
     /// Old permalinks of renamed articles.
     redirects: HashMap<Arc<str>, Arc<Redirect>>,
+    /// Files articles reference, by route; shared with the builder and
+    /// the snapshots before while none changes.
+    media: Arc<HashMap<Arc<str>, Arc<Asset>>>,
     /// Permalinks of articles no longer published (answered 410).
     gone: Arc<rustc_hash::FxHashSet<Arc<str>>>,
     /// The page answered with 410, and its headers.
@@ -687,6 +743,7 @@ impl Site {
         self.docs
             .get(route)
             .or_else(|| self.pages.get(route).map(|p| &p.asset))
+            .or_else(|| self.media.get(route))
     }
 
     /// Where the article once at `route` went, if it was renamed.
@@ -751,11 +808,12 @@ impl Site {
             .map(|(r, a)| (&**r, a))
             .chain(self.pages.iter().map(|(r, p)| (&**r, &p.asset)))
             .chain(self.redirects.iter().map(|(r, d)| (&**r, &d.asset)))
+            .chain(self.media.iter().map(|(r, a)| (&**r, a)))
     }
 
     /// Number of routes.
     pub fn len(&self) -> usize {
-        self.docs.len() + self.pages.len() + self.redirects.len()
+        self.docs.len() + self.pages.len() + self.redirects.len() + self.media.len()
     }
 
     /// True when nothing is published.
@@ -895,6 +953,17 @@ pub struct SiteBuilder {
     /// Permalinks of articles gone, as of the last build.
     gone: Arc<rustc_hash::FxHashSet<Arc<str>>>,
     gone_slugs: Vec<String>,
+    /// Files articles reference, for the next build
+    /// ([`SiteBuilder::set_media`]).
+    media_in: Vec<(Arc<str>, Arc<crate::article::Media>)>,
+    /// `media_in` changed since the last build.
+    media_dirty: bool,
+    /// The referenced files of the last build, with fingerprints, and as
+    /// a snapshot shares them.
+    media: HashMap<Arc<str>, (Fingerprint, Arc<Asset>)>,
+    media_site: Arc<HashMap<Arc<str>, Arc<Asset>>>,
+    /// The settings the media assets were made with.
+    media_settings: Fingerprint,
 }
 
 #[derive(Debug)]
@@ -1152,6 +1221,14 @@ impl SiteBuilder {
             });
         }
 
+        // Referenced files, only when the list or the settings changed.
+        let media_again = self.media_dirty || self.media_settings != settings_fp;
+        let media_routes = if media_again {
+            self.media_jobs(settings_fp, &mut jobs)
+        } else {
+            Default::default()
+        };
+
         if let (Some(dir), false) = (&self.floor_dir, self.floors_loaded) {
             self.floors_loaded = true;
             self.floors = jobs
@@ -1166,12 +1243,14 @@ impl SiteBuilder {
             self.floors.retain(|_, t| *t > UNIX_EPOCH);
         }
 
-        let (docs, routes, redirects) = (&self.docs, &self.routes, &self.redirects);
+        let (docs, routes, redirects, media) =
+            (&self.docs, &self.routes, &self.redirects, &self.media);
         let prev = |route: &str| -> Option<(Fingerprint, &Arc<Asset>)> {
             docs.get(route)
                 .map(|(fp, a)| (*fp, a))
                 .or_else(|| routes.get(route).map(|p| (p.fp, &p.asset)))
                 .or_else(|| redirects.get(route).map(|(fp, r)| (*fp, &r.asset)))
+                .or_else(|| media.get(route).map(|(fp, a)| (*fp, a)))
         };
         let floors = &self.floors;
         let floor_dir = self.floor_dir.as_deref();
@@ -1248,6 +1327,7 @@ impl SiteBuilder {
         let mut stream_report = WriteReport::default();
         let mut new_docs = HashMap::with_capacity_and_hasher(self.docs.len(), Default::default());
         let mut new_redirects: HashMap<Arc<str>, (Fingerprint, Arc<Redirect>)> = HashMap::default();
+        let mut new_media: HashMap<Arc<str>, (Fingerprint, Arc<Asset>)> = HashMap::default();
         for r in results {
             let (route, fp, asset, fresh) = match r {
                 Rendered::Kept(route, fp, asset, fresh) => (route, fp, asset, fresh),
@@ -1263,6 +1343,10 @@ impl SiteBuilder {
             };
             if fresh {
                 changed.push(route.to_string());
+            }
+            if media_routes.contains(&route) {
+                new_media.insert(route, (fp, asset));
+                continue;
             }
             if let Some(to) = redirect_to.get(&route) {
                 let redirect = match self.redirects.get(&route) {
@@ -1328,6 +1412,22 @@ impl SiteBuilder {
                 removed.push(route.to_string());
             }
         }
+        if media_again {
+            for route in self.media.keys() {
+                if !media_routes.contains(route) {
+                    removed.push(route.to_string());
+                }
+            }
+            self.media_site = Arc::new(
+                new_media
+                    .iter()
+                    .map(|(r, (_, a))| (Arc::clone(r), Arc::clone(a)))
+                    .collect(),
+            );
+            self.media = new_media;
+            self.media_dirty = false;
+            self.media_settings = settings_fp;
+        }
         removed.sort();
         self.removed = removed;
         self.docs = new_docs;
@@ -1362,6 +1462,7 @@ impl SiteBuilder {
                     .map(|(r, (_, d))| (Arc::clone(r), Arc::clone(d)))
                     .collect(),
                 gone: Arc::clone(&self.gone),
+                media: Arc::clone(&self.media_site),
                 gone_page: Some((Arc::new(gone_page), gone_headers)),
                 pages: self.routes.clone(),
                 not_found_headers: not_found_headers(not_found.len),
@@ -1751,6 +1852,60 @@ mod tests {
             ["/articles/plain-2/"],
             "the page took its route back"
         );
+    }
+
+    /// A referenced file is served as it is (no gzip form for an image,
+    /// one for SVG, which is also sandboxed), listed among the routes with
+    /// a file, reused while unchanged, and reported removed when gone.
+    #[test]
+    fn referenced_files_are_assets() {
+        let s = settings();
+        let media = |bytes: &'static [u8], ty, compressible| {
+            Arc::new(crate::article::Media {
+                bytes: Bytes::from_static(bytes),
+                media_type: ty,
+                compressible,
+                modified: t(1_700_000_000),
+                hash: xxh3_128(bytes),
+            })
+        };
+        let png = media(b"\x89PNG....", "image/png", false);
+        let svg = media(
+            b"<svg xmlns='http://www.w3.org/2000/svg'></svg>",
+            "image/svg+xml",
+            true,
+        );
+        let mut b = SiteBuilder::default();
+        b.set_media(&[
+            ("/articles/plain/a.png".into(), Arc::clone(&png)),
+            ("/articles/plain/m.svg".into(), Arc::clone(&svg)),
+        ]);
+        let (site, changed) = b.build(&articles(), 0, &s, t(0));
+        assert!(changed.contains(&"/articles/plain/a.png".to_string()));
+        let cc = &site.cache_control;
+        let a = site.get("/articles/plain/a.png").unwrap();
+        assert!(!a.has_gzip());
+        assert_eq!(a.body(), &b"\x89PNG...."[..]);
+        assert_eq!(a.last_modified, t(1_700_000_000));
+        let h = a.headers(Coding::Identity, http::StatusCode::OK, cc);
+        assert_eq!(h["content-type"], "image/png");
+        assert!(!h.contains_key("content-security-policy"));
+        let m = site.get("/articles/plain/m.svg").unwrap();
+        assert!(m.has_gzip() && m.gzip_len > 0);
+        let h = m.headers(Coding::Gzip, http::StatusCode::OK, cc);
+        assert!(h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .ends_with("sandbox"));
+        assert!(site.routes().any(|(r, _)| r == "/articles/plain/m.svg"));
+
+        let (again, changed) = b.build(&articles(), 0, &s, t(0));
+        assert!(changed.is_empty(), "{changed:?}");
+        assert!(Arc::ptr_eq(again.get("/articles/plain/a.png").unwrap(), a));
+        b.set_media(&[("/articles/plain/m.svg".into(), svg)]);
+        let (gone, _) = b.build(&articles(), 0, &s, t(0));
+        assert!(gone.get("/articles/plain/a.png").is_none());
+        assert_eq!(b.removed(), ["/articles/plain/a.png"]);
     }
 
     /// Deleting the newest article changes the feed but must not move its

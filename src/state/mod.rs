@@ -670,6 +670,7 @@ mod tests {
             body_html: crate::article::Body::new(body),
             author: None,
             more_authors: vec![],
+            local_refs: vec![],
             source: PathBuf::new(),
             hash: 0,
             warnings: vec![],

@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use crate::live::{http, TestDaemon, DEADLINE};
+use crate::live::{http, wait_until, TestDaemon};
 use crate::util::{Workspace, HERALD};
 
 /// `київ` percent-encoded, as it appears in URLs and new ids.
@@ -394,18 +394,6 @@ fn renamed_articles_redirect_and_deleted_ones_are_gone() {
         !d.ws.exists("feeds/articles/first/index.html")
     });
     d.stop();
-}
-
-/// Waits (with a deadline) until `ok` holds.
-fn wait_until(what: &str, ok: impl Fn() -> bool) {
-    let start = std::time::Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{what}: not within {DEADLINE:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 /// Waits (with a deadline) until the file `rel` exists and its text

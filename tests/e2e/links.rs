@@ -6,6 +6,7 @@
 //! `enclosure`/`media:content`, Atom `rel="enclosure"`). Last, a site with
 //! all of it (and non-ASCII slugs) read by every validator and reader.
 
+use crate::live::{wait_until, TestDaemon};
 use crate::util::Workspace;
 
 /// A 1×1 PNG.
@@ -113,4 +114,162 @@ fn relative_references_are_absolute_in_feeds() {
         page.contains("<img src=\"chart.png\" alt=\"Chart\">"),
         "{page}"
     );
+}
+
+/// The files an article references are published beside its permalink,
+/// byte for byte, with a `.gz` twin only when compressible; a file no
+/// article references is not; served with their media type, validators,
+/// caching and (for SVG) a sandboxing policy; edited files are served
+/// anew and a deleted article takes its files with it.
+#[test]
+fn referenced_files_are_published_and_served() {
+    let ws = bundle_site("");
+    ws.herald_cfg(&["build"]).expect_code(0);
+    assert_eq!(ws.read_bytes("feeds/articles/story/chart.png"), PNG);
+    assert!(
+        !ws.exists("feeds/articles/story/chart.png.gz"),
+        "PNG is compressed already"
+    );
+    assert_eq!(ws.read("feeds/articles/story/img/map.svg"), SVG);
+    assert!(ws.exists("feeds/articles/story/img/map.svg.gz"));
+    assert!(ws.exists("feeds/articles/story/report.pdf"));
+    assert!(
+        !ws.exists("feeds/articles/story/stray.png"),
+        "referenced by no article"
+    );
+
+    let d = TestDaemon::start(ws, "");
+    let r = d.get("/articles/story/chart.png");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, PNG);
+    assert_eq!(r.header("content-type"), "image/png");
+    assert_eq!(r.header("cache-control"), "public, max-age=300");
+    assert!(!r.header("etag").is_empty() && !r.header("last-modified").is_empty());
+    assert_eq!(r.header("x-content-type-options"), "nosniff");
+    let again = d.request(
+        "GET",
+        "/articles/story/chart.png",
+        &[("If-None-Match", r.header("etag"))],
+    );
+    assert_eq!(again.status, 304);
+    let gz = d.request(
+        "GET",
+        "/articles/story/chart.png",
+        &[("Accept-Encoding", "gzip")],
+    );
+    assert_eq!(
+        (gz.header("content-encoding"), gz.body.as_slice()),
+        ("", PNG)
+    );
+
+    let svg = d.request(
+        "GET",
+        "/articles/story/img/map.svg",
+        &[("Accept-Encoding", "gzip")],
+    );
+    assert_eq!(svg.header("content-type"), "image/svg+xml");
+    assert_eq!(svg.header("content-encoding"), "gzip");
+    assert!(
+        svg.header("content-security-policy").contains("sandbox"),
+        "{:?}",
+        svg.headers
+    );
+    assert_eq!(
+        d.get("/articles/story/report.pdf").header("content-type"),
+        "application/pdf"
+    );
+    assert_eq!(d.get("/articles/story/stray.png").status, 404);
+
+    // An edited image is served anew; a new reference publishes its file.
+    let mut bigger = PNG.to_vec();
+    bigger.extend_from_slice(b"trailing bytes");
+    d.ws.write("content/2025/05/story/chart.png", &bigger);
+    d.poll("/articles/story/chart.png", "edited image", |r| {
+        r.body == bigger
+    });
+    d.ws.write(
+        "content/other.md",
+        "---\ntitle: Other\ndate: 2025-05-01T10:00:00Z\n---\n![Also](pic.png)\n",
+    );
+    d.ws.write("content/pic.png", PNG);
+    d.poll("/articles/other/pic.png", "new reference", |r| {
+        r.status == 200
+    });
+    wait_until("the new file written", || {
+        d.ws.exists("feeds/articles/other/pic.png")
+    });
+
+    std::fs::remove_dir_all(d.ws.path("content/2025")).unwrap();
+    d.poll(
+        "/articles/story/chart.png",
+        "files of a deleted article",
+        |r| r.status == 404,
+    );
+    wait_until("the files of a deleted article removed", || {
+        !d.ws.exists("feeds/articles/story")
+    });
+    d.stop();
+}
+
+/// Files are input like articles: a file over `max_asset_bytes`, a FIFO,
+/// a symlink out of the content directory, an article file and a missing
+/// image are not published, each reported once naming the article and
+/// the reason; a symlink inside the content directory is followed; the
+/// rest of the site is published.
+#[test]
+fn referenced_files_are_guarded() {
+    let ws = Workspace::new();
+    ws.write(
+        "herald.toml",
+        format!("base_url = \"{BASE}\"\nmax_asset_bytes = 1000\n"),
+    );
+    ws.write(
+        "content/a.md",
+        "---\ntitle: A\ndate: 2025-05-01T10:00:00Z\n---\n![big](big.png) ![fifo](pipe.png) ![out](out.png) ![in](in.png) ![gone](missing.png) [b](b.md) ![ok](ok.png)\n",
+    );
+    ws.write("content/big.png", vec![0u8; 5000]);
+    ws.write("content/ok.png", PNG);
+    ws.write(
+        "content/b.md",
+        "---\ntitle: B\ndate: 2025-05-02T10:00:00Z\n---\nb\n",
+    );
+    ws.write("secret.png", PNG);
+    std::os::unix::fs::symlink(ws.path("secret.png"), ws.path("content/out.png")).unwrap();
+    std::os::unix::fs::symlink(ws.path("content/ok.png"), ws.path("content/in.png")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        ws.path("content/pipe.png"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let run = ws.herald_cfg(&["build"]);
+    run.expect_code(0);
+    let warned = run.log("WARN").join("\n");
+    for want in [
+        "content/a.md: big.png: file is 5000 bytes; at most 1000 are published (limit `max_asset_bytes`)",
+        "content/a.md: pipe.png: a FIFO (named pipe), not a regular file: not published",
+        "content/a.md: out.png: symlink to",
+        "content/a.md: missing.png: no such file",
+    ] {
+        assert!(warned.contains(want), "missing {want:?} in\n{warned}");
+    }
+    assert_eq!(warned.matches("big.png").count(), 1, "{warned}");
+    for (file, published) in [
+        ("big.png", false),
+        ("pipe.png", false),
+        ("out.png", false),
+        ("missing.png", false),
+        ("b.md", false),
+        ("in.png", true),
+        ("ok.png", true),
+    ] {
+        assert_eq!(
+            ws.exists(&format!("feeds/articles/a/{file}")),
+            published,
+            "{file}"
+        );
+    }
+    assert!(ws.exists("feeds/articles/b/index.html"));
 }
