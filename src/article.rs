@@ -53,6 +53,22 @@ pub struct Article {
     /// file beside the article (an image of a page bundle, a PDF), in
     /// document order, each once. Derived from the body (so not hashed).
     pub local_refs: Vec<LocalRef>,
+    /// The article's picture, for readers that show one: front matter
+    /// `image`, else the first image of the body.
+    pub picture: Option<Picture>,
+}
+
+/// An article's picture (JSON Feed `image`, RSS `enclosure` and
+/// `media:content`, Atom `rel="enclosure"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Picture {
+    /// The image's URL as written (relative to the article, or absolute).
+    pub src: String,
+    /// From front matter `image` (hashed) rather than the body.
+    pub from_front_matter: bool,
+    /// Where the library published it, when it is a file beside the
+    /// article: route, length in bytes and media type.
+    pub published: Option<(std::sync::Arc<str>, u64, &'static str)>,
 }
 
 /// A relative reference in an article's body: a file the article links
@@ -145,6 +161,12 @@ impl Article {
             for a in &self.more_authors {
                 field(a);
             }
+        }
+        // Likewise only when set: a front-matter `image` is content; the
+        // body's first image is hashed with the body.
+        if let Some(p) = self.picture.as_ref().filter(|p| p.from_front_matter) {
+            field("\u{0}image");
+            field(&p.src);
         }
         h.digest128()
     }

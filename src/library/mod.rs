@@ -312,7 +312,8 @@ impl Library {
         let root = self.root.clone();
         let articles = self.sync_subtree(&root);
         // Every referenced file looked at again; unreferenced ones dropped.
-        Ok(self.sync_media(None) | articles)
+        let media = self.sync_media(None);
+        Ok(self.refresh_pictures() | media | articles)
     }
 
     /// Applies a batch of changed paths (files or directories, existing or
@@ -371,6 +372,7 @@ impl Library {
                 .cloned()
                 .collect();
             changed |= self.sync_media(Some(again));
+            changed |= self.refresh_pictures();
         }
         Ok(changed)
     }
@@ -553,6 +555,46 @@ impl Library {
             new_media.sort_unstable();
             new_media.dedup();
             self.sync_media(Some(new_media));
+        }
+        self.refresh_pictures() | changed
+    }
+
+    /// Tells each article whose picture is a file beside it where that
+    /// file is published, its length and type (for enclosures), or that
+    /// it is not. Returns whether any article changed.
+    fn refresh_pictures(&mut self) -> bool {
+        let media = &self.media;
+        let mut changed = false;
+        for f in self.files.values_mut() {
+            if f.refs.is_empty() {
+                continue;
+            }
+            let Some(a) = f.article.as_mut() else {
+                continue;
+            };
+            let Some(pic) = &a.picture else {
+                continue;
+            };
+            let now = f
+                .refs
+                .iter()
+                .find(|r| r.url == pic.src)
+                .and_then(|r| match &r.target {
+                    media::Target::File { path, route } => Some((path, route)),
+                    _ => None,
+                })
+                .and_then(|(path, route)| match media.get(path).map(|m| &m.state) {
+                    Some(media::State::Ready(m)) => {
+                        Some((Arc::clone(route), m.bytes.len() as u64, m.media_type))
+                    }
+                    _ => None,
+                });
+            if pic.published != now {
+                if let Some(p) = Arc::make_mut(a).picture.as_mut() {
+                    p.published = now;
+                }
+                changed = true;
+            }
         }
         changed
     }

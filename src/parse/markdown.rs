@@ -31,6 +31,7 @@ struct FrontMatter {
     draft: bool,
     slug: Option<String>,
     id: Option<String>,
+    image: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -359,6 +360,34 @@ pub(super) fn parse(
         hash: 0,
         warnings,
         local_refs: local_refs(&body_html),
+        picture: None,
+    };
+    // The picture: front matter `image`, else the body's first image. A
+    // relative front-matter image is a file beside the article, as the
+    // body's references are.
+    let image = fm.image.as_deref().map(str::trim).filter(|i| !i.is_empty());
+    a.picture = match image {
+        Some(src) => {
+            let relative = crate::links::is_relative(src) && !src.starts_with(['/', '?']);
+            match a.local_refs.iter_mut().find(|r| r.url == src) {
+                Some(r) => r.image = true,
+                None if relative => a.local_refs.push(crate::article::LocalRef {
+                    url: src.to_string(),
+                    image: true,
+                }),
+                None => {}
+            }
+            Some(crate::article::Picture {
+                src: src.to_string(),
+                from_front_matter: true,
+                published: None,
+            })
+        }
+        None => first_image(&body_html).map(|src| crate::article::Picture {
+            src,
+            from_front_matter: false,
+            published: None,
+        }),
     };
     a.hash = a.content_hash_with(&body_html);
     Ok(Some(a))
@@ -383,6 +412,17 @@ fn local_refs(html: &str) -> Vec<crate::article::LocalRef> {
         }
     });
     out
+}
+
+/// The `src` of the body's first image.
+fn first_image(html: &str) -> Option<String> {
+    let mut first = None;
+    crate::links::for_each_url(html, |a| {
+        if first.is_none() && a.tag == "img" && a.name == "src" && !a.value.trim().is_empty() {
+            first = Some(a.value.trim().to_string());
+        }
+    });
+    first
 }
 
 /// Renders CommonMark to HTML and returns it with the plain text of the
@@ -703,6 +743,43 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{front}");
         }
+    }
+
+    /// The picture is front matter `image` (a relative one is also a
+    /// reference to a file beside the article, and it is hashed), else
+    /// the body's first image (not hashed again: the body is).
+    #[test]
+    fn picture_from_front_matter_or_body() {
+        let body = "![a](a.png) ![b](b.png)";
+        let plain = md(
+            "x.md",
+            &format!("---\ntitle: x\ndate: 2025-05-22\n---\n{body}"),
+        )
+        .unwrap()
+        .unwrap();
+        let p = plain.picture.as_ref().unwrap();
+        assert_eq!((p.src.as_str(), p.from_front_matter), ("a.png", false));
+        let with = md(
+            "x.md",
+            &format!("---\ntitle: x\ndate: 2025-05-22\nimage: cover.jpg\n---\n{body}"),
+        )
+        .unwrap()
+        .unwrap();
+        let p = with.picture.as_ref().unwrap();
+        assert_eq!((p.src.as_str(), p.from_front_matter), ("cover.jpg", true));
+        assert!(with
+            .local_refs
+            .iter()
+            .any(|r| r.url == "cover.jpg" && r.image));
+        assert_ne!(with.hash, plain.hash, "a front-matter image is content");
+        let far = md(
+            "x.md",
+            "---\ntitle: x\ndate: 2025-05-22\nimage: https://cdn.example/p.jpg\n---\nb",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(far.local_refs.is_empty());
+        assert_eq!(far.picture.unwrap().src, "https://cdn.example/p.jpg");
     }
 
     /// A body-less article is published with a warning.

@@ -59,7 +59,18 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
                 e.set_title(Text::plain(a.title.clone()));
                 e.set_published(Some(a.published));
                 e.set_updated(a.updated);
-                e.set_links(vec![link(s.article_url(a), "alternate", "text/html")]);
+                let mut links = vec![link(s.article_url(a), "alternate", "text/html")];
+                // The picture, as an enclosure link (RFC 4287 §4.2.7.2).
+                if let Some((href, known)) = super::picture(a, s) {
+                    links.push(Link {
+                        href,
+                        rel: "enclosure".into(),
+                        mime_type: known.map(|(_, ty)| ty.to_string()),
+                        length: known.map(|(len, _)| len.to_string()),
+                        ..Link::default()
+                    });
+                }
+                e.set_links(links);
                 // Every entry names its authors (the site's when the article
                 // names none): readers show the entry's, not the feed's.
                 e.set_authors(

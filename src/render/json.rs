@@ -31,6 +31,8 @@ struct Item<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     content_text: Option<&'a str>,
     summary: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
     date_published: String,
     date_modified: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -64,6 +66,7 @@ pub fn json(feed: &Feed, s: &Settings) -> Vec<u8> {
                     content_html: full.then(|| feed.body_html(i, s)),
                     content_text: (!full).then_some(a.summary.as_str()),
                     summary: &a.summary,
+                    image: super::picture(a, s).map(|(url, _)| url),
                     date_published: a.published.to_rfc3339(),
                     date_modified: a.updated.to_rfc3339(),
                     tags: a.labels(),

@@ -164,6 +164,19 @@ impl Feed {
     }
 }
 
+/// An article's picture as feeds announce it: its absolute URL, with
+/// length and media type when it is a file Herald publishes. A relative
+/// picture Herald does not publish (no such file) is not announced: a
+/// reader would fetch a URL that answers 404.
+pub fn picture(a: &Article, s: &Settings) -> Option<(String, Option<(u64, &'static str)>)> {
+    let p = a.picture.as_ref()?;
+    if let Some((route, len, ty)) = &p.published {
+        return Some((s.url(route), Some((*len, ty))));
+    }
+    let abs = url::Url::parse(p.src.trim()).ok()?;
+    matches!(abs.scheme(), "http" | "https").then(|| (abs.to_string(), None))
+}
+
 /// The route of an article page (`articles/<slug>/`).
 pub fn article_route(slug: &str) -> String {
     format!("articles/{}/", encode_segment(slug))
@@ -287,6 +300,7 @@ pub(crate) mod testdata {
             author: None,
             more_authors: vec![],
             local_refs: vec![],
+            picture: None,
             source: PathBuf::from(format!("{slug}.txt")),
             hash: 1,
             warnings: vec![],
@@ -425,6 +439,55 @@ mod tests {
             v["items"][1]["authors"],
             serde_json::json!([{"name": "Desk"}])
         );
+    }
+
+    /// A published picture is announced with length and type in every
+    /// format; one elsewhere on the web by its URL only; a relative one
+    /// Herald does not publish not at all.
+    #[test]
+    fn pictures_in_every_format() {
+        let s = settings();
+        let mut a = (*article("p", "P", "2025-05-23T10:00:00+08:00", "News")).clone();
+        a.picture = Some(crate::article::Picture {
+            src: "chart.png".into(),
+            from_front_matter: false,
+            published: Some(("/articles/p/chart.png".into(), 67, "image/png")),
+        });
+        let mut b = (*article("q", "Q", "2025-05-22T10:00:00+08:00", "News")).clone();
+        b.picture = Some(crate::article::Picture {
+            src: "https://cdn.example/q.jpg".into(),
+            from_front_matter: true,
+            published: None,
+        });
+        let mut c = (*article("r", "R", "2025-05-21T10:00:00+08:00", "News")).clone();
+        c.picture = Some(crate::article::Picture {
+            src: "missing.png".into(),
+            from_front_matter: false,
+            published: None,
+        });
+        let f = feeds(&[Arc::new(a), Arc::new(b), Arc::new(c)], &s);
+        let url = "https://news.example.org/articles/p/chart.png";
+        let rss = String::from_utf8(rss(&f[0], &s)).unwrap();
+        assert!(
+            rss.contains(&format!(
+                "<enclosure url=\"{url}\" length=\"67\" type=\"image/png\"/>"
+            )),
+            "{rss}"
+        );
+        assert!(rss.contains("url=\"https://cdn.example/q.jpg\""), "{rss}");
+        assert_eq!(rss.matches("<media:content").count(), 2, "{rss}");
+        let atom = String::from_utf8(atom(&f[0], &s)).unwrap();
+        assert!(
+            atom.contains(&format!(
+                "<link href=\"{url}\" rel=\"enclosure\" type=\"image/png\" length=\"67\"/>"
+            )),
+            "{atom}"
+        );
+        assert_eq!(atom.matches("rel=\"enclosure\"").count(), 2, "{atom}");
+        let v: serde_json::Value = serde_json::from_slice(&json(&f[0], &s)).unwrap();
+        assert_eq!(v["items"][0]["image"], url);
+        assert_eq!(v["items"][1]["image"], "https://cdn.example/q.jpg");
+        assert!(v["items"][2].get("image").is_none());
     }
 
     /// Non-ASCII slugs are percent-encoded in routes.

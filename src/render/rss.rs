@@ -6,10 +6,14 @@ use std::collections::BTreeMap;
 
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
-use rss::{Category, Channel, Guid, Item};
+use rss::extension::{Extension, ExtensionMap};
+use rss::{Category, Channel, Enclosure, Guid, Item};
 
 use super::{escape, Body, Feed, Settings};
 use crate::article::xml_clean;
+
+/// The Media RSS namespace (`media:content`).
+const MEDIA_RSS: &str = "http://search.yahoo.com/mrss/";
 
 /// Renders one feed as RSS 2.0.
 pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
@@ -31,10 +35,13 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
             ..Link::default()
         }],
     });
-    ch.namespaces = BTreeMap::from([(
-        "dc".to_string(),
-        "http://purl.org/dc/elements/1.1/".to_string(),
-    )]);
+    ch.namespaces = BTreeMap::from([
+        (
+            "dc".to_string(),
+            "http://purl.org/dc/elements/1.1/".to_string(),
+        ),
+        ("media".to_string(), MEDIA_RSS.to_string()),
+    ]);
     ch.items = feed
         .items
         .iter()
@@ -42,6 +49,37 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
         .map(|(i, a)| {
             let link = s.article_url(a);
             let permalink = a.id.starts_with("http://") || a.id.starts_with("https://");
+            // The picture: an enclosure (which needs length and type, so
+            // only for a file Herald publishes) and a Media RSS
+            // `media:content`, which readers show as the item's image.
+            let pic = super::picture(a, s);
+            let enclosure = pic.as_ref().and_then(|(url, known)| {
+                known.map(|(len, ty)| Enclosure {
+                    url: url.clone(),
+                    length: len.to_string(),
+                    mime_type: ty.to_string(),
+                })
+            });
+            let mut extensions = ExtensionMap::default();
+            if let Some((url, known)) = &pic {
+                let mut attrs = BTreeMap::from([
+                    ("url".to_string(), url.clone()),
+                    ("medium".to_string(), "image".to_string()),
+                ]);
+                if let Some((len, ty)) = known {
+                    attrs.insert("type".into(), ty.to_string());
+                    attrs.insert("fileSize".into(), len.to_string());
+                }
+                let content = Extension {
+                    name: "media:content".into(),
+                    attrs,
+                    ..Extension::default()
+                };
+                extensions.insert(
+                    "media".into(),
+                    BTreeMap::from([("content".to_string(), vec![content])]),
+                );
+            }
             Item {
                 title: Some(a.title.clone()),
                 link: Some(link),
@@ -63,6 +101,8 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
                 description: (!a.summary.is_empty()).then(|| escape(&a.summary)),
                 content: (s.rss_body == Body::Full && !a.body_html.is_empty())
                     .then(|| feed.body_html(i, s).to_owned()),
+                enclosure,
+                extensions,
                 dublin_core_ext: Some(DublinCoreExtension {
                     creators: a
                         .authors_or(&s.author)

@@ -1000,6 +1000,14 @@ fn fp_article(h: &mut Xxh3, a: &Article) {
     h.update(&a.hash.to_le_bytes());
     h.update(&a.updated.timestamp().to_le_bytes());
     h.update(a.updated.offset().to_string().as_bytes());
+    // Where the picture is published and its length show in feeds.
+    if let Some(p) = &a.picture {
+        h.update(p.src.as_bytes());
+        if let Some((route, len, _)) = &p.published {
+            h.update(route.as_bytes());
+            h.update(&len.to_le_bytes());
+        }
+    }
 }
 
 fn to_system(t: Option<chrono::DateTime<chrono::FixedOffset>>) -> SystemTime {

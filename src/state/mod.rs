@@ -671,6 +671,7 @@ mod tests {
             author: None,
             more_authors: vec![],
             local_refs: vec![],
+            picture: None,
             source: PathBuf::new(),
             hash: 0,
             warnings: vec![],

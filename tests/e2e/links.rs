@@ -273,3 +273,52 @@ fn referenced_files_are_guarded() {
     }
     assert!(ws.exists("feeds/articles/b/index.html"));
 }
+
+/// An article's picture reaches readers: front matter `image` (else the
+/// first image of the body) becomes JSON Feed `image`, an RSS
+/// `enclosure` with length and type plus `media:content`, and an Atom
+/// `rel="enclosure"` link; an image elsewhere on the web is announced
+/// without the length it cannot know.
+#[test]
+fn the_picture_of_an_article_reaches_readers() {
+    let ws = bundle_site("");
+    ws.write(
+        "content/other.md",
+        "---\ntitle: Other\ndate: 2025-05-01T10:00:00Z\nimage: https://cdn.example.org/p.jpg\n---\nNo picture in the body.\n",
+    );
+    ws.herald_cfg(&["build"]).expect_code(0);
+    let chart = format!("{BASE}articles/story/chart.png");
+    let len = PNG.len();
+    let rss = ws.read("feeds/rss.xml");
+    for want in [
+        format!("<enclosure url=\"{chart}\" length=\"{len}\" type=\"image/png\"/>"),
+        format!("<media:content fileSize=\"{len}\" medium=\"image\" type=\"image/png\" url=\"{chart}\">"),
+        "<media:content medium=\"image\" url=\"https://cdn.example.org/p.jpg\">".to_string(),
+    ] {
+        assert!(rss.contains(&want), "missing {want} in\n{rss}");
+    }
+    let atom = ws.read("feeds/atom.xml");
+    assert!(
+        atom.contains(&format!(
+            "<link href=\"{chart}\" rel=\"enclosure\" type=\"image/png\" length=\"{len}\"/>"
+        )),
+        "{atom}"
+    );
+    assert!(
+        atom.contains("<link href=\"https://cdn.example.org/p.jpg\" rel=\"enclosure\"/>"),
+        "{atom}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ws.read("feeds/feed.json")).unwrap();
+    assert_eq!(json["items"][0]["image"], chart.as_str());
+    assert_eq!(json["items"][1]["image"], "https://cdn.example.org/p.jpg");
+
+    let f = feed_rs::parser::parse(rss.as_bytes()).unwrap();
+    let media = &f.entries[0].media;
+    assert!(
+        media
+            .iter()
+            .flat_map(|m| &m.content)
+            .any(|c| c.url.as_ref().is_some_and(|u| u.as_str() == chart)),
+        "{media:?}"
+    );
+}
