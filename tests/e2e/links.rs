@@ -6,8 +6,10 @@
 //! `enclosure`/`media:content`, Atom `rel="enclosure"`). Last, a site with
 //! all of it (and non-ASCII slugs) read by every validator and reader.
 
+use std::process::Command;
+
 use crate::live::{wait_until, TestDaemon};
-use crate::util::Workspace;
+use crate::util::{have_tool, run_command, Workspace};
 
 /// A 1×1 PNG.
 pub const PNG: &[u8] = &[
@@ -321,4 +323,154 @@ fn the_picture_of_an_article_reaches_readers() {
             .any(|c| c.url.as_ref().is_some_and(|u| u.as_str() == chart)),
         "{media:?}"
     );
+}
+
+/// A site with non-ASCII slugs, relative links, a page bundle and
+/// pictures: every feed is read without a complaint by Python's
+/// `feedparser` (which sees the enclosures and absolute links), `feed-rs`,
+/// `xmllint` against the RFC 4287 schema (Atom) and `newsboat`.
+#[test]
+fn a_rich_site_passes_every_reader_and_validator() {
+    let ws = bundle_site("");
+    ws.write(
+        "content/sub/київ.md",
+        "---\ntitle: Київ\ndate: 2025-05-03T10:00:00Z\ncategories: [Світ]\nimage: фото.png\nauthors: [Олена, Bob]\n---\n![фото](фото.png) [назад](../story/)\n",
+    );
+    ws.write("content/sub/фото.png", PNG);
+    ws.herald_cfg(&["build"]).expect_code(0);
+    let feeds = [
+        "rss.xml",
+        "atom.xml",
+        "feed.json",
+        "categories/world/rss.xml",
+        "categories/world/atom.xml",
+        "categories/%D1%81%D0%B2%D1%96%D1%82/atom.xml",
+    ];
+    for f in feeds {
+        let path = format!("feeds/{}", percent_decode(f));
+        let parsed = feed_rs::parser::parse(ws.read_bytes(&path).as_slice())
+            .unwrap_or_else(|e| panic!("feed-rs: {f}: {e}"));
+        assert!(!parsed.entries.is_empty(), "{f}");
+    }
+    let kyiv = format!("{BASE}articles/%D0%BA%D0%B8%D1%97%D0%B2/");
+
+    if have_tool("xmllint", &["--version"], "apt-get install libxml2-utils") {
+        let schema =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/schemas/atom.rng");
+        if schema.is_file() {
+            for f in feeds.iter().filter(|f| f.ends_with("atom.xml")) {
+                let mut cmd = Command::new("xmllint");
+                cmd.arg("--noout")
+                    .arg("--relaxng")
+                    .arg(&schema)
+                    .arg(ws.path(&format!("feeds/{}", percent_decode(f))));
+                let run = run_command(cmd);
+                assert_eq!(
+                    run.code,
+                    Some(0),
+                    "xmllint {f}: {}{}",
+                    run.stdout,
+                    run.stderr
+                );
+            }
+        } else {
+            eprintln!("SKIPPED: no Atom schema at {}", schema.display());
+        }
+    }
+
+    if have_tool(
+        "python3",
+        &["-c", "import feedparser"],
+        "pip install feedparser",
+    ) {
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c")
+            .arg(
+                "import json, sys, feedparser\n\
+                 out = {}\n\
+                 for name in sys.argv[1:]:\n\
+                 \x20   d = feedparser.parse(name)\n\
+                 \x20   out[name] = {'bozo': int(bool(d.bozo)), 'why': str(d.get('bozo_exception', '')),\n\
+                 \x20       'entries': [[e.get('id'), e.get('link'), [a.get('name') for a in e.get('authors', [])],\n\
+                 \x20                    [x.get('href') for x in e.get('enclosures', [])],\n\
+                 \x20                    (e.get('content') or [{}])[0].get('value', '')] for e in d.entries]}\n\
+                 print(json.dumps(out))",
+            )
+            .args(["rss.xml", "atom.xml"])
+            .current_dir(ws.path("feeds"));
+        let run = run_command(cmd);
+        assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+        let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        for name in ["rss.xml", "atom.xml"] {
+            let r = &report[name];
+            assert_eq!(r["bozo"], 0, "{name}: {}", r["why"]);
+            let e = &r["entries"][0];
+            assert_eq!(
+                e[0], "tag:news.example.org,2025-05-03:%D0%BA%D0%B8%D1%97%D0%B2",
+                "{name}"
+            );
+            assert_eq!(e[1], kyiv.as_str(), "{name}");
+            assert_eq!(e[2], serde_json::json!(["Олена", "Bob"]), "{name}");
+            let photo = format!("{kyiv}%D1%84%D0%BE%D1%82%D0%BE.png");
+            assert_eq!(e[3], serde_json::json!([photo]), "{name}");
+            let content = e[4].as_str().unwrap_or("");
+            assert!(
+                content.contains(&format!("src=\"{photo}\"")),
+                "{name}: {content}"
+            );
+            assert!(
+                content.contains(&format!("href=\"{BASE}articles/story/\"")),
+                "{name}: {content}"
+            );
+        }
+    }
+
+    if have_tool("newsboat", &["--version"], "apt-get install newsboat") {
+        for f in ["rss.xml", "atom.xml"] {
+            let home = tempfile::tempdir().unwrap();
+            let url = format!("file://{}", ws.path(&format!("feeds/{f}")).display());
+            std::fs::write(home.path().join("urls"), format!("{url}\n")).unwrap();
+            std::fs::write(home.path().join("config"), "").unwrap();
+            let newsboat = |action: &str| {
+                let mut cmd = Command::new("newsboat");
+                cmd.arg("-u")
+                    .arg(home.path().join("urls"))
+                    .arg("-C")
+                    .arg(home.path().join("config"))
+                    .arg("-c")
+                    .arg(home.path().join("cache.db"))
+                    .args(["-x", action])
+                    .env("HOME", home.path())
+                    .env("XDG_CONFIG_HOME", home.path().join("c"))
+                    .env("XDG_DATA_HOME", home.path().join("d"))
+                    .env("XDG_CACHE_HOME", home.path().join("e"));
+                run_command(cmd)
+            };
+            let run = newsboat("reload");
+            assert_eq!(run.code, Some(0), "{f}: {}{}", run.stdout, run.stderr);
+            let run = newsboat("print-unread");
+            assert_eq!(
+                run.stdout.trim(),
+                "3 unread articles",
+                "{f}: {}",
+                run.stderr
+            );
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
 }
