@@ -3,8 +3,10 @@
 //! verification passes and rescans); [`Library::apply`] takes a batch of
 //! changed paths and re-reads only files whose size, mtime or inode moved.
 //! [`Library::view`] settles identities (through the state file), slug
-//! conflicts and future-dated articles into the list the renderers use.
-//! Uses `parse`, `article` and `state`.
+//! conflicts and future-dated articles into the list the renderers use,
+//! with the old permalinks of renamed and deleted articles and the files
+//! published articles reference (`media.rs`: images, PDFs beside them).
+//! Uses `parse`, `article`, `state` and `sendfile` (to hold large files).
 //!
 //! Reading is guarded: only regular files are read (decided before opening
 //! and again from the opened descriptor, opened so it cannot block), never

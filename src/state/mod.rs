@@ -1,7 +1,8 @@
 //! The small persistent record that keeps ids and `updated` stable across
-//! edits, renames and restarts: per article its id, slug, source path,
-//! content hash and last real change, and how it matches articles to
-//! their ids. Kept in `state_dir` (`store`: `state.json`, written whole
+//! edits, renames and restarts: per article its id, slug (and the slugs
+//! it had before, whose permalinks redirect), source path, content hash
+//! and last real change, and how it matches articles to their ids; and
+//! the id authority, provisional while it is no public host. Kept in `state_dir` (`store`: `state.json`, written whole
 //! and atomically, plus a journal of the changes since), never in the
 //! output directory. Uses nothing else of Herald's but the `Article` model.
 
