@@ -36,8 +36,12 @@ pub struct Article {
     pub summary: String,
     /// Full body as sanitised HTML (kept compressed; see [`Body`]).
     pub body_html: Body,
-    /// Author name, if the file names one (else the site's author applies).
+    /// Author name, if the file names one (else the site's author applies);
+    /// the first of several.
     pub author: Option<String>,
+    /// The other authors, after `author`, when the file names several
+    /// (front matter `authors`).
+    pub more_authors: Vec<String>,
     /// The file this article came from.
     pub source: PathBuf,
     /// Hash of the parsed content (not of the raw bytes): touching a file,
@@ -45,6 +49,52 @@ pub struct Article {
     pub hash: u128,
     /// Problems worth a warning that did not stop publication.
     pub warnings: Vec<String>,
+    /// Relative references of the body (`href`, `src`) that may name a
+    /// file beside the article (an image of a page bundle, a PDF), in
+    /// document order, each once. Derived from the body (so not hashed).
+    pub local_refs: Vec<LocalRef>,
+    /// The article's picture, for readers that show one: front matter
+    /// `image`, else the first image of the body.
+    pub picture: Option<Picture>,
+}
+
+/// An article's picture (JSON Feed `image`, RSS `enclosure` and
+/// `media:content`, Atom `rel="enclosure"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Picture {
+    /// The image's URL as written (relative to the article, or absolute).
+    pub src: String,
+    /// From front matter `image` (hashed) rather than the body.
+    pub from_front_matter: bool,
+    /// Where the library published it, when it is a file beside the
+    /// article: route, length in bytes and media type.
+    pub published: Option<(std::sync::Arc<str>, u64, &'static str)>,
+}
+
+/// A relative reference in an article's body: a file the article links
+/// to or shows, if one is there (the library looks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalRef {
+    /// The reference as written (character references decoded).
+    pub url: String,
+    /// True for an image (`<img src>`): reported if no file is there.
+    pub image: bool,
+}
+
+/// A file an article references, as read by the library and published
+/// beside the article's permalink.
+#[derive(Debug)]
+pub struct Media {
+    /// The file's bytes (file-backed when large, as feeds are).
+    pub bytes: bytes::Bytes,
+    /// Media type (with charset for text).
+    pub media_type: &'static str,
+    /// Worth a gzip twin (text formats, SVG).
+    pub compressible: bool,
+    /// The file's modification time: its `Last-Modified`.
+    pub modified: std::time::SystemTime,
+    /// Hash of the bytes.
+    pub hash: u128,
 }
 
 impl Article {
@@ -60,7 +110,13 @@ impl Article {
         ] {
             s.shrink_to_fit();
         }
-        for v in [&mut self.categories, &mut self.tags, &mut self.warnings] {
+        self.local_refs.shrink_to_fit();
+        for v in [
+            &mut self.categories,
+            &mut self.tags,
+            &mut self.warnings,
+            &mut self.more_authors,
+        ] {
             v.iter_mut().for_each(String::shrink_to_fit);
             v.shrink_to_fit();
         }
@@ -98,7 +154,32 @@ impl Article {
         field(&self.summary);
         field(body_html);
         field(self.author.as_deref().unwrap_or(""));
+        // Only when there are several: an article with no author or one
+        // hashes as it always did (a new hash would move its `updated`).
+        if !self.more_authors.is_empty() {
+            field("\u{0}authors");
+            for a in &self.more_authors {
+                field(a);
+            }
+        }
+        // Likewise only when set: a front-matter `image` is content; the
+        // body's first image is hashed with the body.
+        if let Some(p) = self.picture.as_ref().filter(|p| p.from_front_matter) {
+            field("\u{0}image");
+            field(&p.src);
+        }
         h.digest128()
+    }
+
+    /// The article's authors in order, or `default` (the site's author)
+    /// when it names none: what every entry shows.
+    pub fn authors_or<'a>(&'a self, default: &'a str) -> Vec<&'a str> {
+        match &self.author {
+            None => vec![default],
+            Some(first) => std::iter::once(first.as_str())
+                .chain(self.more_authors.iter().map(String::as_str))
+                .collect(),
+        }
     }
 
     /// Every category and tag once, categories first: what RSS and Atom
@@ -300,6 +381,24 @@ pub fn slugify(name: &str) -> String {
     out
 }
 
+/// Percent-encodes a path segment: every byte but ASCII letters, digits
+/// and `-._~` (RFC 3986 unreserved) as `%XX`, upper-case hex. Slugs may
+/// hold non-ASCII letters; encoded, they fit in a URL path and in a `tag:`
+/// URI (RFC 4151 allows only URI characters). An ASCII slug is its own
+/// encoding.
+pub fn encode_segment(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// The slug of a file name (without extension): [`slugify`] after dropping
 /// a leading `YYYY-MM-DD-` date.
 pub fn slug_from_stem(stem: &str) -> String {
@@ -379,7 +478,7 @@ mod tests {
         }
         for (label, name) in [("ascii", "word "), ("cyrillic", "київ ")] {
             let slug = slugify(&name.repeat(100));
-            let encoded = crate::render::encode_segment(&slug).len();
+            let encoded = encode_segment(&slug).len();
             assert!(
                 (MAX_SLUG_BYTES - 6..=MAX_SLUG_BYTES).contains(&encoded) && !slug.ends_with('-'),
                 "{label}: {encoded} {slug}"

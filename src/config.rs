@@ -179,6 +179,8 @@ struct RawConfig {
     max_labels: Option<toml::Spanned<i64>>,
     max_nesting: Option<toml::Spanned<i64>>,
     follow_external_symlinks: Option<bool>,
+    max_former_slugs: Option<toml::Spanned<i64>>,
+    max_asset_bytes: Option<toml::Spanned<i64>>,
     publish_stall_secs: Option<toml::Spanned<i64>>,
     write_retry_secs: Option<toml::Spanned<i64>>,
     log_level: Option<String>,
@@ -193,8 +195,12 @@ pub struct Config {
     pub title: String,
     /// Feed and site description.
     pub description: String,
-    /// Public URL of the site, always ending in `/`.
+    /// Public URL of the site, always ending in `/`. When the file does
+    /// not set it, the `listen` address's ([`base_url_for`]); `serve` then
+    /// puts the address it actually listens on here.
     pub base_url: String,
+    /// `base_url` was set in the file (and so never follows `listen`).
+    pub base_url_configured: bool,
     /// Explicit id authority (`tag:` URIs); `None` means "the host of
     /// `base_url` at first publication", remembered in the state file.
     pub id_authority: Option<String>,
@@ -267,6 +273,10 @@ pub struct Config {
     /// Read article files and directories that symlinks inside the content
     /// directory point to outside it (refused by default).
     pub follow_external_symlinks: bool,
+    /// Former slugs remembered per article (their permalinks redirect).
+    pub max_former_slugs: usize,
+    /// Largest file an article references that is published, bytes.
+    pub max_asset_bytes: u64,
     /// Longest the publish loop may stay on one step with no progress
     /// before `/healthz` answers 503 and the watchdog is no longer pinged.
     pub publish_stall: Duration,
@@ -287,6 +297,7 @@ impl Default for Config {
             title: "Herald".into(),
             description: "Articles published by Herald".into(),
             base_url: "http://127.0.0.1:8080/".into(),
+            base_url_configured: false,
             id_authority: None,
             author: "Herald".into(),
             language: "en".into(),
@@ -317,6 +328,8 @@ impl Default for Config {
             max_labels: 50,
             max_nesting: 64,
             follow_external_symlinks: false,
+            max_former_slugs: 10,
+            max_asset_bytes: 20 * 1024 * 1024,
             publish_stall: Duration::from_secs(10),
             write_retry: Duration::from_secs(10),
             log_level: "info".into(),
@@ -447,6 +460,7 @@ impl Config {
             } else {
                 format!("{v}/")
             };
+            c.base_url_configured = true;
         }
         if let Some(tz) = raw.timezone {
             c.timezone = tz.get_ref().parse().map_err(|_| {
@@ -531,7 +545,20 @@ impl Config {
             c.max_front_matter_bytes,
         )?;
         c.max_labels = positive(raw.max_labels, "max_labels", c.max_labels)?;
+        c.max_asset_bytes = positive(
+            raw.max_asset_bytes,
+            "max_asset_bytes",
+            c.max_asset_bytes as usize,
+        )? as u64;
         c.max_nesting = positive(raw.max_nesting, "max_nesting", c.max_nesting)?;
+        if let Some(n) = raw.max_former_slugs {
+            c.max_former_slugs = usize::try_from(*n.get_ref()).map_err(|_| {
+                invalid(
+                    spanned_line(&n.span()),
+                    format!("max_former_slugs: must be 0 or more, not {}", n.get_ref()),
+                )
+            })?;
+        }
         let content = raw.content.unwrap_or_default();
         let pick =
             |k: &Option<FeedKindConfig>| k.as_ref().and_then(|k| k.content).unwrap_or(content);
@@ -548,6 +575,9 @@ impl Config {
                     ),
                 )
             })?;
+        }
+        if !c.base_url_configured {
+            c.base_url = base_url_for(c.listen);
         }
         let ms = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_millis);
         let secs = |v: Option<u64>, d: Duration| v.map_or(d, Duration::from_secs);
@@ -712,6 +742,19 @@ fn plain_types(msg: &str) -> String {
         Some((_, words)) => format!("{head}expected {words}"),
         None => msg.to_string(),
     }
+}
+
+/// The `base_url` of a site served on `addr` when none is configured:
+/// `http://<addr>/`, an unspecified address (`0.0.0.0`, `::`, every
+/// interface) as the loopback address of its family, which is at least
+/// reachable from the machine itself.
+pub fn base_url_for(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(a) if a.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}/", SocketAddr::new(ip, addr.port()))
 }
 
 /// The host part of an absolute URL (without port or user info).
@@ -934,6 +977,32 @@ mod tests {
                 ContentMode::Summary,
                 ContentMode::Full
             )
+        );
+    }
+
+    /// Without `base_url`, the site's URL is the `listen` address's (an
+    /// unspecified address as loopback); a `base_url` set is kept.
+    #[test]
+    fn base_url_follows_listen_unless_set() {
+        let c = parse("listen = \"127.0.0.1:9000\"\n").unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), c.base_url_configured),
+            ("http://127.0.0.1:9000/", false)
+        );
+        let c = parse("listen = \"0.0.0.0:80\"\n").unwrap();
+        assert_eq!(c.base_url, "http://127.0.0.1:80/");
+        assert_eq!(
+            base_url_for("[::]:8080".parse().unwrap()),
+            "http://[::1]:8080/"
+        );
+        assert_eq!(
+            base_url_for("[2001:db8::1]:81".parse().unwrap()),
+            "http://[2001:db8::1]:81/"
+        );
+        let c = parse("listen = \"127.0.0.1:9000\"\nbase_url = \"https://a.example/\"\n").unwrap();
+        assert_eq!(
+            (c.base_url.as_str(), c.base_url_configured),
+            ("https://a.example/", true)
         );
     }
 

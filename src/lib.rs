@@ -15,6 +15,7 @@
 //! - [`config`]: settings from TOML, defaults that work with no file.
 //! - [`article`]: the `Article` model, slugs, text hygiene.
 //! - [`parse`]: file text → `Article` (scraped column, Markdown). Pure.
+//! - [`links`]: URLs in article HTML: found, rewritten. Pure.
 //! - [`state`]: the persistent record that keeps ids and `updated` stable.
 //! - [`library`]: all articles by path; full scan or incremental apply.
 //! - [`render`]: articles → feed, page and OPML bytes. Pure.
@@ -33,6 +34,7 @@ pub mod config;
 pub mod daemon;
 pub mod health;
 pub mod library;
+pub mod links;
 pub mod metrics;
 pub mod parse;
 pub mod render;

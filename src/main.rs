@@ -57,6 +57,7 @@ fn main() -> ExitCode {
             _ => None,
         },
         log_format: cli.log_format,
+        listening: None,
     };
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => overrides.apply(c),

@@ -130,7 +130,7 @@ fn check(articles: Vec<Article>) {
                 a.id = format!(
                     "tag:news.example.org,{}:{}",
                     a.published.format("%Y-%m-%d"),
-                    a.slug
+                    herald::article::encode_segment(&a.slug)
                 );
             }
             Arc::new(a)

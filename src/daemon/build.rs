@@ -136,6 +136,8 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
             if fresh {
                 builder = SiteBuilder::streaming_to(&c.output_dir);
             }
+            builder.set_former(&v.moved, &v.gone);
+            builder.set_media(&v.media);
             builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
         },
     );

@@ -69,6 +69,10 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     /// `serve --listen`.
     pub listen: Option<std::net::SocketAddr>,
+    /// The address `serve` actually listens on (the port that port 0
+    /// picked, or a socket systemd passed in): the site's URL when the
+    /// config sets no `base_url`.
+    pub listening: Option<std::net::SocketAddr>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
 }
@@ -87,6 +91,11 @@ impl Overrides {
         }
         if let Some(v) = self.listen {
             c.listen = v;
+        }
+        if !c.base_url_configured {
+            if let Some(a) = self.listening.or(self.listen) {
+                c.base_url = crate::config::base_url_for(a);
+            }
         }
         if let Some(v) = self.log_format {
             c.log_format = v;
@@ -144,6 +153,8 @@ pub fn open_library(c: &Config) -> anyhow::Result<Library> {
     let authority = state.authority(c.id_authority.as_deref(), &c.default_authority());
     let mut lib = Library::new(c.content_dir.clone(), parse_ctx(c), state, authority);
     lib.set_follow_external_symlinks(c.follow_external_symlinks);
+    lib.set_max_former_slugs(c.max_former_slugs);
+    lib.set_max_asset_bytes(c.max_asset_bytes);
     Ok(lib)
 }
 
@@ -196,7 +207,11 @@ fn fatal(code: u8) -> impl FnOnce(anyhow::Error) -> Fatal {
     move |e| Fatal(code, e)
 }
 
-async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) -> Result<(), Fatal> {
+async fn serve(
+    c: Config,
+    config_path: Option<PathBuf>,
+    mut overrides: Overrides,
+) -> Result<(), Fatal> {
     // Signal handlers first: a `systemctl reload` right after READY=1 must
     // not meet SIGHUP's default action (terminate). SIGHUP reloads; the
     // first SIGTERM/SIGINT stops gracefully, a second one exits at once.
@@ -210,6 +225,16 @@ async fn serve(c: Config, config_path: Option<PathBuf>, overrides: Overrides) ->
         .map_err(|e| Fatal(EXIT_BIND, e.into()))?;
     let listener =
         tokio::net::TcpListener::from_std(std_listener).map_err(|e| Fatal(EXIT_BIND, e.into()))?;
+    // Without a configured `base_url`, links point where Herald is
+    // actually reachable (and stay so across reloads).
+    overrides.listening = Some(addr);
+    let c = overrides.apply(c);
+    if !c.base_url_configured && addr.ip().is_unspecified() {
+        tracing::warn!(
+            "base_url is not set: links point to {} (listening on every interface); set base_url to the address readers use",
+            c.base_url
+        );
+    }
 
     // First snapshot, before READY=1.
     // Watch before the first scan, so nothing written in between is missed.

@@ -145,6 +145,8 @@ impl Publisher {
                 if fresh {
                     *builder = watched_builder(config, metrics);
                 }
+                builder.set_former(&v.moved, &v.gone);
+                builder.set_media(&v.media);
                 builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
             },
         );
@@ -562,6 +564,8 @@ impl Publisher {
             self.lib.set_ctx(parse_ctx(&new), authority);
             self.lib
                 .set_follow_external_symlinks(new.follow_external_symlinks);
+            self.lib.set_max_former_slugs(new.max_former_slugs);
+            self.lib.set_max_asset_bytes(new.max_asset_bytes);
         }
         tracing::info!(config = %path.map_or_else(|| "(defaults)".into(), |p| p.display().to_string()), "configuration reloaded");
         self.metrics.health.set_stall(new.publish_stall);

@@ -3,8 +3,10 @@
 //! verification passes and rescans); [`Library::apply`] takes a batch of
 //! changed paths and re-reads only files whose size, mtime or inode moved.
 //! [`Library::view`] settles identities (through the state file), slug
-//! conflicts and future-dated articles into the list the renderers use.
-//! Uses `parse`, `article` and `state`.
+//! conflicts and future-dated articles into the list the renderers use,
+//! with the old permalinks of renamed and deleted articles and the files
+//! published articles reference (`media.rs`: images, PDFs beside them).
+//! Uses `parse`, `article`, `state` and `sendfile` (to hold large files).
 //!
 //! Reading is guarded: only regular files are read (decided before opening
 //! and again from the opened descriptor, opened so it cannot block), never
@@ -12,14 +14,18 @@
 //! it has, and symlinks follow the policy in [`walk`]. A panic while
 //! parsing one file rejects that file and nothing else.
 
+mod media;
+mod view;
 mod walk;
+
+pub use view::View;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset};
 use rayon::prelude::*;
 
 use crate::article::Article;
@@ -86,6 +92,8 @@ struct FileEntry {
     /// (permissions, I/O): every scan tries again, even if the stamp
     /// did not move.
     retry: bool,
+    /// The article's references to files beside it, resolved.
+    refs: Vec<media::Resolved>,
 }
 
 impl FileEntry {
@@ -97,6 +105,7 @@ impl FileEntry {
             error: None,
             identified: false,
             retry: false,
+            refs: Vec::new(),
         }
     }
 }
@@ -146,22 +155,6 @@ pub struct RootError {
     pub error: std::io::Error,
 }
 
-/// What the renderers see: the published articles and what was left out.
-#[derive(Debug, Default, Clone)]
-pub struct View {
-    /// Published articles, newest first (ties by slug).
-    pub articles: Vec<Arc<Article>>,
-    /// Files left out (parse errors, slug conflicts), sorted by path.
-    pub rejected: Vec<ParseError>,
-    /// Published with a warning (e.g. no body).
-    pub warnings: Vec<String>,
-    /// When the next held-back, future-dated article is due.
-    pub next_release: Option<DateTime<Utc>>,
-    /// New articles left out because no id may be made up for them now
-    /// ([`Library::hold_new_articles`]).
-    pub held_back: usize,
-}
-
 /// All articles of one content directory.
 #[derive(Debug)]
 pub struct Library {
@@ -176,7 +169,14 @@ pub struct Library {
     state: State,
     authority: String,
     progress: Progress,
+    /// Files articles reference, by path (as the reference names it).
+    media: HashMap<PathBuf, media::MediaFile>,
+    /// Largest referenced file published (`max_asset_bytes`).
+    max_asset_bytes: u64,
 }
+
+/// Largest referenced file published unless configured otherwise.
+pub const MAX_ASSET_BYTES: u64 = 20 * 1024 * 1024;
 
 /// Outcome of reading one file.
 enum Read {
@@ -202,6 +202,17 @@ impl Library {
             state,
             authority,
             progress: Progress::default(),
+            media: HashMap::default(),
+            max_asset_bytes: MAX_ASSET_BYTES,
+        }
+    }
+
+    /// Publishes referenced files of at most `n` bytes; a change applies
+    /// from the next scan.
+    pub fn set_max_asset_bytes(&mut self, n: u64) {
+        if self.max_asset_bytes != n {
+            self.max_asset_bytes = n;
+            self.media.clear();
         }
     }
 
@@ -224,6 +235,7 @@ impl Library {
     fn clear(&mut self) {
         self.files.clear();
         self.by_id.clear();
+        self.media.clear();
     }
 
     /// The content directory.
@@ -278,7 +290,10 @@ impl Library {
                 error,
             })?;
         let root = self.root.clone();
-        Ok(self.sync_subtree(&root))
+        let articles = self.sync_subtree(&root);
+        // Every referenced file looked at again; unreferenced ones dropped.
+        let media = self.sync_media(None);
+        Ok(self.refresh_pictures() | media | articles)
     }
 
     /// Applies a batch of changed paths (files or directories, existing or
@@ -294,6 +309,8 @@ impl Library {
         let mut changed = false;
         let mut done: HashSet<&Path> = HashSet::default();
         let mut files = Vec::new();
+        // Paths that may be (or hold) files articles reference.
+        let mut touched: Vec<&Path> = Vec::new();
         for p in paths {
             if !p.starts_with(&self.root) || !done.insert(p) {
                 continue;
@@ -302,7 +319,10 @@ impl Library {
                 continue;
             }
             changed |= match std::fs::metadata(p) {
-                Ok(m) if m.is_dir() => self.sync_subtree(p),
+                Ok(m) if m.is_dir() => {
+                    touched.push(p);
+                    self.sync_subtree(p)
+                }
                 Ok(m) if parse::kind_of(p).is_some() => match self.admit(p, &m) {
                     Admit::File(path) => {
                         files.push(path);
@@ -311,12 +331,28 @@ impl Library {
                     Admit::Rescan(dir) => self.sync_subtree(&dir),
                     Admit::No => self.forget_under(p),
                 },
-                Ok(_) => false,
-                Err(_) => self.forget_under(p),
+                Ok(_) => {
+                    touched.push(p);
+                    false
+                }
+                Err(_) => {
+                    touched.push(p);
+                    self.forget_under(p)
+                }
             };
         }
         if !files.is_empty() {
             changed |= self.sync_files(files);
+        }
+        if !touched.is_empty() && !self.media.is_empty() {
+            let again: Vec<PathBuf> = self
+                .media
+                .keys()
+                .filter(|m| touched.iter().any(|t| m.starts_with(t)))
+                .cloned()
+                .collect();
+            changed |= self.sync_media(Some(again));
+            changed |= self.refresh_pictures();
         }
         Ok(changed)
     }
@@ -440,6 +476,7 @@ impl Library {
             })
             .collect();
         let mut changed = false;
+        let mut new_media: Vec<PathBuf> = Vec::new();
         for (p, r) in results {
             match r {
                 Read::Parsed(stamp, None) => {
@@ -469,6 +506,18 @@ impl Library {
                     } else {
                         let mut entry = FileEntry::new(stamp);
                         entry.key = Key::of(&a);
+                        entry.refs = a
+                            .local_refs
+                            .iter()
+                            .map(|r| media::resolve(&self.root, &p, &a.slug, r))
+                            .collect();
+                        for r in &entry.refs {
+                            if let media::Target::File { path, .. } = &r.target {
+                                if !self.media.contains_key(path) {
+                                    new_media.push(path.clone());
+                                }
+                            }
+                        }
                         entry.article = Some(Arc::from(a));
                         self.insert_entry(p, entry);
                         changed = true;
@@ -482,34 +531,139 @@ impl Library {
                 }
             }
         }
-        changed
+        if !new_media.is_empty() {
+            new_media.sort_unstable();
+            new_media.dedup();
+            self.sync_media(Some(new_media));
+        }
+        self.refresh_pictures() | changed
     }
 
-    /// Takes back the ids made up since the state file was last saved
-    /// (it could not be: a reader shown one of them would see another
-    /// after a restart) and, until [`State::allow_new_ids`], leaves out of
-    /// [`Library::view`] every article that would need a new id, counted
-    /// in [`View::held_back`]; articles already identified stay. Returns
-    /// how many were taken back (settle the view again if any).
-    pub fn hold_new_articles(&mut self) -> usize {
-        let ids = self.state.withdraw_unsaved_ids();
-        if ids.is_empty() {
-            return 0;
-        }
-        let mut n = 0;
+    /// Tells each article whose picture is a file beside it where that
+    /// file is published, its length and type (for enclosures), or that
+    /// it is not. Returns whether any article changed.
+    fn refresh_pictures(&mut self) -> bool {
+        let media = &self.media;
+        let mut changed = false;
         for f in self.files.values_mut() {
+            if f.refs.is_empty() {
+                continue;
+            }
             let Some(a) = f.article.as_mut() else {
                 continue;
             };
-            if f.identified && ids.contains(a.id.as_str()) {
-                f.identified = false;
-                // A made-up id, never one from front matter: without it
-                // the article is matched afresh, not as an explicit id.
-                Arc::make_mut(a).id = String::new();
-                n += 1;
+            let Some(pic) = &a.picture else {
+                continue;
+            };
+            let now = f
+                .refs
+                .iter()
+                .find(|r| r.url == pic.src)
+                .and_then(|r| match &r.target {
+                    media::Target::File { path, route } => Some((path, route)),
+                    _ => None,
+                })
+                .and_then(|(path, route)| match media.get(path).map(|m| &m.state) {
+                    Some(media::State::Ready(m)) => {
+                        Some((Arc::clone(route), m.bytes.len() as u64, m.media_type))
+                    }
+                    _ => None,
+                });
+            if pic.published != now {
+                if let Some(p) = Arc::make_mut(a).picture.as_mut() {
+                    p.published = now;
+                }
+                changed = true;
             }
         }
-        n
+        changed
+    }
+
+    /// Looks (again) at files articles reference: those in `paths`, or
+    /// with `None` every one any article references (and forgets the
+    /// others). A file is read only when its stamp moved, and a file
+    /// already read under another name is not read again. Returns
+    /// whether what is known of any changed.
+    fn sync_media(&mut self, paths: Option<Vec<PathBuf>>) -> bool {
+        let wanted: Vec<PathBuf> = match paths {
+            Some(p) => p,
+            None => {
+                let all: HashSet<&PathBuf> = self
+                    .files
+                    .values()
+                    .flat_map(|f| &f.refs)
+                    .filter_map(|r| match &r.target {
+                        media::Target::File { path, .. } => Some(path),
+                        _ => None,
+                    })
+                    .collect();
+                self.media.retain(|p, _| all.contains(p));
+                all.into_iter().cloned().collect()
+            }
+        };
+        if wanted.is_empty() {
+            return false;
+        }
+        let real_root = walk::real_root(&self.root);
+        let mut by_id: HashMap<FileId, media::MediaFile> = self
+            .media
+            .values()
+            .filter(|m| matches!(m.state, media::State::Ready(_)))
+            .filter_map(|m| m.stamp.id().map(|id| (id, m.clone())))
+            .collect();
+        let (root, media, follow, max) = (
+            &self.root,
+            &self.media,
+            self.policy.follow_external,
+            self.max_asset_bytes,
+        );
+        let progress = &self.progress;
+        // One name per real file is read (in parallel); its other names
+        // then find it read.
+        let mut first_of: HashSet<FileId> = HashSet::default();
+        let (leaders, others): (Vec<PathBuf>, Vec<PathBuf>) = wanted.into_iter().partition(|p| {
+            match std::fs::metadata(p).ok().and_then(|m| Stamp::of(&m).id()) {
+                Some(id) => first_of.insert(id),
+                None => true,
+            }
+        });
+        let look = |p: PathBuf, by_id: &HashMap<FileId, media::MediaFile>| {
+            let seen = |st: &Stamp| {
+                st.id()
+                    .and_then(|id| by_id.get(&id))
+                    .filter(|m| m.stamp == *st)
+                    .cloned()
+            };
+            let m = media::look(&p, &real_root, root, follow, max, media.get(&p), seen);
+            progress.beat();
+            (p, m)
+        };
+        let mut results: Vec<(PathBuf, media::MediaFile)> =
+            leaders.into_par_iter().map(|p| look(p, &by_id)).collect();
+        for (_, m) in &results {
+            if let (media::State::Ready(_), Some(id)) = (&m.state, m.stamp.id()) {
+                by_id.insert(id, m.clone());
+            }
+        }
+        for p in others {
+            results.push(look(p, &by_id));
+        }
+        let mut changed = false;
+        for (p, m) in results {
+            let same = self
+                .media
+                .get(&p)
+                .is_some_and(|old| match (&old.state, &m.state) {
+                    (media::State::Ready(a), media::State::Ready(b)) => Arc::ptr_eq(a, b),
+                    (media::State::Missing, media::State::Missing)
+                    | (media::State::Folder, media::State::Folder) => true,
+                    (media::State::Refused(a), media::State::Refused(b)) => a == b,
+                    _ => false,
+                });
+            changed |= !same;
+            self.media.insert(p, m);
+        }
+        changed
     }
 
     /// Records why the file at `p` did not read or parse (its last good
@@ -556,201 +710,16 @@ impl Library {
         }
     }
 
-    /// Settles the published set as of `now`: the owner of each slug (the
-    /// one the state file already knows, else the earliest published, then
-    /// path order), stable ids and `updated` from the state file, articles
-    /// dated after `now` held back.
-    pub fn view(&mut self, now: DateTime<Utc>) -> View {
-        let now_fixed: DateTime<FixedOffset> = now.fixed_offset();
-        let mut view = View::default();
-        let bytes = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
-        let rel = |root: &Path, p: &Path| {
-            p.strip_prefix(root)
-                .unwrap_or(p)
-                .to_string_lossy()
-                .into_owned()
-        };
-
-        // One pass over the files, reading only their keys and allocating
-        // nothing per article: each published article's claim on its
-        // slug, the first claim of a slug by index, a slug claimed twice or
-        // more in `conflicts`. The whole view is settled on every publish,
-        // so this pass is the part of an edit that grows with the archive.
-        let now_key = instant(&now_fixed);
-        let mut claims: Vec<(&PathBuf, &FileEntry, &Arc<Article>)> =
-            Vec::with_capacity(self.files.len());
-        let mut first: HashMap<u64, usize> =
-            HashMap::with_capacity_and_hasher(self.files.len(), Default::default());
-        // Slugs whose hash another slug already has (practically never).
-        let mut first_by_name: HashMap<&str, usize> = HashMap::default();
-        let mut conflicts: HashMap<&str, Vec<usize>> = HashMap::default();
-        for (p, f) in &self.files {
-            if let Some(e) = &f.error {
-                view.rejected.push(e.clone());
-            }
-            let Some(a) = &f.article else {
-                continue;
-            };
-            if f.key.published > now_key {
-                let due = a.published.with_timezone(&Utc);
-                view.next_release = Some(view.next_release.map_or(due, |d| d.min(due)));
-                continue;
-            }
-            let taken = match first.entry(f.key.slug) {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(claims.len());
-                    None
-                }
-                std::collections::hash_map::Entry::Occupied(o)
-                    if claims[*o.get()].2.slug == a.slug =>
-                {
-                    Some(*o.get())
-                }
-                std::collections::hash_map::Entry::Occupied(_) => {
-                    match first_by_name.entry(a.slug.as_str()) {
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert(claims.len());
-                            None
-                        }
-                        std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
-                    }
-                }
-            };
-            if let Some(held) = taken {
-                conflicts
-                    .entry(a.slug.as_str())
-                    .or_insert_with(|| vec![held])
-                    .push(claims.len());
-            }
-            claims.push((p, f, a));
-        }
-        // Slugs claimed more than once: the owner is the one the state file
-        // already knows, else the earliest published, then path byte order
-        // (not `Path`'s component order, which costs far more).
-        let mut losers: HashSet<usize> = HashSet::default();
-        for (slug, mut ix) in conflicts {
-            ix.sort_by(|&x, &y| {
-                let (a, b) = (&claims[x], &claims[y]);
-                a.1.key
-                    .published
-                    .cmp(&b.1.key.published)
-                    .then_with(|| bytes(a.0).cmp(&bytes(b.0)))
-            });
-            let owner = ix
-                .iter()
-                .position(|&i| self.state.owns_slug(&rel(&self.root, claims[i].0), slug))
-                .unwrap_or(0);
-            let owner_path = claims[ix[owner]].0;
-            for (k, &i) in ix.iter().enumerate() {
-                if k != owner {
-                    losers.insert(i);
-                    view.rejected.push(ParseError::new(
-                        claims[i].0,
-                        1,
-                        format!("slug {slug:?} is already used by {}; rename one of the files or set `slug`", owner_path.display()),
-                    ));
-                }
-            }
-        }
-
-        // Articles identified before and unchanged since keep their ids and
-        // hold their state entries; only new and changed ones are matched.
-        let mut fresh: Vec<PathBuf> = Vec::new();
-        let mut claimed: HashSet<&str> =
-            HashSet::with_capacity_and_hasher(claims.len(), Default::default());
-        // Sorted by the keys, newest first, before the articles are
-        // gathered in that order.
-        let mut owned: Vec<(Key, &Arc<Article>)> = Vec::with_capacity(claims.len());
-        for (i, (p, f, a)) in claims.iter().enumerate() {
-            if !losers.is_empty() && losers.contains(&i) {
-                continue;
-            }
-            if f.identified {
-                claimed.insert(a.id.as_str());
-                if f.key.warned {
-                    view.warnings.extend(a.warnings.iter().cloned());
-                }
-                owned.push((f.key, a));
-            } else {
-                fresh.push((*p).clone());
-            }
-        }
-        // As `newest_first`, with the instants from the keys.
-        owned.sort_unstable_by(|(kx, x), (ky, y)| {
-            ky.published
-                .cmp(&kx.published)
-                .then_with(|| x.slug.cmp(&y.slug))
-        });
-        view.articles = owned.into_iter().map(|(_, a)| Arc::clone(a)).collect();
-        fresh.sort_unstable_by_key(|p| bytes(p));
-        if !fresh.is_empty() {
-            // Borrowed, not cloned: an extra `Arc` would make the
-            // `make_mut` below copy every article it updates.
-            let refs: Vec<(String, &Article)> = fresh
-                .iter()
-                .filter_map(|p| {
-                    self.files
-                        .get(p)
-                        .and_then(|f| f.article.as_deref())
-                        .map(|a| (rel(&self.root, p), a))
-                })
-                .collect();
-            let identities = self
-                .state
-                .identify_all(&refs, &claimed, &self.authority, now_fixed);
-            drop(claimed);
-            drop(claims);
-            let mut matched = Vec::with_capacity(fresh.len());
-            for (p, identity) in fresh.iter().zip(identities) {
-                let Some((id, updated)) = identity else {
-                    // Stays unidentified: matched again next time.
-                    view.held_back += 1;
-                    continue;
-                };
-                let Some(f) = self.files.get_mut(p) else {
-                    continue;
-                };
-                f.identified = true;
-                let Some(a) = f.article.as_mut() else {
-                    continue;
-                };
-                if a.id != id || a.updated != updated {
-                    let m = Arc::make_mut(a);
-                    m.id = id;
-                    m.id.shrink_to_fit();
-                    m.updated = updated;
-                }
-                view.warnings.extend(a.warnings.iter().cloned());
-                matched.push(Arc::clone(a));
-            }
-            // Merged into the sorted ones (all of them, on a first scan).
-            matched.sort_unstable_by(|x, y| newest_first(x, y));
-            let kept = std::mem::take(&mut view.articles);
-            view.articles.reserve(kept.len() + matched.len());
-            let (mut kept, mut matched) =
-                (kept.into_iter().peekable(), matched.into_iter().peekable());
-            while let Some(next) = match (kept.peek(), matched.peek()) {
-                (Some(k), Some(m)) if newest_first(m, k).is_lt() => matched.next(),
-                (Some(_), _) => kept.next(),
-                (None, _) => matched.next(),
-            } {
-                view.articles.push(next);
-            }
-        }
-        view.rejected.sort_by(|a, b| {
-            bytes(&a.path)
-                .cmp(&bytes(&b.path))
-                .then_with(|| a.reason.cmp(&b.reason))
-        });
-        view.warnings.sort();
-        view
+    /// Keeps at most `n` former slugs per article (`max_former_slugs`).
+    pub fn set_max_former_slugs(&mut self, n: usize) {
+        self.state.set_max_former_slugs(n);
     }
 }
 
-/// A fingerprint of the content tree from a stat-only walk: every article
-/// file's path, size, mtime and inode. Equal fingerprints mean no file was
-/// added, removed, renamed or written (the same test the daemon uses to
-/// decide what to re-read).
+/// A fingerprint of the content tree from a stat-only walk: every file's
+/// path, size, mtime and inode (article files and the files they may
+/// reference). Equal fingerprints mean no file was added, removed, renamed
+/// or written (the same test the daemon uses to decide what to re-read).
 ///
 /// # Errors
 /// The content directory is missing or unreadable.
@@ -761,6 +730,7 @@ pub fn tree_fingerprint(root: &Path, follow_external_symlinks: bool) -> Result<u
     })?;
     let policy = Policy {
         follow_external: follow_external_symlinks,
+        all_files: true,
     };
     let mut files = walk::walk(root, root, policy, &HashMap::default()).files;
     files.sort_unstable_by(|a, b| {
@@ -894,6 +864,7 @@ enum Admit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
     use std::fs;
 
     fn lib(dir: &Path) -> Library {
@@ -1069,6 +1040,48 @@ mod tests {
         assert_eq!(titles(&v), ["B", "A2"]);
         assert_eq!(v.articles[0].id, b_id);
         assert_eq!(v.held_back, 0);
+    }
+
+    /// Files articles reference are published by route, each real file
+    /// read once under whatever names; an edited file is read again on
+    /// its event; a file no published article references is not listed.
+    #[test]
+    fn referenced_files() {
+        let d = tempfile::tempdir().unwrap();
+        let md = |refs: &str| format!("---\ntitle: T\ndate: 2025-05-01\n---\n{refs}\n");
+        fs::create_dir_all(d.path().join("story")).unwrap();
+        fs::write(
+            d.path().join("story/index.md"),
+            md("![a](a.png) ![b](b.png)"),
+        )
+        .unwrap();
+        fs::write(d.path().join("story/a.png"), b"one").unwrap();
+        fs::hard_link(d.path().join("story/a.png"), d.path().join("story/b.png")).unwrap();
+        fs::write(d.path().join("story/stray.png"), b"x").unwrap();
+        let mut l = lib(d.path());
+        l.scan().unwrap();
+        let v = l.view(now());
+        let routes: Vec<&str> = v.media.iter().map(|(r, _)| &**r).collect();
+        assert_eq!(routes, ["/articles/story/a.png", "/articles/story/b.png"]);
+        assert!(Arc::ptr_eq(&v.media[0].1, &v.media[1].1), "read once");
+        assert_eq!(&v.media[0].1.bytes[..], b"one");
+        assert_eq!(v.media[0].1.media_type, "image/png");
+
+        fs::remove_file(d.path().join("story/b.png")).unwrap();
+        fs::write(d.path().join("story/b.png"), b"two!").unwrap();
+        assert!(l.apply(&[d.path().join("story/b.png")]).unwrap());
+        let v = l.view(now());
+        assert_eq!(&v.media[1].1.bytes[..], b"two!");
+        assert_eq!(v.warnings, Vec::<String>::new());
+        fs::remove_file(d.path().join("story/b.png")).unwrap();
+        assert!(l.apply(&[d.path().join("story/b.png")]).unwrap());
+        let v = l.view(now());
+        assert_eq!(v.media.len(), 1);
+        assert!(
+            v.warnings[0].ends_with("b.png: no such file in the content directory"),
+            "{:?}",
+            v.warnings
+        );
     }
 
     /// Future-dated articles are held back and their time is reported.

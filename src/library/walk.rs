@@ -41,6 +41,10 @@ pub(crate) struct Walk {
 pub(crate) struct Policy {
     /// Follow symlinks to targets outside the content directory.
     pub follow_external: bool,
+    /// List every regular file, not only article files (for the
+    /// fingerprint of the tree, which files articles reference are part
+    /// of).
+    pub all_files: bool,
 }
 
 /// What a non-directory, non-regular file is, for messages.
@@ -186,7 +190,7 @@ impl Walker<'_> {
                     if self.enter_dir(&path, id) {
                         subdirs.push(path);
                     }
-                } else if parse::kind_of(&path).is_some() {
+                } else if self.policy.all_files || parse::kind_of(&path).is_some() {
                     if t.is_file() {
                         // A file's device is its directory's (only a bind
                         // mount could differ, and then its inode alone
@@ -259,7 +263,7 @@ impl Walker<'_> {
 
     /// Follows one symlink met during the walk.
     fn follow(&mut self, link: &Path) {
-        let is_article = parse::kind_of(link).is_some();
+        let is_article = self.policy.all_files || parse::kind_of(link).is_some();
         let meta = match std::fs::metadata(link) {
             Ok(m) => m,
             Err(e) => {
@@ -418,6 +422,7 @@ mod tests {
             &r,
             Policy {
                 follow_external: true,
+                all_files: false,
             },
         );
         assert_eq!(names(&r, &w), ["dir/o.md"]);

@@ -28,10 +28,12 @@ struct FrontMatter {
     categories: OneOrMany,
     tags: OneOrMany,
     summary: Option<String>,
-    author: Option<String>,
+    author: OneOrMany,
+    authors: OneOrMany,
     draft: bool,
     slug: Option<String>,
     id: Option<String>,
+    image: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -336,6 +338,20 @@ pub(super) fn parse(
         _ => truncate_words(&first_paragraph, SUMMARY_CHARS),
     };
 
+    // `author` and `authors` both take one name or a list; together, in
+    // that order, each name once.
+    let mut authors: Vec<String> = Vec::new();
+    for name in fm
+        .author
+        .into_vec()
+        .into_iter()
+        .chain(fm.authors.into_vec())
+    {
+        if !authors.contains(&name) {
+            authors.push(name);
+        }
+    }
+    let mut authors = authors.into_iter();
     let mut a = Article {
         slug: fm.slug.as_deref().map(slugify).unwrap_or_default(),
         id: fm.id.as_deref().map(clean_line).unwrap_or_default(),
@@ -347,17 +363,75 @@ pub(super) fn parse(
         tags,
         summary,
         body_html: crate::article::Body::new(&body_html),
-        author: fm
-            .author
-            .as_deref()
-            .map(clean_line)
-            .filter(|a| !a.is_empty()),
+        author: authors.next(),
+        more_authors: authors.collect(),
         source: path.to_path_buf(),
         hash: 0,
         warnings,
+        local_refs: local_refs(&body_html),
+        picture: None,
+    };
+    // The picture: front matter `image`, else the body's first image. A
+    // relative front-matter image is a file beside the article, as the
+    // body's references are.
+    let image = fm.image.as_deref().map(str::trim).filter(|i| !i.is_empty());
+    a.picture = match image {
+        Some(src) => {
+            let relative = crate::links::is_relative(src) && !src.starts_with(['/', '?']);
+            match a.local_refs.iter_mut().find(|r| r.url == src) {
+                Some(r) => r.image = true,
+                None if relative => a.local_refs.push(crate::article::LocalRef {
+                    url: src.to_string(),
+                    image: true,
+                }),
+                None => {}
+            }
+            Some(crate::article::Picture {
+                src: src.to_string(),
+                from_front_matter: true,
+                published: None,
+            })
+        }
+        None => first_image(&body_html).map(|src| crate::article::Picture {
+            src,
+            from_front_matter: false,
+            published: None,
+        }),
     };
     a.hash = a.content_hash_with(&body_html);
     Ok(Some(a))
+}
+
+/// The relative-path references of a body (not `/…`, `//…`, `?…` or
+/// `#…`), each once: the files the article may link to or show.
+fn local_refs(html: &str) -> Vec<crate::article::LocalRef> {
+    let mut out: Vec<crate::article::LocalRef> = Vec::new();
+    crate::links::for_each_url(html, |a| {
+        let url = a.value.trim();
+        if !crate::links::is_relative(url) || url.starts_with(['/', '?']) {
+            return;
+        }
+        let image = a.tag == "img" && a.name == "src";
+        match out.iter_mut().find(|r| r.url == url) {
+            Some(r) => r.image |= image,
+            None => out.push(crate::article::LocalRef {
+                url: url.to_string(),
+                image,
+            }),
+        }
+    });
+    out
+}
+
+/// The `src` of the body's first image.
+fn first_image(html: &str) -> Option<String> {
+    let mut first = None;
+    crate::links::for_each_url(html, |a| {
+        if first.is_none() && a.tag == "img" && a.name == "src" && !a.value.trim().is_empty() {
+            first = Some(a.value.trim().to_string());
+        }
+    });
+    first
 }
 
 /// Renders CommonMark to HTML and returns it with the plain text of the
@@ -458,6 +532,13 @@ fn render_body(md: &str, max_nesting: usize) -> Result<Rendered, (usize, String)
         SANITISER_WARNINGS.with(|c| c.set(0));
         html = ammonia::clean(&html);
         misplaced = SANITISER_WARNINGS.with(std::cell::Cell::get);
+        // A link whose target the sanitiser refused keeps `rel` (which it
+        // adds) and whatever else it had, and `<a rel>` without `href` is
+        // invalid HTML: such a link keeps its text and loses its
+        // attributes. Every other body comes out exactly as before.
+        if let std::borrow::Cow::Owned(fixed) = crate::links::drop_targetless_link_attrs(&html) {
+            html = fixed;
+        }
     }
     Ok(Rendered {
         html,
@@ -614,6 +695,19 @@ mod tests {
         );
     }
 
+    /// A link whose `javascript:` target the sanitiser removed keeps its
+    /// text and no attribute (an `<a rel>` without `href` is invalid);
+    /// the other links of the same body keep theirs.
+    #[test]
+    fn refused_link_targets_leave_bare_links() {
+        let t = "---\ntitle: x\ndate: 2025-05-22\n---\n[click](javascript:alert(1)) <a href=\"javascript:x\" rel=\"noopener\" title=\"t\">this</a> [ok](https://e.org/)\n";
+        let h = md("x.md", t).unwrap().unwrap().body_html.html();
+        assert_eq!(
+            h,
+            "<p><a>click</a> <a>this</a> <a href=\"https://e.org/\" rel=\"noopener noreferrer\">ok</a></p>\n"
+        );
+    }
+
     /// Broken front matter gives the file, line and reason.
     #[test]
     fn broken_front_matter() {
@@ -699,6 +793,74 @@ mod tests {
             .unwrap_err();
             assert!(e.reason.contains(want), "{label}: {e}");
         }
+    }
+
+    /// `author` and `authors` each take a name or a list; together they
+    /// give every name once, in order, the first as `author`.
+    #[test]
+    fn one_author_or_several() {
+        let cases = [
+            ("author: Ann\n", vec!["Ann"]),
+            ("authors: [Ann, Bob]\n", vec!["Ann", "Bob"]),
+            (
+                "author: [Ann]\nauthors: [Ann, Bob, \" \"]\n",
+                vec!["Ann", "Bob"],
+            ),
+            ("authors: Cy\n", vec!["Cy"]),
+            ("", vec![]),
+        ];
+        for (front, want) in cases {
+            let a = md(
+                "x.md",
+                &format!("---\ntitle: x\ndate: 2025-05-22\n{front}---\nb"),
+            )
+            .unwrap()
+            .unwrap();
+            let got: Vec<&str> = a
+                .author
+                .iter()
+                .chain(&a.more_authors)
+                .map(String::as_str)
+                .collect();
+            assert_eq!(got, want, "{front}");
+        }
+    }
+
+    /// The picture is front matter `image` (a relative one is also a
+    /// reference to a file beside the article, and it is hashed), else
+    /// the body's first image (not hashed again: the body is).
+    #[test]
+    fn picture_from_front_matter_or_body() {
+        let body = "![a](a.png) ![b](b.png)";
+        let plain = md(
+            "x.md",
+            &format!("---\ntitle: x\ndate: 2025-05-22\n---\n{body}"),
+        )
+        .unwrap()
+        .unwrap();
+        let p = plain.picture.as_ref().unwrap();
+        assert_eq!((p.src.as_str(), p.from_front_matter), ("a.png", false));
+        let with = md(
+            "x.md",
+            &format!("---\ntitle: x\ndate: 2025-05-22\nimage: cover.jpg\n---\n{body}"),
+        )
+        .unwrap()
+        .unwrap();
+        let p = with.picture.as_ref().unwrap();
+        assert_eq!((p.src.as_str(), p.from_front_matter), ("cover.jpg", true));
+        assert!(with
+            .local_refs
+            .iter()
+            .any(|r| r.url == "cover.jpg" && r.image));
+        assert_ne!(with.hash, plain.hash, "a front-matter image is content");
+        let far = md(
+            "x.md",
+            "---\ntitle: x\ndate: 2025-05-22\nimage: https://cdn.example/p.jpg\n---\nb",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(far.local_refs.is_empty());
+        assert_eq!(far.picture.unwrap().src, "https://cdn.example/p.jpg");
     }
 
     /// A body-less article is published with a warning.

@@ -66,13 +66,29 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
                 e.set_title(Text::plain(a.title.clone()));
                 e.set_published(Some(a.published));
                 e.set_updated(a.updated);
-                e.set_links(vec![link(s.article_url(a), "alternate", "text/html")]);
-                if let Some(author) = &a.author {
-                    e.set_authors(vec![Person {
-                        name: author.clone(),
-                        ..Person::default()
-                    }]);
+                let mut links = vec![link(s.article_url(a), "alternate", "text/html")];
+                // The picture, as an enclosure link (RFC 4287 §4.2.7.2).
+                if let Some((href, known)) = super::picture(a, s) {
+                    links.push(Link {
+                        href,
+                        rel: "enclosure".into(),
+                        mime_type: known.map(|(_, ty)| ty.to_string()),
+                        length: known.map(|(len, _)| len.to_string()),
+                        ..Link::default()
+                    });
                 }
+                e.set_links(links);
+                // Every entry names its authors (the site's when the article
+                // names none): readers show the entry's, not the feed's.
+                e.set_authors(
+                    a.authors_or(&s.author)
+                        .into_iter()
+                        .map(|name| Person {
+                            name: name.to_string(),
+                            ..Person::default()
+                        })
+                        .collect::<Vec<_>>(),
+                );
                 e.set_categories(
                     a.labels()
                         .into_iter()
@@ -85,10 +101,12 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
                 if !a.summary.is_empty() {
                     e.set_summary(Some(Text::plain(a.summary.clone())));
                 }
-                if s.atom_body == Body::Full {
+                // No empty `<content>` for a title-only article (RFC 4287
+                // allows none; validators flag a blank one).
+                if s.atom_body == Body::Full && !a.body_html.is_empty() {
                     let mut c = Content::default();
                     c.set_content_type(Some("html".to_string()));
-                    c.set_value(Some(feed.body_html(i).to_owned()));
+                    c.set_value(Some(feed.body_html(i, s).to_owned()));
                     e.set_content(Some(c));
                 }
                 e
@@ -101,7 +119,9 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
     };
     let mut out = f
         .write_with_config(Vec::with_capacity(4096 + feed.items.len() * 6000), cfg)
-        .unwrap_or_default();
+        // The writer's only errors are those of the sink, and a Vec takes
+        // every byte. (An empty document served with 200 was the fallback.)
+        .expect("writing XML into memory cannot fail");
     out.push(b'\n');
     out
 }

@@ -41,12 +41,13 @@ struct Item<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     content_text: Option<&'a str>,
     summary: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
     date_published: String,
     date_modified: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tags: Vec<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    authors: Option<[Author<'a>; 1]>,
+    authors: Vec<Author<'a>>,
 }
 
 /// Renders one feed as JSON Feed 1.1. In summary mode an item carries the
@@ -73,18 +74,25 @@ pub fn json(feed: &Feed, s: &Settings) -> Vec<u8> {
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                let full = s.json_body == Body::Full;
+                // A title-only article has no HTML to show: its (perhaps
+                // empty) summary is the `content_text` the spec requires.
+                let full = s.json_body == Body::Full && !a.body_html.is_empty();
                 Item {
                     id: &a.id,
                     url: s.article_url(a),
                     title: &a.title,
-                    content_html: full.then(|| feed.body_html(i)),
+                    content_html: full.then(|| feed.body_html(i, s)),
                     content_text: (!full).then_some(a.summary.as_str()),
                     summary: &a.summary,
+                    image: super::picture(a, s).map(|(url, _)| url),
                     date_published: a.published.to_rfc3339(),
                     date_modified: a.updated.to_rfc3339(),
                     tags: a.labels(),
-                    authors: a.author.as_deref().map(|n| [Author { name: n }]),
+                    authors: a
+                        .authors_or(&s.author)
+                        .into_iter()
+                        .map(|name| Author { name })
+                        .collect(),
                 }
             })
             .collect(),

@@ -6,12 +6,14 @@
 //! `atom_syndication`), `json.rs` (JSON Feed 1.1, serde), `html.rs` (what
 //! every page shares, article pages, the 404 page), `pages.rs` (the index
 //! and the category and tag pages, paginated through the archive),
-//! `opml.rs` (OPML 2.0 list of feeds). Uses `article` only; the caller
-//! hands in [`Settings`], the part of the config these need.
+//! `opml.rs` (OPML 2.0 list of feeds), `moved.rs` (pages at old
+//! permalinks: redirect, gone). Uses `article` only; the caller hands in
+//! [`Settings`], the part of the config these need.
 
 mod atom;
 mod html;
 mod json;
+mod moved;
 mod opml;
 mod pages;
 mod rss;
@@ -20,11 +22,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
 
+pub use crate::article::encode_segment;
 use crate::article::{slugify, Article};
 
 pub use atom::atom;
 pub use html::{article_page, article_page_parts, not_found, Neighbours, CONTENT_SECURITY_POLICY};
 pub use json::json;
+pub use moved::{gone_page, moved_page};
 pub use opml::{opml, OPML_FORMAT};
 pub use pages::{list_page, list_pages, ListPage, Newer};
 pub use rss::rss;
@@ -282,26 +286,39 @@ impl Feed {
         })
     }
 
-    /// The body HTML of item `i`: article bodies are kept compressed, and
-    /// an article sits in up to three documents of the main feed and three
-    /// of each of its categories. Panics if `i` is not an index of
-    /// `items`, as indexing `items` would.
-    pub fn body_html(&self, i: usize) -> &str {
-        self.bodies[i].get_or_init(|| self.items[i].body_html.html())
+    /// The body HTML of item `i` as feeds show it: every relative URL
+    /// made absolute against the article's permalink (a feed reader has no
+    /// page to resolve it against; the article's own page keeps them as
+    /// written). Made at most once per [`feeds`] call: bodies are kept
+    /// compressed, and an article sits in up to three documents of the
+    /// main feed and three of each of its categories. Panics if `i` is
+    /// not an index of `items`, as indexing `items` would.
+    pub fn body_html(&self, i: usize, s: &Settings) -> &str {
+        self.bodies[i].get_or_init(|| {
+            let a = &self.items[i];
+            let html = a.body_html.html();
+            match url::Url::parse(&s.article_url(a)) {
+                Ok(base) => match crate::links::absolutize(&html, &base) {
+                    std::borrow::Cow::Owned(abs) => abs,
+                    std::borrow::Cow::Borrowed(_) => html,
+                },
+                Err(_) => html,
+            }
+        })
     }
 }
 
-/// Percent-encodes a path segment (slugs may hold non-ASCII letters).
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// An article's picture as feeds announce it: its absolute URL, with
+/// length and media type when it is a file Herald publishes. A relative
+/// picture Herald does not publish (no such file) is not announced: a
+/// reader would fetch a URL that answers 404.
+pub fn picture(a: &Article, s: &Settings) -> Option<(String, Option<(u64, &'static str)>)> {
+    let p = a.picture.as_ref()?;
+    if let Some((route, len, ty)) = &p.published {
+        return Some((s.url(route), Some((*len, ty))));
     }
-    out
+    let abs = url::Url::parse(p.src.trim()).ok()?;
+    matches!(abs.scheme(), "http" | "https").then(|| (abs.to_string(), None))
 }
 
 /// The route of an article page (`articles/<slug>/`).
@@ -490,6 +507,9 @@ pub(crate) mod testdata {
                 escape(title)
             )),
             author: None,
+            more_authors: vec![],
+            local_refs: vec![],
+            picture: None,
             source: PathBuf::from(format!("{slug}.txt")),
             hash: 1,
             warnings: vec![],
@@ -610,6 +630,113 @@ mod tests {
                 (LabelKind::Tag, "world news", "tags/world-news/".to_string()),
             ]
         );
+    }
+
+    /// A title-only article (no body, no summary) gets no empty element
+    /// in any format: no Atom `<content>`/`<summary>`, no RSS
+    /// `content:encoded`/`description`; JSON Feed carries the required
+    /// `content_text`, empty.
+    #[test]
+    fn title_only_article_has_no_empty_elements() {
+        let s = settings();
+        let mut a = (*article("bare", "Bare", "2025-05-23T10:00:00+08:00", "News")).clone();
+        a.body_html = crate::article::Body::new("");
+        a.summary = String::new();
+        let f = feeds(&[Arc::new(a)], &s);
+        let atom = String::from_utf8(atom(&f[0], &s)).unwrap();
+        assert!(
+            !atom.contains("<content") && !atom.contains("<summary"),
+            "{atom}"
+        );
+        let rss = String::from_utf8(rss(&f[0], &s)).unwrap();
+        assert!(
+            !rss.contains("content:encoded>") && !rss.contains("<description></"),
+            "{rss}"
+        );
+        assert!(!rss.contains("<description><![CDATA[]]>"), "{rss}");
+        let v: serde_json::Value = serde_json::from_slice(&json(&f[0], &s)).unwrap();
+        assert_eq!(v["items"][0]["content_text"], "");
+        assert!(v["items"][0].get("content_html").is_none());
+    }
+
+    /// Every entry names its authors in every format: its own, in order,
+    /// or the site's author.
+    #[test]
+    fn entries_name_their_authors() {
+        let s = settings();
+        let mut two = (*article("two", "Two", "2025-05-23T10:00:00+08:00", "News")).clone();
+        two.author = Some("Ann".into());
+        two.more_authors = vec!["Bob".into()];
+        let none = article("none", "None", "2025-05-22T10:00:00+08:00", "News");
+        let f = feeds(&[Arc::new(two), none], &s);
+        let atom = String::from_utf8(atom(&f[0], &s)).unwrap();
+        assert_eq!(atom.matches("<author>").count(), 1 + 3, "{atom}");
+        let rss = String::from_utf8(rss(&f[0], &s)).unwrap();
+        for want in [
+            "<dc:creator>Ann</dc:creator>",
+            "<dc:creator>Bob</dc:creator>",
+            "<dc:creator>Desk</dc:creator>",
+        ] {
+            assert!(rss.contains(want), "{want} in {rss}");
+        }
+        let v: serde_json::Value = serde_json::from_slice(&json(&f[0], &s)).unwrap();
+        assert_eq!(
+            v["items"][0]["authors"],
+            serde_json::json!([{"name": "Ann"}, {"name": "Bob"}])
+        );
+        assert_eq!(
+            v["items"][1]["authors"],
+            serde_json::json!([{"name": "Desk"}])
+        );
+    }
+
+    /// A published picture is announced with length and type in every
+    /// format; one elsewhere on the web by its URL only; a relative one
+    /// Herald does not publish not at all.
+    #[test]
+    fn pictures_in_every_format() {
+        let s = settings();
+        let mut a = (*article("p", "P", "2025-05-23T10:00:00+08:00", "News")).clone();
+        a.picture = Some(crate::article::Picture {
+            src: "chart.png".into(),
+            from_front_matter: false,
+            published: Some(("/articles/p/chart.png".into(), 67, "image/png")),
+        });
+        let mut b = (*article("q", "Q", "2025-05-22T10:00:00+08:00", "News")).clone();
+        b.picture = Some(crate::article::Picture {
+            src: "https://cdn.example/q.jpg".into(),
+            from_front_matter: true,
+            published: None,
+        });
+        let mut c = (*article("r", "R", "2025-05-21T10:00:00+08:00", "News")).clone();
+        c.picture = Some(crate::article::Picture {
+            src: "missing.png".into(),
+            from_front_matter: false,
+            published: None,
+        });
+        let f = feeds(&[Arc::new(a), Arc::new(b), Arc::new(c)], &s);
+        let url = "https://news.example.org/articles/p/chart.png";
+        let rss = String::from_utf8(rss(&f[0], &s)).unwrap();
+        assert!(
+            rss.contains(&format!(
+                "<enclosure url=\"{url}\" length=\"67\" type=\"image/png\"/>"
+            )),
+            "{rss}"
+        );
+        assert!(rss.contains("url=\"https://cdn.example/q.jpg\""), "{rss}");
+        assert_eq!(rss.matches("<media:content").count(), 2, "{rss}");
+        let atom = String::from_utf8(atom(&f[0], &s)).unwrap();
+        assert!(
+            atom.contains(&format!(
+                "<link href=\"{url}\" rel=\"enclosure\" type=\"image/png\" length=\"67\"/>"
+            )),
+            "{atom}"
+        );
+        assert_eq!(atom.matches("rel=\"enclosure\"").count(), 2, "{atom}");
+        let v: serde_json::Value = serde_json::from_slice(&json(&f[0], &s)).unwrap();
+        assert_eq!(v["items"][0]["image"], url);
+        assert_eq!(v["items"][1]["image"], "https://cdn.example/q.jpg");
+        assert!(v["items"][2].get("image").is_none());
     }
 
     /// Non-ASCII slugs are percent-encoded in routes.

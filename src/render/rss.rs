@@ -6,10 +6,14 @@ use std::collections::BTreeMap;
 
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
-use rss::{Category, Channel, Guid, Item};
+use rss::extension::{Extension, ExtensionMap};
+use rss::{Category, Channel, Enclosure, Guid, Item};
 
 use super::{escape, Body, Feed, Settings};
 use crate::article::xml_clean;
+
+/// The Media RSS namespace (`media:content`).
+const MEDIA_RSS: &str = "http://search.yahoo.com/mrss/";
 
 /// Renders one feed as RSS 2.0.
 pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
@@ -39,10 +43,13 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
             }))
             .collect(),
     });
-    ch.namespaces = BTreeMap::from([(
-        "dc".to_string(),
-        "http://purl.org/dc/elements/1.1/".to_string(),
-    )]);
+    ch.namespaces = BTreeMap::from([
+        (
+            "dc".to_string(),
+            "http://purl.org/dc/elements/1.1/".to_string(),
+        ),
+        ("media".to_string(), MEDIA_RSS.to_string()),
+    ]);
     ch.items = feed
         .items
         .iter()
@@ -50,6 +57,37 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
         .map(|(i, a)| {
             let link = s.article_url(a);
             let permalink = a.id.starts_with("http://") || a.id.starts_with("https://");
+            // The picture: an enclosure (which needs length and type, so
+            // only for a file Herald publishes) and a Media RSS
+            // `media:content`, which readers show as the item's image.
+            let pic = super::picture(a, s);
+            let enclosure = pic.as_ref().and_then(|(url, known)| {
+                known.map(|(len, ty)| Enclosure {
+                    url: url.clone(),
+                    length: len.to_string(),
+                    mime_type: ty.to_string(),
+                })
+            });
+            let mut extensions = ExtensionMap::default();
+            if let Some((url, known)) = &pic {
+                let mut attrs = BTreeMap::from([
+                    ("url".to_string(), url.clone()),
+                    ("medium".to_string(), "image".to_string()),
+                ]);
+                if let Some((len, ty)) = known {
+                    attrs.insert("type".into(), ty.to_string());
+                    attrs.insert("fileSize".into(), len.to_string());
+                }
+                let content = Extension {
+                    name: "media:content".into(),
+                    attrs,
+                    ..Extension::default()
+                };
+                extensions.insert(
+                    "media".into(),
+                    BTreeMap::from([("content".to_string(), vec![content])]),
+                );
+            }
             Item {
                 title: Some(a.title.clone()),
                 link: Some(link),
@@ -66,11 +104,19 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
                         domain: None,
                     })
                     .collect(),
-                // `description` is HTML by convention; the summary is plain text.
-                description: Some(escape(&a.summary)),
-                content: (s.rss_body == Body::Full).then(|| feed.body_html(i).to_owned()),
+                // `description` is HTML by convention; the summary is plain
+                // text. Neither is written empty (a title-only article).
+                description: (!a.summary.is_empty()).then(|| escape(&a.summary)),
+                content: (s.rss_body == Body::Full && !a.body_html.is_empty())
+                    .then(|| feed.body_html(i, s).to_owned()),
+                enclosure,
+                extensions,
                 dublin_core_ext: Some(DublinCoreExtension {
-                    creators: vec![a.author.clone().unwrap_or_else(|| s.author.clone())],
+                    creators: a
+                        .authors_or(&s.author)
+                        .into_iter()
+                        .map(String::from)
+                        .collect(),
                     ..DublinCoreExtension::default()
                 }),
                 ..Item::default()
@@ -79,7 +125,9 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
         .collect();
     let mut out = ch
         .pretty_write_to(Vec::with_capacity(4096 + feed.items.len() * 6000), b' ', 2)
-        .unwrap_or_default();
+        // The writer's only errors are those of the sink, and a Vec takes
+        // every byte. (An empty document served with 200 was the fallback.)
+        .expect("writing XML into memory cannot fail");
     out.push(b'\n');
     out
 }

@@ -91,18 +91,85 @@ pub(super) fn route<B>(
         }
         _ => {}
     }
-    let Some(asset) = site.get(path) else {
-        let with_slash = format!("{path}/");
-        if site.get(&with_slash).is_some() {
-            let mut r = plain(StatusCode::MOVED_PERMANENTLY, "");
-            if let Ok(v) = HeaderValue::from_str(&with_slash) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            return r;
+    match site.get(path) {
+        Some(asset) => serve_asset(req.headers(), asset, head, &site.cache_control),
+        None => miss(req, path, site, head),
+    }
+}
+
+/// A path that is no route as it is: the route it spells another way
+/// (lower-case or missing percent-escapes: `/articles/%d0%ba…/` or the
+/// raw UTF-8 `/articles/київ/`), an old permalink of a renamed article
+/// (301 to the new one) or of one that is gone (410), or any of these
+/// without the trailing slash. Only requests that miss come here, so the
+/// routes served all the time cost no extra work.
+fn miss<B>(req: &Request<B>, path: &str, site: &Site, head: bool) -> Response<Full<Bytes>> {
+    let canonical = canonical_path(path);
+    let path = canonical.as_deref().unwrap_or(path);
+    if canonical.is_some() {
+        if let Some(asset) = site.get(path) {
+            return serve_asset(req.headers(), asset, head, &site.cache_control);
         }
-        return not_found(site, head);
+    }
+    if let Some(r) = former(path, site, head) {
+        return r;
+    }
+    let with_slash = format!("{path}/");
+    if site.get(&with_slash).is_some() {
+        let mut r = plain(StatusCode::MOVED_PERMANENTLY, "");
+        if let Ok(v) = HeaderValue::from_str(&with_slash) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        return r;
+    }
+    former(&with_slash, site, head).unwrap_or_else(|| not_found(site, head))
+}
+
+/// The answer at a permalink an article no longer has: 301 to where it
+/// went, or 410 when it is no longer published.
+fn former(route: &str, site: &Site, head: bool) -> Option<Response<Full<Bytes>>> {
+    let (status, asset, headers) = if let Some(m) = site.moved(route) {
+        (StatusCode::MOVED_PERMANENTLY, &m.asset, &m.headers)
+    } else if site.is_gone(route) {
+        let (page, headers) = site.gone_page()?;
+        (StatusCode::GONE, page, headers)
+    } else {
+        return None;
     };
-    serve_asset(req.headers(), asset, head, &site.cache_control)
+    let mut r = Response::new(Full::new(if head { Bytes::new() } else { asset.body() }));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers.clone();
+    Some(r)
+}
+
+/// The spelling of `path` that routes use, if it differs: every byte but
+/// `/` and the unreserved ASCII characters (RFC 3986 §2.3) percent-encoded
+/// with upper-case hex, and nothing else (RFC 3986 §6.2.2: escapes of
+/// unreserved characters decoded, hex digits upper-cased). A `%` that
+/// starts no escape stays as it is.
+fn canonical_path(path: &str) -> Option<String> {
+    let b = path.as_bytes();
+    let plain = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'/');
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = String::with_capacity(path.len() * 3);
+    let mut i = 0;
+    while i < b.len() {
+        let (byte, len) = match (
+            b[i],
+            b.get(i + 1).and_then(|&c| hex(c)),
+            b.get(i + 2).and_then(|&c| hex(c)),
+        ) {
+            (b'%', Some(h), Some(l)) => (h << 4 | l, 3),
+            (c, ..) => (c, 1),
+        };
+        if (plain(byte) && byte != b'/') || (len == 1 && (plain(byte) || byte == b'%')) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+        i += len;
+    }
+    (out != path).then_some(out)
 }
 
 /// The 400 answer to a request whose `Host` header is wrong ([`bad_host`]),
@@ -233,6 +300,36 @@ mod tests {
                 got.contains(want) && got.is_empty() == want.is_empty(),
                 "{label}: {got:?}"
             );
+        }
+    }
+
+    /// Paths that spell a route another way map to it; routes and paths
+    /// that are no route spelled otherwise map to nothing.
+    #[test]
+    fn canonical_spellings() {
+        for (path, want) in [
+            (
+                "/articles/%d0%ba%d0%b8%d1%97%d0%b2/",
+                Some("/articles/%D0%BA%D0%B8%D1%97%D0%B2/"),
+            ),
+            (
+                "/articles/київ/",
+                Some("/articles/%D0%BA%D0%B8%D1%97%D0%B2/"),
+            ),
+            (
+                "/articles/%D0%BA%d0%B8%D1%97%D0%b2",
+                Some("/articles/%D0%BA%D0%B8%D1%97%D0%B2"),
+            ),
+            ("/articles/%61b%7E/", Some("/articles/ab~/")),
+            ("/a%20b", None),
+            ("/a b", Some("/a%20b")),
+            ("/articles/plain/", None),
+            ("/articles/%D0%BA/", None),
+            ("/x%", None),
+            ("/x%zz", None),
+            ("/x%2", None),
+        ] {
+            assert_eq!(canonical_path(path).as_deref(), want, "{path}");
         }
     }
 

@@ -41,8 +41,8 @@ pub struct WriteReport {
 /// Each file is compared with what is on disk and written only if its bytes
 /// differ, through a temp file and a rename so a reader (or nginx) never
 /// sees half a file; its mtime is set to the asset's `Last-Modified`.
-/// Files of article, listing, category and tag routes that are gone are
-/// removed.
+/// Files of listing, category and tag routes that are gone are removed;
+/// under `articles/`, any file that is no route's.
 /// `progress` is called after each route (from the writing threads), so a
 /// long mirror can be told from a stuck one.
 pub fn write_to(
@@ -54,7 +54,7 @@ pub fn write_to(
     let routes: Vec<(&str, &Arc<Asset>)> = match only {
         Some(list) => list
             .iter()
-            .filter_map(|r| site.get(r).map(|a| (r.as_str(), a)))
+            .filter_map(|r| site.file(r).map(|a| (r.as_str(), a)))
             .collect(),
         None => site.routes().collect(),
     };
@@ -81,8 +81,15 @@ pub fn write_to(
             .chain(site.streamed().iter().map(String::as_str))
             .map(file_of)
             .collect();
-        for sub in ["articles", "categories", "tags", "page"] {
-            let (removed, _, errors) = prune(dir, &dir.join(sub), &keep);
+        // Everything under articles/ is Herald's (pages, redirect pages,
+        // referenced files); elsewhere only its feed and page files are.
+        for (sub, all) in [
+            ("articles", true),
+            ("categories", false),
+            ("tags", false),
+            ("page", false),
+        ] {
+            let (removed, _, errors) = prune(dir, &dir.join(sub), &keep, all);
             report.removed += removed;
             report.errors.extend(errors);
         }
@@ -168,10 +175,13 @@ pub fn remove_routes(dir: &Path, routes: &[String]) -> WriteReport {
             removed += 1;
         }
         remove(gz_path(&path));
-        if let Some(parent) = path.parent() {
-            if parent != dir {
-                let _ = std::fs::remove_dir(parent); // only succeeds when empty
+        // Folders left empty (a page's, a referenced file's), up to `dir`.
+        let mut parent = path.parent();
+        while let Some(p) = parent.filter(|p| *p != dir && p.starts_with(dir)) {
+            if std::fs::remove_dir(p).is_err() {
+                break; // not empty (only an empty folder can be removed)
             }
+            parent = p.parent();
         }
     }
     report.removed = removed;
@@ -184,6 +194,11 @@ pub fn remove_routes(dir: &Path, routes: &[String]) -> WriteReport {
 pub(super) fn same_gzip_on_disk(dir: &Path, route: &str, asset: &Asset) -> bool {
     let path = dir.join(file_of(route));
     let plain_ok = std::fs::metadata(&path).is_ok_and(|m| m.len() == asset.len as u64);
+    if !asset.has_gzip() {
+        // No twin: the file itself is compared.
+        return plain_ok
+            && std::fs::read(&path).is_ok_and(|b| crate::sendfile::equals(&asset.body(), &b));
+    }
     plain_ok
         && std::fs::read(gz_path(&path))
             .is_ok_and(|b| b.len() == asset.gzip_len && crate::sendfile::equals(&asset.gzip(), &b))
@@ -218,10 +233,12 @@ pub(super) fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool
     // The twin first: once the plain file is new, the route is complete.
     // If the plain file then fails (a full disk), its old date tells the
     // next pass to write it again ([`dated`]).
-    atomic_write(&gz, &asset.gzip(), asset.last_modified).map_err(|error| WriteError {
-        path: gz.clone(),
-        error,
-    })?;
+    if asset.has_gzip() {
+        atomic_write(&gz, &asset.gzip(), asset.last_modified).map_err(|error| WriteError {
+            path: gz.clone(),
+            error,
+        })?;
+    }
     atomic_write(&path, &asset.body(), asset.last_modified).map_err(err)?;
     Ok(true)
 }
@@ -254,11 +271,17 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mtime: SystemTime) -> std::io::Re
 }
 
 /// Removes the files of ours under `dir` whose route is not in `keep`, and
-/// directories left empty; subdirectories in parallel. Returns how many
-/// documents (not counting `.gz` twins) were removed, whether `dir` is now
-/// empty (only then is removing it worth a system call), and the files
-/// that could not be removed.
-fn prune(root: &Path, dir: &Path, keep: &HashSet<PathBuf>) -> (usize, bool, Vec<WriteError>) {
+/// directories left empty; subdirectories in parallel. Ours: every file
+/// with `all`, else the `.html`, `.xml` and `.json` files and their twins.
+/// Returns how many documents (not counting `.gz` twins) were removed,
+/// whether `dir` is now empty (only then is removing it worth a system
+/// call), and the files that could not be removed.
+fn prune(
+    root: &Path,
+    dir: &Path,
+    keep: &HashSet<PathBuf>,
+    all: bool,
+) -> (usize, bool, Vec<WriteError>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return (0, false, Vec::new());
     };
@@ -277,9 +300,14 @@ fn prune(root: &Path, dir: &Path, keep: &HashSet<PathBuf>) -> (usize, bool, Vec<
             continue;
         };
         let name = rel.to_string_lossy();
-        let base = name.strip_suffix(".gz").unwrap_or(&name);
-        let ours = base.ends_with(".html") || base.ends_with(".xml") || base.ends_with(".json");
-        if keep.contains(Path::new(base)) || !ours {
+        let twin = name.strip_suffix(".gz");
+        let base = twin.unwrap_or(&name);
+        let ours =
+            all || base.ends_with(".html") || base.ends_with(".xml") || base.ends_with(".json");
+        // A `.gz` file may itself be a published file (an archive).
+        let kept = keep.contains(Path::new(base))
+            || (twin.is_some() && keep.contains(Path::new(name.as_ref())));
+        if kept || !ours {
             left += 1;
             continue;
         }
@@ -295,7 +323,7 @@ fn prune(root: &Path, dir: &Path, keep: &HashSet<PathBuf>) -> (usize, bool, Vec<
     subdirs
         .par_iter()
         .map(|d| {
-            let (n, empty, errors) = prune(root, d, keep);
+            let (n, empty, errors) = prune(root, d, keep, all);
             // remove_dir only succeeds when empty
             let left = usize::from(!(empty && std::fs::remove_dir(d).is_ok()));
             (n, left, errors)

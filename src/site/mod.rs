@@ -5,6 +5,9 @@
 //! changed and keeps `Last-Modified` moving forward per route;
 //! [`write_to`] mirrors a snapshot under the output directory, each file via
 //! temp file + rename, only when its bytes changed, each with a `.gz` twin.
+//! Besides the rendered documents, a snapshot holds the redirect pages at
+//! renamed articles' old permalinks, the permalinks of articles gone
+//! (410), and the files articles reference (`media.rs`).
 //! Uses `render` and `article`.
 
 use rustc_hash::FxHashMap as HashMap;
@@ -19,6 +22,7 @@ use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 use crate::article::Article;
 use crate::render::{self, Feed, Settings};
 
+mod media;
 mod mirror;
 
 pub use mirror::{
@@ -55,6 +59,9 @@ pub struct Asset {
     /// For feeds with hubs: the `Link` header naming them and the feed
     /// itself (W3C WebSub §4), on every response, 304s included.
     pub link: Option<http::HeaderValue>,
+    /// True for a published file a browser could run script in when
+    /// opened by itself (SVG): served with a policy that sandboxes it.
+    sandboxed: bool,
     /// The brotli form, made after publication (see [`Asset::make_br`]):
     /// empty until then, `None` when brotli is not worth it for this
     /// document.
@@ -159,6 +166,10 @@ enum Form {
     /// Feeds, the index, OPML: the document and its gzip form, compressed
     /// once at publish time.
     Whole { identity: Bytes, gzip: Bytes },
+    /// A file an article references, as it is, with no gzip form (an
+    /// image or a PDF compresses no further): `gzip_len` is its length, so
+    /// gzip is never chosen, and it has no `.gz` twin on disk.
+    Plain { identity: Bytes },
     /// An article page, which keeps no uncompressed copy (one per article,
     /// each rarely fetched, nearly always with gzip): its gzip form as
     /// gzip header and the deflated page head, then the
@@ -180,6 +191,8 @@ enum Doc {
     Whole(Vec<u8>),
     /// An article page: head, the article's body, tail.
     Page(String, Arc<Article>, String),
+    /// A file an article references.
+    Media(Arc<crate::article::Media>),
 }
 
 /// A page tail and its deflated form (every page has the same tail).
@@ -201,7 +214,25 @@ impl Asset {
         last_modified: SystemTime,
     ) -> Asset {
         let last_modified = round_secs(last_modified);
+        let sandboxed = matches!(&doc, Doc::Media(m) if m.media_type == "image/svg+xml");
         let (form, len, etag, etag_gzip, gzip_len) = match doc {
+            Doc::Media(m) if m.compressible => {
+                let mut gz = gzip(&m.bytes, MEDIA_GZIP_LEVEL);
+                gz.shrink_to_fit();
+                let (etag_gzip, gzip_len) = (xxh3_128(&gz), gz.len());
+                let form = Form::Whole {
+                    identity: m.bytes.clone(),
+                    gzip: crate::sendfile::hold(gz),
+                };
+                (form, m.bytes.len(), m.hash, etag_gzip, gzip_len)
+            }
+            Doc::Media(m) => {
+                let len = m.bytes.len();
+                let form = Form::Plain {
+                    identity: m.bytes.clone(),
+                };
+                (form, len, m.hash, m.hash, len)
+            }
             Doc::Whole(mut body) => {
                 let mut gz = gzip(&body, WHOLE_GZIP_LEVEL);
                 gz.shrink_to_fit();
@@ -280,8 +311,14 @@ impl Asset {
             content_type,
             cors,
             link,
+            sandboxed,
             br: std::sync::OnceLock::new(),
         }
+    }
+
+    /// True when the document has a gzip form (and a `.gz` twin on disk).
+    pub fn has_gzip(&self) -> bool {
+        !matches!(self.form, Form::Plain { .. })
     }
 
     /// True for feeds, the index and OPML (see [`Form::Whole`]).
@@ -335,6 +372,8 @@ impl Asset {
     pub fn gzip(&self) -> Bytes {
         match &self.form {
             Form::Whole { gzip, .. } => gzip.clone(),
+            // Never sent: its `gzip_len` is its length (see [`Form::Plain`]).
+            Form::Plain { identity } => identity.clone(),
             Form::Spliced {
                 head,
                 article,
@@ -353,7 +392,7 @@ impl Asset {
     /// pages, which keep none).
     pub fn body(&self) -> Bytes {
         match &self.form {
-            Form::Whole { identity, .. } => identity.clone(),
+            Form::Whole { identity, .. } | Form::Plain { identity } => identity.clone(),
             Form::Spliced {
                 head,
                 article,
@@ -373,7 +412,7 @@ impl Asset {
     /// its response headers with `cache_control`.
     fn finish(mut self, lm: SystemTime, cache_control: &http::HeaderValue) -> Asset {
         self.last_modified = round_secs(lm);
-        if self.is_whole() {
+        if self.is_whole() || !self.has_gzip() {
             let tags = [Tag::new(self.etag), Tag::new(self.etag_gzip)];
             let statuses = [http::StatusCode::OK, http::StatusCode::NOT_MODIFIED];
             let headers = [(Coding::Identity, self.len), (Coding::Gzip, self.gzip_len)].map(
@@ -503,6 +542,16 @@ impl Asset {
             if html {
                 html_security_headers(&mut h);
             }
+            if self.sandboxed {
+                // Opened by itself, an SVG is a document that could run
+                // script on the site's origin: none may run.
+                h.insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+                    ),
+                );
+            }
         }
         h
     }
@@ -520,6 +569,10 @@ impl Asset {
 /// 58% of their time; brotli, made after publication, is the small form).
 /// Article pages are not compressed here at all (see [`Form::Spliced`]).
 const WHOLE_GZIP_LEVEL: u32 = 3;
+
+/// gzip level of a referenced file's twin (SVG, CSV …): compressed once,
+/// when the file changes, not on every edit of a feed.
+const MEDIA_GZIP_LEVEL: u32 = 6;
 
 /// gzip (RFC 1952) of `b`: a fixed header without mtime or name, so output
 /// is deterministic; raw deflate; CRC-32 and length. The deflate state
@@ -620,11 +673,54 @@ fn not_found_headers(len: usize) -> http::HeaderMap {
     h
 }
 
+/// The answer at an old permalink of a renamed article: 301 to the new
+/// one, with a small page that says so (also written under the output
+/// directory, where it refreshes to the new permalink).
+#[derive(Debug)]
+pub struct Redirect {
+    /// The page.
+    pub asset: Arc<Asset>,
+    /// Headers of the 301: `Location` (the new permalink, absolute), the
+    /// page's type and length, caching, and an HTML page's security
+    /// headers.
+    pub headers: http::HeaderMap,
+}
+
+/// The headers of the 301 at an old permalink.
+fn redirect_headers(to: &str, len: usize, cache_control: &http::HeaderValue) -> http::HeaderMap {
+    use http::header::{self, HeaderValue};
+    let mut h = http::HeaderMap::with_capacity(8);
+    if let Ok(v) = HeaderValue::from_str(to) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::CACHE_CONTROL, cache_control.clone());
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    html_security_headers(&mut h);
+    h
+}
+
 /// An immutable snapshot of everything Herald serves.
 #[derive(Debug)]
 pub struct Site {
     /// Feeds, the index and OPML.
     docs: HashMap<Arc<str>, Arc<Asset>>,
+    /// Old permalinks of renamed articles.
+    redirects: HashMap<Arc<str>, Arc<Redirect>>,
+    /// Files articles reference, by route; shared with the builder and
+    /// the snapshots before while none changes.
+    media: Arc<HashMap<Arc<str>, Arc<Asset>>>,
+    /// Permalinks of articles no longer published (answered 410).
+    gone: Arc<rustc_hash::FxHashSet<Arc<str>>>,
+    /// The page answered with 410, and its headers.
+    gone_page: Option<(Arc<Asset>, http::HeaderMap)>,
     /// Article pages, shared shard by shard with the builder and the
     /// snapshots before.
     pages: Pages,
@@ -660,6 +756,30 @@ impl Site {
         self.docs
             .get(route)
             .or_else(|| self.pages.get(route).map(|p| &p.asset))
+            .or_else(|| self.media.get(route))
+    }
+
+    /// Where the article once at `route` went, if it was renamed.
+    pub fn moved(&self, route: &str) -> Option<&Redirect> {
+        self.redirects.get(route).map(|r| &**r)
+    }
+
+    /// True when `route` is the permalink of an article no longer
+    /// published.
+    pub fn is_gone(&self, route: &str) -> bool {
+        self.gone.contains(route)
+    }
+
+    /// The page answered with 410, with its headers.
+    pub fn gone_page(&self) -> Option<&(Arc<Asset>, http::HeaderMap)> {
+        self.gone_page.as_ref()
+    }
+
+    /// The document behind a file of the output directory: what
+    /// [`Site::get`] serves, and the redirect pages at old permalinks.
+    pub fn file(&self, route: &str) -> Option<&Arc<Asset>> {
+        self.get(route)
+            .or_else(|| self.redirects.get(route).map(|r| &r.asset))
     }
 
     /// The 404 page.
@@ -693,17 +813,20 @@ impl Site {
         }
     }
 
-    /// Every route with its asset.
+    /// Every route with a file in the output directory, with its asset
+    /// (what [`Site::file`] finds).
     pub fn routes(&self) -> impl Iterator<Item = (&str, &Arc<Asset>)> {
         self.docs
             .iter()
             .map(|(r, a)| (&**r, a))
             .chain(self.pages.iter().map(|(r, p)| (&**r, &p.asset)))
+            .chain(self.redirects.iter().map(|(r, d)| (&**r, &d.asset)))
+            .chain(self.media.iter().map(|(r, a)| (&**r, a)))
     }
 
     /// Number of routes.
     pub fn len(&self) -> usize {
-        self.docs.len() + self.pages.len()
+        self.docs.len() + self.pages.len() + self.redirects.len() + self.media.len()
     }
 
     /// True when nothing is published.
@@ -837,6 +960,25 @@ pub struct SiteBuilder {
     /// Marked after each document rendered, so re-rendering a large
     /// archive counts as progress, not as a stuck loop.
     progress: crate::health::Progress,
+    /// Redirect pages of the last build, with fingerprints.
+    redirects: HashMap<Arc<str>, (Fingerprint, Arc<Redirect>)>,
+    /// What the next build serves at old permalinks
+    /// ([`SiteBuilder::set_former`]).
+    moved: Vec<(String, Arc<Article>)>,
+    /// Permalinks of articles gone, as of the last build.
+    gone: Arc<rustc_hash::FxHashSet<Arc<str>>>,
+    gone_slugs: Vec<String>,
+    /// Files articles reference, for the next build
+    /// ([`SiteBuilder::set_media`]).
+    media_in: Vec<(Arc<str>, Arc<crate::article::Media>)>,
+    /// `media_in` changed since the last build.
+    media_dirty: bool,
+    /// The referenced files of the last build, with fingerprints, and as
+    /// a snapshot shares them.
+    media: HashMap<Arc<str>, (Fingerprint, Arc<Asset>)>,
+    media_site: Arc<HashMap<Arc<str>, Arc<Asset>>>,
+    /// The settings the media assets were made with.
+    media_settings: Fingerprint,
 }
 
 #[derive(Debug, Clone)]
@@ -912,6 +1054,14 @@ fn fp_article(h: &mut Xxh3, a: &Article) {
     h.update(&a.hash.to_le_bytes());
     h.update(&a.updated.timestamp().to_le_bytes());
     h.update(&a.updated.offset().local_minus_utc().to_le_bytes());
+    // Where the picture is published and its length show in feeds.
+    if let Some(p) = &a.picture {
+        h.update(p.src.as_bytes());
+        if let Some((route, len, _)) = &p.published {
+            h.update(route.as_bytes());
+            h.update(&len.to_le_bytes());
+        }
+    }
 }
 
 fn to_system(t: Option<chrono::DateTime<chrono::FixedOffset>>) -> SystemTime {
@@ -946,6 +1096,31 @@ impl SiteBuilder {
     /// that render them).
     pub fn on_progress(&mut self, beat: impl Fn() + Send + Sync + 'static) {
         self.progress = crate::health::Progress::new(beat);
+    }
+
+    /// What the next [`SiteBuilder::build`] answers at the permalinks of
+    /// articles that are no longer there: `moved` holds (old slug, the
+    /// article now published under another slug), redirected; `gone`
+    /// the slugs of articles no longer published, answered 410. Neither
+    /// may hold a slug published now.
+    pub fn set_former(&mut self, moved: &[(String, Arc<Article>)], gone: &[String]) {
+        if self.moved.len() != moved.len()
+            || self
+                .moved
+                .iter()
+                .zip(moved)
+                .any(|(a, b)| a.0 != b.0 || !Arc::ptr_eq(&a.1, &b.1))
+        {
+            self.moved = moved.to_vec();
+        }
+        if self.gone_slugs != gone {
+            self.gone_slugs = gone.to_vec();
+            self.gone = Arc::new(
+                gone.iter()
+                    .map(|s| Arc::from(format!("/{}", render::article_route(s))))
+                    .collect(),
+            );
+        }
     }
 
     /// Routes present before the last [`SiteBuilder::build`] and gone
@@ -1149,6 +1324,39 @@ impl SiteBuilder {
             });
         }
 
+        // Redirect pages at the old permalinks of renamed articles.
+        let mut redirect_to: HashMap<Arc<str>, String> = HashMap::default();
+        for (old, a) in &self.moved {
+            let route: Arc<str> = format!("/{}", render::article_route(old)).into();
+            let to = s.article_url(a);
+            let mut h = Xxh3::new();
+            h.update(&settings_fp.to_le_bytes());
+            h.update(b"moved");
+            h.update(route.as_bytes());
+            h.update(a.title.as_bytes());
+            fp_article(&mut h, a);
+            let a2 = Arc::clone(a);
+            let to2 = to.clone();
+            redirect_to.insert(Arc::clone(&route), to);
+            jobs.push(Job {
+                route,
+                fp: h.digest128(),
+                derived: to_system(Some(a.updated)),
+                content_type: "text/html; charset=utf-8",
+                cors: false,
+                link: None,
+                render: Box::new(move || Doc::Whole(render::moved_page(&a2.title, &to2, s))),
+            });
+        }
+
+        // Referenced files, only when the list or the settings changed.
+        let media_again = self.media_dirty || self.media_settings != settings_fp;
+        let media_routes = if media_again {
+            self.media_jobs(settings_fp, &mut jobs)
+        } else {
+            Default::default()
+        };
+
         if let (Some(dir), false) = (&self.floor_dir, self.floors_loaded) {
             self.floors_loaded = true;
             self.floors = jobs
@@ -1163,11 +1371,14 @@ impl SiteBuilder {
             self.floors.retain(|_, t| *t > UNIX_EPOCH);
         }
 
-        let (docs, routes) = (&self.docs, &self.routes);
+        let (docs, routes, redirects, media) =
+            (&self.docs, &self.routes, &self.redirects, &self.media);
         let prev = |route: &str| -> Option<(Fingerprint, &Arc<Asset>)> {
             docs.get(route)
                 .map(|(fp, a)| (*fp, a))
                 .or_else(|| routes.get(route).map(|p| (p.fp, &p.asset)))
+                .or_else(|| redirects.get(route).map(|(fp, r)| (*fp, &r.asset)))
+                .or_else(|| media.get(route).map(|(fp, a)| (*fp, a)))
         };
         let floors = &self.floors;
         let floor_dir = self.floor_dir.as_deref();
@@ -1243,6 +1454,8 @@ impl SiteBuilder {
         let mut streamed = Vec::new();
         let mut stream_report = WriteReport::default();
         let mut new_docs = HashMap::with_capacity_and_hasher(self.docs.len(), Default::default());
+        let mut new_redirects: HashMap<Arc<str>, (Fingerprint, Arc<Redirect>)> = HashMap::default();
+        let mut new_media: HashMap<Arc<str>, (Fingerprint, Arc<Asset>)> = HashMap::default();
         for r in results {
             let (route, fp, asset, fresh) = match r {
                 Rendered::Kept(route, fp, asset, fresh) => (route, fp, asset, fresh),
@@ -1258,6 +1471,21 @@ impl SiteBuilder {
             };
             if fresh {
                 changed.push(route.to_string());
+            }
+            if media_routes.contains(&route) {
+                new_media.insert(route, (fp, asset));
+                continue;
+            }
+            if let Some(to) = redirect_to.get(&route) {
+                let redirect = match self.redirects.get(&route) {
+                    Some((_, r)) if Arc::ptr_eq(&r.asset, &asset) => Arc::clone(r),
+                    _ => Arc::new(Redirect {
+                        headers: redirect_headers(to, asset.len, &cache_control),
+                        asset,
+                    }),
+                };
+                new_redirects.insert(route, (fp, redirect));
+                continue;
             }
             if let Some((shape, p)) = listed.get(&route).filter(|_| &*route != "/") {
                 self.lists.insert(
@@ -1300,7 +1528,12 @@ impl SiteBuilder {
             p.seen == generation
         });
         for route in gone {
-            if !page_articles.contains_key(&route) && self.routes.remove(&route) {
+            // A page whose route now holds a redirect page is replaced,
+            // not removed.
+            if !page_articles.contains_key(&route)
+                && self.routes.remove(&route)
+                && !redirect_to.contains_key(&route)
+            {
                 removed.push(route.to_string());
             }
         }
@@ -1311,9 +1544,32 @@ impl SiteBuilder {
             }
             e.seen == generation
         });
+        // Redirect pages no longer wanted, unless a page took the route.
+        for route in self.redirects.keys() {
+            if !redirect_to.contains_key(route) && self.routes.get(route).is_none() {
+                removed.push(route.to_string());
+            }
+        }
+        if media_again {
+            for route in self.media.keys() {
+                if !media_routes.contains(route) {
+                    removed.push(route.to_string());
+                }
+            }
+            self.media_site = Arc::new(
+                new_media
+                    .iter()
+                    .map(|(r, (_, a))| (Arc::clone(r), Arc::clone(a)))
+                    .collect(),
+            );
+            self.media = new_media;
+            self.media_dirty = false;
+            self.media_settings = settings_fp;
+        }
         removed.sort();
         self.removed = removed;
         self.docs = new_docs;
+        self.redirects = new_redirects;
         // Floors matter only for routes the builder does not know yet;
         // after the first build it knows them all.
         self.floors = HashMap::default();
@@ -1324,6 +1580,14 @@ impl SiteBuilder {
             None,
             UNIX_EPOCH,
         ));
+        let gone_page = Asset::new(
+            Doc::Whole(render::gone_page(s)),
+            "text/html; charset=utf-8",
+            false,
+            None,
+            UNIX_EPOCH,
+        );
+        let gone_headers = not_found_headers(gone_page.len);
         changed.sort();
         (
             Site {
@@ -1332,6 +1596,14 @@ impl SiteBuilder {
                     .iter()
                     .map(|(r, (_, a))| (Arc::clone(r), Arc::clone(a)))
                     .collect(),
+                redirects: self
+                    .redirects
+                    .iter()
+                    .map(|(r, (_, d))| (Arc::clone(r), Arc::clone(d)))
+                    .collect(),
+                gone: Arc::clone(&self.gone),
+                media: Arc::clone(&self.media_site),
+                gone_page: Some((Arc::new(gone_page), gone_headers)),
                 pages: self.routes.clone(),
                 not_found_headers: not_found_headers(not_found.len),
                 not_found: Some(not_found),
@@ -1766,6 +2038,123 @@ mod tests {
             .filter(|r| r.ends_with('/'))
             .collect();
         assert_eq!(pages, ["/articles/a0010/"]);
+    }
+
+    /// An old permalink holds a redirect page (a file of the output, not
+    /// a page served): it replaces the article's page without the route
+    /// being reported removed, is removed when no longer wanted, and a
+    /// page published at that slug again wins. Gone permalinks are known.
+    #[test]
+    fn redirects_and_gone_permalinks() {
+        let s = settings();
+        let mut b = SiteBuilder::default();
+        let arts = articles();
+        b.build(&arts, 0, &s, t(0));
+        let mut renamed = (*arts[1]).clone();
+        renamed.slug = "plain-2".into();
+        let now = vec![
+            Arc::clone(&arts[0]),
+            Arc::new(renamed),
+            Arc::clone(&arts[2]),
+        ];
+        b.set_former(
+            &[("plain".into(), Arc::clone(&now[1]))],
+            &["old-gone".into()],
+        );
+        let (site, changed) = b.build(&now, 0, &s, t(0));
+        let m = site.moved("/articles/plain/").expect("a redirect");
+        assert_eq!(
+            m.headers["location"],
+            "https://news.example.org/articles/plain-2/"
+        );
+        assert!(site.get("/articles/plain/").is_none(), "not a page");
+        assert!(site.file("/articles/plain/").is_some(), "but a file");
+        assert!(site.routes().any(|(r, _)| r == "/articles/plain/"));
+        assert!(changed.contains(&"/articles/plain/".to_string()));
+        assert!(b.removed().is_empty(), "{:?}", b.removed());
+        assert!(site.is_gone("/articles/old-gone/") && !site.is_gone("/articles/plain/"));
+        let body = String::from_utf8(m.asset.body().to_vec()).unwrap();
+        assert!(
+            body.contains("url=https://news.example.org/articles/plain-2/"),
+            "{body}"
+        );
+
+        let (again, changed) = b.build(&now, 0, &s, t(0));
+        assert!(changed.is_empty(), "{changed:?}");
+        assert!(Arc::ptr_eq(
+            &again.moved("/articles/plain/").unwrap().asset,
+            &m.asset
+        ));
+
+        b.set_former(&[], &[]);
+        let (site, _) = b.build(&now, 0, &s, t(0));
+        assert!(site.moved("/articles/plain/").is_none());
+        assert_eq!(b.removed(), ["/articles/plain/"]);
+
+        b.set_former(&[("plain".into(), Arc::clone(&now[1]))], &[]);
+        b.build(&now, 0, &s, t(0));
+        b.set_former(&[], &[]);
+        let (site, _) = b.build(&arts, 0, &s, t(0));
+        assert!(site.get("/articles/plain/").is_some());
+        assert_eq!(
+            b.removed(),
+            ["/articles/plain-2/"],
+            "the page took its route back"
+        );
+    }
+
+    /// A referenced file is served as it is (no gzip form for an image,
+    /// one for SVG, which is also sandboxed), listed among the routes with
+    /// a file, reused while unchanged, and reported removed when gone.
+    #[test]
+    fn referenced_files_are_assets() {
+        let s = settings();
+        let media = |bytes: &'static [u8], ty, compressible| {
+            Arc::new(crate::article::Media {
+                bytes: Bytes::from_static(bytes),
+                media_type: ty,
+                compressible,
+                modified: t(1_700_000_000),
+                hash: xxh3_128(bytes),
+            })
+        };
+        let png = media(b"\x89PNG....", "image/png", false);
+        let svg = media(
+            b"<svg xmlns='http://www.w3.org/2000/svg'></svg>",
+            "image/svg+xml",
+            true,
+        );
+        let mut b = SiteBuilder::default();
+        b.set_media(&[
+            ("/articles/plain/a.png".into(), Arc::clone(&png)),
+            ("/articles/plain/m.svg".into(), Arc::clone(&svg)),
+        ]);
+        let (site, changed) = b.build(&articles(), 0, &s, t(0));
+        assert!(changed.contains(&"/articles/plain/a.png".to_string()));
+        let cc = &site.cache_control;
+        let a = site.get("/articles/plain/a.png").unwrap();
+        assert!(!a.has_gzip());
+        assert_eq!(a.body(), &b"\x89PNG...."[..]);
+        assert_eq!(a.last_modified, t(1_700_000_000));
+        let h = a.headers(Coding::Identity, http::StatusCode::OK, cc);
+        assert_eq!(h["content-type"], "image/png");
+        assert!(!h.contains_key("content-security-policy"));
+        let m = site.get("/articles/plain/m.svg").unwrap();
+        assert!(m.has_gzip() && m.gzip_len > 0);
+        let h = m.headers(Coding::Gzip, http::StatusCode::OK, cc);
+        assert!(h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .ends_with("sandbox"));
+        assert!(site.routes().any(|(r, _)| r == "/articles/plain/m.svg"));
+
+        let (again, changed) = b.build(&articles(), 0, &s, t(0));
+        assert!(changed.is_empty(), "{changed:?}");
+        assert!(Arc::ptr_eq(again.get("/articles/plain/a.png").unwrap(), a));
+        b.set_media(&[("/articles/plain/m.svg".into(), svg)]);
+        let (gone, _) = b.build(&articles(), 0, &s, t(0));
+        assert!(gone.get("/articles/plain/a.png").is_none());
+        assert_eq!(b.removed(), ["/articles/plain/a.png"]);
     }
 
     /// Deleting the newest article changes the feed but must not move its

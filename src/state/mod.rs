@@ -1,7 +1,8 @@
 //! The small persistent record that keeps ids and `updated` stable across
-//! edits, renames and restarts: per article its id, slug, source path,
-//! content hash and last real change, and how it matches articles to
-//! their ids. Kept in `state_dir` (`store`: `state.json`, written whole
+//! edits, renames and restarts: per article its id, slug (and the slugs
+//! it had before, whose permalinks redirect), source path, content hash
+//! and last real change, and how it matches articles to their ids; and
+//! the id authority, provisional while it is no public host. Kept in `state_dir` (`store`: `state.json`, written whole
 //! and atomically, plus a journal of the changes since), never in the
 //! output directory. Uses nothing else of Herald's but the `Article` model.
 
@@ -58,6 +59,11 @@ pub enum StateError {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct Entry {
     slug: Box<str>,
+    /// Slugs the article had before, oldest first, at most
+    /// [`State::set_max_former_slugs`]: their permalinks redirect to the
+    /// current one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    former: Vec<Box<str>>,
     /// Source path relative to the content directory.
     path: Box<str>,
     /// Content hash ([`Article::hash`]), written as 32 hex digits.
@@ -151,6 +157,28 @@ pub struct State {
     unsaved_new: Vec<Arc<str>>,
     /// No new id is made up (see [`State::withdraw_unsaved_ids`]).
     hold_new: bool,
+    /// Ids replaced since the library last asked (old → new), when a
+    /// provisional authority gave way to a real one
+    /// ([`State::authority`]).
+    rekeyed: HashMap<Arc<str>, Arc<str>>,
+    /// Ids of the entries with former slugs.
+    with_former: HashSet<Arc<str>>,
+    /// Most former slugs kept per article (`None`: the default).
+    max_former: Option<usize>,
+}
+
+/// Former slugs kept per article unless configured otherwise
+/// (`max_former_slugs`).
+pub const MAX_FORMER_SLUGS: usize = 10;
+
+/// The permalinks of articles no longer at them, as
+/// [`State::former_permalinks`] finds them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Former {
+    /// (old slug, current slug) of articles published under a new slug.
+    pub moved: Vec<(String, String)>,
+    /// Slugs (current and former) of articles no longer published.
+    pub gone: Vec<String>,
 }
 
 impl State {
@@ -195,8 +223,60 @@ impl State {
         self.dirty
     }
 
+    /// Keeps at most `n` former slugs per article (the oldest are
+    /// forgotten first, when an article next changes slug).
+    pub fn set_max_former_slugs(&mut self, n: usize) {
+        self.max_former = Some(n);
+    }
+
+    fn max_former(&self) -> usize {
+        self.max_former.unwrap_or(MAX_FORMER_SLUGS)
+    }
+
+    /// Where the permalinks the state knows of, other than those of the
+    /// `published` articles' current slugs, now lead: the former slugs
+    /// of published articles (at most the configured number each, the
+    /// newest) to the current ones, and every slug of an article no
+    /// longer published nowhere. `published` answers for an id whether
+    /// it is published; `count` is how many are (when every entry is
+    /// published, only entries with former slugs are looked at).
+    pub fn former_permalinks(&self, count: usize, published: impl Fn(&str) -> bool) -> Former {
+        let mut out = Former::default();
+        let max = self.max_former();
+        let moved = |e: &Entry, out: &mut Former| {
+            let keep = e.former.len().saturating_sub(max);
+            for old in &e.former[keep..] {
+                out.moved.push((old.to_string(), e.slug.to_string()));
+            }
+        };
+        if self.disk.articles.len() <= count {
+            for id in &self.with_former {
+                if let Some(e) = self.disk.articles.get(&**id) {
+                    moved(e, &mut out);
+                }
+            }
+        } else {
+            for (id, e) in &self.disk.articles {
+                if published(id) {
+                    if !e.former.is_empty() {
+                        moved(e, &mut out);
+                    }
+                } else {
+                    out.gone.push(e.slug.to_string());
+                    let keep = e.former.len().saturating_sub(max);
+                    out.gone
+                        .extend(e.former[keep..].iter().map(|s| s.to_string()));
+                }
+            }
+        }
+        out
+    }
+
     fn index(&mut self, id: &Arc<str>) {
         let e = &self.disk.articles[id];
+        if !e.former.is_empty() {
+            self.with_former.insert(Arc::clone(id));
+        }
         let (p, h, s) = (key(&e.path), e.hash, key(&e.slug));
         self.by_path.entry(p).or_default().push(Arc::clone(id));
         self.by_hash.entry(h).or_default().push(Arc::clone(id));
@@ -216,6 +296,7 @@ impl State {
             }
         }
         let (p, h, s) = (key(&e.path), e.hash, key(&e.slug));
+        self.with_former.remove(id);
         drop_from(&mut self.by_path, p, id);
         drop_from(&mut self.by_hash, h, id);
         drop_from(&mut self.by_slug, s, id);
@@ -257,16 +338,97 @@ impl State {
     /// The authority for new `tag:` ids: the one recorded at first
     /// publication, so a later change of `base_url` (http → https, new
     /// host) never changes ids. An explicitly configured authority wins.
+    ///
+    /// A recorded authority that is no public host ([`provisional`]: the
+    /// shipped `base_url` 127.0.0.1, `localhost`, a private address) is
+    /// provisional: the first time `default` is a real host, it replaces
+    /// the recorded one (logged), and so it does in every id made with
+    /// it. Those ids were only ever shown on a loopback or private
+    /// address, never to the readers of the public site, and two sites
+    /// first tried out this way must not share ids (readers merge items
+    /// by id). The ids replaced are handed to the library by
+    /// [`State::take_rekeyed`].
     pub fn authority(&mut self, configured: Option<&str>, default: &str) -> String {
         if let Some(a) = configured {
             return a.to_string();
         }
-        if self.disk.authority.is_none() {
-            self.disk.authority = Some(default.to_string());
-            self.dirty = true;
-            self.meta_changed = true;
+        match self.disk.authority.clone() {
+            None => {
+                self.disk.authority = Some(default.to_string());
+                self.dirty = true;
+                self.meta_changed = true;
+            }
+            Some(old) if provisional(&old) && !provisional(default) => {
+                self.replace_authority(&old, default);
+            }
+            Some(_) => {}
         }
         self.disk.authority.clone().unwrap_or_default()
+    }
+
+    /// Replaces the provisional authority `old` by `new`, in the record
+    /// and in every id made with it (`tag:<old>,…` → `tag:<new>,…`).
+    fn replace_authority(&mut self, old: &str, new: &str) {
+        let prefix = format!("tag:{old},");
+        let ids: Vec<Arc<str>> = self
+            .disk
+            .articles
+            .keys()
+            .filter(|id| id.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for id in &ids {
+            let base = format!("tag:{new},{}", &id[prefix.len()..]);
+            let mut fresh = base.clone();
+            let mut n = 2;
+            while self.disk.articles.contains_key(fresh.as_str()) {
+                fresh = format!("{base}-{n}");
+                n += 1;
+            }
+            let fresh: Arc<str> = Arc::from(fresh);
+            if let Some(e) = self.disk.articles.remove(id) {
+                self.disk.articles.insert(Arc::clone(&fresh), e);
+            }
+            self.changed.remove(id);
+            self.changed.insert(Arc::clone(&fresh));
+            for u in &mut self.unsaved_new {
+                if u == id {
+                    *u = Arc::clone(&fresh);
+                }
+            }
+            // Chained: an id replaced before the library saw the first
+            // replacement maps from what the library holds.
+            let from = self
+                .rekeyed
+                .iter()
+                .find(|(_, to)| ***to == **id)
+                .map(|(k, _)| Arc::clone(k))
+                .unwrap_or_else(|| Arc::clone(id));
+            self.rekeyed.insert(from, fresh);
+        }
+        self.by_path.clear();
+        self.by_hash.clear();
+        self.by_slug.clear();
+        self.with_former.clear();
+        let all: Vec<Arc<str>> = self.disk.articles.keys().cloned().collect();
+        for id in &all {
+            self.index(id);
+        }
+        tracing::info!(
+            "id authority {old} was provisional (not a public host): ids now use {new}, the host of base_url; {} ids given out under {old}, shown only on that address, now use it too",
+            ids.len()
+        );
+        self.disk.authority = Some(new.to_string());
+        self.dirty = true;
+        self.meta_changed = true;
+        // The journal cannot say that an id is gone: written whole.
+        self.store.rewrite = true;
+    }
+
+    /// The ids replaced since the last call, old → new (see
+    /// [`State::authority`]): the library renames the articles it holds.
+    pub fn take_rekeyed(&mut self) -> HashMap<Arc<str>, Arc<str>> {
+        std::mem::take(&mut self.rekeyed)
     }
 
     /// The date part of feed ids, fixed the first time it is asked for.
@@ -384,7 +546,13 @@ impl State {
                         e.path = rel.as_str().into();
                     }
                     if *e.slug != *a.slug {
-                        e.slug = a.slug.as_str().into();
+                        // The old permalink redirects to the new one; a
+                        // slug the article takes back is current again.
+                        let old = std::mem::replace(&mut e.slug, a.slug.as_str().into());
+                        e.former.retain(|s| **s != *old && **s != *a.slug);
+                        e.former.push(old);
+                        let over = e.former.len().saturating_sub(self.max_former());
+                        e.former.drain(..over);
                     }
                     (id, e)
                 }
@@ -403,6 +571,7 @@ impl State {
                     };
                     let entry = Entry {
                         slug: a.slug.as_str().into(),
+                        former: Vec::new(),
                         path: rel.as_str().into(),
                         hash: a.hash,
                         updated: a.published,
@@ -426,11 +595,15 @@ impl State {
         out
     }
 
+    /// A new id: `tag:<authority>,<published date>:<slug>`, the slug
+    /// percent-encoded (RFC 4151 allows URI characters only; an ASCII
+    /// slug is unchanged), with `-2`, `-3` … if taken. Ids made before
+    /// slugs were encoded stay as they are in the state.
     fn fresh_id(&self, a: &Article, authority: &str) -> String {
         let base = format!(
             "tag:{authority},{}:{}",
             a.published.format("%Y-%m-%d"),
-            a.slug
+            crate::article::encode_segment(&a.slug)
         );
         let mut id = base.clone();
         let mut n = 2;
@@ -439,6 +612,43 @@ impl State {
             n += 1;
         }
         id
+    }
+}
+
+/// True for an id authority no public site has: `localhost` and names
+/// under `.localhost`, `.local`, `.internal`, `.home.arpa` or `.lan`, a
+/// name without a dot, and loopback, unspecified, private (RFC 1918, RFC
+/// 4193), shared (RFC 6598) and link-local addresses. Such an authority is
+/// only provisional (see [`State::authority`]).
+pub fn provisional(host: &str) -> bool {
+    use std::net::IpAddr;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => {
+            let [x, y, ..] = a.octets();
+            a.is_loopback()
+                || a.is_unspecified()
+                || a.is_private()
+                || a.is_link_local()
+                || (x == 100 && (64..128).contains(&y))
+        }
+        Ok(IpAddr::V6(a)) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return provisional(&v4.to_string());
+            }
+            let first = a.segments()[0];
+            a.is_loopback()
+                || a.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+        Err(_) => {
+            let name = host.trim_end_matches('.').to_ascii_lowercase();
+            !name.contains('.')
+                || [".localhost", ".local", ".internal", ".home.arpa", ".lan"]
+                    .iter()
+                    .any(|s| name.ends_with(s))
+        }
     }
 }
 
@@ -460,6 +670,9 @@ mod tests {
             summary: String::new(),
             body_html: crate::article::Body::new(body),
             author: None,
+            more_authors: vec![],
+            local_refs: vec![],
+            picture: None,
             source: PathBuf::new(),
             hash: 0,
             warnings: vec![],
@@ -560,6 +773,183 @@ mod tests {
             first
         );
         assert!(!r.is_dirty());
+    }
+
+    /// A new id holds the slug percent-encoded (an ASCII slug as it is);
+    /// an id stored before that rule, with the raw slug, is kept.
+    #[test]
+    fn ids_encode_the_slug_and_old_ids_stay() {
+        let mut s = State::default();
+        let k = article("київ", "k");
+        let got = ids(&mut s, &[("k.txt", &k)], T1);
+        assert_eq!(
+            got[0].0,
+            "tag:e.example,2025-05-22:%D0%BA%D0%B8%D1%97%D0%B2"
+        );
+        let mut old = State::default();
+        let raw: Arc<str> = Arc::from("tag:e.example,2025-05-22:київ");
+        old.disk.articles.insert(
+            Arc::clone(&raw),
+            Entry {
+                slug: "київ".into(),
+                former: vec![],
+                path: "k.txt".into(),
+                hash: 7,
+                updated: now(T1),
+            },
+        );
+        old.index(&raw);
+        assert_eq!(ids(&mut old, &[("k.txt", &k)], T2)[0].0, &*raw);
+    }
+
+    /// Loopback, private and local names are provisional authorities;
+    /// public names and addresses are not.
+    #[test]
+    fn provisional_authorities() {
+        for host in [
+            "127.0.0.1",
+            "127.3.4.5",
+            "localhost",
+            "LOCALHOST",
+            "a.localhost",
+            "0.0.0.0",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.20",
+            "169.254.0.1",
+            "100.64.0.1",
+            "::1",
+            "[::1]",
+            "::",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "printer.local",
+            "db.internal",
+            "nas.home.arpa",
+            "box.lan",
+            "myhost",
+        ] {
+            assert!(provisional(host), "{host} is provisional");
+        }
+        for host in [
+            "news.example.org",
+            "example.com.",
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2001:db8::1",
+            "::ffff:8.8.8.8",
+            "local.example.org",
+        ] {
+            assert!(!provisional(host), "{host} is public");
+        }
+    }
+
+    /// A provisional authority gives way, once, to the first public one,
+    /// in the record and in every id made with it (front-matter ids and
+    /// the rest of each id untouched); the library learns the renames; a
+    /// later public host changes nothing, and a configured authority is
+    /// never replaced.
+    #[test]
+    fn provisional_authority_is_replaced_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::default();
+        let auth = s.authority(None, "127.0.0.1");
+        let (a, b) = (article("a", "one"), article("b", "two"));
+        let mut c = article("c", "three");
+        c.id = "urn:x:c".into();
+        let items = [
+            ("a.txt".to_string(), &a),
+            ("b.txt".to_string(), &b),
+            ("c.txt".to_string(), &c),
+        ];
+        s.identify_all(&items, &HashSet::default(), &auth, now(T1));
+        s.save(dir.path()).unwrap();
+        assert_eq!(
+            s.authority(None, "192.168.1.2"),
+            "127.0.0.1",
+            "still no public host"
+        );
+        assert!(s.take_rekeyed().is_empty());
+
+        assert_eq!(s.authority(None, "news.example.org"), "news.example.org");
+        let renamed = s.take_rekeyed();
+        assert_eq!(renamed.len(), 2);
+        assert_eq!(
+            &*renamed["tag:127.0.0.1,2025-05-22:a"],
+            "tag:news.example.org,2025-05-22:a"
+        );
+        let got = s.identify_all(&items, &HashSet::default(), "news.example.org", now(T2));
+        let got: Vec<String> = got.into_iter().map(|x| x.unwrap().0).collect();
+        assert_eq!(
+            got,
+            [
+                "tag:news.example.org,2025-05-22:a",
+                "tag:news.example.org,2025-05-22:b",
+                "urn:x:c"
+            ]
+        );
+        s.save(dir.path()).unwrap();
+        let mut r = State::load(dir.path()).unwrap();
+        assert_eq!(r.authority(None, "other.example"), "news.example.org");
+        assert!(r.take_rekeyed().is_empty());
+        assert!(!r.disk.articles.keys().any(|id| id.contains("127.0.0.1")));
+        assert_eq!(
+            State::default().authority(Some("127.0.0.1"), "news.example.org"),
+            "127.0.0.1"
+        );
+    }
+
+    /// A renamed article's old slugs are remembered, newest last and at
+    /// most the configured number, and lead to its current slug; taking a
+    /// slug back makes it current again; every slug of an article no
+    /// longer published is gone; and all of it survives a restart.
+    #[test]
+    fn former_slugs_moved_and_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::default();
+        s.set_max_former_slugs(2);
+        let body = "same text";
+        for slug in ["a", "b", "c", "d"] {
+            ids(
+                &mut s,
+                &[(&format!("{slug}.txt"), &article(slug, body))],
+                T1,
+            );
+        }
+        let other = article("o", "other text");
+        ids(
+            &mut s,
+            &[("d.txt", &article("d", body)), ("o.txt", &other)],
+            T1,
+        );
+        let all = |_: &str| true;
+        let f = s.former_permalinks(2, all);
+        assert_eq!(
+            f.moved,
+            [("b".into(), "d".into()), ("c".into(), "d".into())],
+            "a is forgotten"
+        );
+        assert!(f.gone.is_empty());
+        ids(
+            &mut s,
+            &[("b.txt", &article("b", body)), ("o.txt", &other)],
+            T1,
+        );
+        assert_eq!(
+            s.former_permalinks(2, all).moved,
+            [("c".into(), "b".into()), ("d".into(), "b".into())]
+        );
+        s.save(dir.path()).unwrap();
+        let mut r = State::load(dir.path()).unwrap();
+        r.set_max_former_slugs(2);
+        let o_id = "tag:e.example,2025-05-22:o";
+        let f = r.former_permalinks(1, |id| id == o_id);
+        assert!(f.moved.is_empty());
+        let mut gone = f.gone;
+        gone.sort();
+        assert_eq!(gone, ["b", "c", "d"]);
     }
 
     /// Deleting then re-creating an article with the same slug keeps its id.

@@ -290,6 +290,19 @@ impl Drop for TestDaemon {
     }
 }
 
+/// Waits, polling, until `ok` holds; fails the test after [`DEADLINE`]
+/// (for what the daemon does after serving, such as writing `feeds/`).
+pub fn wait_until(what: &str, ok: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{what}: not within {DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Titles of a JSON Feed document's items, in order (empty if unparseable).
 pub fn feed_titles(body: &[u8]) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();

@@ -4,6 +4,8 @@
 mod build;
 mod files;
 mod hostile;
+mod identity;
+mod links;
 mod live;
 mod operating;
 mod reliability;

@@ -153,7 +153,12 @@ fn create_edit_rename_delete() {
     });
     let v: serde_json::Value = serde_json::from_slice(&v.body).unwrap();
     assert_eq!(v["items"][0]["id"], id_b.as_str(), "rename keeps the id");
-    assert_eq!(d.get("/articles/b/").status, 404);
+    let old = d.get("/articles/b/");
+    assert_eq!(
+        (old.status, old.header("location")),
+        (301, "https://news.example.org/articles/renamed/"),
+        "the old permalink redirects"
+    );
 
     fs::remove_file(d.ws.path("content/sub/renamed.txt")).unwrap();
     d.wait_titles(&["A"]);
