@@ -117,7 +117,18 @@ impl Publisher {
         self.lib
             .scan()
             .map_err(|e| Fatal(EXIT_CONTENT_DIR, e.into()))?;
+        let started = Instant::now();
         let (site, _) = self.render();
+        // Logged like every later publish, so the log says what the site
+        // started with.
+        tracing::info!(
+            reason = "start",
+            articles = site.articles,
+            rejected = site.rejected,
+            routes = site.len(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "published"
+        );
         self.mirror(&site, None, &[]);
         Ok(site)
     }

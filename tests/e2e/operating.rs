@@ -129,3 +129,49 @@ fn wrong_types_are_named_in_plain_words() {
         assert_eq!(run.stderr, want, "{config:?}");
     }
 }
+
+/// The start-up publish is logged with its counts and time, like every
+/// later one, and each warning and rejection of the content appears once
+/// in `serve`'s log, as in `build`'s, however many publishes follow.
+#[test]
+fn serve_logs_its_first_publish_and_each_problem_once() {
+    let ws = Workspace::new();
+    ws.write(
+        "content/a.txt",
+        crate::live::column("May 1, 2025, noon", "News", "A", "Body of A."),
+    );
+    ws.write(
+        "content/t.md",
+        "---\ntitle: Title only\ndate: 2025-05-02\n---\n",
+    );
+    ws.write("content/bad.txt", "not a date\n\nNews\n\nBad\n\nBody.\n");
+    let mut d = crate::live::TestDaemon::start(ws, "");
+    let line = d.wait_log("published");
+    assert!(
+        line.contains("reason=\"start\"") || line.contains("reason=start"),
+        "{line}"
+    );
+    assert!(
+        line.contains("articles=2") && line.contains("rejected=1"),
+        "{line}"
+    );
+    assert!(line.contains("ms="), "{line}");
+    for i in 0..3 {
+        d.ws.write(
+            &format!("content/n{i}.txt"),
+            crate::live::column(
+                &format!("May {}, 2025, noon", 3 + i),
+                "News",
+                &format!("N{i}"),
+                "Body.",
+            ),
+        );
+        d.poll("/feed.json", "the new article", |r| {
+            r.text().contains(&format!("\"N{i}\""))
+        });
+    }
+    let log = d.stop();
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("t.md:5: article has a title but no body"), 1, "{log}");
+    assert_eq!(count("bad.txt:1: invalid date line"), 1, "{log}");
+}
