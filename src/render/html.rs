@@ -183,8 +183,8 @@ pub fn article_page_parts(a: &Article, near: Neighbours<'_>, s: &Settings) -> (S
         out.push_str(" · updated\u{a0}");
         time(&mut out, &a.updated, s);
     }
-    let author = a.author.as_deref().unwrap_or(&s.author);
-    let _ = writeln!(out, " · {}</p>", escape(author));
+    let authors = a.authors_or(&s.author).join(", ");
+    let _ = writeln!(out, " · {}</p>", escape(&authors));
     if !labels.is_empty() {
         out.push_str("<p class=\"meta\">");
         let mut last = None;
@@ -306,7 +306,7 @@ mod tests {
     /// An article page holds the body, the escaped title, autodiscovery
     /// links for its feeds, its times in the configured zone (the update
     /// only when it differs), links to its category's and tag's pages and
-    /// to its neighbours.
+    /// to its neighbours; every author.
     #[test]
     fn article_page_content() {
         let s = settings();
@@ -342,6 +342,11 @@ mod tests {
             "{h}"
         );
         assert!(!h.contains("<nav"), "no neighbours, no links: {h}");
+
+        edited.author = Some("Ann & Co".into());
+        edited.more_authors = vec!["Bob".into()];
+        let h = String::from_utf8(article_page(&edited, Neighbours::default(), &s)).unwrap();
+        assert!(h.contains(" · Ann &amp; Co, Bob</p>"), "every author: {h}");
     }
 
     /// A time is labelled with its zone's abbreviation, or with its UTC
