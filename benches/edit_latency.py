@@ -19,6 +19,7 @@ Python 3 standard library only. Run from anywhere:
     python3 benches/edit_latency.py                 # 10k articles, 100 edits, 25 and 10 ms
     python3 benches/edit_latency.py --edits 20 --debounce 25
     python3 benches/edit_latency.py --debounce 25 --brotli 5,0   # brotli on and off
+    python3 benches/edit_latency.py --debounce 25 --compare before=/path/to/old/herald
 
 It builds `target/release/herald` and the `gen_corpus` example first
 (`--no-build` skips that; `HERALD=path GEN=path` use other binaries), runs
@@ -54,10 +55,11 @@ POLL_TIMEOUT_S = 10
 class Server:
     """One `herald serve` child with its own content, output and state."""
 
-    def __init__(self, root, corpus, debounce_ms, log_level, brotli=None):
+    def __init__(self, root, corpus, debounce_ms, log_level, brotli=None, binary=("", "herald")):
         self.debounce_ms = debounce_ms
-        self.label = f"{debounce_ms} ms" + ("" if brotli is None else f", brotli {brotli}")
-        self.dir = os.path.join(root, f"d{debounce_ms}" + ("" if brotli is None else f"-b{brotli}"))
+        name, exe = binary
+        self.label = (f"{name}, " if name else "") + f"{debounce_ms} ms" + ("" if brotli is None else f", brotli {brotli}")
+        self.dir = os.path.join(root, (f"{name}-" if name else "") + f"d{debounce_ms}" + ("" if brotli is None else f"-b{brotli}"))
         self.content = os.path.join(self.dir, "content")
         os.makedirs(self.dir)
         shutil.copytree(corpus, self.content)
@@ -78,7 +80,7 @@ class Server:
         env = dict(os.environ, NO_COLOR="1")
         env.pop("RUST_LOG", None)
         self.proc = subprocess.Popen(
-            [os.path.join(root, "herald"), "--config", cfg, "serve"],
+            [os.path.join(root, exe), "--config", cfg, "serve"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -210,6 +212,8 @@ def main():
     ap.add_argument("--gap-ms", type=float, default=100, help="pause between edits")
     ap.add_argument("--files", type=int, default=10, help="newest Markdown files to cycle through")
     ap.add_argument("--log-level", default="info")
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=PATH",
+                    help="also run this herald binary, interleaved with the others (repeatable)")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--tmp", default=None, help="parent of the temporary directory")
     a = ap.parse_args()
@@ -233,6 +237,13 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         shutil.copy2(HERALD, os.path.join(root, "herald"))
+        binaries = [("this" if a.compare else "", "herald")]
+        for i, spec in enumerate(a.compare):
+            name, _, path = spec.partition("=")
+            if not path:
+                raise SystemExit(f"--compare {spec!r}: want NAME=PATH")
+            shutil.copy2(path, os.path.join(root, f"herald-{i}"))
+            binaries.append((name, f"herald-{i}"))
         rev = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO,
                              capture_output=True, text=True).stdout.strip() or "?"
         print(f"herald {rev} ({HERALD}); {os.cpu_count()} cores; "
@@ -244,8 +255,9 @@ def main():
             raise RuntimeError("the corpus has no Markdown articles")
         for d in debounces:
             for b in brotlis:
-                servers.append(Server(root, corpus, d, a.log_level, b))
-                print(f"debounce {servers[-1].label}: herald on {servers[-1].addr}", flush=True)
+                for binary in binaries:
+                    servers.append(Server(root, corpus, d, a.log_level, b, binary))
+                    print(f"debounce {servers[-1].label}: herald on {servers[-1].addr}", flush=True)
 
         for s in servers:  # reopen connections left idle while the others started
             s.get_feed()
