@@ -415,6 +415,11 @@ impl Stats {
     /// polls. `client` identifies the client's address (an IPv6 client:
     /// its /64); only a keyed hash of it reaches the sketch.
     pub fn count(&self, route: &str, user_agent: Option<&[u8]>, client: u128) {
+        // Every feed's route ends so (`rss.xml`, `atom.xml`, `feed.json`):
+        // pages and files cost this comparison only.
+        if !(route.ends_with(".xml") || route.ends_with(".json")) {
+            return;
+        }
         let live = self.live.load();
         let Some(feed) = live.feeds.get(route) else {
             return;
@@ -855,7 +860,8 @@ mod tests {
         }
         assert_eq!(s2.report(), s.report());
         let t = &s2.report()[0].1;
-        assert_eq!(t.feeds["/rss.xml"].direct_pollers, 50);
+        // Two of 50 may share a register (a few % of keys): one less.
+        assert!((49..=50).contains(&t.feeds["/rss.xml"].direct_pollers));
         assert_eq!(t.feeds["/atom.xml"].aggregators["NewsBlur"], 7);
         assert_eq!(t.feeds["/atom.xml"].websub, 2);
 
@@ -866,7 +872,7 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].0, "2025-12-04");
         assert_eq!(r[1].0, "2025-12-03");
-        assert_eq!(r[1].1.feeds["/rss.xml"].direct_pollers, 50);
+        assert_eq!(r[1].1, s.report()[0].1, "yesterday as it was");
         assert!(s3.roll(NOON + 200 * DAY));
         s3.save().unwrap();
         let (s4, _) = Stats::open(dir.path(), Limits::default(), NOON + 200 * DAY);

@@ -114,6 +114,13 @@ pub fn respond<B>(req: &Request<B>, shared: &Shared) -> Response<Full<Bytes>> {
             return r;
         }
     };
+    if matches!(
+        req.uri().path(),
+        "/metrics" | "/stats" | "/stats.json" | "/stats.html" | "/stats/" | "/stats/index.html"
+    ) {
+        // The hub's figures as they are now, not as of the last tick.
+        take_websub(shared);
+    }
     let (status, content_type, body) = match req.uri().path() {
         "/metrics" => (
             StatusCode::OK,

@@ -109,21 +109,33 @@ pub(super) fn html(days: &[(String, Day)], limits: Limits) -> String {
     out
 }
 
-/// A line chart of the last `span` days, oldest on the left.
+/// A line chart of the last `span` days up to today (the first of
+/// `days`), oldest on the left; a day with no record (Herald not
+/// running) is no point, so a line passes over it.
 fn chart(out: &mut String, days: &[(String, Day)], span: usize) {
     const W: f64 = 900.0;
     const H: f64 = 260.0;
     const PAD: f64 = 44.0;
-    // `days` is newest first, with no gaps but those with no record.
-    let shown: Vec<&(String, Day)> = days.iter().take(span.max(1)).rev().collect();
+    let date = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+    let span = span.max(2) as i64;
+    let Some(today) = days.first().and_then(|(d, _)| date(d)) else {
+        return;
+    };
+    let first = today - chrono::Duration::days(span - 1);
+    // (position from the left, day), oldest first.
+    let shown: Vec<(i64, &Day)> = days
+        .iter()
+        .rev()
+        .filter_map(|(d, day)| Some(((date(d)? - first).num_days(), day)))
+        .filter(|(i, _)| (0..span).contains(i))
+        .collect();
     let max = shown
         .iter()
         .flat_map(|(_, d)| SERIES.iter().map(move |(_, _, f)| f(d)))
         .max()
         .unwrap_or(0)
         .max(1);
-    let n = shown.len().max(2) - 1;
-    let x = |i: usize| PAD + (W - 2.0 * PAD) * i as f64 / n as f64;
+    let x = |i: i64| PAD + (W - 2.0 * PAD) * i as f64 / (span - 1) as f64;
     let y = |v: u64| H - PAD - (H - 2.0 * PAD) * v as f64 / max as f64;
     let _ = writeln!(
         out,
@@ -133,27 +145,19 @@ fn chart(out: &mut String, days: &[(String, Day)], span: usize) {
         out,
         "<line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#888\"/><line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{b}\" stroke=\"#888\"/>\
          <text x=\"{t}\" y=\"{ty}\" font-size=\"12\" text-anchor=\"end\">{max}</text>\
-         <text x=\"{t}\" y=\"{b}\" font-size=\"12\" text-anchor=\"end\">0</text>",
+         <text x=\"{t}\" y=\"{b}\" font-size=\"12\" text-anchor=\"end\">0</text>\
+         <text x=\"{PAD}\" y=\"{yb}\" font-size=\"12\">{first}</text>\
+         <text x=\"{r}\" y=\"{yb}\" font-size=\"12\" text-anchor=\"end\">{today}</text>",
         b = H - PAD,
         r = W - PAD,
         t = PAD - 4.0,
         ty = PAD + 4.0,
+        yb = H - PAD + 16.0,
     );
-    if let (Some(first), Some(last)) = (shown.first(), shown.last()) {
-        let _ = writeln!(
-            out,
-            "<text x=\"{PAD}\" y=\"{yb}\" font-size=\"12\">{}</text><text x=\"{r}\" y=\"{yb}\" font-size=\"12\" text-anchor=\"end\">{}</text>",
-            escape(&first.0),
-            escape(&last.0),
-            yb = H - PAD + 16.0,
-            r = W - PAD,
-        );
-    }
     for (k, (label, colour, value)) in SERIES.iter().enumerate() {
         let points: Vec<String> = shown
             .iter()
-            .enumerate()
-            .map(|(i, (_, d))| format!("{:.1},{:.1}", x(i), y(value(d))))
+            .map(|(i, d)| format!("{:.1},{:.1}", x(*i), y(value(d))))
             .collect();
         let _ = writeln!(
             out,
@@ -184,4 +188,58 @@ fn escape(s: &str) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::FeedDay;
+
+    fn day(subs: u64, pollers: u64) -> Day {
+        let mut d = Day {
+            direct_pollers: pollers,
+            ..Day::default()
+        };
+        d.feeds.insert(
+            "/rss.xml".into(),
+            FeedDay {
+                aggregators: [("Feedly".to_string(), subs)].into(),
+                direct_pollers: pollers,
+                websub: 1,
+            },
+        );
+        d
+    }
+
+    /// Each day is a point at its date (a day with no record leaves a
+    /// gap, not a shift); the scale is the largest figure; names are
+    /// escaped; nothing is loaded from elsewhere.
+    #[test]
+    fn page_and_chart() {
+        let days = vec![
+            ("2026-12-03".to_string(), day(40, 10)),
+            ("2026-12-01".to_string(), day(20, 5)),
+        ];
+        let limits = Limits {
+            days: 3,
+            ..Limits::default()
+        };
+        let html = html(&days, limits);
+        // Three days wide: 12-01 at the left edge, 12-03 at the right.
+        assert!(html.contains("points=\"44.0,130.0 856.0,44.0\""), "{html}");
+        assert!(html.contains(">40</text>"), "{html}");
+        assert!(
+            html.contains("<td>/rss.xml</td><td>Feedly: 40</td>"),
+            "{html}"
+        );
+        assert!(!html.contains("<script") && !html.contains("href=\"http"));
+        let mut evil = day(1, 1);
+        evil.feeds.get_mut("/rss.xml").unwrap().aggregators = [("<b>x</b>".to_string(), 1)].into();
+        let html = super::html(&[("2026-12-03".into(), evil)], limits);
+        assert!(html.contains("&lt;b&gt;x&lt;/b&gt;: 1"), "{html}");
+        let v: serde_json::Value = serde_json::from_str(&json(&days, limits)).unwrap();
+        assert_eq!(v["days"][1]["date"], "2026-12-01");
+        assert_eq!(v["days"][0]["aggregator_subscribers"], 40);
+        assert_eq!(v["days"][0]["feeds"]["/rss.xml"]["websub"], 1);
+    }
 }

@@ -204,11 +204,11 @@ impl Store {
     /// How many subscriptions each route has whose lease runs past `now`.
     pub fn per_route(&self, now: u64) -> BTreeMap<String, u64> {
         let g = self.lock();
-        let mut m = BTreeMap::new();
+        let mut m: BTreeMap<&str, u64> = BTreeMap::new();
         for s in g.subs.values().filter(|s| s.expires > now) {
-            *m.entry(s.route.clone()).or_insert(0) += 1;
+            *m.entry(&s.route).or_insert(0) += 1;
         }
-        m
+        m.into_iter().map(|(r, n)| (r.to_string(), n)).collect()
     }
 
     /// How many subscriptions there are.
