@@ -16,7 +16,9 @@
 //!   `server::respond_counted`, which also counts the feed's reader (a
 //!   direct poller with a browser-like `User-Agent`), and
 //!   `respond/304_counted_aggregator` one whose `User-Agent` reports
-//!   subscribers (Feedly's).
+//!   subscribers (Feedly's);
+//! - `stats/count_{poller,aggregator,not_a_feed}`: that counting alone
+//!   (`Stats::count`).
 //!
 //! Run with `cargo bench --bench pipeline`; see `benches/README.md`.
 
@@ -237,6 +239,19 @@ fn bench_respond(c: &mut Criterion) {
             b.iter(|| {
                 herald::server::respond_counted(black_box(req), &site, &metrics, Some(&stats), peer)
             })
+        });
+    }
+    g.finish();
+    // The counting alone, as the request path calls it.
+    let mut g = c.benchmark_group("stats");
+    let client: u128 = 0xffff_c000_0207;
+    for (name, route, ua) in [
+        ("count_poller", "/rss.xml", browser),
+        ("count_aggregator", "/rss.xml", feedly),
+        ("count_not_a_feed", "/articles/x/", browser),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| stats.count(black_box(route), Some(black_box(ua.as_bytes())), client))
         });
     }
     g.finish();
