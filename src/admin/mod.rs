@@ -175,14 +175,13 @@ pub fn respond<B>(req: &Request<B>, shared: &Shared) -> Response<Full<Bytes>> {
             status.as_u16(),
         );
     }
-    let mut r = text(
-        status,
-        content_type,
-        if head { String::new() } else { body },
-    );
+    let len = body.len();
+    let mut r = text(status, content_type, body);
     if head {
-        // HEAD answers carry no body; hyper sends what the body is.
+        // The length the GET would have (RFC 9110 §9.3.2), no body.
         *r.body_mut() = Full::new(Bytes::new());
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     r
 }

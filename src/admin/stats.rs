@@ -159,6 +159,15 @@ fn chart(out: &mut String, days: &[(String, Day)], span: usize) {
             .iter()
             .map(|(i, d)| format!("{:.1},{:.1}", x(*i), y(value(d))))
             .collect();
+        // A dot per day, so that a single day (or one between gaps) shows.
+        for p in &points {
+            if let Some((cx, cy)) = p.split_once(',') {
+                let _ = write!(
+                    out,
+                    "<circle cx=\"{cx}\" cy=\"{cy}\" r=\"2.5\" fill=\"{colour}\"/>"
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>\
@@ -228,6 +237,7 @@ mod tests {
         // Three days wide: 12-01 at the left edge, 12-03 at the right.
         assert!(html.contains("points=\"44.0,130.0 856.0,44.0\""), "{html}");
         assert!(html.contains(">40</text>"), "{html}");
+        assert!(html.contains("<circle cx=\"856.0\" cy=\"44.0\""), "{html}");
         assert!(
             html.contains("<td>/rss.xml</td><td>Feedly: 40</td>"),
             "{html}"

@@ -220,6 +220,10 @@ fn admin_routes_only_on_the_admin_listener() {
     assert_eq!(d.admin_get("/healthz").status, 200);
     assert_eq!(d.admin_get("/rss.xml").status, 404, "no feeds on admin");
     assert_eq!(http(admin, "POST", "/stats", &[]).status, 405);
+    let head = http(admin, "HEAD", "/stats", &[]);
+    let get = d.admin_get("/stats");
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(head.header("content-length"), get.body.len().to_string());
     let (_, ws) = d.stop_keep();
 
     let d = TestDaemon::start(ws, "admin_listen = \"off\"\nlisten = \"127.0.0.1:0\"\n");
