@@ -45,8 +45,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
 }
 
-/// How often the upkeep looks at the clock and the hub.
-const TICK: Duration = Duration::from_secs(5);
+/// How often the upkeep looks at the clock (and whether a save is due).
+const TICK: Duration = Duration::from_secs(1);
 
 /// Serves the admin routes on `listener` until `shutdown` resolves.
 /// Connections beyond `limits.max_connections` are closed at once; each
@@ -204,10 +204,10 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     r
 }
 
-/// Keeps the readership counters: every few seconds, starts a new day
-/// when the UTC date has changed and takes the built-in hub's
-/// subscription counts; every `save_every`, saves (off the async
-/// threads). Runs until the runtime ends.
+/// Keeps the readership counters: every second, starts a new day when
+/// the UTC date has changed; every `save_every`, takes the built-in hub's
+/// subscription counts and saves (off the async threads). Runs until the
+/// runtime ends.
 pub async fn upkeep(shared: Arc<Shared>, save_every: Duration) {
     let Some(stats) = shared.stats.clone() else {
         return;
@@ -217,9 +217,9 @@ pub async fn upkeep(shared: Arc<Shared>, save_every: Duration) {
     loop {
         tokio::time::sleep(TICK).await;
         stats.roll(unix_now());
-        take_websub(&shared);
         if saved.elapsed() >= save_every {
             saved = Instant::now();
+            take_websub(&shared);
             let s = Arc::clone(&stats);
             match tokio::task::spawn_blocking(move || s.save()).await {
                 Ok(Ok(())) if failing => {

@@ -238,3 +238,27 @@ fn admin_routes_only_on_the_admin_listener() {
     let saved = ws.read("state/stats.json");
     assert!(saved.contains("\"Feedbin\":7"), "{saved}");
 }
+
+/// The figures are saved every `save_interval_secs` (not only at
+/// shutdown): after a crash (SIGKILL), a restart shows what was counted
+/// before the last save.
+#[test]
+fn figures_saved_periodically_survive_a_crash() {
+    let d = TestDaemon::start(ws(), "[stats]\nsave_interval_secs = 1\n");
+    let r = d.request(
+        "GET",
+        "/rss.xml",
+        &[("User-Agent", "Feedbin - 12 subscribers")],
+    );
+    assert_eq!(r.status, 200);
+    let path = d.ws.path("state/stats.json");
+    crate::live::wait_until("stats.json saved with Feedbin's figure", || {
+        std::fs::read_to_string(&path).is_ok_and(|t| t.contains("\"Feedbin\":12"))
+    });
+    let d = TestDaemon::start(d.kill(), "[stats]\nsave_interval_secs = 1\n");
+    assert_eq!(
+        stats(&d)["days"][0]["feeds"]["/rss.xml"]["aggregators"]["Feedbin"],
+        12
+    );
+    d.stop();
+}
