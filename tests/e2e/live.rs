@@ -74,15 +74,17 @@ impl TestDaemon {
     /// Runs `cmd` (which must end up exec'ing `herald --config herald.toml
     /// serve`) in the workspace, with a clean environment, stderr captured.
     pub fn start_cmd(ws: Workspace, extra_config: &str, mut cmd: Command) -> TestDaemon {
-        // Keys the test sets itself win over the defaults here.
-        // The admin listener on a free port too, so tests run side by side.
+        // Keys the test sets itself win over the defaults here (the whole
+        // key: setting `admin_listen` keeps the default `listen`). The
+        // admin listener on a free port too, so tests run side by side.
+        let key = |l: &str| l.split('=').next().map(str::trim).unwrap_or("").to_string();
         let defaults: String =
             format!("{FAST_CONFIG}listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n")
                 .lines()
                 .filter(|l| {
-                    l.split('=')
-                        .next()
-                        .is_some_and(|k| !extra_config.contains(&format!("{k}=")))
+                    !extra_config
+                        .lines()
+                        .any(|e| e.contains('=') && key(e) == key(l))
                 })
                 .map(|l| format!("{l}\n"))
                 .collect();

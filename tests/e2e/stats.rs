@@ -226,7 +226,7 @@ fn admin_routes_only_on_the_admin_listener() {
     assert_eq!(head.header("content-length"), get.body.len().to_string());
     let (_, ws) = d.stop_keep();
 
-    let d = TestDaemon::start(ws, "admin_listen = \"off\"\nlisten = \"127.0.0.1:0\"\n");
+    let d = TestDaemon::start(ws, "admin_listen = \"off\"\n");
     assert_eq!(d.admin, None, "{}", d.log());
     assert_eq!(d.get("/metrics").status, 404);
     d.request(
