@@ -11,7 +11,14 @@
 //! - `respond/{304,gzip_200,br_200}`: Herald's own part of serving
 //!   `/rss.xml` (`server::respond`: route, negotiation, conditional GET,
 //!   headers) for the requests `benches/wrk_vs_nginx.sh` sends, without
-//!   hyper or sockets — the part of a request Herald can make cheaper.
+//!   hyper or sockets — the part of a request Herald can make cheaper;
+//!   `respond/{304,gzip_200}_counted` the same through
+//!   `server::respond_counted`, which also counts the feed's reader (a
+//!   direct poller with a browser-like `User-Agent`), and
+//!   `respond/304_counted_aggregator` one whose `User-Agent` reports
+//!   subscribers (Feedly's);
+//! - `stats/count_{poller,aggregator,not_a_feed}`: that counting alone
+//!   (`Stats::count`).
 //!
 //! Run with `cargo bench --bench pipeline`; see `benches/README.md`.
 
@@ -200,6 +207,51 @@ fn bench_respond(c: &mut Criterion) {
     for (name, req) in [("304", &not_modified), ("gzip_200", &gzip), ("br_200", &br)] {
         g.bench_function(name, |b| {
             b.iter(|| respond(black_box(req), &site, &metrics))
+        });
+    }
+    let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
+    let (stats, _) = herald::stats::Stats::open(&dir, Default::default(), 1_750_000_000);
+    stats.set_feeds(
+        site.routes()
+            .map(|(r, _)| r)
+            .filter(|r| r.ends_with(".xml")),
+    );
+    let browser = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let feedly = "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 123 subscribers; like FeedFetcher-Google)";
+    let counted_304 = request(&[
+        ("accept-encoding", "gzip"),
+        ("if-none-match", &etag),
+        ("user-agent", browser),
+    ]);
+    let counted_gzip = request(&[("accept-encoding", "gzip"), ("user-agent", browser)]);
+    let counted_aggregator = request(&[
+        ("accept-encoding", "gzip"),
+        ("if-none-match", &etag),
+        ("user-agent", feedly),
+    ]);
+    let peer = std::net::IpAddr::from([192, 0, 2, 7]);
+    for (name, req) in [
+        ("304_counted", &counted_304),
+        ("gzip_200_counted", &counted_gzip),
+        ("304_counted_aggregator", &counted_aggregator),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                herald::server::respond_counted(black_box(req), &site, &metrics, Some(&stats), peer)
+            })
+        });
+    }
+    g.finish();
+    // The counting alone, as the request path calls it.
+    let mut g = c.benchmark_group("stats");
+    let client: u128 = 0xffff_c000_0207;
+    for (name, route, ua) in [
+        ("count_poller", "/rss.xml", browser),
+        ("count_aggregator", "/rss.xml", feedly),
+        ("count_not_a_feed", "/articles/x/", browser),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| stats.count(black_box(route), Some(black_box(ua.as_bytes())), client))
         });
     }
     g.finish();

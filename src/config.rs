@@ -121,6 +121,48 @@ impl WebSubConfig {
     }
 }
 
+/// `[stats]`: the readership figures (who reads the feeds), served on
+/// the admin listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsConfig {
+    /// Count readers at all.
+    pub enabled: bool,
+    /// Days of figures kept, today included.
+    pub days: usize,
+    /// Aggregator names kept per feed and day.
+    pub max_aggregators_per_feed: usize,
+    /// Larger subscriber counts in a `User-Agent` are ignored as absurd.
+    pub max_reported_subscribers: u64,
+    /// How often the figures are saved to `state_dir` (and at shutdown).
+    pub save_interval: Duration,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            enabled: true,
+            days: 90,
+            max_aggregators_per_feed: 32,
+            max_reported_subscribers: 10_000_000,
+            save_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `[stats]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStats {
+    enabled: Option<bool>,
+    days: Option<toml::Spanned<i64>>,
+    max_aggregators_per_feed: Option<toml::Spanned<i64>>,
+    max_reported_subscribers: Option<toml::Spanned<i64>>,
+    save_interval_secs: Option<toml::Spanned<i64>>,
+}
+
+/// The default `admin_listen`: loopback, on a port of its own.
+pub const DEFAULT_ADMIN_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 9190);
+
 /// `[websub]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -186,6 +228,9 @@ struct RawConfig {
     log_level: Option<String>,
     log_format: Option<LogFormat>,
     websub: Option<RawWebSub>,
+    admin_listen: Option<toml::Spanned<String>>,
+    admin_max_connections: Option<toml::Spanned<i64>>,
+    stats: Option<RawStats>,
 }
 
 /// Herald's settings, every one resolved to a value.
@@ -289,6 +334,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// WebSub: hubs, pings and the built-in hub.
     pub websub: WebSubConfig,
+    /// Address of the admin listener (`/metrics`, `/stats`); `None`
+    /// (`"off"` in the file) serves them nowhere.
+    pub admin_listen: Option<SocketAddr>,
+    /// Connections the admin listener takes at once; more are closed.
+    pub admin_max_connections: usize,
+    /// The readership figures.
+    pub stats: StatsConfig,
 }
 
 impl Default for Config {
@@ -335,6 +387,9 @@ impl Default for Config {
             log_level: "info".into(),
             log_format: LogFormat::Human,
             websub: WebSubConfig::default(),
+            admin_listen: Some(SocketAddr::from(DEFAULT_ADMIN_LISTEN)),
+            admin_max_connections: 8,
+            stats: StatsConfig::default(),
         }
     }
 }
@@ -675,6 +730,46 @@ impl Config {
                 d.max_subscriptions,
             )?;
         }
+        if let Some(a) = raw.admin_listen {
+            let v = a.get_ref().trim();
+            c.admin_listen = if v == "off" {
+                None
+            } else {
+                Some(v.parse().map_err(|_| {
+                    invalid(
+                        spanned_line(&a.span()),
+                        format!(
+                            "admin_listen: {v:?} is not an address like \"127.0.0.1:9190\", or \"off\""
+                        ),
+                    )
+                })?)
+            };
+        }
+        c.admin_max_connections = positive(
+            raw.admin_max_connections,
+            "admin_max_connections",
+            c.admin_max_connections,
+        )?;
+        if let Some(st) = raw.stats {
+            let d = &mut c.stats;
+            d.enabled = st.enabled.unwrap_or(d.enabled);
+            d.days = positive(st.days, "stats.days", d.days)?;
+            d.max_aggregators_per_feed = positive(
+                st.max_aggregators_per_feed,
+                "stats.max_aggregators_per_feed",
+                d.max_aggregators_per_feed,
+            )?;
+            d.max_reported_subscribers = positive(
+                st.max_reported_subscribers,
+                "stats.max_reported_subscribers",
+                d.max_reported_subscribers as usize,
+            )? as u64;
+            d.save_interval = Duration::from_secs(positive(
+                st.save_interval_secs,
+                "stats.save_interval_secs",
+                d.save_interval.as_secs() as usize,
+            )? as u64);
+        }
         Ok(c)
     }
 
@@ -717,6 +812,14 @@ impl Config {
         }
         if self.websub != new.websub {
             v.push("websub");
+        }
+        if self.admin_listen != new.admin_listen
+            || self.admin_max_connections != new.admin_max_connections
+        {
+            v.push("admin_listen/admin_max_connections");
+        }
+        if self.stats != new.stats {
+            v.push("stats");
         }
         v
     }
@@ -799,6 +902,48 @@ mod tests {
         assert_eq!(c.listen, d.listen);
         assert_eq!(c.debounce, d.debounce);
         assert_eq!(c.websub, d.websub, "[websub] shows the defaults");
+        assert_eq!(c.stats, d.stats, "[stats] shows the defaults");
+        assert_eq!(c.admin_listen, d.admin_listen);
+        assert_eq!(c.admin_max_connections, d.admin_max_connections);
+    }
+
+    /// `admin_listen` takes an address or "off"; `[stats]` keys set what
+    /// they name; bad values name key and line.
+    #[test]
+    fn admin_and_stats() {
+        let c = parse("admin_listen = \"off\"\n").unwrap();
+        assert_eq!(c.admin_listen, None);
+        let c = parse(
+            "admin_listen = \"127.0.0.1:0\"\nadmin_max_connections = 2\n[stats]\nenabled = false\ndays = 7\n\
+             max_aggregators_per_feed = 4\nmax_reported_subscribers = 1000\nsave_interval_secs = 9\n",
+        )
+        .unwrap();
+        assert_eq!(c.admin_listen, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(c.admin_max_connections, 2);
+        assert_eq!(
+            c.stats,
+            StatsConfig {
+                enabled: false,
+                days: 7,
+                max_aggregators_per_feed: 4,
+                max_reported_subscribers: 1000,
+                save_interval: Duration::from_secs(9),
+            }
+        );
+        for (text, want) in [
+            (
+                "admin_listen = \"nine\"\n",
+                "herald.toml:1: admin_listen: \"nine\" is not an address",
+            ),
+            (
+                "\n[stats]\ndays = 0\n",
+                "herald.toml:3: stats.days: must be at least 1, not 0",
+            ),
+            ("[stats]\nnope = 1\n", "herald.toml:2:"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{text:?}: {e}");
+        }
     }
 
     /// `[websub]` keys set what they name; the default lease never

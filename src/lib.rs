@@ -22,6 +22,9 @@
 //! - [`site`]: the snapshot served and mirrored to disk.
 //! - [`watch`]: file events → batches of changed paths.
 //! - [`server`]: hyper 1.x over the current snapshot.
+//! - [`stats`]: who reads the feeds: aggregators' reported subscribers,
+//!   distinct direct pollers, WebSub subscriptions; per feed and day.
+//! - [`admin`]: the admin listener: `/metrics`, `/stats`, `/stats.html`.
 //! - [`metrics`]: counters for `/metrics`, with the publish loop's health.
 //! - [`health`]: what the publish loop says about itself (`/healthz`, watchdog).
 //! - [`sendfile`]: large bodies in unlinked files, sent with `sendfile(2)`.
@@ -29,6 +32,7 @@
 //! - [`daemon`]: wiring of all of the above; `build`, `check` and `serve`.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod article;
 pub mod config;
 pub mod daemon;
@@ -42,5 +46,6 @@ pub mod sendfile;
 pub mod server;
 pub mod site;
 pub mod state;
+pub mod stats;
 pub mod syndicate;
 pub mod watch;

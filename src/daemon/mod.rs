@@ -259,10 +259,12 @@ async fn serve(
     };
     let syndicate =
         crate::syndicate::Syndicate::start(&c).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    let stats = open_stats(&c);
     let shared = Arc::new(crate::server::Shared {
         site: arc_swap::ArcSwap::from_pointee(first?),
         metrics: Arc::clone(&pubr.metrics),
         hub: syndicate.as_ref().and_then(|s| s.hub()),
+        stats,
     });
     pubr.syndicate = syndicate;
     pubr.shared = Some(Arc::clone(&shared));
@@ -279,6 +281,7 @@ async fn serve(
         shutdown_grace: c.shutdown_grace,
         workers: c.http_workers,
     };
+    let admin_listener = admin_listener(&c)?;
     tracing::info!(
         address = %addr,
         content = %c.content_dir.display(),
@@ -324,6 +327,23 @@ async fn serve(
         )),
     ]);
     tokio::spawn(systemd::watch_health(Arc::clone(&metrics)));
+    let admin = admin_listener.map(|l| {
+        let mut stop_rx = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        let limits = crate::admin::Limits {
+            max_connections: c.admin_max_connections,
+            header_read_timeout: c.header_read_timeout,
+            connection_lifetime: c.idle_timeout,
+            max_header_bytes: c.max_header_bytes,
+        };
+        tokio::spawn(crate::admin::run(l, Arc::clone(&shared), limits, shutdown))
+    });
+    let upkeep = tokio::spawn(crate::admin::upkeep(
+        Arc::clone(&shared),
+        c.stats.save_interval,
+    ));
 
     let server = {
         let mut stop_rx = stop_rx.clone();
@@ -362,6 +382,18 @@ async fn serve(
         }
         _ = term.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(i32::from(EXIT_RUNTIME)); }
         _ = int.recv() => { tracing::warn!("second signal: exiting now"); std::process::exit(i32::from(EXIT_RUNTIME)); }
+    }
+    upkeep.abort();
+    if let Some(a) = admin {
+        let _ = a.await;
+    }
+    if let Some(stats) = shared.stats.clone() {
+        crate::admin::take_websub(&shared);
+        match tokio::task::spawn_blocking(move || stats.save()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("stats: cannot save the readership figures: {e}"),
+            Err(e) => tracing::error!("stats: saving failed: {e}"),
+        }
     }
     // The loop saves the state and ends. It is waited for only while it
     // could still be making progress: a loop stuck past
@@ -405,6 +437,49 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The admin listener, bound to `admin_listen` (also under socket
+/// activation: systemd hands over the public socket only), or `None`
+/// when it is "off".
+fn admin_listener(c: &Config) -> Result<Option<tokio::net::TcpListener>, Fatal> {
+    let Some(addr) = c.admin_listen else {
+        return Ok(None);
+    };
+    let bind = || -> std::io::Result<tokio::net::TcpListener> {
+        let l = std::net::TcpListener::bind(addr)?;
+        l.set_nonblocking(true)?;
+        let l = tokio::net::TcpListener::from_std(l)?;
+        let a = l.local_addr()?;
+        tracing::info!(address = %a, "admin interface on http://{a}/ (/metrics, /stats)");
+        Ok(l)
+    };
+    bind().map(Some).map_err(|e| {
+        Fatal(
+            EXIT_BIND,
+            anyhow::anyhow!(
+                "cannot listen on {addr} (admin_listen): {e}; set admin_listen to another address, or to \"off\""
+            ),
+        )
+    })
+}
+
+/// The readership counters, read from `state_dir` (a damaged file is
+/// logged, and counting starts afresh), or `None` when counting is off.
+fn open_stats(c: &Config) -> Option<Arc<crate::stats::Stats>> {
+    if !c.stats.enabled {
+        return None;
+    }
+    let limits = crate::stats::Limits {
+        days: c.stats.days,
+        max_aggregators_per_feed: c.stats.max_aggregators_per_feed,
+        max_reported_subscribers: c.stats.max_reported_subscribers,
+    };
+    let (stats, err) = crate::stats::Stats::open(&c.state_dir, limits, crate::admin::unix_now());
+    if let Some(e) = err {
+        tracing::error!("stats: {e}; counting starts afresh");
+    }
+    Some(Arc::new(stats))
 }
 
 fn stopped_during_first_publish() -> Fatal {

@@ -296,6 +296,13 @@ impl Publisher {
             self.metrics
                 .rebuilt(micros as u64, site.articles, site.rejected);
         }
+        if let Some((shared, stats)) = self
+            .shared
+            .as_ref()
+            .and_then(|sh| Some((sh, sh.stats.as_ref()?)))
+        {
+            stats.set_feeds(feed_routes(&shared.site.load()));
+        }
     }
 
     /// Re-renders and, if anything changed, swaps the snapshot and writes
@@ -705,6 +712,25 @@ impl SinkLog {
         }
         healed
     }
+}
+
+/// The routes whose requests count as readers polling a feed: every
+/// feed (main, category, tag) in every format, but not an archive page,
+/// which a reader fetches once to fill in history.
+pub(super) fn feed_routes(site: &crate::site::Site) -> impl Iterator<Item = &str> {
+    site.routes()
+        .filter(|(r, a)| {
+            a.cors
+                && !r.contains("/archive/")
+                && [
+                    "application/rss+xml",
+                    "application/atom+xml",
+                    "application/feed+json",
+                ]
+                .iter()
+                .any(|t| a.content_type.starts_with(t))
+        })
+        .map(|(r, _)| r)
 }
 
 #[cfg(test)]

@@ -5,12 +5,13 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Request, Response};
+use hyper::{Request, Response, StatusCode};
 
 use super::route::{class_of, refuse_host, route};
 use super::Shared;
 use crate::metrics::Metrics;
 use crate::site::Site;
+use crate::stats::Stats;
 
 /// Answers one request from the current snapshot. A request to the
 /// built-in WebSub hub (any method on its path, while it runs) goes to
@@ -26,7 +27,13 @@ pub async fn serve(
         .as_ref()
         .filter(|_| req.uri().path() == crate::syndicate::HUB_PATH);
     let Some(hub) = hub else {
-        return respond(&req, &shared.site.load(), &shared.metrics);
+        return respond_counted(
+            &req,
+            &shared.site.load(),
+            &shared.metrics,
+            shared.stats.as_deref(),
+            peer,
+        );
     };
     let resp = match refuse_host(&req) {
         Some(r) => r,
@@ -41,6 +48,31 @@ pub async fn serve(
     shared
         .metrics
         .request(class_of(crate::syndicate::HUB_PATH), resp.status().as_u16());
+    resp
+}
+
+/// [`respond`], then counts a feed's answer (200 or 304) for the
+/// readership figures ([`Stats::count`]): nothing is allocated, and the
+/// `User-Agent` is read only for a feed's route.
+pub fn respond_counted<B>(
+    req: &Request<B>,
+    site: &Site,
+    metrics: &Metrics,
+    stats: Option<&Stats>,
+    peer: std::net::IpAddr,
+) -> Response<Full<Bytes>> {
+    let resp = respond(req, site, metrics);
+    if let Some(stats) = stats {
+        if matches!(resp.status(), StatusCode::OK | StatusCode::NOT_MODIFIED) {
+            stats.count(
+                req.uri().path(),
+                req.headers()
+                    .get(hyper::header::USER_AGENT)
+                    .map(|v| v.as_bytes()),
+                super::accept::client_key(peer),
+            );
+        }
+    }
     resp
 }
 
@@ -443,7 +475,9 @@ mod tests {
         assert_eq!(hv(&r, "location"), "/articles/plain/");
     }
 
-    /// /healthz and /metrics answer; metrics count requests by class and status.
+    /// /healthz answers; /metrics is no public route (404: it is served
+    /// on the admin listener only); requests are counted by class and
+    /// status.
     #[test]
     fn health_and_metrics() {
         let s = site();
@@ -458,18 +492,63 @@ mod tests {
         assert_eq!(respond(&req("/healthz"), &s, &m).status(), 200);
         respond(&req("/rss.xml"), &s, &m);
         respond(&req("/nope"), &s, &m);
-        let t = String::from_utf8(body(respond(&req("/metrics"), &s, &m)).to_vec()).unwrap();
+        for p in ["/metrics", "/stats", "/stats.html", "/stats/"] {
+            assert_eq!(respond(&req(p), &s, &m).status(), 404, "{p}");
+        }
+        let t = m.render();
         assert!(
             t.contains("herald_http_requests_total{route=\"feed\",status=\"200\"} 1"),
             "{t}"
         );
         assert!(
-            t.contains("herald_http_requests_total{route=\"other\",status=\"404\"} 1"),
+            t.contains("herald_http_requests_total{route=\"other\",status=\"404\"} 4"),
             "{t}"
         );
         assert!(
             t.contains("herald_http_requests_total{route=\"health\",status=\"200\"} 1"),
             "{t}"
         );
+    }
+
+    /// A feed answered (200 or 304) is counted: an aggregator's reported
+    /// subscribers, or the client as a direct poller; other routes and
+    /// other statuses count nothing.
+    #[test]
+    fn feeds_counted() {
+        let s = site();
+        let m = Metrics::default();
+        let dir = tempfile::tempdir().unwrap();
+        let (stats, _) = Stats::open(dir.path(), crate::stats::Limits::default(), 1_764_763_200);
+        stats.set_feeds(["/rss.xml", "/atom.xml"]);
+        let peer = |i: u8| std::net::IpAddr::from([127, 0, 0, i]);
+        let req = |p: &str, ua: &str, inm: &str| {
+            let mut b = Request::builder()
+                .uri(p)
+                .header("host", "news.example.org")
+                .header("user-agent", ua);
+            if !inm.is_empty() {
+                b = b.header("if-none-match", inm);
+            }
+            b.body(()).unwrap()
+        };
+        let feedly = "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 42 subscribers; like FeedFetcher-Google)";
+        let tag = s.get("/rss.xml").unwrap().tag(Coding::Identity).to_string();
+        for (path, ua, inm, ip, status) in [
+            ("/rss.xml", feedly, "", 1, 200),
+            ("/rss.xml", "NetNewsWire", &*tag, 2, 304),
+            ("/rss.xml", "NetNewsWire", "", 2, 200),
+            ("/rss.xml", "NetNewsWire", "", 3, 200),
+            ("/atom.xml", "NetNewsWire", "", 4, 200),
+            ("/", "NetNewsWire", "", 5, 200),
+            ("/nope.xml", "NetNewsWire", "", 6, 404),
+        ] {
+            let r = respond_counted(&req(path, ua, inm), &s, &m, Some(&stats), peer(ip));
+            assert_eq!(r.status(), status, "{path}");
+        }
+        let day = &stats.report()[0].1;
+        assert_eq!(day.feeds["/rss.xml"].aggregators["Feedly"], 42);
+        assert_eq!(day.feeds["/rss.xml"].direct_pollers, 2);
+        assert_eq!(day.feeds["/atom.xml"].direct_pollers, 1);
+        assert_eq!(day.direct_pollers, 3);
     }
 }

@@ -4,9 +4,11 @@
 //! here touches the disk — routes are keys in the snapshot, never paths.
 //!
 //! The pipeline of one request, in order ([`respond`]): method → route
-//! normalisation → built-in routes (`/healthz`, `/metrics`) → snapshot
-//! lookup → content negotiation (brotli, gzip) → conditional GET → headers.
-//! Uses `site` and `metrics`.
+//! normalisation → built-in route (`/healthz`) → snapshot lookup →
+//! content negotiation (brotli, gzip) → conditional GET → headers; then a
+//! feed's answer is counted for the readership figures (`stats`).
+//! `/metrics` and `/stats` are not served here but on the admin listener
+//! (`admin`). Uses `site`, `metrics` and `stats`.
 //!
 //! # Layout
 //!
@@ -48,7 +50,7 @@ use crate::site::Site;
 
 pub use crate::site::Coding;
 pub use conditional::{evaluate, Precondition};
-pub use handler::respond;
+pub use handler::{respond, respond_counted};
 pub use negotiate::negotiate;
 
 /// What the server shares with the daemon: the snapshot (swapped
@@ -62,6 +64,9 @@ pub struct Shared {
     /// The built-in WebSub hub, when it runs: requests to its path go
     /// to it.
     pub hub: Option<Arc<crate::syndicate::Hub>>,
+    /// The readership counters, when counting is on: each feed answered
+    /// is counted.
+    pub stats: Option<Arc<crate::stats::Stats>>,
 }
 
 impl Shared {
@@ -71,6 +76,7 @@ impl Shared {
             site: ArcSwap::from_pointee(site),
             metrics: Arc::new(Metrics::default()),
             hub: None,
+            stats: None,
         }
     }
 }

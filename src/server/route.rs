@@ -1,5 +1,6 @@
 //! Routing: the `Host` header, the method, refused path shapes, the
-//! built-in routes (`/healthz`, `/metrics`) and the snapshot lookup.
+//! built-in route (`/healthz`) and the snapshot lookup. (`/metrics` is
+//! served on the admin listener only: here it is no route, 404.)
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -52,44 +53,19 @@ pub(super) fn route<B>(
     if refused(raw) {
         return not_found(site, head);
     }
-    match path {
-        "/healthz" => {
-            // 503 while the publish loop is stuck or dead, so that a
-            // monitor restarts Herald; 200 "degraded: …" for what a
-            // restart would not fix (a full disk).
-            let (status, text) = metrics.health.report();
-            let mut r = plain(StatusCode::OK, "");
-            *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            if !head {
-                *r.body_mut() = Full::new(Bytes::from(text));
-            }
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return r;
+    if path == "/healthz" {
+        // 503 while the publish loop is stuck or dead, so that a
+        // monitor restarts Herald; 200 "degraded: …" for what a
+        // restart would not fix (a full disk).
+        let (status, text) = metrics.health.report();
+        let mut r = plain(StatusCode::OK, "");
+        *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        if !head {
+            *r.body_mut() = Full::new(Bytes::from(text));
         }
-        "/metrics" => {
-            let mut body = metrics.render();
-            let _ = std::fmt::Write::write_fmt(
-                &mut body,
-                format_args!(
-                    "# TYPE herald_site_routes gauge\nherald_site_routes {}\n",
-                    site.len()
-                ),
-            );
-            let mut r = Response::new(Full::new(if head {
-                Bytes::new()
-            } else {
-                Bytes::from(body)
-            }));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return r;
-        }
-        _ => {}
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return r;
     }
     match site.get(path) {
         Some(asset) => serve_asset(req.headers(), asset, head, &site.cache_control),

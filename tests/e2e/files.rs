@@ -434,7 +434,7 @@ fn symlink_loops_read_each_file_once_and_are_reported_once() {
     });
     assert!(!feed.text().contains("/up/") && !feed.text().contains("alias"));
     let rescans = |d: &TestDaemon| {
-        let m = d.get("/metrics").text();
+        let m = d.admin_get("/metrics").text();
         m.lines()
             .find_map(|l| l.strip_prefix("herald_rescans_total "))
             .and_then(|v| v.trim().parse::<u64>().ok())

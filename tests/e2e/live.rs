@@ -23,6 +23,8 @@ pub struct TestDaemon {
     pub ws: Workspace,
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The admin listener's address (`/metrics`, `/stats`), when it runs.
+    pub admin: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -72,16 +74,20 @@ impl TestDaemon {
     /// Runs `cmd` (which must end up exec'ing `herald --config herald.toml
     /// serve`) in the workspace, with a clean environment, stderr captured.
     pub fn start_cmd(ws: Workspace, extra_config: &str, mut cmd: Command) -> TestDaemon {
-        // Keys the test sets itself win over the defaults here.
-        let defaults: String = format!("{FAST_CONFIG}listen = \"127.0.0.1:0\"\n")
-            .lines()
-            .filter(|l| {
-                l.split('=')
-                    .next()
-                    .is_some_and(|k| !extra_config.contains(&format!("{k}=")))
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
+        // Keys the test sets itself win over the defaults here (the whole
+        // key: setting `admin_listen` keeps the default `listen`). The
+        // admin listener on a free port too, so tests run side by side.
+        let key = |l: &str| l.split('=').next().map(str::trim).unwrap_or("").to_string();
+        let defaults: String =
+            format!("{FAST_CONFIG}listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n")
+                .lines()
+                .filter(|l| {
+                    !extra_config
+                        .lines()
+                        .any(|e| e.contains('=') && key(e) == key(l))
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
         ws.write("herald.toml", format!("{defaults}{extra_config}"));
         cmd.current_dir(ws.root())
             .env_remove("RUST_LOG")
@@ -113,6 +119,7 @@ impl TestDaemon {
             ws,
             child: Some(child),
             addr: "127.0.0.1:1".parse().unwrap(),
+            admin: None,
             log,
         };
         let line = d.wait_log("listening on http://");
@@ -122,7 +129,42 @@ impl TestDaemon {
             .and_then(|r| r.split('/').next())
             .expect("address in log line");
         d.addr = addr.parse().expect("socket address");
+        // Logged before the public address, when it runs.
+        d.admin = d
+            .log()
+            .split("admin interface on http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .and_then(|a| a.parse().ok());
         d
+    }
+
+    /// GET from the admin listener.
+    pub fn admin_get(&self, path: &str) -> Resp {
+        http(
+            self.admin.expect("the admin listener runs"),
+            "GET",
+            path,
+            &[],
+        )
+    }
+
+    /// Polls `path` on the admin listener until `ok(response)` holds.
+    pub fn admin_poll(&self, path: &str, what: &str, ok: impl Fn(&Resp) -> bool) -> Resp {
+        let start = Instant::now();
+        loop {
+            let r = self.admin_get(path);
+            if ok(&r) {
+                return r;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "admin {path}: {what} not seen within {DEADLINE:?}; last body:\n{}\nlog:\n{}",
+                r.text(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Everything logged so far.

@@ -11,6 +11,7 @@ mod operating;
 mod reliability;
 mod serve;
 mod service;
+mod stats;
 mod util;
 mod validate;
 mod website;

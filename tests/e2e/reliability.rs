@@ -614,7 +614,7 @@ fn read_only_state_holds_back_new_articles() {
         "{}",
         h.text()
     );
-    let m = d.get("/metrics").text();
+    let m = d.admin_get("/metrics").text();
     assert!(m.contains("herald_articles_held_back 1\n"), "{m}");
     assert!(
         m.contains("herald_write_failing{sink=\"state\"} 1\n"),

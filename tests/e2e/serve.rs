@@ -328,7 +328,7 @@ fn burst_is_a_handful_of_rebuilds() {
             col(&format!("Burst {i:04}"), 1 + (i % 28) as u32),
         );
     }
-    d.poll("/metrics", "all articles", |r| {
+    d.admin_poll("/metrics", "all articles", |r| {
         r.text().contains(&format!("herald_articles {n}\n"))
     });
     let rebuilds = metric(&d, "herald_rebuilds_total") - before;
@@ -342,7 +342,7 @@ fn burst_is_a_handful_of_rebuilds() {
 }
 
 fn metric(d: &TestDaemon, name: &str) -> u64 {
-    let t = d.get("/metrics").text();
+    let t = d.admin_get("/metrics").text();
     t.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.parse::<f64>().ok())
@@ -382,7 +382,7 @@ fn readers_never_see_a_broken_feed() {
             std::thread::sleep(Duration::from_millis(40));
         }
     }
-    d.poll("/metrics", "all written", |r| {
+    d.admin_poll("/metrics", "all written", |r| {
         r.text().contains("herald_articles 201\n")
     });
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

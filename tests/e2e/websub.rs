@@ -436,6 +436,13 @@ fn builtin_hub_subscribe_deliver_resubscribe_unsubscribe_expire() {
     assert!(ch.param("hub.challenge").is_some_and(|c| c.len() >= 32));
     wait_stored(&d, "subscribed", |s| s.len() == 1);
     assert_eq!(stored(&d.ws), vec![(cb.clone(), Some("s3cret".into()))]);
+    // The readership figures on the admin listener count it.
+    let stats: serde_json::Value = serde_json::from_slice(&d.admin_get("/stats").body).unwrap();
+    assert_eq!(
+        stats["days"][0]["feeds"]["/feed.json"]["websub"], 1,
+        "{stats}"
+    );
+    assert_eq!(stats["days"][0]["websub"], 1, "{stats}");
 
     d.ws.write("content/b.txt", col("News", "B", 2));
     let feed = d.wait_titles(&["B", "A"]);

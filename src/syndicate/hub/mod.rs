@@ -160,6 +160,12 @@ impl Hub {
         self.store.len()
     }
 
+    /// Verified subscriptions whose lease runs, per feed route (for the
+    /// readership figures).
+    pub fn subscriptions_per_route(&self) -> std::collections::BTreeMap<String, u64> {
+        self.store.per_route(unix_now())
+    }
+
     /// Removes subscriptions whose lease has ended, and saves if any did.
     fn sweep(self: &Arc<Self>) {
         let gone = self.store.expire(unix_now());

@@ -201,6 +201,16 @@ impl Store {
         (g.subs.len(), on_host)
     }
 
+    /// How many subscriptions each route has whose lease runs past `now`.
+    pub fn per_route(&self, now: u64) -> BTreeMap<String, u64> {
+        let g = self.lock();
+        let mut m: BTreeMap<&str, u64> = BTreeMap::new();
+        for s in g.subs.values().filter(|s| s.expires > now) {
+            *m.entry(&s.route).or_insert(0) += 1;
+        }
+        m.into_iter().map(|(r, n)| (r.to_string(), n)).collect()
+    }
+
     /// How many subscriptions there are.
     pub fn len(&self) -> usize {
         self.lock().subs.len()
