@@ -52,6 +52,20 @@ STARTUP_TIMEOUT_S = 300
 POLL_TIMEOUT_S = 10
 
 
+def admin_off(exe, root):
+    """`admin_listen = "off"` when `exe` knows the key (Herald's admin
+    listener binds a fixed port by default, and several servers run at
+    once here); nothing for older binaries, which refuse unknown keys."""
+    d = tempfile.mkdtemp(dir=root)
+    os.makedirs(os.path.join(d, "c"))
+    cfg = os.path.join(d, "probe.toml")
+    with open(cfg, "w") as f:
+        f.write(f'content_dir = "{os.path.join(d, "c")}"\nadmin_listen = "off"\n')
+    r = subprocess.run([exe, "--config", cfg, "check"], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
+    return 'admin_listen = "off"\n' if r.returncode == 0 else ""
+
+
 class Server:
     """One `herald serve` child with its own content, output and state."""
 
@@ -75,6 +89,7 @@ class Server:
                 f'listen = "127.0.0.1:0"\n'
                 f"debounce_ms = {debounce_ms}\n"
                 f'log_level = "{log_level}"\n'
+                + admin_off(os.path.join(root, exe), root)
                 + ("" if brotli is None else f"brotli_quality = {brotli}\n")
             )
         env = dict(os.environ, NO_COLOR="1")
