@@ -58,6 +58,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -81,7 +82,19 @@ pub async fn run(
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(respond(&req, &shared)) }
+                async move {
+                    Ok::<_, Infallible>(if loopback && !loopback_host(&req) {
+                        text(
+                            StatusCode::FORBIDDEN,
+                            "text/plain; charset=utf-8",
+                            "forbidden: on a loopback address the admin listener answers \
+                             only requests for localhost or an IP address (Host)\n"
+                                .into(),
+                        )
+                    } else {
+                        respond(&req, &shared)
+                    })
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -96,6 +109,33 @@ pub async fn run(
             drop(permit);
         });
     }
+}
+
+/// Whether a request to a loopback admin listener names a loopback host:
+/// an IP address, `localhost` or a name under `.localhost`, or none at
+/// all (HTTP/1.0). Anything else is a browser sent here by a rebound DNS
+/// name, and a page of another site must not read the figures.
+fn loopback_host<B>(req: &Request<B>) -> bool {
+    let Some(host) = req.headers().get(header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        // An IPv6 literal: [::1]:9190.
+        Some(rest) => {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
 }
 
 /// Answers one admin request.
@@ -294,6 +334,42 @@ mod tests {
             .unwrap()
             .to_bytes();
         (status, ct, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// Only loopback names reach a loopback admin listener: a rebound DNS
+    /// name (a page of another site) does not.
+    #[test]
+    fn loopback_hosts() {
+        let host = |h: &str| {
+            Request::builder()
+                .uri("/stats")
+                .header(header::HOST, h)
+                .body(())
+                .unwrap()
+        };
+        for ok in [
+            "127.0.0.1:9190",
+            "127.0.0.1",
+            "localhost:9190",
+            "LOCALHOST",
+            "admin.localhost",
+            "[::1]:9190",
+            "10.0.0.5",
+        ] {
+            assert!(loopback_host(&host(ok)), "{ok}");
+        }
+        for bad in [
+            "evil.example:9190",
+            "evil.example",
+            "localhost.evil.example",
+            "[evil]:1",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!loopback_host(&host(bad)), "{bad}");
+        }
+        assert!(loopback_host(
+            &Request::builder().uri("/").body(()).unwrap()
+        ));
     }
 
     /// Each admin route answers with its media type; other paths 404,

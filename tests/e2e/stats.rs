@@ -220,6 +220,18 @@ fn admin_routes_only_on_the_admin_listener() {
     assert_eq!(d.admin_get("/healthz").status, 200);
     assert_eq!(d.admin_get("/rss.xml").status, 404, "no feeds on admin");
     assert_eq!(http(admin, "POST", "/stats", &[]).status, 405);
+    // A browser sent to the loopback listener by a rebound DNS name names
+    // that name as Host: refused, so no page of another site reads it.
+    let mut c = std::net::TcpStream::connect(admin).unwrap();
+    std::io::Write::write_all(
+        &mut c,
+        b"GET /stats HTTP/1.1\r\nHost: rebound.example:9190\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut c, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(!answer.contains("\"days\""), "{answer}");
     let head = http(admin, "HEAD", "/stats", &[]);
     let get = d.admin_get("/stats");
     assert_eq!((head.status, head.body.len()), (200, 0));
