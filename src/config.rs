@@ -953,6 +953,13 @@ mod tests {
         assert_eq!(c.listen, d.listen);
         assert_eq!(c.debounce, d.debounce);
         assert_eq!(c.websub, d.websub, "[websub] shows the defaults");
+        assert_eq!(c.publish, None, "no target unless `to` is set");
+        let with_to = parse(&text.replace("# to = ", "to = ")).unwrap();
+        assert_eq!(
+            with_to.publish,
+            PublishConfig::for_target("s3://feeds-bucket/site"),
+            "[publish] shows the defaults"
+        );
     }
 
     /// `[websub]` keys set what they name; the default lease never
