@@ -586,10 +586,15 @@ impl Worker {
                         );
                         health.set_failing(Sink::Bucket, None);
                     }
+                    // Refused deletions stay refused (and said in
+                    // `/healthz`) until a full pass finds none to make:
+                    // later passes send only what changes.
                     if report.refused > 0 {
                         tracing::error!("{}", refused_line(&self.cfg, report.refused));
+                        health.set_bucket_refused(report.refused);
+                    } else if full {
+                        health.set_bucket_refused(0);
                     }
-                    health.set_bucket_refused(report.refused);
                     if report.uploaded + report.deleted > 0 || full {
                         tracing::info!(
                             target = %self.cfg.to,

@@ -41,6 +41,8 @@ pub struct BucketError {
     /// The client's error.
     #[source]
     pub source: object_store::Error,
+    /// No credentials were found but the instance metadata service's.
+    pub no_credentials: bool,
 }
 
 impl BucketError {
@@ -67,7 +69,11 @@ impl BucketError {
             }
             cause = c.source();
         }
-        if self.is_denied() {
+        if self.no_credentials {
+            s.push_str(
+                " (no AWS credentials were found in the environment or the shared credentials file, so the EC2 instance metadata service was asked: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in Herald's environment)",
+            );
+        } else if self.is_denied() {
             s.push_str(
                 " (check the AWS credentials in Herald's environment and the bucket's policy)",
             );
@@ -82,6 +88,8 @@ pub struct Bucket {
     store: AmazonS3,
     /// Key prefix with its trailing `/`, or empty.
     prefix: String,
+    /// No credentials but the instance metadata service's (said in errors).
+    no_credentials: bool,
 }
 
 impl Bucket {
@@ -117,24 +125,43 @@ impl Bucket {
                 // S3-compatible server understands.
                 .with_virtual_hosted_style_request(false);
         }
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        let env = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+        let mut no_credentials = false;
+        if !env("AWS_ACCESS_KEY_ID") {
             if let Some((id, secret, token)) = shared_credentials() {
                 b = b.with_access_key_id(id).with_secret_access_key(secret);
                 if let Some(t) = token {
                     b = b.with_token(t);
                 }
+            } else {
+                no_credentials = !env("AWS_WEB_IDENTITY_TOKEN_FILE")
+                    && !env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+                    && !env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
             }
         }
         let store = b.build().map_err(|source| BucketError {
             what: format!("configuring {}", cfg.to),
             source,
+            no_credentials: false,
         })?;
         let prefix = if cfg.prefix.is_empty() {
             String::new()
         } else {
             format!("{}/", cfg.prefix)
         };
-        Ok(Bucket { store, prefix })
+        Ok(Bucket {
+            store,
+            prefix,
+            no_credentials,
+        })
+    }
+
+    fn error(&self, what: String, source: object_store::Error) -> BucketError {
+        BucketError {
+            what,
+            source,
+            no_credentials: self.no_credentials,
+        }
     }
 
     /// The key of a file of the site (`articles/x/index.html`).
@@ -151,10 +178,7 @@ impl Bucket {
         let mut stream = self.store.list(prefix.as_ref());
         let mut out = HashMap::new();
         while let Some(meta) = stream.next().await {
-            let meta = meta.map_err(|source| BucketError {
-                what: "listing the bucket".into(),
-                source,
-            })?;
+            let meta = meta.map_err(|source| self.error("listing the bucket".into(), source))?;
             let md5 = meta.e_tag.as_deref().and_then(md5_of_etag);
             out.insert(
                 meta.location.to_string(),
@@ -193,10 +217,7 @@ impl Bucket {
             .put_opts(&Key::from(key), PutPayload::from(body), opts)
             .await
             .map(|_| ())
-            .map_err(|source| BucketError {
-                what: format!("PUT {key}"),
-                source,
-            })
+            .map_err(|source| self.error(format!("PUT {key}"), source))
     }
 
     /// Deletes `keys` (in bulk requests where the server takes them).
@@ -216,12 +237,7 @@ impl Bucket {
                 Ok(p) => done.push(p.to_string()),
                 // Already gone is what was wanted.
                 Err(object_store::Error::NotFound { path, .. }) => done.push(path),
-                Err(source) => {
-                    return Err(BucketError {
-                        what: "DELETE".into(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(self.error("DELETE".into(), source)),
             }
         }
         Ok(done)

@@ -582,3 +582,35 @@ fn pings_wait_for_the_bucket() {
     assert!(seen.iter().all(|(_, fresh)| *fresh), "{seen:?}");
     d.stop();
 }
+
+/// With no credentials anywhere (no AWS variables, no shared credentials
+/// file), `herald publish` fails with one message that says so and what
+/// to set, rather than only the metadata service's error.
+#[test]
+fn missing_credentials_are_named() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    ws.write("herald.toml", target(&moto, "request_timeout_secs = 2\n"));
+    let mut cmd = Command::new(HERALD);
+    cmd.args(["--config", "herald.toml", "publish"])
+        .current_dir(ws.root())
+        .env("NO_COLOR", "1")
+        .env("HOME", ws.root())
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_PROFILE");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    let run = run_command(cmd);
+    run.expect_code(5);
+    assert!(
+        run.stderr.contains("no AWS credentials were found")
+            && run.stderr.contains("AWS_ACCESS_KEY_ID"),
+        "{}",
+        run.stderr
+    );
+    assert!(moto.list("").is_empty(), "nothing stored");
+}
