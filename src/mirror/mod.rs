@@ -221,6 +221,9 @@ pub fn plan(
     p
 }
 
+/// An object stored, with the MD5 of its body.
+type Stored<'a> = (&'a Put, [u8; 16]);
+
 /// What one pass did.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -256,11 +259,11 @@ pub async fn execute(
             .iter()
             .filter(|p| p.kind.phase() == phase)
             .collect();
-        let results: Vec<Result<(&Put, [u8; 16]), BucketError>> =
+        let results: Vec<Result<Option<Stored<'_>>, BucketError>> =
             futures::stream::iter(puts.into_iter().map(|put| async move {
                 // The route is in the snapshot: the plan was made from it.
                 let Some(asset) = site.file(&put.route) else {
-                    return Ok((put, [0; 16]));
+                    return Ok(None);
                 };
                 let (body, gzip) = body_of(asset, cfg.gzip);
                 let md5: [u8; 16] = Md5::digest(&body).into();
@@ -274,7 +277,7 @@ pub async fn execute(
                     )
                     .await?;
                 sent.fetch_add(1, Relaxed);
-                Ok((put, md5))
+                Ok(Some((put, md5)))
             }))
             .buffer_unordered(cfg.concurrency)
             .collect()
@@ -282,7 +285,8 @@ pub async fn execute(
         let mut first_error = None;
         for r in results {
             match r {
-                Ok((put, md5)) => {
+                Ok(None) => {}
+                Ok(Some((put, md5))) => {
                     report.uploaded += 1;
                     report.bytes += put.size;
                     remote.insert(
@@ -503,8 +507,10 @@ struct Worker {
 }
 
 impl Worker {
-    /// Waits for the next snapshot to mirror; `None` at shutdown.
-    async fn next(&self) -> Option<(Arc<Site>, HashSet<String>)> {
+    /// Waits for the next snapshot to mirror; `None` at shutdown. Returns
+    /// it with the routes touched and when the oldest of its publishes
+    /// was made.
+    async fn next(&self) -> Option<(Arc<Site>, HashSet<String>, Option<Instant>)> {
         loop {
             {
                 let mut q = self.inner.queue();
@@ -512,20 +518,21 @@ impl Worker {
                     return None;
                 }
                 if let Some(site) = q.site.take() {
-                    return Some((site, std::mem::take(&mut q.dirty)));
+                    return Some((site, std::mem::take(&mut q.dirty), q.since.take()));
                 }
             }
             self.inner.wake.notified().await;
         }
     }
 
-    /// Publishes how far the bucket is behind: the routes waiting and
-    /// since when.
-    fn behind(&self, in_flight: usize) {
+    /// Publishes how far the bucket is behind: the routes waiting (in
+    /// the queue, and `in_flight` in the pass under way) and since when.
+    fn behind(&self, in_flight: usize, in_flight_since: Option<Instant>) {
         let q = self.inner.queue();
-        self.metrics
-            .health
-            .set_bucket_behind(q.dirty.len() + in_flight, q.since);
+        self.metrics.health.set_bucket_behind(
+            q.dirty.len() + in_flight,
+            earliest(q.since, in_flight_since),
+        );
     }
 
     async fn run(mut self) {
@@ -536,8 +543,8 @@ impl Worker {
         let mut failing: Option<bool> = None;
         let mut failures: u32 = 0;
         let health = &self.metrics.health;
-        while let Some((site, dirty)) = self.next().await {
-            self.behind(dirty.len());
+        while let Some((site, dirty, since)) = self.next().await {
+            self.behind(dirty.len(), since);
             let started = Instant::now();
             let full = remote.is_none();
             let result = async {
@@ -573,12 +580,6 @@ impl Worker {
                     self.metrics
                         .bucket_deletes
                         .fetch_add(report.deleted as u64, Relaxed);
-                    {
-                        let mut q = self.inner.queue();
-                        if q.site.is_none() {
-                            q.since = None;
-                        }
-                    }
                     if failing.take().is_some() {
                         tracing::info!(
                             target = %self.cfg.to,
@@ -606,7 +607,7 @@ impl Worker {
                             "bucket updated"
                         );
                     }
-                    self.behind(0);
+                    self.behind(0, None);
                     let changed: Vec<String> = dirty.into_iter().collect();
                     if let Some(hook) = self.on_synced.as_mut() {
                         if !changed.is_empty() {
@@ -622,8 +623,9 @@ impl Worker {
                         let mut q = self.inner.queue();
                         q.dirty.extend(dirty);
                         q.site.get_or_insert(site);
+                        q.since = earliest(q.since, since);
                     }
-                    self.behind(0);
+                    self.behind(0, None);
                     let denied = e.is_denied();
                     let line = e.line();
                     if failing != Some(denied) {
@@ -656,6 +658,14 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// The earlier of two instants, either of which may be missing.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
