@@ -713,6 +713,73 @@ mod tests {
         assert!(Kind::Media.phase() < Kind::Listing.phase());
     }
 
+    /// A full plan against an empty bucket PUTs every route, pages and
+    /// their files before feeds and listings; against a bucket that holds
+    /// exactly the site it does nothing but delete what is no route's; an
+    /// incremental plan PUTs the touched routes that changed and deletes
+    /// the touched routes gone that the bucket holds.
+    #[test]
+    fn plans() {
+        use crate::render::testdata::{articles, settings};
+        use crate::site::SiteBuilder;
+        let mut cfg = PublishConfig::for_target("s3://bucket/pre").unwrap();
+        cfg.endpoint = Some("http://127.0.0.1:9".into());
+        let bucket = Bucket::open(&cfg).unwrap();
+        let arts = articles();
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (site, _) = SiteBuilder::default().build(&arts, 0, &settings(), t);
+
+        let empty = HashMap::new();
+        let p = plan(&bucket, &cfg, &site, None, &empty);
+        assert_eq!(p.puts.len(), site.len());
+        assert!(p.deletes.is_empty());
+        let first_list = p.puts.iter().position(|x| x.kind.phase() == 1).unwrap();
+        assert!(p.puts[..first_list].iter().all(|x| x.kind.phase() == 0));
+        assert!(p.puts[first_list..].iter().all(|x| x.kind.phase() == 1));
+        assert!(p.put_keys().any(|k| k == "pre/rss.xml"));
+        assert!(p.put_keys().any(|k| k == "pre/index.html"));
+
+        // What the bucket would list after that plan, and one stray key.
+        let mut remote: HashMap<String, Remote> = site
+            .routes()
+            .map(|(r, a)| {
+                let (body, _) = body_of(a, cfg.gzip);
+                let key = bucket.key(&file_of(r).to_string_lossy());
+                let md5 = Some(Md5::digest(&body).into());
+                (
+                    key,
+                    Remote {
+                        size: body.len() as u64,
+                        md5,
+                    },
+                )
+            })
+            .collect();
+        remote.insert("pre/stray.html".into(), Remote { size: 1, md5: None });
+        let p = plan(&bucket, &cfg, &site, None, &remote);
+        assert_eq!(p.put_keys().count(), 0);
+        assert_eq!(p.deletes, ["pre/stray.html"]);
+
+        // A changed object (another size) and a route gone.
+        remote.insert("pre/rss.xml".into(), Remote { size: 3, md5: None });
+        remote.insert(
+            "pre/articles/gone/index.html".into(),
+            Remote { size: 3, md5: None },
+        );
+        let touched: HashSet<String> = [
+            "/rss.xml",
+            "/atom.xml",
+            "/articles/gone/",
+            "/articles/never/",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let p = plan(&bucket, &cfg, &site, Some(&touched), &remote);
+        assert_eq!(p.put_keys().collect::<Vec<_>>(), ["pre/rss.xml"]);
+        assert_eq!(p.deletes, ["pre/articles/gone/index.html"]);
+    }
+
     /// The wait between attempts doubles from a second to its cap.
     #[test]
     fn retry_waits() {

@@ -614,3 +614,27 @@ fn missing_credentials_are_named() {
     );
     assert!(moto.list("").is_empty(), "nothing stored");
 }
+
+/// With `gzip = false` every object holds the document as it is, with no
+/// `Content-Encoding`.
+#[test]
+fn gzip_off_stores_documents_as_they_are() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    ws.write(
+        "herald.toml",
+        format!(
+            "base_url = \"https://news.example.org/\"\n{}",
+            target(&moto, "gzip = false\n")
+        ),
+    );
+    herald(&ws, &["build"]).expect_code(0);
+    herald(&ws, &["publish"]).expect_code(0);
+    for (file, local) in documents(&ws) {
+        let r = moto.object("GET", &format!("site/{file}"));
+        assert_eq!(r.status, 200, "{file}");
+        assert_eq!(r.header("content-encoding"), "", "{file}");
+        assert!(r.body == local, "{file}: the local bytes");
+    }
+}
