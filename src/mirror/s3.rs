@@ -48,17 +48,24 @@ pub struct BucketError {
 impl BucketError {
     /// Whether the credentials were refused or lack a permission: retried
     /// like any failure, but said plainly, since only the operator can
-    /// fix it.
+    /// fix it. The client reports some of these as generic errors; their
+    /// status and S3 error code tell.
     pub fn is_denied(&self) -> bool {
-        matches!(
+        if matches!(
             self.source,
             object_store::Error::PermissionDenied { .. }
                 | object_store::Error::Unauthenticated { .. }
-        )
+        ) {
+            return true;
+        }
+        let text = self.chain();
+        text.contains("403 Forbidden")
+            || text.contains("401 Unauthorized")
+            || s3_code(&text).is_some_and(|(code, _)| DENIED.contains(&code))
     }
 
-    /// One line for the log: the request and the error chain.
-    pub fn line(&self) -> String {
+    /// The error and its causes, each once.
+    fn chain(&self) -> String {
         let mut s = self.to_string();
         let mut cause = std::error::Error::source(&self.source);
         while let Some(c) = cause {
@@ -69,17 +76,51 @@ impl BucketError {
             }
             cause = c.source();
         }
+        s
+    }
+
+    /// One line for the log: the request and the error chain, an S3 error
+    /// document cut down to its code and message, and what to check when
+    /// the credentials are at fault.
+    pub fn line(&self) -> String {
+        let full = self.chain();
+        let mut s = match (full.find("<?xml"), s3_code(&full)) {
+            (Some(at), Some((code, message))) => format!("{}{code}: {message}", &full[..at]),
+            _ => full.clone(),
+        };
+        s = s.split_whitespace().collect::<Vec<_>>().join(" ");
         if self.no_credentials {
             s.push_str(
                 " (no AWS credentials were found in the environment or the shared credentials file, so the EC2 instance metadata service was asked: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in Herald's environment)",
             );
         } else if self.is_denied() {
             s.push_str(
-                " (check the AWS credentials in Herald's environment and the bucket's policy)",
+                " (the bucket refused Herald's credentials or their permissions: check the AWS credentials in Herald's environment and the bucket's policy)",
             );
         }
         s
     }
+}
+
+/// S3 error codes that mean the credentials or their permissions.
+const DENIED: [&str; 6] = [
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "AllAccessDisabled",
+];
+
+/// The `<Code>` and `<Message>` of an S3 error document in `text`.
+fn s3_code(text: &str) -> Option<(&str, &str)> {
+    let field = |name: &str| {
+        let open = format!("<{name}>");
+        let from = text.find(&open)? + open.len();
+        let len = text[from..].find(&format!("</{name}>"))?;
+        Some(&text[from..from + len])
+    };
+    Some((field("Code")?, field("Message").unwrap_or("")))
 }
 
 /// One bucket and key prefix.
@@ -312,6 +353,29 @@ mod tests {
         );
         assert_eq!(md5_of_etag("\"9e107d9d372bb6826bd81d3542a419d6-2\""), None);
         assert_eq!(md5_of_etag("\"zz107d9d372bb6826bd81d3542a419d6\""), None);
+    }
+
+    /// An S3 error document in an error is cut to its code and message on
+    /// one line; a refused key is told to be the credentials' fault.
+    #[test]
+    fn error_lines() {
+        let e = |text: &str| BucketError {
+            what: "listing the bucket".into(),
+            source: object_store::Error::Generic {
+                store: "S3",
+                source: text.to_string().into(),
+            },
+            no_credentials: false,
+        };
+        let denied = e("GET /b: 403 Forbidden: <?xml version=\"1.0\"?>\n<Error><Code>InvalidAccessKeyId</Code><Message>No such key.</Message></Error>");
+        assert!(denied.is_denied());
+        let line = denied.line();
+        assert!(!line.contains('\n') && !line.contains("<?xml"), "{line}");
+        assert!(line.contains("InvalidAccessKeyId: No such key."), "{line}");
+        assert!(line.contains("check the AWS credentials"), "{line}");
+        let down = e("GET /b: error sending request: connection refused");
+        assert!(!down.is_denied());
+        assert!(!down.line().contains("credentials"), "{}", down.line());
     }
 
     /// The profile's keys are read from its own section only.

@@ -27,6 +27,7 @@ const AWS_ENV: [(&str, &str); 3] = [
 /// A running `moto_server`, its request log in a file.
 struct Moto {
     addr: SocketAddr,
+    env: Vec<(&'static str, &'static str)>,
     child: Option<Child>,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -36,6 +37,11 @@ impl Moto {
     /// Starts `moto_server` on a free loopback port with an empty bucket
     /// [`BUCKET`]; `None` (with a printed reason) when it is not installed.
     fn start() -> Option<Moto> {
+        Moto::start_env(&[])
+    }
+
+    /// As [`Moto::start`], with `moto_server` given `env`.
+    fn start_env(env: &[(&'static str, &'static str)]) -> Option<Moto> {
         if !have_tool("moto_server", &["--help"], "pip install 'moto[server]'") {
             return None;
         }
@@ -46,6 +52,7 @@ impl Moto {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut m = Moto {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            env: env.to_vec(),
             child: None,
             log: dir.path().join("moto.log"),
             _dir: dir,
@@ -64,6 +71,7 @@ impl Moto {
             .expect("moto log");
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &self.addr.port().to_string()])
+            .envs(self.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -637,4 +645,56 @@ fn gzip_off_stores_documents_as_they_are() {
         assert_eq!(r.header("content-encoding"), "", "{file}");
         assert!(r.body == local, "{file}: the local bytes");
     }
+}
+
+/// Credentials the bucket refuses: `serve` logs it once, on one line,
+/// with the S3 error code and what to check; `/healthz` says the bucket
+/// cannot be written while local publishing goes on.
+#[test]
+fn refused_credentials_are_logged_once_and_clearly() {
+    // Past the first request (the test's bucket), moto checks keys: it
+    // knows none of Herald's.
+    let Some(moto) = Moto::start_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "1")]) else {
+        return;
+    };
+    let ws = Workspace::new();
+    site(&ws);
+    let mut d = serve(ws, &moto, "");
+    d.wait_log("bucket: cannot update");
+    d.ws.write("content/gamma.md", article("Gamma", 4, "World", "Third."));
+    d.wait_titles(&["Gamma", "The story", "Beta", "Alpha"]);
+    let health = d.poll("/healthz", "healthz names the bucket", |r| {
+        r.text().contains("the bucket cannot be written")
+    });
+    assert_eq!(health.status, 200, "{}", health.text());
+    assert!(
+        health.text().contains("InvalidAccessKeyId"),
+        "{}",
+        health.text()
+    );
+    // Retried (1 s apart) and still refused: no more lines.
+    wait_until("three attempts", || {
+        moto.requests(0)
+            .iter()
+            .filter(|r| r.starts_with(&format!("GET /{BUCKET}?list-type=2")))
+            .count()
+            >= 3
+    });
+    assert!(d
+        .get("/metrics")
+        .text()
+        .contains("herald_write_failing{sink=\"bucket\"} 1\n"));
+    let log = d.stop();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("bucket: cannot update"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("InvalidAccessKeyId")
+            && lines[0].contains("check the AWS credentials")
+            && !lines[0].contains("<?xml"),
+        "{}",
+        lines[0]
+    );
 }
