@@ -698,3 +698,45 @@ fn refused_credentials_are_logged_once_and_clearly() {
         lines[0]
     );
 }
+
+/// `serve` keeps to `max_deletes` as `herald publish` does: its first
+/// pass uploads the site, deletes none of the objects no route has when
+/// they are too many, says so once, and `/healthz` keeps saying it.
+#[test]
+fn serve_keeps_to_max_deletes() {
+    let Some(moto) = Moto::start() else { return };
+    for i in 0..3 {
+        moto.request("PUT", &format!("/{BUCKET}/site/old/{i}.html"));
+    }
+    let ws = Workspace::new();
+    site(&ws);
+    let mut d = serve(ws, &moto, "max_deletes = 2\n");
+    d.wait_log("bucket updated");
+    let health = d.get("/healthz");
+    assert_eq!(health.status, 200);
+    assert!(
+        health
+            .text()
+            .contains("the bucket keeps 3 objects whose deletion max_deletes refused"),
+        "{}",
+        health.text()
+    );
+    let objects = moto.list("site/");
+    assert!(objects.contains_key("site/rss.xml"));
+    assert_eq!(
+        objects
+            .keys()
+            .filter(|k| k.starts_with("site/old/"))
+            .count(),
+        3
+    );
+    d.ws.write("content/gamma.md", article("Gamma", 4, "World", "Third."));
+    wait_object(&moto, "site/feed.json", "Gamma");
+    assert!(d.get("/healthz").text().contains("max_deletes refused"));
+    let log = d.stop();
+    assert_eq!(
+        log.matches("refusing to delete 3 objects").count(),
+        1,
+        "{log}"
+    );
+}
