@@ -163,6 +163,88 @@ struct RawStats {
 /// The default `admin_listen`: loopback, on a port of its own.
 pub const DEFAULT_ADMIN_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 9190);
 
+/// `[publish]`: the object-storage target `herald publish` mirrors to and
+/// `herald serve` keeps up to date after every publish. Credentials are
+/// never here: they come from the AWS environment and profile chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishConfig {
+    /// The target as written (`s3://bucket/prefix`).
+    pub to: String,
+    /// The bucket.
+    pub bucket: String,
+    /// Key prefix, without slashes at either end (empty: the bucket's root).
+    pub prefix: String,
+    /// An S3-compatible server's URL (MinIO, Garage, Ceph RGW, R2 …);
+    /// `None`: AWS itself.
+    pub endpoint: Option<String>,
+    /// The bucket's region.
+    pub region: String,
+    /// Bodies stored gzip-encoded (`Content-Encoding: gzip`) where the
+    /// document has a gzip form.
+    pub gzip: bool,
+    /// Most objects one mirror pass may delete; more and it deletes none.
+    pub max_deletes: usize,
+    /// `Cache-Control: max-age` of feeds, the index, listing pages and
+    /// OPML, seconds.
+    pub cache_feeds: u64,
+    /// `Cache-Control: max-age` of article pages and the files they
+    /// reference, seconds.
+    pub cache_pages: u64,
+    /// `Cache-Control: max-age` of RFC 5005 archive pages, seconds.
+    pub cache_archive: u64,
+    /// Requests to the target at once.
+    pub concurrency: usize,
+    /// Longest one request may take, connecting included.
+    pub request_timeout: Duration,
+    /// Longest wait between two attempts while the target fails.
+    pub retry_max: Duration,
+}
+
+impl PublishConfig {
+    /// A target for `to` (`s3://bucket[/prefix]`) with every other key at
+    /// its default; `None` when `to` is not such a URL.
+    pub fn for_target(to: &str) -> Option<PublishConfig> {
+        let rest = to.trim().strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+        if bucket.len() < 3 || bucket.len() > 63 || !bucket.chars().all(valid) {
+            return None;
+        }
+        Some(PublishConfig {
+            to: to.trim().to_string(),
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            gzip: true,
+            max_deletes: 256,
+            cache_feeds: 300,
+            cache_pages: 3600,
+            cache_archive: 31_536_000,
+            concurrency: 16,
+            request_timeout: Duration::from_secs(30),
+            retry_max: Duration::from_secs(60),
+        })
+    }
+}
+
+/// `[publish]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublish {
+    to: Option<toml::Spanned<String>>,
+    endpoint: Option<toml::Spanned<String>>,
+    region: Option<String>,
+    gzip: Option<bool>,
+    max_deletes: Option<toml::Spanned<i64>>,
+    cache_feeds_secs: Option<u64>,
+    cache_pages_secs: Option<u64>,
+    cache_archive_secs: Option<u64>,
+    concurrency: Option<toml::Spanned<i64>>,
+    request_timeout_secs: Option<toml::Spanned<i64>>,
+    retry_max_secs: Option<toml::Spanned<i64>>,
+}
+
 /// `[websub]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +313,7 @@ struct RawConfig {
     admin_listen: Option<toml::Spanned<String>>,
     admin_max_connections: Option<toml::Spanned<i64>>,
     stats: Option<RawStats>,
+    publish: Option<RawPublish>,
 }
 
 /// Herald's settings, every one resolved to a value.
@@ -341,6 +424,8 @@ pub struct Config {
     pub admin_max_connections: usize,
     /// The readership figures.
     pub stats: StatsConfig,
+    /// The object-storage target (`None`: no `[publish] to`).
+    pub publish: Option<PublishConfig>,
 }
 
 impl Default for Config {
@@ -390,6 +475,7 @@ impl Default for Config {
             admin_listen: Some(SocketAddr::from(DEFAULT_ADMIN_LISTEN)),
             admin_max_connections: 8,
             stats: StatsConfig::default(),
+            publish: None,
         }
     }
 }
@@ -770,6 +856,9 @@ impl Config {
                 d.save_interval.as_secs() as usize,
             )? as u64);
         }
+        if let Some(p) = raw.publish {
+            c.publish = publish_table(p, &invalid, &spanned_line)?;
+        }
         Ok(c)
     }
 
@@ -821,8 +910,73 @@ impl Config {
         if self.stats != new.stats {
             v.push("stats");
         }
+        if self.publish != new.publish {
+            v.push("publish");
+        }
         v
     }
+}
+
+/// `[publish]` resolved: `None` without `to`.
+fn publish_table(
+    p: RawPublish,
+    invalid: &dyn Fn(usize, String) -> ConfigError,
+    line: &dyn Fn(&std::ops::Range<usize>) -> usize,
+) -> Result<Option<PublishConfig>, ConfigError> {
+    let Some(to) = p.to else {
+        return Ok(None);
+    };
+    let mut c = PublishConfig::for_target(to.get_ref()).ok_or_else(|| {
+        invalid(
+            line(&to.span()),
+            format!(
+                "publish.to: {:?} is not an S3 target: s3://bucket or s3://bucket/prefix \
+                 (bucket: 3 to 63 lowercase letters, digits, '-' and '.'; any \
+                 S3-compatible server through publish.endpoint)",
+                to.get_ref()
+            ),
+        )
+    })?;
+    if let Some(e) = p.endpoint {
+        let v = e.get_ref().trim().trim_end_matches('/');
+        if !(v.starts_with("http://") || v.starts_with("https://")) || host_of(v).is_none() {
+            return Err(invalid(
+                line(&e.span()),
+                format!("publish.endpoint: {v:?} is not an absolute http(s) URL"),
+            ));
+        }
+        c.endpoint = Some(v.to_string());
+    }
+    if let Some(r) = p.region.filter(|r| !r.trim().is_empty()) {
+        c.region = r.trim().to_string();
+    }
+    c.gzip = p.gzip.unwrap_or(c.gzip);
+    let at_least = |v: Option<toml::Spanned<i64>>, key: &str, min: i64, d: u64| match v {
+        None => Ok(d),
+        Some(s) if *s.get_ref() >= min => Ok(*s.get_ref() as u64),
+        Some(s) => Err(invalid(
+            line(&s.span()),
+            format!("publish.{key}: must be at least {min}, not {}", s.get_ref()),
+        )),
+    };
+    c.max_deletes = at_least(p.max_deletes, "max_deletes", 0, c.max_deletes as u64)? as usize;
+    c.concurrency = at_least(p.concurrency, "concurrency", 1, c.concurrency as u64)? as usize;
+    c.request_timeout = Duration::from_secs(at_least(
+        p.request_timeout_secs,
+        "request_timeout_secs",
+        1,
+        c.request_timeout.as_secs(),
+    )?);
+    c.retry_max = Duration::from_secs(at_least(
+        p.retry_max_secs,
+        "retry_max_secs",
+        1,
+        c.retry_max.as_secs(),
+    )?);
+    c.cache_feeds = p.cache_feeds_secs.unwrap_or(c.cache_feeds);
+    c.cache_pages = p.cache_pages_secs.unwrap_or(c.cache_pages);
+    c.cache_archive = p.cache_archive_secs.unwrap_or(c.cache_archive);
+    Ok(Some(c))
 }
 
 /// A type error in words a reader of the file knows: serde names Rust
@@ -902,6 +1056,13 @@ mod tests {
         assert_eq!(c.listen, d.listen);
         assert_eq!(c.debounce, d.debounce);
         assert_eq!(c.websub, d.websub, "[websub] shows the defaults");
+        assert_eq!(c.publish, None, "no target unless `to` is set");
+        let with_to = parse(&text.replace("# to = ", "to = ")).unwrap();
+        assert_eq!(
+            with_to.publish,
+            PublishConfig::for_target("s3://feeds-bucket/site"),
+            "[publish] shows the defaults"
+        );
         assert_eq!(c.stats, d.stats, "[stats] shows the defaults");
         assert_eq!(c.admin_listen, d.admin_listen);
         assert_eq!(c.admin_max_connections, d.admin_max_connections);
@@ -973,6 +1134,51 @@ mod tests {
             .websub
             .hub_urls("https://n.example/")
             .is_empty());
+    }
+
+    /// `[publish]` needs `to` to do anything; its keys set what they
+    /// name; a target that is not `s3://bucket[/prefix]` and an endpoint
+    /// that is not an http(s) URL are errors naming key and line.
+    #[test]
+    fn publish_table() {
+        assert_eq!(parse("[publish]\ngzip = false\n").unwrap().publish, None);
+        let c = parse(
+            "[publish]\nto = \"s3://feeds-bucket/site/\"\nendpoint = \"http://127.0.0.1:9000/\"\n\
+             gzip = false\nmax_deletes = 0\ncache_archive_secs = 9\n",
+        )
+        .unwrap();
+        let p = c.publish.unwrap();
+        assert_eq!(
+            (p.bucket.as_str(), p.prefix.as_str()),
+            ("feeds-bucket", "site")
+        );
+        assert_eq!(p.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!((p.gzip, p.max_deletes, p.cache_archive), (false, 0, 9));
+        assert_eq!(p.region, "us-east-1");
+        let root = parse("[publish]\nto = \"s3://b-1.x\"\n")
+            .unwrap()
+            .publish
+            .unwrap();
+        assert_eq!((root.prefix.as_str(), root.max_deletes), ("", 256));
+        for (text, key) in [
+            ("[publish]\n\nto = \"gs://bucket/x\"\n", "publish.to"),
+            ("[publish]\n\nto = \"s3://Bad_Bucket\"\n", "publish.to"),
+            (
+                "[publish]\nto = \"s3://bucket\"\nendpoint = \"localhost:9000\"\n",
+                "publish.endpoint",
+            ),
+            (
+                "[publish]\nto = \"s3://bucket\"\nmax_deletes = -1\n",
+                "publish.max_deletes",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: {e}");
+            assert!(
+                e.starts_with("herald.toml:3:") || e.starts_with("herald.toml:2:"),
+                "{e}"
+            );
+        }
     }
 
     /// Unknown keys and wrong types name the key and the line.

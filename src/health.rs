@@ -94,6 +94,8 @@ pub enum Sink {
     Output,
     /// The state file.
     State,
+    /// The object-storage target (`[publish] to`).
+    Bucket,
 }
 
 impl Sink {
@@ -102,6 +104,7 @@ impl Sink {
         match self {
             Sink::Output => "output",
             Sink::State => "state",
+            Sink::Bucket => "bucket",
         }
     }
 }
@@ -166,6 +169,11 @@ struct Notes {
     state: Option<String>,
     held_back: usize,
     died: Option<String>,
+    bucket: Option<String>,
+    /// Routes not yet in the bucket, and since when it has been behind.
+    bucket_behind: (usize, Option<Instant>),
+    /// Deletions the last bucket pass refused (`max_deletes`).
+    bucket_refused: usize,
 }
 
 /// The publish loop's heartbeat, step and problems.
@@ -248,6 +256,7 @@ impl Health {
         self.with_notes(|n| match sink {
             Sink::Output => n.output = why,
             Sink::State => n.state = why,
+            Sink::Bucket => n.bucket = why,
         });
     }
 
@@ -256,7 +265,30 @@ impl Health {
         self.with_notes(|n| match sink {
             Sink::Output => n.output.is_some(),
             Sink::State => n.state.is_some(),
+            Sink::Bucket => n.bucket.is_some(),
         })
+    }
+
+    /// Records how far the bucket is behind: `routes` changed and not yet
+    /// in it, the oldest publish not yet mirrored made at `since` (`None`:
+    /// up to date).
+    pub fn set_bucket_behind(&self, routes: usize, since: Option<Instant>) {
+        self.with_notes(|n| n.bucket_behind = (routes, since));
+    }
+
+    /// How far the bucket is behind at `now`: routes waiting and seconds
+    /// since the oldest publish not yet in it (0 when up to date).
+    pub fn bucket_behind_at(&self, now: Instant) -> (usize, f64) {
+        self.with_notes(|n| {
+            let (routes, since) = n.bucket_behind;
+            let secs = since.map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+            (routes, secs)
+        })
+    }
+
+    /// Records the deletions the last bucket pass refused.
+    pub fn set_bucket_refused(&self, n: usize) {
+        self.with_notes(|notes| notes.bucket_refused = n);
     }
 
     /// Records how many new articles are held back (the state file cannot
@@ -309,6 +341,19 @@ impl Health {
             }
             if let Some(why) = &n.output {
                 reasons.push(format!("the output directory cannot be written: {why}"));
+            }
+            if let Some(why) = &n.bucket {
+                let (routes, since) = n.bucket_behind;
+                let secs = since.map_or(0, |t| now.saturating_duration_since(t).as_secs());
+                reasons.push(format!(
+                    "the bucket cannot be written: {why} ({routes} changed routes waiting; behind for {secs} s)"
+                ));
+            }
+            if n.bucket_refused > 0 {
+                reasons.push(format!(
+                    "the bucket keeps {} objects whose deletion max_deletes refused",
+                    n.bucket_refused
+                ));
             }
         });
         if reasons.is_empty() {
@@ -397,6 +442,24 @@ mod tests {
             h.report(),
             (503, "dead: the publish loop panicked: boom\n".to_string())
         );
+        let b = Health::default();
+        let t0 = Instant::now();
+        b.set_bucket_behind(3, Some(t0));
+        assert_eq!(b.check_at(t0), Verdict::Ok, "behind but working is fine");
+        b.set_failing(Sink::Bucket, Some("PUT rss.xml: connection refused".into()));
+        assert_eq!(
+            b.check_at(t0 + Duration::from_millis(7500)),
+            Verdict::Degraded(vec![
+                "the bucket cannot be written: PUT rss.xml: connection refused \
+                 (3 changed routes waiting; behind for 7 s)"
+                    .into()
+            ])
+        );
+        assert_eq!(b.bucket_behind_at(t0 + Duration::from_secs(2)), (3, 2.0));
+        b.set_failing(Sink::Bucket, None);
+        b.set_bucket_behind(0, None);
+        assert_eq!(b.check(), Verdict::Ok);
+        assert_eq!(b.bucket_behind_at(Instant::now()), (0, 0.0));
         let s = Health::default();
         s.stopped();
         assert_eq!(s.report(), (503, "stopping\n".to_string()));

@@ -29,6 +29,7 @@
 //! - [`health`]: what the publish loop says about itself (`/healthz`, watchdog).
 //! - [`sendfile`]: large bodies in unlinked files, sent with `sendfile(2)`.
 //! - [`syndicate`]: WebSub: publish pings and the built-in hub.
+//! - [`mirror`]: the snapshot mirrored to an S3-compatible bucket.
 //! - [`daemon`]: wiring of all of the above; `build`, `check` and `serve`.
 #![warn(missing_docs)]
 
@@ -40,6 +41,7 @@ pub mod health;
 pub mod library;
 pub mod links;
 pub mod metrics;
+pub mod mirror;
 pub mod parse;
 pub mod render;
 pub mod sendfile;

@@ -43,6 +43,13 @@ enum Command {
     Build,
     /// Parse everything and report every problem; writes nothing.
     Check,
+    /// Mirror the current content once to the `[publish] to` bucket,
+    /// printing what is uploaded and deleted.
+    Publish {
+        /// Print what would be uploaded and deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +83,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Build => daemon::build_command(&config),
         Command::Check => daemon::check_command(&config),
+        Command::Publish { dry_run } => daemon::publish_command(&config, dry_run),
         Command::Serve { .. } => daemon::serve_command(config, cli.config, overrides),
     };
     ExitCode::from(code)

@@ -57,6 +57,10 @@ pub struct Metrics {
     pub rescans: AtomicU64,
     /// Connections refused because their address held its share.
     pub refused_connections: AtomicU64,
+    /// Objects stored in the bucket (`[publish] to`).
+    pub bucket_puts: AtomicU64,
+    /// Objects deleted from the bucket.
+    pub bucket_deletes: AtomicU64,
     /// The publish loop's heartbeat and problems (`/healthz`).
     pub health: Health,
 }
@@ -188,8 +192,37 @@ impl Metrics {
             "New articles not published because the state file cannot be written.",
             self.health.held_back() as f64,
         );
+        let (routes, secs) = self.health.bucket_behind_at(std::time::Instant::now());
+        gauge(
+            &mut out,
+            "herald_bucket_behind_routes",
+            "gauge",
+            "Changed routes not yet in the bucket ([publish] to).",
+            routes as f64,
+        );
+        gauge(
+            &mut out,
+            "herald_bucket_behind_seconds",
+            "gauge",
+            "Age of the oldest publish not yet in the bucket; 0 when it is up to date.",
+            secs,
+        );
+        gauge(
+            &mut out,
+            "herald_bucket_puts_total",
+            "counter",
+            "Objects stored in the bucket.",
+            self.bucket_puts.load(Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "herald_bucket_deletes_total",
+            "counter",
+            "Objects deleted from the bucket.",
+            self.bucket_deletes.load(Relaxed) as f64,
+        );
         out.push_str("# HELP herald_write_failing 1 while writing to that place fails.\n# TYPE herald_write_failing gauge\n");
-        for sink in [Sink::Output, Sink::State] {
+        for sink in [Sink::Output, Sink::State, Sink::Bucket] {
             let _ = writeln!(
                 out,
                 "herald_write_failing{{sink=\"{}\"}} {}",
@@ -235,6 +268,11 @@ mod tests {
         m.health.set_failing(Sink::State, Some("full".into()));
         let t = m.render();
         assert!(t.contains("herald_articles_held_back 2\n"), "{t}");
+        assert!(t.contains("herald_bucket_behind_seconds 0\n"), "{t}");
+        assert!(
+            t.contains("herald_write_failing{sink=\"bucket\"} 0\n"),
+            "{t}"
+        );
         assert!(
             t.contains("herald_write_failing{sink=\"state\"} 1\n"),
             "{t}"

@@ -182,3 +182,77 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
     );
     Ok(view.rejected.len())
 }
+
+/// `herald publish [--dry-run]`: one pass mirroring the current content
+/// to the `[publish] to` target, printing each object uploaded and
+/// deleted. With `dry_run` nothing changes: not the bucket, not the state
+/// file, not the output directory.
+pub fn publish_command(c: &Config, dry_run: bool) -> u8 {
+    init_logging(c);
+    let Some(target) = &c.publish else {
+        eprintln!("herald: publish: no target configured: set `to` in the [publish] table of the config file");
+        return crate::daemon::EXIT_CONFIG;
+    };
+    let started = Instant::now();
+    let result = (|| -> Result<(crate::site::Site, View), (u8, anyhow::Error)> {
+        let mut lib = open_library(c).map_err(|e| (EXIT_RUNTIME, e))?;
+        lib.scan().map_err(|e| (EXIT_CONTENT_DIR, e.into()))?;
+        let now = Utc::now();
+        if !dry_run {
+            // Ids and `updated` on disk before the bucket shows them.
+            let first = lib.view(now);
+            settings(c, lib.state_mut(), &first.articles);
+            drop(first);
+            lib.state_mut()
+                .save(&c.state_dir)
+                .map_err(|e| (EXIT_RUNTIME, e.into()))?;
+        }
+        let mut builder = SiteBuilder::with_floors_from(&c.output_dir);
+        let (view, _, (site, _)) = guard::render_guarded(
+            &mut lib,
+            |lib| lib.view(now),
+            |lib, v| settings(c, lib.state_mut(), &v.articles),
+            |v, s, fresh| {
+                if fresh {
+                    builder = SiteBuilder::with_floors_from(&c.output_dir);
+                }
+                builder.set_former(&v.moved, &v.gone);
+                builder.set_media(&v.media);
+                builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
+            },
+        );
+        Ok((site, view))
+    })();
+    let (site, view) = match result {
+        Ok(v) => v,
+        Err((code, e)) => {
+            eprintln!("herald: {e:#}");
+            return code;
+        }
+    };
+    report(&view);
+    let mut say = |line: String| println!("{line}");
+    match crate::mirror::publish_once(target, &site, dry_run, &mut say) {
+        Ok(r) => {
+            println!(
+                "{}{} uploaded ({} bytes), {} deleted, {} routes in {} ({} ms)",
+                if dry_run { "dry run: would have " } else { "" },
+                r.uploaded,
+                r.bytes,
+                r.deleted,
+                site.len(),
+                target.to,
+                started.elapsed().as_millis()
+            );
+            if view.rejected.is_empty() {
+                EXIT_OK
+            } else {
+                EXIT_BAD_CONTENT
+            }
+        }
+        Err(e) => {
+            eprintln!("herald: publish: {e}");
+            EXIT_RUNTIME
+        }
+    }
+}

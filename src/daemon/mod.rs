@@ -5,7 +5,8 @@
 //! signals and sd_notify. Uses every other module; `anyhow` lives here and
 //! in `main.rs` only.
 //!
-//! - `build`: the `build` and `check` commands, and the build cache.
+//! - `build`: the `build`, `check` and `publish` commands, and the build
+//!   cache.
 //! - `publisher`: the writer loop of `serve`, and what it publishes to.
 //! - `systemd`: the inherited listener, sd_notify and the watchdog.
 //! - `logging`: `tracing` set up for a terminal, journald or JSON.
@@ -32,7 +33,7 @@ use crate::parse::ParseCtx;
 use crate::render::{Body, Settings};
 use crate::state::State;
 
-pub use build::{build_command, check_command};
+pub use build::{build_command, check_command, publish_command};
 pub use logging::init_logging;
 pub use process::tune_allocator;
 
@@ -266,7 +267,25 @@ async fn serve(
         hub: syndicate.as_ref().and_then(|s| s.hub()),
         stats,
     });
-    pubr.syndicate = syndicate;
+    match &c.publish {
+        Some(target) => {
+            // With a bucket, WebSub waits for it: a hub that fetches a
+            // feed from the CDN must get its new version.
+            let hook = syndicate.map(|s| -> crate::mirror::OnSynced {
+                Box::new(move |before, after, changed| s.published(before, after, changed))
+            });
+            let mirror = crate::mirror::Mirror::start(
+                target.clone(),
+                shared.site.load_full(),
+                Arc::clone(&pubr.metrics),
+                hook,
+            )
+            .map_err(|e| Fatal(EXIT_RUNTIME, anyhow::anyhow!("publish: {e}")))?;
+            tracing::info!(target = %target.to, "mirroring every publish to {}", target.to);
+            pubr.mirror = Some(mirror);
+        }
+        None => pubr.syndicate = syndicate,
+    }
     pubr.shared = Some(Arc::clone(&shared));
     pubr.after_publish();
     pubr.br = start_br(c.brotli_quality);

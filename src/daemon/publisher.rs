@@ -77,6 +77,8 @@ pub(super) struct Publisher {
     /// WebSub pings and the built-in hub (`None`: no hub configured),
     /// told of the routes each publish changed.
     pub(super) syndicate: Option<crate::syndicate::Syndicate>,
+    /// The bucket mirror (`None`: no `[publish] to`), handed each publish.
+    pub(super) mirror: Option<crate::mirror::Mirror>,
     /// `HERALD_FAILPOINT=publish-panic`: the next publish panics. For the
     /// end-to-end test of a dead loop only (no real input can make the
     /// loop panic); nothing happens unless the variable is set.
@@ -104,6 +106,7 @@ impl Publisher {
             last_rebuild: None,
             br: None,
             syndicate: None,
+            mirror: None,
             panic_on_publish: std::env::var("HERALD_FAILPOINT").is_ok_and(|v| v == "publish-panic"),
         })
     }
@@ -339,6 +342,11 @@ impl Publisher {
             s.published(&before, &site, &changed);
         }
         drop(before);
+        let removed = self.builder.removed().to_vec();
+        if let Some(m) = &self.mirror {
+            // Returns at once: the bucket is written on its own thread.
+            m.apply(Arc::clone(&site), &changed, &removed);
+        }
         let elapsed = started.elapsed();
         self.queue_br(&site, Some(&changed));
         self.after_publish();
@@ -350,7 +358,6 @@ impl Publisher {
             ms = elapsed.as_secs_f64() * 1000.0,
             "published"
         );
-        let removed = self.builder.removed().to_vec();
         if !changed.is_empty() || !removed.is_empty() || self.output_behind {
             self.mirror(&site, Some(&changed), &removed);
         }

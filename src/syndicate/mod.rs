@@ -1,5 +1,7 @@
 //! Syndication: WebSub (W3C Recommendation, 2018). After each publish the
-//! daemon hands over the routes that changed ([`Syndicate::published`]);
+//! daemon hands over the routes that changed ([`Syndicate::published`]) —
+//! or, with a bucket configured, the bucket mirror does once the bucket
+//! holds the new bytes (`mirror`'s `OnSynced`);
 //! the feeds among them whose bytes changed are pinged to the external
 //! hubs (`ping.rs`) and pushed to the subscribers of the built-in hub
 //! (`hub/`). All of it runs on its own thread and runtime: nothing here

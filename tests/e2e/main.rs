@@ -9,6 +9,7 @@ mod links;
 mod live;
 mod operating;
 mod reliability;
+mod s3;
 mod serve;
 mod service;
 mod stats;

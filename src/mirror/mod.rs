@@ -1,0 +1,791 @@
+//! The object-storage mirror of a snapshot: every file the output
+//! directory holds, as objects in an S3 (or S3-compatible) bucket behind
+//! a CDN, with the headers a CDN and a reader need. It shares the disk
+//! mirror's "changed/removed" contract ([`Mirror::apply`]): after each
+//! publish it is handed the routes that changed and those that are gone,
+//! and sends only those. On start (and after any failure, when what the
+//! bucket holds is no longer known) it lists the bucket once and compares
+//! sizes and MD5s with the snapshot instead.
+//!
+//! Order within one pass: new article pages, the files they reference,
+//! redirect and archive pages first; then feeds, the index, listing pages
+//! and OPML; deletions last — a reader of the bucket never meets a feed
+//! linking to a page not yet there. A pass that would delete more than
+//! `max_deletes` objects deletes none and says so (a wrong prefix must
+//! not wipe a bucket).
+//!
+//! `herald serve` runs it in the background ([`Mirror`]): its own thread
+//! and runtime, a queue that coalesces publishes (the latest snapshot and
+//! the set of routes touched since the last pass: bounded by the site),
+//! retries with a doubling wait, one log line when the bucket starts
+//! failing and one when it works again. Local publishing and serving
+//! never wait for it. `herald publish` runs one pass ([`publish_once`]).
+//!
+//! Uses `site`, `config`, `health` and `metrics`.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: kinds and their cache policy, the plan of a pass, the
+//!   background mirror, the one-shot publish.
+//! - `s3.rs`: the bucket: list, PUT with headers, bulk delete.
+
+mod s3;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use md5::{Digest, Md5};
+use rayon::prelude::*;
+
+use crate::config::PublishConfig;
+use crate::health::Sink;
+use crate::metrics::Metrics;
+use crate::site::{file_of, Asset, Site};
+
+pub use s3::{Bucket, BucketError, Remote};
+
+/// What a route is, for its cache policy and its place in a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A feed (`rss.xml`, `atom.xml`, `feed.json`, at the root or a
+    /// category's): changes with every article.
+    Feed,
+    /// The index, a listing page (`/page/2/`, a category's or tag's) or
+    /// the OPML list: changes with every article.
+    Listing,
+    /// An article page, or the redirect page at a renamed article's old
+    /// permalink.
+    Page,
+    /// A file an article references (an image, a PDF).
+    Media,
+    /// An RFC 5005 archive page (`/archive/…`): closed, its bytes never
+    /// change.
+    Archive,
+}
+
+impl Kind {
+    /// The kind of the document at `route`.
+    pub fn of(route: &str) -> Kind {
+        if route.starts_with("/archive/") {
+            return Kind::Archive;
+        }
+        let last = route.rsplit('/').next().unwrap_or("");
+        if matches!(last, "rss.xml" | "atom.xml" | "feed.json") {
+            return Kind::Feed;
+        }
+        if route == "/" || route == "/feeds.opml" {
+            return Kind::Listing;
+        }
+        if let Some(rest) = route.strip_prefix("/articles/") {
+            // `/articles/<slug>/` is the page; below it, its files.
+            return match rest.split_once('/') {
+                Some((_, "")) | None => Kind::Page,
+                Some(_) => Kind::Media,
+            };
+        }
+        if route.ends_with('/') {
+            Kind::Listing
+        } else {
+            Kind::Media
+        }
+    }
+
+    /// The `Cache-Control` its objects carry: feeds and listings short
+    /// (they change with every article), pages and their files longer,
+    /// archive pages a year and immutable.
+    pub fn cache_control(self, cfg: &PublishConfig) -> String {
+        match self {
+            Kind::Feed | Kind::Listing => format!("public, max-age={}", cfg.cache_feeds),
+            Kind::Page | Kind::Media => format!("public, max-age={}", cfg.cache_pages),
+            Kind::Archive => format!("public, max-age={}, immutable", cfg.cache_archive),
+        }
+    }
+
+    /// Its phase in a pass: what others link to goes first.
+    fn phase(self) -> u8 {
+        match self {
+            Kind::Page | Kind::Media | Kind::Archive => 0,
+            Kind::Feed | Kind::Listing => 1,
+        }
+    }
+}
+
+/// The body an object of `asset` holds: the gzip form when `gzip` is on
+/// and the document has one (then sent with `Content-Encoding: gzip`).
+fn body_of(asset: &Asset, gzip: bool) -> (Bytes, bool) {
+    if gzip && asset.has_gzip() {
+        (asset.gzip(), true)
+    } else {
+        (asset.body(), false)
+    }
+}
+
+/// One object to PUT. Its body is made again when it is sent, so a pass
+/// holds at most `concurrency` bodies at once.
+#[derive(Debug, Clone)]
+struct Put {
+    route: String,
+    key: String,
+    kind: Kind,
+    size: u64,
+}
+
+/// What one pass does.
+#[derive(Debug, Default)]
+pub struct Plan {
+    puts: Vec<Put>,
+    /// Keys to delete, sorted.
+    pub deletes: Vec<String>,
+}
+
+impl Plan {
+    /// Keys to PUT, in the order of their phases.
+    pub fn put_keys(&self) -> impl Iterator<Item = &str> {
+        self.puts.iter().map(|p| p.key.as_str())
+    }
+
+    /// Whether the pass does nothing.
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+/// Plans a pass for `site` against what the bucket holds (`remote`):
+/// `only` the routes a publish touched, or every route (`None`), whose
+/// objects are then compared by size and MD5 and the objects of no route
+/// deleted. A touched route the site no longer has is deleted if the
+/// bucket holds it.
+pub fn plan(
+    bucket: &Bucket,
+    cfg: &PublishConfig,
+    site: &Site,
+    only: Option<&HashSet<String>>,
+    remote: &HashMap<String, Remote>,
+) -> Plan {
+    let candidates: Vec<(String, Option<&Arc<Asset>>)> = match only {
+        Some(routes) => routes.iter().map(|r| (r.clone(), site.file(r))).collect(),
+        None => site
+            .routes()
+            .map(|(r, a)| (r.to_string(), Some(a)))
+            .collect(),
+    };
+    let key_of = |route: &str| bucket.key(&file_of(route).to_string_lossy());
+    let checked: Vec<(String, String, Option<Put>)> = candidates
+        .par_iter()
+        .map(|(route, asset)| {
+            let key = key_of(route);
+            let Some(asset) = asset else {
+                return (route.clone(), key, None);
+            };
+            let (body, _) = body_of(asset, cfg.gzip);
+            let size = body.len() as u64;
+            let same = remote
+                .get(&key)
+                .is_some_and(|r| r.size == size && r.md5 == Some(Md5::digest(&body).into()));
+            let put = (!same).then(|| Put {
+                route: route.clone(),
+                key: key.clone(),
+                kind: Kind::of(route),
+                size,
+            });
+            (route.clone(), key, put)
+        })
+        .collect();
+    let mut p = Plan::default();
+    let mut local = HashSet::with_capacity(checked.len());
+    for (route, key, put) in checked {
+        match put {
+            Some(put) => {
+                local.insert(key);
+                p.puts.push(put);
+            }
+            None if site.file(&route).is_some() => {
+                local.insert(key);
+            }
+            None if remote.contains_key(&key) => p.deletes.push(key),
+            None => {}
+        }
+    }
+    if only.is_none() {
+        p.deletes
+            .extend(remote.keys().filter(|k| !local.contains(*k)).cloned());
+    }
+    p.puts
+        .sort_by(|a, b| (a.kind.phase(), &a.key).cmp(&(b.kind.phase(), &b.key)));
+    p.deletes.sort_unstable();
+    p.deletes.dedup();
+    p
+}
+
+/// An object stored, with the MD5 of its body.
+type Stored<'a> = (&'a Put, [u8; 16]);
+
+/// What one pass did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Objects stored.
+    pub uploaded: usize,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Objects deleted.
+    pub deleted: usize,
+    /// Deletions refused by `max_deletes` (none made).
+    pub refused: usize,
+}
+
+/// Carries out `plan`: each phase's PUTs, `concurrency` at once, then the
+/// deletions (unless more than `max_deletes`). `remote` follows every
+/// request that worked. The first failure ends the pass after its phase
+/// (so no feed goes up before the pages it links to).
+///
+/// # Errors
+/// A request failed (after the client's own quick retries).
+pub async fn execute(
+    bucket: &Bucket,
+    cfg: &PublishConfig,
+    site: &Site,
+    plan: Plan,
+    remote: &mut HashMap<String, Remote>,
+    sent: &AtomicU64,
+) -> Result<Report, BucketError> {
+    let mut report = Report::default();
+    for phase in 0..2u8 {
+        let puts: Vec<&Put> = plan
+            .puts
+            .iter()
+            .filter(|p| p.kind.phase() == phase)
+            .collect();
+        let results: Vec<Result<Option<Stored<'_>>, BucketError>> =
+            futures::stream::iter(puts.into_iter().map(|put| async move {
+                // The route is in the snapshot: the plan was made from it.
+                let Some(asset) = site.file(&put.route) else {
+                    return Ok(None);
+                };
+                let (body, gzip) = body_of(asset, cfg.gzip);
+                let md5: [u8; 16] = Md5::digest(&body).into();
+                bucket
+                    .put(
+                        &put.key,
+                        body,
+                        asset.content_type,
+                        put.kind.cache_control(cfg),
+                        gzip,
+                    )
+                    .await?;
+                sent.fetch_add(1, Relaxed);
+                Ok(Some((put, md5)))
+            }))
+            .buffer_unordered(cfg.concurrency)
+            .collect()
+            .await;
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok(None) => {}
+                Ok(Some((put, md5))) => {
+                    report.uploaded += 1;
+                    report.bytes += put.size;
+                    remote.insert(
+                        put.key.clone(),
+                        Remote {
+                            size: put.size,
+                            md5: Some(md5),
+                        },
+                    );
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+    }
+    if plan.deletes.len() > cfg.max_deletes {
+        report.refused = plan.deletes.len();
+    } else if !plan.deletes.is_empty() {
+        let done = bucket.delete(&plan.deletes).await?;
+        report.deleted = done.len();
+        for k in &done {
+            remote.remove(k);
+        }
+    }
+    Ok(report)
+}
+
+/// The line said when a pass refuses its deletions.
+fn refused_line(cfg: &PublishConfig, n: usize) -> String {
+    format!(
+        "bucket: refusing to delete {n} objects from {} (more than max_deletes = {}); nothing was deleted. Check publish.to, or raise max_deletes and run `herald publish`",
+        cfg.to, cfg.max_deletes
+    )
+}
+
+/// What `herald publish` could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A request to the bucket failed.
+    #[error("{}", .0.line())]
+    Bucket(#[from] BucketError),
+    /// The pass would have deleted more than `max_deletes` objects.
+    #[error("{0}")]
+    Refused(String),
+    /// The runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// `herald publish`: one pass mirroring `site` to the target, printing
+/// each object it uploads and deletes (`say`); with `dry_run`, only the
+/// listing is requested and nothing changes.
+///
+/// # Errors
+/// A request failed, or the deletions were refused (the uploads were
+/// made).
+pub fn publish_once(
+    cfg: &PublishConfig,
+    site: &Site,
+    dry_run: bool,
+    say: &mut dyn FnMut(String),
+) -> Result<Report, PublishError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(PublishError::Runtime)?;
+    rt.block_on(async {
+        let bucket = Bucket::open(cfg)?;
+        let mut remote = bucket.list().await?;
+        let plan = plan(&bucket, cfg, site, None, &remote);
+        let verb = if dry_run { "would " } else { "" };
+        for k in plan.put_keys() {
+            say(format!("{verb}upload {k}"));
+        }
+        let refused = plan.deletes.len() > cfg.max_deletes;
+        for k in &plan.deletes {
+            if refused {
+                say(format!("refused: delete {k}"));
+            } else {
+                say(format!("{verb}delete {k}"));
+            }
+        }
+        if dry_run {
+            let report = Report {
+                uploaded: plan.puts.len(),
+                bytes: plan.puts.iter().map(|p| p.size).sum(),
+                deleted: if refused { 0 } else { plan.deletes.len() },
+                refused: if refused { plan.deletes.len() } else { 0 },
+            };
+            return if refused {
+                Err(PublishError::Refused(refused_line(cfg, report.refused)))
+            } else {
+                Ok(report)
+            };
+        }
+        let report = execute(&bucket, cfg, site, plan, &mut remote, &AtomicU64::new(0)).await?;
+        if report.refused > 0 {
+            return Err(PublishError::Refused(refused_line(cfg, report.refused)));
+        }
+        Ok(report)
+    })
+}
+
+/// Told after each pass that brought the bucket in line with a snapshot:
+/// the snapshot the bucket held before, the one it holds now, and the
+/// routes that changed in between (what WebSub pings wait for).
+pub type OnSynced = Box<dyn FnMut(&Site, &Site, &[String]) + Send>;
+
+/// What the publish loop hands over, coalesced.
+#[derive(Default)]
+struct Queue {
+    /// The newest snapshot not yet mirrored.
+    site: Option<Arc<Site>>,
+    /// Routes changed or removed since the last pass that worked.
+    dirty: HashSet<String>,
+    /// When the oldest publish not yet in the bucket was made.
+    since: Option<Instant>,
+    stop: bool,
+}
+
+struct Inner {
+    queue: Mutex<Queue>,
+    wake: tokio::sync::Notify,
+}
+
+impl Inner {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // Plain data: usable after a panic elsewhere.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The background mirror of `herald serve`.
+pub struct Mirror {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mirror")
+    }
+}
+
+impl Mirror {
+    /// Starts mirroring to `cfg`'s target, beginning with a full pass for
+    /// `first` (what the bucket holds is unknown). `on_synced` is told of
+    /// each pass that worked (not of the first).
+    ///
+    /// # Errors
+    /// The client cannot be configured, or the thread cannot start.
+    pub fn start(
+        cfg: PublishConfig,
+        first: Arc<Site>,
+        metrics: Arc<Metrics>,
+        on_synced: Option<OnSynced>,
+    ) -> Result<Mirror, PublishError> {
+        let bucket = Bucket::open(&cfg)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(PublishError::Runtime)?;
+        let inner = Arc::new(Inner {
+            queue: Mutex::new(Queue {
+                site: Some(Arc::clone(&first)),
+                since: Some(Instant::now()),
+                ..Queue::default()
+            }),
+            wake: tokio::sync::Notify::new(),
+        });
+        let worker = Worker {
+            inner: Arc::clone(&inner),
+            bucket,
+            cfg,
+            metrics,
+            synced: first,
+            on_synced,
+        };
+        std::thread::Builder::new()
+            .name("herald-bucket".into())
+            .spawn(move || rt.block_on(worker.run()))
+            .map_err(PublishError::Runtime)?;
+        Ok(Mirror { inner })
+    }
+
+    /// After a publish: `site` is the new snapshot, `changed` the routes
+    /// whose documents are new, `removed` those gone. Returns at once.
+    pub fn apply(&self, site: Arc<Site>, changed: &[String], removed: &[String]) {
+        let mut q = self.inner.queue();
+        q.site = Some(site);
+        q.dirty.extend(changed.iter().chain(removed).cloned());
+        q.since.get_or_insert_with(Instant::now);
+        drop(q);
+        self.inner.wake.notify_one();
+    }
+}
+
+impl Drop for Mirror {
+    /// Ends the thread at its next wait; a pass under way is dropped with
+    /// the runtime (the next start lists the bucket and converges).
+    fn drop(&mut self) {
+        self.inner.queue().stop = true;
+        self.inner.wake.notify_one();
+    }
+}
+
+struct Worker {
+    inner: Arc<Inner>,
+    bucket: Bucket,
+    cfg: PublishConfig,
+    metrics: Arc<Metrics>,
+    /// The snapshot the bucket holds (as of the last pass that worked).
+    synced: Arc<Site>,
+    on_synced: Option<OnSynced>,
+}
+
+impl Worker {
+    /// Waits for the next snapshot to mirror; `None` at shutdown. Returns
+    /// it with the routes touched and when the oldest of its publishes
+    /// was made.
+    async fn next(&self) -> Option<(Arc<Site>, HashSet<String>, Option<Instant>)> {
+        loop {
+            {
+                let mut q = self.inner.queue();
+                if q.stop {
+                    return None;
+                }
+                if let Some(site) = q.site.take() {
+                    return Some((site, std::mem::take(&mut q.dirty), q.since.take()));
+                }
+            }
+            self.inner.wake.notified().await;
+        }
+    }
+
+    /// Publishes how far the bucket is behind: the routes waiting (in
+    /// the queue, and `in_flight` in the pass under way) and since when.
+    fn behind(&self, in_flight: usize, in_flight_since: Option<Instant>) {
+        let q = self.inner.queue();
+        self.metrics.health.set_bucket_behind(
+            q.dirty.len() + in_flight,
+            earliest(q.since, in_flight_since),
+        );
+    }
+
+    async fn run(mut self) {
+        // What the bucket holds; `None` until listed, and again after a
+        // failure (a request may have landed or not; the server may have
+        // lost everything).
+        let mut remote: Option<HashMap<String, Remote>> = None;
+        let mut failing: Option<bool> = None;
+        let mut failures: u32 = 0;
+        let health = &self.metrics.health;
+        while let Some((site, dirty, since)) = self.next().await {
+            self.behind(dirty.len(), since);
+            let started = Instant::now();
+            let full = remote.is_none();
+            let result = async {
+                let mut r = match remote.take() {
+                    Some(r) => r,
+                    None => self.bucket.list().await?,
+                };
+                let plan = plan(
+                    &self.bucket,
+                    &self.cfg,
+                    &site,
+                    (!full).then_some(&dirty),
+                    &r,
+                );
+                let out = execute(
+                    &self.bucket,
+                    &self.cfg,
+                    &site,
+                    plan,
+                    &mut r,
+                    &self.metrics.bucket_puts,
+                )
+                .await;
+                if out.is_ok() {
+                    remote = Some(r);
+                }
+                out
+            }
+            .await;
+            match result {
+                Ok(report) => {
+                    failures = 0;
+                    self.metrics
+                        .bucket_deletes
+                        .fetch_add(report.deleted as u64, Relaxed);
+                    if failing.take().is_some() {
+                        tracing::info!(
+                            target = %self.cfg.to,
+                            "bucket: writing {} works again", self.cfg.to
+                        );
+                        health.set_failing(Sink::Bucket, None);
+                    }
+                    // Refused deletions stay refused (and said in
+                    // `/healthz`) until a full pass finds none to make:
+                    // later passes send only what changes.
+                    if report.refused > 0 {
+                        tracing::error!("{}", refused_line(&self.cfg, report.refused));
+                        health.set_bucket_refused(report.refused);
+                    } else if full {
+                        health.set_bucket_refused(0);
+                    }
+                    if report.uploaded + report.deleted > 0 || full {
+                        tracing::info!(
+                            target = %self.cfg.to,
+                            uploaded = report.uploaded,
+                            deleted = report.deleted,
+                            bytes = report.bytes,
+                            full,
+                            ms = started.elapsed().as_secs_f64() * 1000.0,
+                            "bucket updated"
+                        );
+                    }
+                    self.behind(0, None);
+                    let changed: Vec<String> = dirty.into_iter().collect();
+                    if let Some(hook) = self.on_synced.as_mut() {
+                        if !changed.is_empty() {
+                            hook(&self.synced, &site, &changed);
+                        }
+                    }
+                    self.synced = site;
+                }
+                Err(e) => {
+                    // Everything goes back into the queue (a newer snapshot
+                    // wins), and the next pass starts with a listing.
+                    {
+                        let mut q = self.inner.queue();
+                        q.dirty.extend(dirty);
+                        q.site.get_or_insert(site);
+                        q.since = earliest(q.since, since);
+                    }
+                    self.behind(0, None);
+                    let denied = e.is_denied();
+                    let line = e.line();
+                    if failing != Some(denied) {
+                        tracing::error!(
+                            target = %self.cfg.to,
+                            "bucket: cannot update {}: {line}; local publishing and serving go on; retrying with backoff, no more is logged until it works",
+                            self.cfg.to
+                        );
+                    } else {
+                        tracing::debug!("bucket: still failing: {line}");
+                    }
+                    failing = Some(denied);
+                    health.set_failing(Sink::Bucket, Some(line));
+                    failures = failures.saturating_add(1);
+                    let wait = retry_wait(failures, self.cfg.retry_max);
+                    // New publishes join the queue meanwhile; only a stop
+                    // cuts the wait short.
+                    let until = tokio::time::Instant::now() + wait;
+                    loop {
+                        if self.inner.queue().stop {
+                            return;
+                        }
+                        if tokio::time::timeout_at(until, self.inner.wake.notified())
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The earlier of two instants, either of which may be missing.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The wait after the `n`th failure in a row: 1 s doubled each time, at
+/// most `max`.
+fn retry_wait(n: u32, max: Duration) -> Duration {
+    Duration::from_secs(1)
+        .saturating_mul(1 << n.saturating_sub(1).min(16))
+        .min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each kind of route gets its cache policy and its phase: what feeds
+    /// link to goes first.
+    #[test]
+    fn kinds() {
+        let cases = [
+            ("/rss.xml", Kind::Feed),
+            ("/feed.json", Kind::Feed),
+            ("/categories/world/atom.xml", Kind::Feed),
+            ("/", Kind::Listing),
+            ("/feeds.opml", Kind::Listing),
+            ("/page/2/", Kind::Listing),
+            ("/categories/world/", Kind::Listing),
+            ("/tags/rust/", Kind::Listing),
+            ("/articles/hello/", Kind::Page),
+            ("/articles/hello/photo.jpg", Kind::Media),
+            ("/articles/hello/sub/doc.pdf", Kind::Media),
+            ("/archive/rss/1.xml", Kind::Archive),
+        ];
+        for (route, kind) in cases {
+            assert_eq!(Kind::of(route), kind, "{route}");
+        }
+        let cfg = PublishConfig::for_target("s3://bucket").unwrap();
+        assert_eq!(Kind::Feed.cache_control(&cfg), "public, max-age=300");
+        assert_eq!(Kind::Page.cache_control(&cfg), "public, max-age=3600");
+        assert_eq!(
+            Kind::Archive.cache_control(&cfg),
+            "public, max-age=31536000, immutable"
+        );
+        assert!(Kind::Page.phase() < Kind::Feed.phase());
+        assert!(Kind::Media.phase() < Kind::Listing.phase());
+    }
+
+    /// A full plan against an empty bucket PUTs every route, pages and
+    /// their files before feeds and listings; against a bucket that holds
+    /// exactly the site it does nothing but delete what is no route's; an
+    /// incremental plan PUTs the touched routes that changed and deletes
+    /// the touched routes gone that the bucket holds.
+    #[test]
+    fn plans() {
+        use crate::render::testdata::{articles, settings};
+        use crate::site::SiteBuilder;
+        let mut cfg = PublishConfig::for_target("s3://bucket/pre").unwrap();
+        cfg.endpoint = Some("http://127.0.0.1:9".into());
+        let bucket = Bucket::open(&cfg).unwrap();
+        let arts = articles();
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (site, _) = SiteBuilder::default().build(&arts, 0, &settings(), t);
+
+        let empty = HashMap::new();
+        let p = plan(&bucket, &cfg, &site, None, &empty);
+        assert_eq!(p.puts.len(), site.len());
+        assert!(p.deletes.is_empty());
+        let first_list = p.puts.iter().position(|x| x.kind.phase() == 1).unwrap();
+        assert!(p.puts[..first_list].iter().all(|x| x.kind.phase() == 0));
+        assert!(p.puts[first_list..].iter().all(|x| x.kind.phase() == 1));
+        assert!(p.put_keys().any(|k| k == "pre/rss.xml"));
+        assert!(p.put_keys().any(|k| k == "pre/index.html"));
+
+        // What the bucket would list after that plan, and one stray key.
+        let mut remote: HashMap<String, Remote> = site
+            .routes()
+            .map(|(r, a)| {
+                let (body, _) = body_of(a, cfg.gzip);
+                let key = bucket.key(&file_of(r).to_string_lossy());
+                let md5 = Some(Md5::digest(&body).into());
+                (
+                    key,
+                    Remote {
+                        size: body.len() as u64,
+                        md5,
+                    },
+                )
+            })
+            .collect();
+        remote.insert("pre/stray.html".into(), Remote { size: 1, md5: None });
+        let p = plan(&bucket, &cfg, &site, None, &remote);
+        assert_eq!(p.put_keys().count(), 0);
+        assert_eq!(p.deletes, ["pre/stray.html"]);
+
+        // A changed object (another size) and a route gone.
+        remote.insert("pre/rss.xml".into(), Remote { size: 3, md5: None });
+        remote.insert(
+            "pre/articles/gone/index.html".into(),
+            Remote { size: 3, md5: None },
+        );
+        let touched: HashSet<String> = [
+            "/rss.xml",
+            "/atom.xml",
+            "/articles/gone/",
+            "/articles/never/",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let p = plan(&bucket, &cfg, &site, Some(&touched), &remote);
+        assert_eq!(p.put_keys().collect::<Vec<_>>(), ["pre/rss.xml"]);
+        assert_eq!(p.deletes, ["pre/articles/gone/index.html"]);
+    }
+
+    /// The wait between attempts doubles from a second to its cap.
+    #[test]
+    fn retry_waits() {
+        let max = Duration::from_secs(60);
+        let waits: Vec<u64> = (1..=8).map(|n| retry_wait(n, max).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(retry_wait(u32::MAX, max), max);
+    }
+}

@@ -1,0 +1,749 @@
+//! Publishing to object storage end to end: the real binary against a
+//! real S3 API server the tests start — `moto_server` from the Python
+//! package `moto[server]` — on a loopback port. Objects are read back
+//! over plain HTTP (moto checks no signatures), and the server's own
+//! request log counts the PUTs Herald sent.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::live::{gunzip, http, wait_until, Resp, TestDaemon, DEADLINE};
+use crate::util::{have_tool, run_command, tree, Run, Workspace, HERALD};
+
+const BUCKET: &str = "feeds-bucket";
+
+/// Any value will do: moto takes every key, and Herald must find them in
+/// its environment.
+const AWS_ENV: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "herald-test"),
+    ("AWS_SECRET_ACCESS_KEY", "herald-test-secret"),
+    ("AWS_DEFAULT_REGION", "us-east-1"),
+];
+
+/// A running `moto_server`, its request log in a file.
+struct Moto {
+    addr: SocketAddr,
+    env: Vec<(&'static str, &'static str)>,
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    /// Starts `moto_server` on a free loopback port with an empty bucket
+    /// [`BUCKET`]; `None` (with a printed reason) when it is not installed.
+    fn start() -> Option<Moto> {
+        Moto::start_env(&[])
+    }
+
+    /// As [`Moto::start`], with `moto_server` given `env`.
+    fn start_env(env: &[(&'static str, &'static str)]) -> Option<Moto> {
+        if !have_tool("moto_server", &["--help"], "pip install 'moto[server]'") {
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut m = Moto {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            env: env.to_vec(),
+            child: None,
+            log: dir.path().join("moto.log"),
+            _dir: dir,
+        };
+        m.run();
+        Some(m)
+    }
+
+    /// Starts the server (again, on the same port: it comes back empty)
+    /// and creates the bucket.
+    fn run(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("moto log");
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &self.addr.port().to_string()])
+            .envs(self.env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn moto_server");
+        self.child = Some(child);
+        let start = Instant::now();
+        while TcpStream::connect(self.addr).is_err() {
+            assert!(start.elapsed() < DEADLINE, "moto_server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let r = self.request("PUT", &format!("/{BUCKET}"));
+        assert_eq!(r.status, 200, "create bucket: {}", r.text());
+    }
+
+    /// Kills the server (its objects die with it).
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn request(&self, method: &str, target: &str) -> Resp {
+        s3_request(self.addr, method, target)
+    }
+
+    /// Every object under `prefix`: key → (ETag, size).
+    fn list(&self, prefix: &str) -> BTreeMap<String, (String, u64)> {
+        let r = self.request(
+            "GET",
+            &format!("/{BUCKET}?list-type=2&max-keys=1000&prefix={prefix}"),
+        );
+        assert_eq!(r.status, 200, "list: {}", r.text());
+        let text = r.text();
+        assert!(text.contains("<IsTruncated>false"), "one page: {text}");
+        let field = |c: &str, name: &str| -> String {
+            c.split(&format!("<{name}>"))
+                .nth(1)
+                .and_then(|s| s.split(&format!("</{name}>")).next())
+                .unwrap_or_default()
+                .replace("&quot;", "\"")
+        };
+        text.split("<Contents>")
+            .skip(1)
+            .map(|c| {
+                let size = field(c, "Size").parse().expect("size");
+                (field(c, "Key"), (field(c, "ETag"), size))
+            })
+            .collect()
+    }
+
+    /// GET (or HEAD) one object.
+    fn object(&self, method: &str, key: &str) -> Resp {
+        self.request(method, &format!("/{BUCKET}/{key}"))
+    }
+
+    /// The request lines of the log (`PUT /bucket/key`), from line `from`.
+    fn requests(&self, from: usize) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.split('"').nth(1))
+            .filter(|r| r.ends_with("HTTP/1.1"))
+            .map(|r| r.trim_end_matches(" HTTP/1.1").to_string())
+            .skip(from)
+            .collect()
+    }
+
+    /// Keys PUT since request `from`.
+    fn puts(&self, from: usize) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .requests(from)
+            .iter()
+            .filter_map(|r| r.strip_prefix(&format!("PUT /{BUCKET}/")))
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `[publish]` table for `moto`, with short retries.
+fn target(moto: &Moto, extra: &str) -> String {
+    format!(
+        "[publish]\nto = \"s3://{BUCKET}/site\"\nendpoint = \"{}\"\nretry_max_secs = 1\n{extra}",
+        moto.endpoint()
+    )
+}
+
+/// One request to the S3 server at `addr`, signed with a dummy signature:
+/// moto checks none, but answers some requests 403 without one.
+fn s3_request(addr: SocketAddr, method: &str, target: &str) -> Resp {
+    http(
+        addr,
+        method,
+        target,
+        &[(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=herald-test/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
+        )],
+    )
+}
+
+/// `herald --config herald.toml <args>` with the AWS environment.
+fn herald(ws: &Workspace, args: &[&str]) -> Run {
+    let mut cmd = Command::new(HERALD);
+    cmd.args(["--config", "herald.toml"])
+        .args(args)
+        .current_dir(ws.root())
+        .env_remove("RUST_LOG")
+        .env_remove("HERALD_CONFIG")
+        .env("NO_COLOR", "1")
+        .envs(AWS_ENV);
+    run_command(cmd)
+}
+
+/// A tiny PNG (binary: stored as it is, never gzip-encoded).
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+fn article(title: &str, day: u32, category: &str, body: &str) -> String {
+    format!("---\ntitle: \"{title}\"\ndate: \"2025-05-{day:02} 10:00:00+00:00\"\ncategories: [{category}]\n---\n{body}\n")
+}
+
+/// A site of three articles in two categories, one a page bundle with a
+/// picture.
+fn site(ws: &Workspace) {
+    ws.write(
+        "content/story/index.md",
+        article("The story", 3, "World", "![Chart](chart.png) and more."),
+    );
+    ws.write("content/story/chart.png", PNG);
+    ws.write("content/alpha.md", article("Alpha", 1, "World", "First."));
+    ws.write("content/beta.md", article("Beta", 2, "Sport", "Second."));
+}
+
+/// The documents of `feeds/` (not the `.gz` twins: an object is stored
+/// gzip-encoded instead), by path.
+fn documents(ws: &Workspace) -> BTreeMap<String, Vec<u8>> {
+    tree(&ws.path("feeds"))
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with(".gz"))
+        .collect()
+}
+
+/// `herald publish` puts every document of `feeds/` in the bucket under
+/// the prefix, each with its media type and charset, a Cache-Control by
+/// kind (feeds and listings short, pages and their files longer) and,
+/// with gzip on, `Content-Encoding: gzip` over bytes that decompress to
+/// the local file exactly (a picture is stored as it is). A second run
+/// sends nothing.
+#[test]
+fn publish_uploads_every_file_with_its_headers() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    ws.write(
+        "herald.toml",
+        format!(
+            "base_url = \"https://news.example.org/\"\n{}",
+            target(&moto, "")
+        ),
+    );
+    herald(&ws, &["build"]).expect_code(0);
+    let docs = documents(&ws);
+    let run = herald(&ws, &["publish"]);
+    run.expect_code(0);
+    let objects = moto.list("site/");
+    let keys: Vec<String> = objects.keys().cloned().collect();
+    let want: Vec<String> = docs.keys().map(|k| format!("site/{k}")).collect();
+    assert_eq!(keys, want, "every document of feeds/, nothing else");
+    for (file, local) in &docs {
+        let r = moto.object("GET", &format!("site/{file}"));
+        assert_eq!(r.status, 200, "{file}");
+        let body = if r.header("content-encoding") == "gzip" {
+            gunzip(&r.body)
+        } else {
+            r.body.clone()
+        };
+        assert!(body == *local, "{file}: the object holds the local bytes");
+        assert!(
+            run.stdout.contains(&format!("upload site/{file}\n")),
+            "{file} printed:\n{}",
+            run.stdout
+        );
+    }
+    // HEAD each kind.
+    let cases = [
+        ("rss.xml", "application/rss+xml; charset=utf-8", 300, true),
+        ("atom.xml", "application/atom+xml; charset=utf-8", 300, true),
+        (
+            "feed.json",
+            "application/feed+json; charset=utf-8",
+            300,
+            true,
+        ),
+        (
+            "categories/world/rss.xml",
+            "application/rss+xml; charset=utf-8",
+            300,
+            true,
+        ),
+        ("index.html", "text/html; charset=utf-8", 300, true),
+        ("feeds.opml", "text/x-opml; charset=utf-8", 300, true),
+        (
+            "articles/story/index.html",
+            "text/html; charset=utf-8",
+            3600,
+            true,
+        ),
+        ("articles/story/chart.png", "image/png", 3600, false),
+    ];
+    for (file, ctype, max_age, gz) in cases {
+        let h = moto.object("HEAD", &format!("site/{file}"));
+        assert_eq!(h.status, 200, "{file}");
+        assert_eq!(h.header("content-type"), ctype, "{file}");
+        assert_eq!(
+            h.header("cache-control"),
+            format!("public, max-age={max_age}"),
+            "{file}"
+        );
+        assert_eq!(
+            h.header("content-encoding"),
+            if gz { "gzip" } else { "" },
+            "{file}"
+        );
+    }
+    // The gzip-encoded object is the `.gz` twin, byte for byte.
+    assert_eq!(
+        moto.object("GET", "site/rss.xml").body,
+        ws.read_bytes("feeds/rss.xml.gz")
+    );
+    let mark = moto.requests(0).len();
+    let again = herald(&ws, &["publish"]);
+    again.expect_code(0);
+    assert_eq!(moto.puts(mark), Vec::<String>::new(), "nothing changed");
+    assert!(again.stdout.contains("0 uploaded"), "{}", again.stdout);
+}
+
+/// `herald publish --dry-run` prints what it would upload and delete and
+/// changes nothing: no object written or deleted, no state file, no
+/// output directory.
+#[test]
+fn dry_run_changes_nothing() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    std::fs::remove_dir(ws.path("state")).unwrap();
+    std::fs::remove_dir(ws.path("feeds")).unwrap();
+    ws.write("herald.toml", target(&moto, ""));
+    moto.request("PUT", &format!("/{BUCKET}/site/stale.html"));
+    let mark = moto.requests(0).len();
+    let run = herald(&ws, &["publish", "--dry-run"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("would upload site/rss.xml\n")
+            && run
+                .stdout
+                .contains("would upload site/articles/story/chart.png\n")
+            && run.stdout.contains("would delete site/stale.html\n"),
+        "{}",
+        run.stdout
+    );
+    let sent = moto.requests(mark);
+    assert!(
+        sent.iter().all(|r| r.starts_with("GET ")),
+        "only listings: {sent:?}"
+    );
+    assert_eq!(
+        moto.list("site/").keys().collect::<Vec<_>>(),
+        ["site/stale.html"]
+    );
+    assert!(
+        !ws.exists("state") && !ws.exists("feeds"),
+        "nothing written"
+    );
+}
+
+/// A pass that would delete more than `max_deletes` objects deletes none,
+/// says why naming the key and the target, and fails; its uploads are
+/// made. Within the limit, objects of no route are deleted.
+#[test]
+fn max_deletes_guards_the_bucket() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    for i in 0..3 {
+        moto.request("PUT", &format!("/{BUCKET}/site/old/{i}.html"));
+    }
+    moto.request("PUT", &format!("/{BUCKET}/elsewhere.html"));
+    ws.write("herald.toml", target(&moto, "max_deletes = 2\n"));
+    let run = herald(&ws, &["publish"]);
+    run.expect_code(5);
+    assert!(
+        run.stderr
+            .contains("refusing to delete 3 objects from s3://feeds-bucket/site")
+            && run.stderr.contains("max_deletes = 2"),
+        "{}",
+        run.stderr
+    );
+    let objects = moto.list("");
+    for i in 0..3 {
+        assert!(objects.contains_key(&format!("site/old/{i}.html")));
+    }
+    assert!(objects.contains_key("site/rss.xml"), "uploads were made");
+    ws.write("herald.toml", target(&moto, "max_deletes = 3\n"));
+    herald(&ws, &["publish"]).expect_code(0);
+    let objects = moto.list("");
+    assert!(!objects.keys().any(|k| k.starts_with("site/old/")));
+    assert!(
+        objects.contains_key("elsewhere.html"),
+        "outside the prefix: not Herald's"
+    );
+}
+
+/// Waits until the bucket's `key` holds bytes that (decompressed) contain
+/// `needle`.
+fn wait_object(moto: &Moto, key: &str, needle: &str) {
+    wait_until(&format!("{key} holding {needle:?}"), || {
+        let r = moto.object("GET", key);
+        r.status == 200 && String::from_utf8_lossy(&gunzip(&r.body)).contains(needle)
+    });
+}
+
+fn serve(ws: Workspace, moto: &Moto, extra: &str) -> TestDaemon {
+    TestDaemon::start_with(ws, &format!("{}{extra}", target(moto, "")), |c| {
+        c.envs(AWS_ENV);
+    })
+}
+
+/// `serve` mirrors the site on start, then after one edit PUTs exactly
+/// the objects whose bytes changed (counted in the server's request log
+/// and checked against the ETags listed before and after) — feeds and
+/// listings after the page — and after a deletion removes the article's
+/// objects.
+#[test]
+fn serve_sends_only_what_changed() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    let mut d = serve(ws, &moto, "");
+    d.wait_log("bucket updated");
+    let before = moto.list("site/");
+    assert_eq!(
+        before.len(),
+        documents(&d.ws).len(),
+        "the whole site: {before:?}"
+    );
+    let mark = moto.requests(0).len();
+    d.ws.write(
+        "content/beta.md",
+        article("Beta", 2, "Sport", "Second, edited."),
+    );
+    wait_object(&moto, "site/feed.json", "Second, edited.");
+    wait_until("the bucket caught up", || {
+        d.admin_get("/metrics")
+            .text()
+            .contains("herald_bucket_behind_routes 0\n")
+    });
+    let after = moto.list("site/");
+    let changed: Vec<String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let puts = moto.puts(mark);
+    assert_eq!(puts, changed, "exactly the changed objects were PUT");
+    // Beta's page, the main feeds and index, Sport's feeds and page;
+    // nothing of the other articles or of World.
+    for key in [
+        "site/articles/beta/index.html",
+        "site/rss.xml",
+        "site/index.html",
+        "site/categories/sport/feed.json",
+        "site/categories/sport/index.html",
+    ] {
+        assert!(puts.contains(&key.to_string()), "{key} in {puts:?}");
+    }
+    assert!(
+        !puts
+            .iter()
+            .any(|k| k.contains("/alpha/") || k.contains("/story/") || k.contains("/world/")),
+        "{puts:?}"
+    );
+    assert!(
+        puts.len() < before.len(),
+        "{} of {}",
+        puts.len(),
+        before.len()
+    );
+    // The page went up before any feed.
+    let order: Vec<String> = moto
+        .requests(mark)
+        .into_iter()
+        .filter(|r| r.starts_with("PUT "))
+        .collect();
+    let page = order
+        .iter()
+        .position(|r| r.ends_with("/articles/beta/index.html"));
+    let feed = order.iter().position(|r| r.ends_with("/rss.xml"));
+    assert!(page < feed, "{order:?}");
+
+    std::fs::remove_file(d.ws.path("content/alpha.md")).unwrap();
+    wait_until("alpha's page removed from the bucket", || {
+        !moto
+            .list("site/")
+            .contains_key("site/articles/alpha/index.html")
+    });
+    wait_object(&moto, "site/rss.xml", "Beta");
+    let rss =
+        String::from_utf8_lossy(&gunzip(&moto.object("GET", "site/rss.xml").body)).into_owned();
+    assert!(!rss.contains("Alpha"), "{rss}");
+    let log = d.stop();
+    assert!(!log.contains("ERROR"), "{log}");
+}
+
+/// Killed during a publish, the bucket server comes back empty: Herald
+/// logs the failure once, keeps publishing and serving locally, tells
+/// `/healthz` and `/metrics` the bucket is behind, retries, and on its
+/// own (no restart) fills the bucket again with the current site; then
+/// says once that it works again.
+#[test]
+fn serve_converges_after_the_bucket_server_dies() {
+    let Some(mut moto) = Moto::start() else {
+        return;
+    };
+    let ws = Workspace::new();
+    site(&ws);
+    let mut d = serve(ws, &moto, "");
+    d.wait_log("bucket updated");
+    d.ws.write("content/gamma.md", article("Gamma", 4, "World", "Third."));
+    moto.kill();
+    d.wait_titles(&["Gamma", "The story", "Beta", "Alpha"]);
+    d.wait_log("bucket: cannot update");
+    let health = d.poll("/healthz", "healthz names the bucket", |r| {
+        r.text().contains("the bucket cannot be written")
+    });
+    assert_eq!(health.status, 200, "still publishing: {}", health.text());
+    let metrics = d.admin_get("/metrics").text();
+    assert!(
+        metrics.contains("herald_write_failing{sink=\"bucket\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("herald_bucket_behind_seconds 0\n"),
+        "{metrics}"
+    );
+    // A second edit while it is down.
+    d.ws.write("content/delta.md", article("Delta", 5, "Sport", "Fourth."));
+    d.wait_titles(&["Delta", "Gamma", "The story", "Beta", "Alpha"]);
+    moto.run();
+    d.wait_log("works again");
+    wait_object(&moto, "site/feed.json", "Delta");
+    let docs = documents(&d.ws);
+    wait_until("every document back in the bucket", || {
+        moto.list("site/").len() == docs.len()
+    });
+    for (file, local) in &docs {
+        let r = moto.object("GET", &format!("site/{file}"));
+        let body = if r.header("content-encoding") == "gzip" {
+            gunzip(&r.body)
+        } else {
+            r.body
+        };
+        assert!(body == *local, "{file} is current");
+    }
+    d.poll("/healthz", "healthy again", |r| r.text() == "ok\n");
+    let log = d.stop();
+    assert_eq!(log.matches("bucket: cannot update").count(), 1, "{log}");
+    assert_eq!(log.matches("works again").count(), 1, "{log}");
+}
+
+/// With a bucket, WebSub publish pings wait for it: when the hub is
+/// pinged about a feed, the bucket already holds the feed's new bytes.
+#[test]
+fn pings_wait_for_the_bucket() {
+    let Some(moto) = Moto::start() else { return };
+    let seen = Arc::new(Mutex::new(Vec::<(String, bool)>::new()));
+    let (seen2, moto_addr) = (Arc::clone(&seen), moto.addr);
+    let hub = crate::websub::Recorder::start(move |g| {
+        // At the moment of the ping: what does the bucket hold?
+        let topic = form_urlencoded::parse(&g.body)
+            .find(|(k, _)| k == "hub.topic")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let key = topic.trim_start_matches("https://news.example.org/");
+        let r = s3_request(moto_addr, "GET", &format!("/{BUCKET}/site/{key}"));
+        let fresh = r.status == 200 && String::from_utf8_lossy(&gunzip(&r.body)).contains("Gamma");
+        seen2.lock().unwrap().push((topic, fresh));
+        Some((204, Vec::new()))
+    });
+    let ws = Workspace::new();
+    site(&ws);
+    let mut d = serve(
+        ws,
+        &moto,
+        &format!(
+            "[websub]\nhubs = [\"{}\"]\nretry_backoff_ms = 50\n",
+            hub.url("/hub")
+        ),
+    );
+    d.wait_log("bucket updated");
+    d.ws.write("content/gamma.md", article("Gamma", 4, "World", "Third."));
+    hub.wait("pings for the main and World feeds", |g| g.len() >= 6);
+    wait_until("the pings answered", || seen.lock().unwrap().len() >= 6);
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.len() >= 6, "{seen:?}");
+    assert!(seen.iter().all(|(_, fresh)| *fresh), "{seen:?}");
+    d.stop();
+}
+
+/// With no credentials anywhere (no AWS variables, no shared credentials
+/// file), `herald publish` fails with one message that says so and what
+/// to set, rather than only the metadata service's error.
+#[test]
+fn missing_credentials_are_named() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    ws.write("herald.toml", target(&moto, "request_timeout_secs = 2\n"));
+    let mut cmd = Command::new(HERALD);
+    cmd.args(["--config", "herald.toml", "publish"])
+        .current_dir(ws.root())
+        .env("NO_COLOR", "1")
+        .env("HOME", ws.root())
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_PROFILE");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    let run = run_command(cmd);
+    run.expect_code(5);
+    assert!(
+        run.stderr.contains("no AWS credentials were found")
+            && run.stderr.contains("AWS_ACCESS_KEY_ID"),
+        "{}",
+        run.stderr
+    );
+    assert!(moto.list("").is_empty(), "nothing stored");
+}
+
+/// With `gzip = false` every object holds the document as it is, with no
+/// `Content-Encoding`.
+#[test]
+fn gzip_off_stores_documents_as_they_are() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    ws.write(
+        "herald.toml",
+        format!(
+            "base_url = \"https://news.example.org/\"\n{}",
+            target(&moto, "gzip = false\n")
+        ),
+    );
+    herald(&ws, &["build"]).expect_code(0);
+    herald(&ws, &["publish"]).expect_code(0);
+    for (file, local) in documents(&ws) {
+        let r = moto.object("GET", &format!("site/{file}"));
+        assert_eq!(r.status, 200, "{file}");
+        assert_eq!(r.header("content-encoding"), "", "{file}");
+        assert!(r.body == local, "{file}: the local bytes");
+    }
+}
+
+/// Credentials the bucket refuses: `serve` logs it once, on one line,
+/// with the S3 error code and what to check; `/healthz` says the bucket
+/// cannot be written while local publishing goes on.
+#[test]
+fn refused_credentials_are_logged_once_and_clearly() {
+    // Past the first request (the test's bucket), moto checks keys: it
+    // knows none of Herald's.
+    let Some(moto) = Moto::start_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "1")]) else {
+        return;
+    };
+    let ws = Workspace::new();
+    site(&ws);
+    let mut d = serve(ws, &moto, "");
+    d.wait_log("bucket: cannot update");
+    d.ws.write("content/gamma.md", article("Gamma", 4, "World", "Third."));
+    d.wait_titles(&["Gamma", "The story", "Beta", "Alpha"]);
+    let health = d.poll("/healthz", "healthz names the bucket", |r| {
+        r.text().contains("the bucket cannot be written")
+    });
+    assert_eq!(health.status, 200, "{}", health.text());
+    assert!(
+        health.text().contains("InvalidAccessKeyId"),
+        "{}",
+        health.text()
+    );
+    // Retried (1 s apart) and still refused: no more lines.
+    wait_until("three attempts", || {
+        moto.requests(0)
+            .iter()
+            .filter(|r| r.starts_with(&format!("GET /{BUCKET}?list-type=2")))
+            .count()
+            >= 3
+    });
+    assert!(d
+        .admin_get("/metrics")
+        .text()
+        .contains("herald_write_failing{sink=\"bucket\"} 1\n"));
+    let log = d.stop();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("bucket: cannot update"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("InvalidAccessKeyId")
+            && lines[0].contains("check the AWS credentials")
+            && !lines[0].contains("<?xml"),
+        "{}",
+        lines[0]
+    );
+}
+
+/// `serve` keeps to `max_deletes` as `herald publish` does: its first
+/// pass uploads the site, deletes none of the objects no route has when
+/// they are too many, says so once, and `/healthz` keeps saying it.
+#[test]
+fn serve_keeps_to_max_deletes() {
+    let Some(moto) = Moto::start() else { return };
+    for i in 0..3 {
+        moto.request("PUT", &format!("/{BUCKET}/site/old/{i}.html"));
+    }
+    let ws = Workspace::new();
+    site(&ws);
+    let mut d = serve(ws, &moto, "max_deletes = 2\n");
+    d.wait_log("bucket updated");
+    let health = d.get("/healthz");
+    assert_eq!(health.status, 200);
+    assert!(
+        health
+            .text()
+            .contains("the bucket keeps 3 objects whose deletion max_deletes refused"),
+        "{}",
+        health.text()
+    );
+    let objects = moto.list("site/");
+    assert!(objects.contains_key("site/rss.xml"));
+    assert_eq!(
+        objects
+            .keys()
+            .filter(|k| k.starts_with("site/old/"))
+            .count(),
+        3
+    );
+    d.ws.write("content/gamma.md", article("Gamma", 4, "World", "Third."));
+    wait_object(&moto, "site/feed.json", "Gamma");
+    assert!(d.get("/healthz").text().contains("max_deletes refused"));
+    let log = d.stop();
+    assert_eq!(
+        log.matches("refusing to delete 3 objects").count(),
+        1,
+        "{log}"
+    );
+}
