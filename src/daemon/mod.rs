@@ -277,6 +277,7 @@ async fn serve(
             let mirror = crate::mirror::Mirror::start(
                 target.clone(),
                 shared.site.load_full(),
+                std::mem::take(&mut pubr.start_changed),
                 Arc::clone(&pubr.metrics),
                 hook,
             )
@@ -284,7 +285,15 @@ async fn serve(
             tracing::info!(target = %target.to, "mirroring every publish to {}", target.to);
             pubr.mirror = Some(mirror);
         }
-        None => pubr.syndicate = syndicate,
+        None => {
+            if let Some(s) = &syndicate {
+                // Feeds that changed while Herald was not running (an
+                // article added meanwhile): their hubs and subscribers
+                // hear of it now, not at the next edit.
+                s.published(None, &shared.site.load(), &pubr.start_changed);
+            }
+            pubr.syndicate = syndicate;
+        }
     }
     pubr.shared = Some(Arc::clone(&shared));
     pubr.after_publish();

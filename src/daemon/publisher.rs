@@ -79,6 +79,9 @@ pub(super) struct Publisher {
     pub(super) syndicate: Option<crate::syndicate::Syndicate>,
     /// The bucket mirror (`None`: no `[publish] to`), handed each publish.
     pub(super) mirror: Option<crate::mirror::Mirror>,
+    /// The feeds the start-up publish changed: whose file in the output
+    /// directory, left by the last run, held other bytes.
+    pub(super) start_changed: Vec<String>,
     /// `HERALD_FAILPOINT=publish-panic`: the next publish panics. For the
     /// end-to-end test of a dead loop only (no real input can make the
     /// loop panic); nothing happens unless the variable is set.
@@ -107,6 +110,7 @@ impl Publisher {
             br: None,
             syndicate: None,
             mirror: None,
+            start_changed: Vec::new(),
             panic_on_publish: std::env::var("HERALD_FAILPOINT").is_ok_and(|v| v == "publish-panic"),
         })
     }
@@ -132,6 +136,7 @@ impl Publisher {
             ms = started.elapsed().as_secs_f64() * 1000.0,
             "published"
         );
+        self.start_changed = feeds_changed_on_disk(&site, &self.config.output_dir);
         self.mirror(&site, None, &[]);
         Ok(site)
     }
@@ -339,7 +344,7 @@ impl Publisher {
         let before = shared.site.swap(Arc::clone(&site));
         if let Some(s) = &self.syndicate {
             // Returns at once: pings and deliveries run on their own thread.
-            s.published(&before, &site, &changed);
+            s.published(Some(&before), &site, &changed);
         }
         drop(before);
         let removed = self.builder.removed().to_vec();
@@ -738,6 +743,29 @@ pub(super) fn feed_routes(site: &crate::site::Site) -> impl Iterator<Item = &str
                 .any(|t| a.content_type.starts_with(t))
         })
         .map(|(r, _)| r)
+}
+
+/// The feeds of `site` (the routes that name hubs) whose file under `dir`
+/// exists and holds other bytes: what changed since the last run wrote
+/// them. A feed with no file yet (a first start, a new category) is new
+/// to every hub and subscriber, not changed.
+fn feeds_changed_on_disk(site: &crate::site::Site, dir: &std::path::Path) -> Vec<String> {
+    site.routes()
+        .filter(|(_, a)| a.link.is_some())
+        .filter_map(|(route, a)| {
+            let path = dir.join(crate::site::file_of(route));
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            // Herald's own regular files only; a size that differs is a
+            // change without reading.
+            if !meta.is_file() {
+                return None;
+            }
+            let body = a.body();
+            let same = meta.len() == body.len() as u64
+                && std::fs::read(&path).is_ok_and(|old| old == body);
+            (!same).then(|| route.to_string())
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -397,7 +397,7 @@ pub fn publish_once(
 /// Told after each pass that brought the bucket in line with a snapshot:
 /// the snapshot the bucket held before, the one it holds now, and the
 /// routes that changed in between (what WebSub pings wait for).
-pub type OnSynced = Box<dyn FnMut(&Site, &Site, &[String]) + Send>;
+pub type OnSynced = Box<dyn FnMut(Option<&Site>, &Site, &[String]) + Send>;
 
 /// What the publish loop hands over, coalesced.
 #[derive(Default)]
@@ -437,13 +437,16 @@ impl std::fmt::Debug for Mirror {
 impl Mirror {
     /// Starts mirroring to `cfg`'s target, beginning with a full pass for
     /// `first` (what the bucket holds is unknown). `on_synced` is told of
-    /// each pass that worked (not of the first).
+    /// each pass that worked: of the routes it changed, and for the first
+    /// one of `first_changed` (the feeds the start-up publish changed
+    /// since the last run), with no earlier snapshot.
     ///
     /// # Errors
     /// The client cannot be configured, or the thread cannot start.
     pub fn start(
         cfg: PublishConfig,
         first: Arc<Site>,
+        first_changed: Vec<String>,
         metrics: Arc<Metrics>,
         on_synced: Option<OnSynced>,
     ) -> Result<Mirror, PublishError> {
@@ -455,6 +458,7 @@ impl Mirror {
         let inner = Arc::new(Inner {
             queue: Mutex::new(Queue {
                 site: Some(Arc::clone(&first)),
+                dirty: first_changed.into_iter().collect(),
                 since: Some(Instant::now()),
                 ..Queue::default()
             }),
@@ -466,6 +470,7 @@ impl Mirror {
             cfg,
             metrics,
             synced: first,
+            first: true,
             on_synced,
         };
         std::thread::Builder::new()
@@ -503,6 +508,8 @@ struct Worker {
     metrics: Arc<Metrics>,
     /// The snapshot the bucket holds (as of the last pass that worked).
     synced: Arc<Site>,
+    /// No pass has worked yet.
+    first: bool,
     on_synced: Option<OnSynced>,
 }
 
@@ -611,10 +618,14 @@ impl Worker {
                     let changed: Vec<String> = dirty.into_iter().collect();
                     if let Some(hook) = self.on_synced.as_mut() {
                         if !changed.is_empty() {
-                            hook(&self.synced, &site, &changed);
+                            // The first pass's routes are those the
+                            // start-up publish changed since the last run.
+                            let before = (!self.first).then_some(&*self.synced);
+                            hook(before, &site, &changed);
                         }
                     }
                     self.synced = site;
+                    self.first = false;
                 }
                 Err(e) => {
                     // Everything goes back into the queue (a newer snapshot

@@ -162,15 +162,20 @@ impl Syndicate {
 
     /// After a publish: of the `changed` routes of `after`, the feeds
     /// whose bytes differ from `before`'s are pinged to the external hubs
-    /// and pushed to the built-in hub's subscribers. Returns at once.
-    pub fn published(&self, before: &Site, after: &Site, changed: &[String]) {
+    /// and pushed to the built-in hub's subscribers. With no `before` (the
+    /// start-up publish, `changed` being the feeds whose bytes differ from
+    /// what the last run left) every feed among `changed` is. Returns at
+    /// once.
+    pub fn published(&self, before: Option<&Site>, after: &Site, changed: &[String]) {
         let changes: Vec<Arc<Change>> = changed
             .iter()
             .filter_map(|route| {
                 let asset = after.get(route)?;
                 // Feeds only: they are the assets that carry hub links.
                 asset.link.as_ref()?;
-                let old = before.get(route).map(|a| a.tag(Coding::Identity));
+                let old = before
+                    .and_then(|b| b.get(route))
+                    .map(|a| a.tag(Coding::Identity));
                 if old == Some(asset.tag(Coding::Identity)) {
                     return None;
                 }

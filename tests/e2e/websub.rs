@@ -399,6 +399,59 @@ fn publish_pings_changed_topics_only() {
     );
 }
 
+/// Feeds that changed while Herald was not running (an article added
+/// meanwhile) are pinged at start-up, those that did not are not; a first
+/// start, with no feeds written before, pings nothing.
+#[test]
+fn start_up_pings_feeds_changed_while_stopped() {
+    let hub = Recorder::start(|_| Some((204, Vec::new())));
+    let ws = Workspace::new();
+    ws.write("content/a.txt", col("News", "A", 1));
+    ws.write("content/b.txt", col("Sport", "B", 2));
+    let cfg = format!("[websub]\nhubs = [\"{}\"]\n", hub.url("/hub"));
+    let d = TestDaemon::start(ws, &cfg);
+    d.wait_titles(&["B", "A"]);
+    let (_, ws) = d.stop_keep();
+    assert!(hub.all().is_empty(), "a first start pings nothing");
+
+    ws.write("content/c.txt", col("News", "C", 3));
+    let d = TestDaemon::start(ws, &cfg);
+    d.wait_titles(&["C", "B", "A"]);
+    let got = hub.wait("6 topics pinged at start-up", |g| g.len() >= 6);
+    let mut topics: Vec<String> = got.iter().filter_map(|g| g.param("hub.topic")).collect();
+    topics.sort();
+    let mut want: Vec<String> = ["rss.xml", "atom.xml", "feed.json"]
+        .iter()
+        .flat_map(|f| {
+            [
+                format!("https://news.example.org/{f}"),
+                format!("https://news.example.org/categories/news/{f}"),
+            ]
+        })
+        .collect();
+    want.sort();
+    assert_eq!(topics, want, "the main and News feeds, not Sport's");
+    let (_, ws) = d.stop_keep();
+
+    // Nothing changed while stopped: the next pings are only those of an
+    // edit made after start-up.
+    let d = TestDaemon::start(ws, &cfg);
+    d.wait_titles(&["C", "B", "A"]);
+    d.ws.write("content/d.txt", col("Sport", "D", 4));
+    let all = hub.wait("6 more topics", |g| g.len() >= 12);
+    let later: Vec<String> = all[6..]
+        .iter()
+        .filter_map(|g| g.param("hub.topic"))
+        .collect();
+    assert!(later.iter().all(|t| !t.contains("/news/")), "{later:?}");
+    assert_eq!(
+        later.iter().filter(|t| t.contains("/sport/")).count(),
+        3,
+        "{later:?}"
+    );
+    d.stop();
+}
+
 /// A subscriber of the built-in hub: 202, then a GET challenge it must
 /// echo (its own query kept), then stored; an added article is POSTed as
 /// the exact new feed with its media type, Link header and a valid HMAC.
