@@ -485,6 +485,8 @@ impl Asset {
             (Coding::Gzip, _) => self.gzip_len,
             _ => self.len,
         };
+        // A document made with its own policy (an archive page) keeps it.
+        let cache_control = self.ready_cache_control().unwrap_or(cache_control);
         self.build_headers(self.tag(coding), len, coding, status, cache_control)
     }
 
@@ -1045,6 +1047,9 @@ struct Job<'a> {
     content_type: &'static str,
     cors: bool,
     link: Option<http::HeaderValue>,
+    /// Its own `Cache-Control` (closed archive pages); `None` for the
+    /// site's.
+    cache_control: Option<http::HeaderValue>,
     render: Box<dyn Fn() -> Doc + Send + Sync + 'a>,
 }
 
@@ -1147,6 +1152,7 @@ impl SiteBuilder {
         let cache_control = cache_control(s.cache_max_age);
         let feeds = render::feeds(articles, s);
         let list_pages = render::list_pages(articles, &feeds, s.page_size);
+        let archive_pages = render::archive_pages(articles, &feeds, s);
         let mut jobs: Vec<Job<'_>> = Vec::with_capacity(articles.len() + feeds.len() * 3 + 3);
 
         // Feeds: three formats per feed.
@@ -1155,6 +1161,8 @@ impl SiteBuilder {
             h.update(&settings_fp.to_le_bytes());
             h.update(f.title.as_bytes());
             h.update(f.dir.as_bytes());
+            // Its `prev-archive` link names the newest closed page.
+            h.update(&f.archived.to_le_bytes());
             for a in &f.items {
                 fp_article(&mut h, a);
             }
@@ -1174,6 +1182,7 @@ impl SiteBuilder {
                     content_type: format.content_type(),
                     cors: true,
                     link,
+                    cache_control: None,
                     render: Box::new(move || Doc::Whole(format.render(f, s))),
                 });
             }
@@ -1192,6 +1201,7 @@ impl SiteBuilder {
             content_type: "text/x-opml; charset=utf-8",
             cors: true,
             link: None,
+            cache_control: None,
             render: Box::new(move || Doc::Whole(render::opml(feeds_ref, s))),
         });
 
@@ -1216,8 +1226,7 @@ impl SiteBuilder {
             }
         }
         let everything = everything.digest128();
-        let mut listed: HashMap<Arc<str>, (Fingerprint, &render::ListPage<'_>)> =
-            HashMap::default();
+        let mut listed: HashMap<Arc<str>, (Fingerprint, &[&Arc<Article>])> = HashMap::default();
         for p in &list_pages {
             let route: Arc<str> = p.route_from_root().into();
             let mut h = Xxh3::new();
@@ -1249,7 +1258,7 @@ impl SiteBuilder {
             for a in &p.items {
                 fp_listed(&mut h, a);
             }
-            listed.insert(Arc::clone(&route), (shape, p));
+            listed.insert(Arc::clone(&route), (shape, &p.items));
             jobs.push(Job {
                 route,
                 fp: h.digest128(),
@@ -1257,8 +1266,56 @@ impl SiteBuilder {
                 content_type: "text/html; charset=utf-8",
                 cors: false,
                 link: None,
+                cache_control: None,
                 render: Box::new(move || Doc::Whole(render::list_page(p, feeds_ref, s))),
             });
+        }
+
+        // Closed archive pages of every feed (RFC 5005), in every format,
+        // kept like listing pages: a page showing the very same articles
+        // (same `Arc`s) with the same links is only marked as still
+        // published, so one new article costs the current documents and,
+        // once in `archive_page_size`, a new page and its older
+        // neighbour's `next-archive` link — not a pass over the archive.
+        let archive_cc = self::cache_control(s.archive_max_age);
+        for p in &archive_pages {
+            let mut shape = Xxh3::new();
+            shape.update(&settings_fp.to_le_bytes());
+            shape.update(p.feed.title.as_bytes());
+            if let Some(l) = &p.feed.label {
+                shape.update(l.name.as_bytes());
+            }
+            shape.update(&[u8::from(p.is_newest())]);
+            for format in render::Format::ALL {
+                let route: Arc<str> = format!("/{}", p.feed.archive_route(format, p.number)).into();
+                let mut h = shape.clone();
+                h.update(route.as_bytes());
+                if let Some(e) = self.lists.get_mut(&route) {
+                    let same = e.shape == h.digest128()
+                        && e.items.len() == p.items.len()
+                        && e.items.iter().zip(&p.items).all(|(x, y)| Arc::ptr_eq(x, y));
+                    if same {
+                        e.seen = generation;
+                        continue;
+                    }
+                }
+                let shape = h.digest128();
+                for a in &p.items {
+                    fp_article(&mut h, a);
+                }
+                listed.insert(Arc::clone(&route), (shape, &p.items));
+                jobs.push(Job {
+                    route,
+                    fp: h.digest128(),
+                    derived: to_system(p.items.iter().map(|a| a.updated).max()),
+                    content_type: format.content_type(),
+                    cors: true,
+                    // No WebSub topic: no hub to name, nothing pinged.
+                    link: None,
+                    cache_control: Some(archive_cc.clone()),
+                    render: Box::new(move || Doc::Whole(format.render(&p.doc(), s))),
+                });
+            }
         }
 
         // Article pages: each is made from its article, its neighbours
@@ -1313,6 +1370,7 @@ impl SiteBuilder {
                 content_type: "text/html; charset=utf-8",
                 cors: false,
                 link: None,
+                cache_control: None,
                 render: Box::new(move || {
                     let near = render::Neighbours {
                         older: older2.as_deref(),
@@ -1345,6 +1403,7 @@ impl SiteBuilder {
                 content_type: "text/html; charset=utf-8",
                 cors: false,
                 link: None,
+                cache_control: None,
                 render: Box::new(move || Doc::Whole(render::moved_page(&a2.title, &to2, s))),
             });
         }
@@ -1392,8 +1451,9 @@ impl SiteBuilder {
             }
             // Rendered with a provisional date; the real one depends on
             // whether the bytes changed.
+            let cc = j.cache_control.as_ref().unwrap_or(&cache_control);
             let fresh = Asset::new((j.render)(), j.content_type, j.cors, j.link, j.derived);
-            let fresh_cc = fresh.is_whole().then_some(&cache_control);
+            let fresh_cc = fresh.is_whole().then_some(cc);
             let prev_lm = before
                 .map(|(_, a)| a.last_modified)
                 .or_else(|| floors.get(&j.route).copied());
@@ -1426,11 +1486,11 @@ impl SiteBuilder {
                 if same_on_disk && gz_there() {
                     return Rendered::Streamed(j.route, Ok(false));
                 }
-                let asset = fresh.finish(lm, &cache_control);
+                let asset = fresh.finish(lm, cc);
                 let written = write_asset(dir, &j.route, &asset);
                 return Rendered::Streamed(j.route, written);
             }
-            let asset = Arc::new(fresh.finish(lm, &cache_control));
+            let asset = Arc::new(fresh.finish(lm, cc));
             Rendered::Kept(j.route, j.fp, asset, true)
         };
         // Streaming, article pages go first: a reader of the directory
@@ -1487,12 +1547,12 @@ impl SiteBuilder {
                 new_redirects.insert(route, (fp, redirect));
                 continue;
             }
-            if let Some((shape, p)) = listed.get(&route).filter(|_| &*route != "/") {
+            if let Some((shape, items)) = listed.get(&route).filter(|_| &*route != "/") {
                 self.lists.insert(
                     Arc::clone(&route),
                     ListEntry {
                         shape: *shape,
-                        items: p.items.iter().map(|a| Arc::clone(a)).collect(),
+                        items: items.iter().map(|a| Arc::clone(a)).collect(),
                         seen: generation,
                     },
                 );
@@ -1987,6 +2047,114 @@ mod tests {
             counts[..3],
             counts[3..],
             "independent of the archive's length"
+        );
+    }
+
+    /// Archive pages of every feed (RFC 5005): one new article re-renders
+    /// no closed page (the very same asset, bytes and ETag) unless a page
+    /// closes, and then only the new page and its older neighbour (its
+    /// `next-archive` link, RSS and Atom), in each feed it is in;
+    /// however long the archive. They are served with their own long
+    /// `max-age`, on 304s too, and are no WebSub topic (no `Link`).
+    #[test]
+    fn archive_pages_stay_put() {
+        let s = Settings {
+            max_items: 4,
+            archive_page_size: 3,
+            archive_max_age: 7200,
+            ..settings()
+        };
+        let archived = |changed: &[String]| -> Vec<String> {
+            changed
+                .iter()
+                .filter(|r| r.contains("/archive/"))
+                .cloned()
+                .collect()
+        };
+        let mut counts = Vec::new();
+        // 61 + 1 closes no page of the main feed ((62 - 4) / 3 = 19 and 1
+        // over); 60 + 1 closes its page 19.
+        for n in [61, 60, 241, 240] {
+            let arts = archive(n + 1);
+            let mut b = SiteBuilder::default();
+            let (before, _) = b.build(&arts[1..], 0, &s, t(0));
+            let (after, changed) = b.build(&arts, 0, &s, t(0));
+            for route in [
+                "/archive/atom/1.xml",
+                "/archive/rss/5.xml",
+                "/archive/json/10.json",
+                "/categories/red/archive/atom/2.xml",
+                "/tags/tag-one/archive/rss/3.xml",
+            ] {
+                assert!(
+                    Arc::ptr_eq(before.get(route).unwrap(), after.get(route).unwrap()),
+                    "{n}: {route} re-rendered"
+                );
+            }
+            let pages = archived(&changed);
+            if (n + 1 - 4) % 3 != 0 {
+                // Neither the main feed nor its tag closes a page; its
+                // category (every third article) may.
+                assert!(
+                    pages.iter().all(|r| r.starts_with("/categories/")),
+                    "{n}: {pages:?}"
+                );
+            } else {
+                // The new page in every format; the one before it in RSS
+                // and Atom (`next-archive`), not in JSON Feed, whose pages
+                // link only to older ones.
+                let k = (n + 1 - 4) / 3;
+                for route in [
+                    format!("/archive/rss/{k}.xml"),
+                    format!("/archive/atom/{k}.xml"),
+                    format!("/archive/json/{k}.json"),
+                    format!("/archive/rss/{}.xml", k - 1),
+                    format!("/archive/atom/{}.xml", k - 1),
+                ] {
+                    assert!(pages.contains(&route), "{n}: {route} in {pages:?}");
+                }
+                assert!(!pages.contains(&format!("/archive/json/{}.json", k - 1)));
+            }
+            assert!(pages.len() <= 3 * 5, "{n}: {pages:?}");
+            assert!(b.removed().is_empty(), "{:?}", b.removed());
+            counts.push(changed.len());
+            let page = after.get("/archive/atom/1.xml").unwrap();
+            assert!(page.link.is_none());
+            for status in [http::StatusCode::OK, http::StatusCode::NOT_MODIFIED] {
+                let h = page.headers(Coding::Gzip, status, &after.cache_control);
+                assert_eq!(h[http::header::CACHE_CONTROL], "public, max-age=7200");
+            }
+            let feed = after.get("/atom.xml").unwrap();
+            let h = feed.headers(Coding::Identity, http::StatusCode::OK, &after.cache_control);
+            assert_eq!(h[http::header::CACHE_CONTROL], "public, max-age=300");
+        }
+        assert_eq!(
+            counts[..2],
+            counts[2..],
+            "independent of the archive's length"
+        );
+    }
+
+    /// Removing the oldest article shifts every closed page: they are
+    /// re-rendered, and a page no longer needed is removed.
+    #[test]
+    fn archive_pages_follow_a_removal() {
+        let s = Settings {
+            max_items: 4,
+            archive_page_size: 3,
+            ..settings()
+        };
+        let arts = archive(10);
+        let mut b = SiteBuilder::default();
+        let (site, _) = b.build(&arts, 0, &s, t(0));
+        assert!(site.get("/archive/rss/2.xml").is_some());
+        let (site, changed) = b.build(&arts[..9], 0, &s, t(0));
+        assert!(site.get("/archive/rss/2.xml").is_none());
+        assert!(changed.contains(&"/archive/rss/1.xml".to_string()));
+        assert!(
+            b.removed().contains(&"/archive/rss/2.xml".to_string()),
+            "{:?}",
+            b.removed()
         );
     }
 
