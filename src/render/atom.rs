@@ -69,14 +69,6 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
     if feed.is_archive() {
         f.namespaces
             .insert("fh".to_string(), FH_NAMESPACE.to_string());
-        let archive = atom_syndication::extension::Extension {
-            name: "fh:archive".into(),
-            ..Default::default()
-        };
-        f.extensions.insert(
-            "fh".into(),
-            std::collections::BTreeMap::from([("archive".to_string(), vec![archive])]),
-        );
     }
     f.set_entries(
         feed.items
@@ -145,7 +137,25 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
         // every byte. (An empty document served with 200 was the fallback.)
         .expect("writing XML into memory cannot fail");
     out.push(b'\n');
+    if feed.is_archive() {
+        mark_archive(&mut out);
+    }
     out
+}
+
+/// Adds `<fh:archive/>` (RFC 5005 §4) as the feed's first child: RFC
+/// 4287's schema allows foreign elements among the feed's metadata, before
+/// its entries, where `atom_syndication` (which writes them last) does
+/// not put them.
+fn mark_archive(doc: &mut Vec<u8>) {
+    let Some(feed) = doc.windows(5).position(|w| w == b"<feed") else {
+        return;
+    };
+    // Attribute values are escaped: the first `>` ends the start tag.
+    if let Some(end) = doc[feed..].iter().position(|&b| b == b'>') {
+        let at = feed + end + 1;
+        doc.splice(at..at, b"\n  <fh:archive/>".iter().copied());
+    }
 }
 
 #[cfg(test)]
