@@ -396,3 +396,50 @@ fn archive_pages_are_not_pinged() {
     );
     d.stop();
 }
+
+/// `build` writes every archive page with its `.gz` twin and, when the
+/// archive shrinks, removes the pages no longer there (and a stray
+/// document under `archive/`), keeping what is not Herald's.
+#[test]
+fn build_writes_and_prunes_archive_files() {
+    let ws = site(60);
+    ws.write(
+        "herald.toml",
+        "base_url = \"https://news.example.org/\"\nmax_items = 5\narchive_page_size = 7\n",
+    );
+    ws.herald_cfg(&["build"]).expect_code(0);
+    for f in [
+        "archive/atom/7.xml",
+        "archive/atom/7.xml.gz",
+        "archive/rss/1.xml",
+        "archive/json/7.json",
+        "categories/red/archive/atom/3.xml",
+    ] {
+        assert!(ws.exists(&format!("feeds/{f}")), "{f}");
+    }
+    ws.write("feeds/archive/atom/99.xml", "<feed/>");
+    ws.write("feeds/archive/notes.txt", "mine");
+    for i in 40..60 {
+        std::fs::remove_file(ws.path(&format!("content/s{i:03}.md"))).unwrap();
+    }
+    ws.herald_cfg(&["build"]).expect_code(0);
+    // (40 - 5) / 7 = 5 pages; Red: (20 - 5) / 7 = 2.
+    for (f, there) in [
+        ("archive/atom/5.xml", true),
+        ("archive/atom/6.xml", false),
+        ("archive/atom/6.xml.gz", false),
+        ("archive/json/7.json", false),
+        ("archive/atom/99.xml", false),
+        ("archive/notes.txt", true),
+        ("categories/red/archive/atom/2.xml", true),
+        ("categories/red/archive/atom/3.xml", false),
+    ] {
+        assert_eq!(ws.exists(&format!("feeds/{f}")), there, "{f}");
+    }
+    let page = ws.read("feeds/archive/atom/5.xml");
+    assert!(
+        page.contains("Story 034") && !page.contains("Story 035"),
+        "{page}"
+    );
+    assert!(!page.contains("next-archive"), "{page}");
+}
