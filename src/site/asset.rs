@@ -154,6 +154,13 @@ pub(super) enum Form {
     /// image or a PDF compresses no further): `gzip_len` is its length, so
     /// gzip is never chosen, and it has no `.gz` twin on disk.
     Plain { identity: Bytes },
+    /// A closed archive page: only its gzip form. There are many (three
+    /// formats of every page of every feed: the whole history, several
+    /// times over), each rarely fetched and then nearly always with gzip,
+    /// so the few requests without it pay an inflate instead of every
+    /// page holding its uncompressed bytes (four to five times its gzip
+    /// form) for good.
+    Gzipped { gzip: Bytes },
     /// An article page, which keeps no uncompressed copy (one per article,
     /// each rarely fetched, nearly always with gzip): its gzip form as
     /// gzip header and the deflated page head, then the
@@ -173,6 +180,8 @@ pub(super) enum Form {
 pub(super) enum Doc {
     /// A whole document.
     Whole(Vec<u8>),
+    /// A whole document kept only gzipped (see [`Form::Gzipped`]).
+    Gzipped(Vec<u8>),
     /// An article page: head, the article's body, tail.
     Page(String, Arc<Article>, String),
     /// A file an article references.
@@ -216,6 +225,16 @@ impl Asset {
                     (xxh3_128(&body), xxh3_128(&gz), body.len(), gz.len());
                 let form = Form::Whole {
                     identity: crate::sendfile::hold(body),
+                    gzip: crate::sendfile::hold(gz),
+                };
+                (form, len, etag, etag_gzip, gzip_len)
+            }
+            Doc::Gzipped(body) => {
+                let mut gz = gzip(&body, WHOLE_GZIP_LEVEL);
+                gz.shrink_to_fit();
+                let (etag, etag_gzip, len, gzip_len) =
+                    (xxh3_128(&body), xxh3_128(&gz), body.len(), gz.len());
+                let form = Form::Gzipped {
                     gzip: crate::sendfile::hold(gz),
                 };
                 (form, len, etag, etag_gzip, gzip_len)
@@ -296,9 +315,11 @@ impl Asset {
         !matches!(self.form, Form::Plain { .. })
     }
 
-    /// True for feeds, the index and OPML (see [`Form::Whole`]).
+    /// True for documents made whole at publish time, with ready
+    /// headers: feeds, the index, OPML ([`Form::Whole`]) and archive pages
+    /// ([`Form::Gzipped`]).
     pub(super) fn is_whole(&self) -> bool {
-        matches!(self.form, Form::Whole { .. })
+        matches!(self.form, Form::Whole { .. } | Form::Gzipped { .. })
     }
 
     /// The brotli form, once made (see [`Asset::make_br`]).
@@ -346,7 +367,7 @@ impl Asset {
     /// a few kilobytes).
     pub fn gzip(&self) -> Bytes {
         match &self.form {
-            Form::Whole { gzip, .. } => gzip.clone(),
+            Form::Whole { gzip, .. } | Form::Gzipped { gzip } => gzip.clone(),
             // Never sent: its `gzip_len` is its length (see [`Form::Plain`]).
             Form::Plain { identity } => identity.clone(),
             Form::Spliced {
@@ -368,6 +389,12 @@ impl Asset {
     pub fn body(&self) -> Bytes {
         match &self.form {
             Form::Whole { identity, .. } | Form::Plain { identity } => identity.clone(),
+            // Herald's own gzip: a 10-byte header, raw deflate, an 8-byte
+            // trailer (see `encode::gzip`).
+            Form::Gzipped { gzip } => Bytes::from(crate::article::inflate_parts(
+                &[&gzip[10..gzip.len() - 8]],
+                self.len,
+            )),
             Form::Spliced {
                 head,
                 article,

@@ -648,7 +648,7 @@ impl SiteBuilder {
                     // No WebSub topic: no hub to name, nothing pinged.
                     link: None,
                     cache_control: Some(archive_cc.clone()),
-                    render: Box::new(move || Doc::Whole(format.render(&p.doc(), s))),
+                    render: Box::new(move || Doc::Gzipped(format.render(&p.doc(), s))),
                 });
             }
         }
@@ -1372,7 +1372,9 @@ mod tests {
     /// closes, and then only the new page and its older neighbour (its
     /// `next-archive` link, RSS and Atom), in each feed it is in;
     /// however long the archive. They are served with their own long
-    /// `max-age`, on 304s too, and are no WebSub topic (no `Link`).
+    /// `max-age`, on 304s and 412s too, are kept gzipped only (the
+    /// document inflated on demand, its ETag that of its bytes), and are
+    /// no WebSub topic (no `Link`).
     #[test]
     fn archive_pages_stay_put() {
         let s = Settings {
@@ -1437,10 +1439,28 @@ mod tests {
             counts.push(changed.len());
             let page = after.get("/archive/atom/1.xml").unwrap();
             assert!(page.link.is_none());
-            for status in [http::StatusCode::OK, http::StatusCode::NOT_MODIFIED] {
-                let h = page.headers(Coding::Gzip, status, &after.cache_control);
-                assert_eq!(h[http::header::CACHE_CONTROL], "public, max-age=7200");
+            for status in [
+                http::StatusCode::OK,
+                http::StatusCode::NOT_MODIFIED,
+                http::StatusCode::PRECONDITION_FAILED,
+            ] {
+                for coding in [Coding::Identity, Coding::Gzip] {
+                    let h = page.headers(coding, status, &after.cache_control);
+                    assert_eq!(h[http::header::CACHE_CONTROL], "public, max-age=7200");
+                }
             }
+            // Kept gzipped only: the document is its gzip form inflated.
+            let body = page.body();
+            assert_eq!(body.len(), page.len);
+            assert!(body.starts_with(b"<?xml") && body.ends_with(b"</feed>\n"));
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(
+                &mut flate2::read::GzDecoder::new(&page.gzip()[..]),
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(out, body);
+            assert_eq!(page.tag(Coding::Identity), Tag::new(xxh3_128(&body)));
             let feed = after.get("/atom.xml").unwrap();
             let h = feed.headers(Coding::Identity, http::StatusCode::OK, &after.cache_control);
             assert_eq!(h[http::header::CACHE_CONTROL], "public, max-age=300");
