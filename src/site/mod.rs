@@ -621,6 +621,9 @@ impl SiteBuilder {
                 shape.update(l.name.as_bytes());
             }
             shape.update(&[u8::from(p.is_newest())]);
+            // Made once for the formats rendered, so that they share its
+            // items' bodies, unpacked and made absolute once.
+            let doc: Arc<std::sync::OnceLock<Feed>> = Arc::default();
             for format in render::Format::ALL {
                 let route: Arc<str> = format!("/{}", p.feed.archive_route(format, p.number)).into();
                 let mut h = shape.clone();
@@ -648,7 +651,12 @@ impl SiteBuilder {
                     // No WebSub topic: no hub to name, nothing pinged.
                     link: None,
                     cache_control: Some(archive_cc.clone()),
-                    render: Box::new(move || Doc::Gzipped(format.render(&p.doc(), s))),
+                    render: {
+                        let doc = Arc::clone(&doc);
+                        Box::new(move || {
+                            Doc::Gzipped(format.render(doc.get_or_init(|| p.doc()), s))
+                        })
+                    },
                 });
             }
         }
