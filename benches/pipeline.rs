@@ -57,6 +57,8 @@ fn settings() -> Settings {
         generator: "Herald bench".into(),
         timezone: "Asia/Shanghai".parse().expect("known zone"),
         page_size: 20,
+        archive_page_size: 50,
+        archive_max_age: 86400,
     }
 }
 

@@ -281,6 +281,8 @@ struct RawConfig {
     state_dir: Option<PathBuf>,
     max_items: Option<toml::Spanned<i64>>,
     page_size: Option<toml::Spanned<i64>>,
+    archive_page_size: Option<toml::Spanned<i64>>,
+    archive_max_age: Option<u64>,
     content: Option<ContentMode>,
     rss: Option<FeedKindConfig>,
     atom: Option<FeedKindConfig>,
@@ -344,12 +346,18 @@ pub struct Config {
     pub output_dir: PathBuf,
     /// Where the state file lives (never inside `output_dir`).
     pub state_dir: PathBuf,
-    /// Items per feed.
+    /// Items of a feed's current document: at least this many (all while
+    /// there are fewer), up to `archive_page_size - 1` more; older ones
+    /// are on its archive pages.
     pub max_items: usize,
     /// Articles on one archive page of the index and of each category's
     /// and tag's page; a front page holds from this many to twice as many
     /// less one.
     pub page_size: usize,
+    /// Articles on one closed archive page of each feed (RFC 5005).
+    pub archive_page_size: usize,
+    /// `Cache-Control: max-age` seconds of the closed archive pages.
+    pub archive_max_age: u64,
     /// Full text or summary, per feed kind.
     pub content_rss: ContentMode,
     /// See `content_rss`.
@@ -444,6 +452,8 @@ impl Default for Config {
             state_dir: "state".into(),
             max_items: 50,
             page_size: 20,
+            archive_page_size: 50,
+            archive_max_age: 86400,
             content_rss: ContentMode::Full,
             content_atom: ContentMode::Full,
             content_json: ContentMode::Full,
@@ -584,6 +594,7 @@ impl Config {
             }
         }
         set!(cache_max_age);
+        set!(archive_max_age);
         set!(log_level);
         set!(log_format);
         set!(follow_external_symlinks);
@@ -629,6 +640,11 @@ impl Config {
         };
         c.max_items = positive(raw.max_items, "max_items", c.max_items)?;
         c.page_size = positive(raw.page_size, "page_size", c.page_size)?;
+        c.archive_page_size = positive(
+            raw.archive_page_size,
+            "archive_page_size",
+            c.archive_page_size,
+        )?;
         c.max_connections = positive(raw.max_connections, "max_connections", c.max_connections)?;
         c.max_connections_per_ip = positive(
             raw.max_connections_per_ip,

@@ -32,6 +32,8 @@ fn settings() -> Settings {
         generator: "Herald fuzz".into(),
         timezone: "Asia/Shanghai".parse().expect("known zone"),
         page_size: 20,
+        archive_page_size: 50,
+        archive_max_age: 86400,
         hubs: vec!["https://news.example.org/websub".into()],
     }
 }

@@ -142,6 +142,8 @@ pub fn settings(
         hubs: c.websub.hub_urls(&c.base_url),
         timezone: c.timezone,
         page_size: c.page_size,
+        archive_page_size: c.archive_page_size,
+        archive_max_age: c.archive_max_age,
     }
 }
 

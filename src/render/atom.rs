@@ -8,7 +8,7 @@ use atom_syndication::{
 };
 use chrono::DateTime;
 
-use super::{Body, Feed, Settings};
+use super::{Body, Feed, Format, Settings, FH_NAMESPACE};
 use crate::article::xml_clean;
 
 fn link(href: String, rel: &str, mime: &str) -> Link {
@@ -20,7 +20,9 @@ fn link(href: String, rel: &str, mime: &str) -> Link {
     }
 }
 
-/// Renders one feed as Atom 1.0.
+/// Renders one feed document as Atom 1.0: a current document, or an
+/// archive page (RFC 5005 §4: `fh:archive`, history links, no hub). Every
+/// document of a feed has the feed's id: they are one feed in parts.
 pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
     let mut f = AtomFeed::default();
     f.set_id(feed.id(s));
@@ -43,19 +45,31 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
     f.set_lang(Some(s.language.clone()));
     let mut links = vec![
         link(
-            s.url(&feed.route("atom.xml")),
+            s.url(&feed.doc_route(Format::Atom)),
             "self",
             "application/atom+xml",
         ),
         link(feed.home(s), "alternate", "text/html"),
     ];
-    // WebSub discovery (W3C WebSub §4): each hub beside `self`.
-    links.extend(s.hubs.iter().map(|h| Link {
-        href: h.clone(),
-        rel: "hub".into(),
-        ..Link::default()
-    }));
+    // WebSub discovery (W3C WebSub §4): each hub beside `self`. An
+    // archive page is no topic: it names no hub.
+    if !feed.is_archive() {
+        links.extend(s.hubs.iter().map(|h| Link {
+            href: h.clone(),
+            rel: "hub".into(),
+            ..Link::default()
+        }));
+    }
+    links.extend(
+        feed.history_links(Format::Atom, s)
+            .into_iter()
+            .map(|(rel, href)| link(href, rel, "application/atom+xml")),
+    );
     f.set_links(links);
+    if feed.is_archive() {
+        f.namespaces
+            .insert("fh".to_string(), FH_NAMESPACE.to_string());
+    }
     f.set_entries(
         feed.items
             .iter()
@@ -123,7 +137,25 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
         // every byte. (An empty document served with 200 was the fallback.)
         .expect("writing XML into memory cannot fail");
     out.push(b'\n');
+    if feed.is_archive() {
+        mark_archive(&mut out);
+    }
     out
+}
+
+/// Adds `<fh:archive/>` (RFC 5005 §4) as the feed's first child: RFC
+/// 4287's schema allows foreign elements among the feed's metadata, before
+/// its entries, where `atom_syndication` (which writes them last) does
+/// not put them.
+fn mark_archive(doc: &mut Vec<u8>) {
+    let Some(feed) = doc.windows(5).position(|w| w == b"<feed") else {
+        return;
+    };
+    // Attribute values are escaped: the first `>` ends the start tag.
+    if let Some(end) = doc[feed..].iter().position(|&b| b == b'>') {
+        let at = feed + end + 1;
+        doc.splice(at..at, b"\n  <fh:archive/>".iter().copied());
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,10 @@ struct JsonFeed<'a> {
     /// WebSub hubs (JSON Feed 1.1 `hubs`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     hubs: Vec<Hub<'a>>,
+    /// The page with the articles just older than these (RFC 5005
+    /// archive pages, as JSON Feed 1.1 pages a feed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_url: Option<String>,
     items: Vec<Item<'a>>,
 }
 
@@ -50,8 +54,10 @@ struct Item<'a> {
     authors: Vec<Author<'a>>,
 }
 
-/// Renders one feed as JSON Feed 1.1. In summary mode an item carries the
-/// summary as `content_text` (the spec requires one of the two contents).
+/// Renders one feed document as JSON Feed 1.1. In summary mode an item
+/// carries the summary as `content_text` (the spec requires one of the
+/// two contents). Every document of a feed names the feed's `feed_url`;
+/// `next_url` leads to its next older page; an archive page names no hub.
 pub fn json(feed: &Feed, s: &Settings) -> Vec<u8> {
     let doc = JsonFeed {
         version: "https://jsonfeed.org/version/1.1",
@@ -61,9 +67,11 @@ pub fn json(feed: &Feed, s: &Settings) -> Vec<u8> {
         description: &s.description,
         language: &s.language,
         authors: [Author { name: &s.author }],
+        next_url: feed.next_url(s),
         hubs: s
             .hubs
             .iter()
+            .filter(|_| !feed.is_archive())
             .map(|url| Hub {
                 kind: "WebSub",
                 url,

@@ -6,10 +6,11 @@
 //! `atom_syndication`), `json.rs` (JSON Feed 1.1, serde), `html.rs` (what
 //! every page shares, article pages, the 404 page), `pages.rs` (the index
 //! and the category and tag pages, paginated through the archive),
-//! `opml.rs` (OPML 2.0 list of feeds), `moved.rs` (pages at old
+//! `archive.rs` (RFC 5005 archive pages of every feed), `opml.rs` (OPML 2.0 list of feeds), `moved.rs` (pages at old
 //! permalinks: redirect, gone). Uses `article` only; the caller hands in
 //! [`Settings`], the part of the config these need.
 
+mod archive;
 mod atom;
 mod html;
 mod json;
@@ -25,6 +26,7 @@ use chrono::{DateTime, FixedOffset};
 pub use crate::article::encode_segment;
 use crate::article::{slugify, Article};
 
+pub use archive::{archive_pages, closed_pages, ArchivePage, FH_NAMESPACE};
 pub use atom::atom;
 pub use html::{article_page, article_page_parts, not_found, Neighbours, CONTENT_SECURITY_POLICY};
 pub use json::json;
@@ -55,7 +57,9 @@ pub struct Settings {
     pub language: String,
     /// Default author.
     pub author: String,
-    /// Items per feed.
+    /// Items of a feed's current document: at least this many (all while
+    /// there are fewer), at most this many plus `archive_page_size` less
+    /// one; older ones are on its archive pages.
     pub max_items: usize,
     /// Full or summary, per kind.
     pub rss_body: Body,
@@ -79,6 +83,11 @@ pub struct Settings {
     /// Articles on one archive page of a listing (at least 1); the front
     /// page of a listing holds from this many to twice as many less one.
     pub page_size: usize,
+    /// Articles on one closed archive page of a feed (RFC 5005; at least 1).
+    pub archive_page_size: usize,
+    /// HTTP `max-age` of the closed archive pages, seconds: they change
+    /// only when an article on them does.
+    pub archive_max_age: u64,
 }
 
 impl Settings {
@@ -158,7 +167,8 @@ pub struct Feed {
     pub dir: String,
     /// The category or tag, for their feeds.
     pub label: Option<Label>,
-    /// Newest first, at most `max_items`.
+    /// Newest first: for a current document, those on no closed archive
+    /// page (see `archive.rs`); for an archive page, its own.
     pub items: Vec<Arc<Article>>,
     /// For a label's feed, every article with the label, newest first, as
     /// indexes into the slice [`feeds`] was given (the main feed leaves
@@ -168,6 +178,11 @@ pub struct Feed {
     /// however many feeds and formats show an article (cells shared
     /// between feeds, one per item: [`feeds`] makes every `Feed`).
     bodies: Vec<Arc<std::sync::OnceLock<String>>>,
+    /// How many closed archive pages the feed has (RFC 5005 §4).
+    pub archived: usize,
+    /// `None` for the current document, else the number of the archive
+    /// page this document is ([`Feed::archive_page`]).
+    pub page: Option<usize>,
 }
 
 /// A feed format: its file name, media type, label and renderer, so that
@@ -327,16 +342,22 @@ pub fn article_route(slug: &str) -> String {
 }
 
 /// The main feed, one feed per category and one per tag (categories,
-/// then tags, each sorted by slug), each holding the newest `max_items` of
-/// its articles. `articles` must be newest first.
+/// then tags, each sorted by slug), each holding as its current document
+/// the newest of its articles on no closed archive page (`max_items` to
+/// `max_items + archive_page_size - 1`, see `archive.rs`). `articles`
+/// must be newest first.
 pub fn feeds(articles: &[Arc<Article>], s: &Settings) -> Vec<Feed> {
+    let size = s.archive_page_size.max(1);
+    let archived = closed_pages(articles.len(), s.max_items, size);
     let mut out = vec![Feed {
         title: s.title.clone(),
         dir: String::new(),
         label: None,
-        items: articles.iter().take(s.max_items).cloned().collect(),
+        items: articles[..articles.len() - archived * size].to_vec(),
         members: Vec::new(),
         bodies: Vec::new(),
+        archived,
+        page: None,
     }];
     // Few distinct names, many articles: each name is slugified and found
     // once, then costs one hash lookup per article.
@@ -369,10 +390,16 @@ pub fn feeds(articles: &[Arc<Article>], s: &Settings) -> Vec<Feed> {
                 continue;
             }
             f.members.push(i as u32);
-            if f.items.len() < s.max_items {
-                f.items.push(Arc::clone(a));
-            }
         }
+    }
+    // What is not on a closed archive page is the current document.
+    for f in &mut labels {
+        f.archived = closed_pages(f.members.len(), s.max_items, size);
+        let current = f.members.len() - f.archived * size;
+        f.items = f.members[..current]
+            .iter()
+            .map(|&i| Arc::clone(&articles[i as usize]))
+            .collect();
     }
     labels.sort_unstable_by(|a, b| feed_key(a).cmp(&feed_key(b)));
     out.extend(labels);
@@ -400,6 +427,8 @@ fn label_feed(kind: LabelKind, name: &str, slug: String, s: &Settings) -> Feed {
         items: Vec::new(),
         members: Vec::new(),
         bodies: Vec::new(),
+        archived: 0,
+        page: None,
     }
 }
 
@@ -487,6 +516,8 @@ pub(crate) mod testdata {
             ],
             timezone: chrono_tz::Tz::Asia__Shanghai,
             page_size: 20,
+            archive_page_size: 50,
+            archive_max_age: 86400,
         }
     }
 
@@ -560,13 +591,15 @@ mod tests {
         assert_eq!(ttl(&mut s, 0), 1);
     }
 
-    /// The main feed holds the newest `max_items`; each category and each
+    /// The main feed holds the newest `max_items` (the third article is on
+    /// an archive page of one); each category and each
     /// tag gets its own, tags after categories; every label feed knows all
     /// its members, and its page is its home.
     #[test]
     fn feed_plan() {
         let mut s = settings();
         s.max_items = 2;
+        s.archive_page_size = 1;
         let f = feeds(&articles(), &s);
         let summary: Vec<(String, Vec<&str>)> = f
             .iter()

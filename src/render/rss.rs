@@ -9,38 +9,56 @@ use rss::extension::dublincore::DublinCoreExtension;
 use rss::extension::{Extension, ExtensionMap};
 use rss::{Category, Channel, Enclosure, Guid, Item};
 
-use super::{escape, Body, Feed, Settings};
+use super::{escape, Body, Feed, Format, Settings, FH_NAMESPACE};
 use crate::article::xml_clean;
 
 /// The Media RSS namespace (`media:content`).
 const MEDIA_RSS: &str = "http://search.yahoo.com/mrss/";
 
-/// Renders one feed as RSS 2.0.
+/// Renders one feed document as RSS 2.0: a current document, or an
+/// archive page (RFC 5005 §4: `fh:archive`, history links as `atom:link`,
+/// no hub).
 pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
+    let ttl = if feed.is_archive() {
+        s.archive_max_age.div_ceil(60).max(1)
+    } else {
+        s.ttl_minutes()
+    };
     let mut ch = Channel {
         title: xml_clean(&feed.title).into_owned(),
         link: feed.home(s),
         description: xml_clean(&s.description).into_owned(),
         language: Some(s.language.clone()),
         generator: Some(s.generator.clone()),
-        ttl: Some(s.ttl_minutes().to_string()),
+        ttl: Some(ttl.to_string()),
         last_build_date: feed.updated().map(|d| d.to_rfc2822()),
         ..Channel::default()
     };
     // WebSub discovery (W3C WebSub §4): each hub, and the topic's own URL.
-    let hubs = s.hubs.iter().map(|h| Link {
+    // An archive page is no topic: it names no hub.
+    let hubs = s.hubs.iter().filter(|_| !feed.is_archive()).map(|h| Link {
         href: h.clone(),
         rel: "hub".into(),
         ..Link::default()
     });
+    let history = feed
+        .history_links(Format::Rss, s)
+        .into_iter()
+        .map(|(rel, href)| Link {
+            href,
+            rel: rel.into(),
+            mime_type: Some("application/rss+xml".into()),
+            ..Link::default()
+        });
     ch.atom_ext = Some(AtomExtension {
         links: hubs
             .chain(std::iter::once(Link {
-                href: s.url(&feed.route("rss.xml")),
+                href: s.url(&feed.doc_route(Format::Rss)),
                 rel: "self".into(),
                 mime_type: Some("application/rss+xml".into()),
                 ..Link::default()
             }))
+            .chain(history)
             .collect(),
     });
     ch.namespaces = BTreeMap::from([
@@ -50,6 +68,18 @@ pub fn rss(feed: &Feed, s: &Settings) -> Vec<u8> {
         ),
         ("media".to_string(), MEDIA_RSS.to_string()),
     ]);
+    if feed.is_archive() {
+        ch.namespaces
+            .insert("fh".to_string(), FH_NAMESPACE.to_string());
+        let archive = Extension {
+            name: "fh:archive".into(),
+            ..Extension::default()
+        };
+        ch.extensions.insert(
+            "fh".into(),
+            BTreeMap::from([("archive".to_string(), vec![archive])]),
+        );
+    }
     ch.items = feed
         .items
         .iter()

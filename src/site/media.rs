@@ -50,6 +50,7 @@ impl SiteBuilder {
                 content_type: m.media_type,
                 cors: false,
                 link: None,
+                cache_control: None,
                 render: Box::new(move || Doc::Media(Arc::clone(&m2))),
             });
         }

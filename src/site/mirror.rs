@@ -41,8 +41,8 @@ pub struct WriteReport {
 /// Each file is compared with what is on disk and written only if its bytes
 /// differ, through a temp file and a rename so a reader (or nginx) never
 /// sees half a file; its mtime is set to the asset's `Last-Modified`.
-/// Files of listing, category and tag routes that are gone are removed;
-/// under `articles/`, any file that is no route's.
+/// Files of listing, archive, category and tag routes that are gone are
+/// removed; under `articles/`, any file that is no route's.
 /// `progress` is called after each route (from the writing threads), so a
 /// long mirror can be told from a stuck one.
 pub fn write_to(
@@ -88,6 +88,7 @@ pub fn write_to(
             ("categories", false),
             ("tags", false),
             ("page", false),
+            ("archive", false),
         ] {
             let (removed, _, errors) = prune(dir, &dir.join(sub), &keep, all);
             report.removed += removed;

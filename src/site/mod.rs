@@ -9,703 +9,40 @@
 //! renamed articles' old permalinks, the permalinks of articles gone
 //! (410), and the files articles reference (`media.rs`).
 //! Uses `render` and `article`.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: [`Site`], the article-page shards, [`SiteBuilder`].
+//! - `asset.rs`: [`Asset`], validators, ready headers and each route's
+//!   cache policy (the site's `Cache-Control`, or a route's own, as closed
+//!   archive pages have).
+//! - `encode.rs`: the gzip twins and the deflate state article pages share.
+//! - `media.rs`: the files articles reference.
+//! - `mirror.rs`: [`write_to`], pruning, atomic writes.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use rayon::prelude::*;
-use xxhash_rust::xxh3::{xxh3_128, Xxh3};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::article::Article;
 use crate::render::{self, Feed, Settings};
 
+mod asset;
+mod encode;
 mod media;
 mod mirror;
+
+pub use asset::{cache_control, Asset, Br, Coding, Redirect, Tag};
+use asset::{not_found_headers, redirect_headers, round_secs, Doc};
 
 pub use mirror::{
     atomic_write, output_fingerprint, remove_routes, write_to, WriteError, WriteReport,
 };
 use mirror::{gz_path, same_gzip_on_disk, write_asset};
-
-/// One servable document, with everything a response needs precomputed.
-#[derive(Debug)]
-pub struct Asset {
-    /// How the document and its gzip form are held.
-    form: Form,
-    /// Length of the document in bytes.
-    pub len: usize,
-    /// Length of the gzip form in bytes.
-    pub gzip_len: usize,
-    /// Never moves backwards for a route while Herald runs, nor across
-    /// restarts (seeded from the files' mtimes).
-    pub last_modified: SystemTime,
-    /// 128-bit hash behind the `ETag` of the document.
-    etag: u128,
-    /// 128-bit hash behind the `ETag` of the gzip form.
-    etag_gzip: u128,
-    /// Response headers ready to copy, for the documents fetched over and
-    /// over (feeds, the index, OPML): built once per publish, so a
-    /// response clones a header map instead of formatting and inserting
-    /// each header. Article pages, one per article and rarely fetched,
-    /// build theirs per request and save ~2 KB each.
-    ready: Option<Box<Ready>>,
-    /// Media type with charset.
-    pub content_type: &'static str,
-    /// True for feeds: served with `Access-Control-Allow-Origin: *`.
-    pub cors: bool,
-    /// For feeds with hubs: the `Link` header naming them and the feed
-    /// itself (W3C WebSub §4), on every response, 304s included.
-    pub link: Option<http::HeaderValue>,
-    /// True for a published file a browser could run script in when
-    /// opened by itself (SVG): served with a policy that sandboxes it.
-    sandboxed: bool,
-    /// The brotli form, made after publication (see [`Asset::make_br`]):
-    /// empty until then, `None` when brotli is not worth it for this
-    /// document.
-    br: std::sync::OnceLock<Option<Br>>,
-}
-
-/// A document's brotli form and its validator.
-#[derive(Debug)]
-pub struct Br {
-    /// The compressed bytes.
-    pub bytes: Bytes,
-    /// Its `ETag`.
-    etag: Tag,
-    /// Its response headers for a 200 and a 304.
-    headers: [http::HeaderMap; 2],
-}
-
-/// A content coding Herald sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coding {
-    /// The document as it is.
-    Identity,
-    /// gzip.
-    Gzip,
-    /// brotli.
-    Br,
-}
-
-/// A whole document's response headers, built once per publish.
-#[derive(Debug)]
-struct Ready {
-    /// The `Cache-Control` value they carry.
-    cache_control: http::HeaderValue,
-    /// `ETag`s of the document and of its gzip form.
-    tags: [Tag; 2],
-    /// Headers of a 200 and of a 304, for the document and its gzip form.
-    headers: [[http::HeaderMap; 2]; 2],
-}
-
-/// An `ETag` value: a 128-bit hash as 32 hex digits, quoted.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Tag([u8; 34]);
-
-impl Tag {
-    fn new(h: u128) -> Tag {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut b = [b'"'; 34];
-        for (i, c) in b[1..33].iter_mut().enumerate() {
-            *c = HEX[((h >> (4 * (31 - i))) & 0xf) as usize];
-        }
-        Tag(b)
-    }
-
-    /// As bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// As text.
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("quotes and hex digits")
-    }
-
-    fn value(&self) -> http::HeaderValue {
-        http::HeaderValue::from_bytes(&self.0).expect("quoted hex is a valid header value")
-    }
-}
-
-impl std::ops::Deref for Tag {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl PartialEq<Tag> for &str {
-    fn eq(&self, other: &Tag) -> bool {
-        *self == other.as_str()
-    }
-}
-
-impl std::fmt::Display for Tag {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::fmt::Debug for Tag {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-fn http_date_value(t: SystemTime) -> http::HeaderValue {
-    http::HeaderValue::from_str(&httpdate::fmt_http_date(t))
-        .expect("an HTTP date is a valid header value")
-}
-
-/// How an asset's bytes are held.
-#[derive(Debug)]
-enum Form {
-    /// Feeds, the index, OPML: the document and its gzip form, compressed
-    /// once at publish time.
-    Whole { identity: Bytes, gzip: Bytes },
-    /// A file an article references, as it is, with no gzip form (an
-    /// image or a PDF compresses no further): `gzip_len` is its length, so
-    /// gzip is never chosen, and it has no `.gz` twin on disk.
-    Plain { identity: Bytes },
-    /// An article page, which keeps no uncompressed copy (one per article,
-    /// each rarely fetched, nearly always with gzip): its gzip form as
-    /// gzip header and the deflated page head, then the
-    /// article's own packed body (already raw deflate, byte-aligned), then
-    /// the deflated tail and the gzip trailer. Valid as one deflate stream
-    /// because each part was compressed on its own (no back-references
-    /// across parts) and all but the last end in a sync flush. The body is
-    /// shared with the library, so a page costs about a kilobyte.
-    Spliced {
-        head: Bytes,
-        article: Arc<Article>,
-        tail: Bytes,
-    },
-}
-
-/// What a job renders.
-enum Doc {
-    /// A whole document.
-    Whole(Vec<u8>),
-    /// An article page: head, the article's body, tail.
-    Page(String, Arc<Article>, String),
-    /// A file an article references.
-    Media(Arc<crate::article::Media>),
-}
-
-/// A page tail and its deflated form (every page has the same tail).
-type DeflatedTail = Option<(String, Vec<u8>)>;
-
-thread_local! {
-    /// Page heads' compressor, and the last page tail deflated.
-    static PAGE_DEFLATE: std::cell::RefCell<(flate2::Compress, DeflatedTail)> =
-        std::cell::RefCell::new((flate2::Compress::new(flate2::Compression::new(2), false), None));
-}
-
-impl Asset {
-    /// Builds an asset from what a job rendered (see [`Form`]).
-    fn new(
-        doc: Doc,
-        content_type: &'static str,
-        cors: bool,
-        link: Option<http::HeaderValue>,
-        last_modified: SystemTime,
-    ) -> Asset {
-        let last_modified = round_secs(last_modified);
-        let sandboxed = matches!(&doc, Doc::Media(m) if m.media_type == "image/svg+xml");
-        let (form, len, etag, etag_gzip, gzip_len) = match doc {
-            Doc::Media(m) if m.compressible => {
-                let mut gz = gzip(&m.bytes, MEDIA_GZIP_LEVEL);
-                gz.shrink_to_fit();
-                let (etag_gzip, gzip_len) = (xxh3_128(&gz), gz.len());
-                let form = Form::Whole {
-                    identity: m.bytes.clone(),
-                    gzip: crate::sendfile::hold(gz),
-                };
-                (form, m.bytes.len(), m.hash, etag_gzip, gzip_len)
-            }
-            Doc::Media(m) => {
-                let len = m.bytes.len();
-                let form = Form::Plain {
-                    identity: m.bytes.clone(),
-                };
-                (form, len, m.hash, m.hash, len)
-            }
-            Doc::Whole(mut body) => {
-                let mut gz = gzip(&body, WHOLE_GZIP_LEVEL);
-                gz.shrink_to_fit();
-                body.shrink_to_fit();
-                let (etag, etag_gzip, len, gzip_len) =
-                    (xxh3_128(&body), xxh3_128(&gz), body.len(), gz.len());
-                let form = Form::Whole {
-                    identity: crate::sendfile::hold(body),
-                    gzip: crate::sendfile::hold(gz),
-                };
-                (form, len, etag, etag_gzip, gzip_len)
-            }
-            Doc::Page(head, article, tail) => {
-                let body = &article.body_html;
-                let mut head_z = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-                let mut tail_z = Vec::with_capacity(tail.len() + 32);
-                PAGE_DEFLATE.with_borrow_mut(|(c, last_tail)| {
-                    crate::article::deflate_into(c, head.as_bytes(), &mut head_z, false);
-                    // Every page has the same tail: deflate it once (each
-                    // reset of the compressor clears its tables).
-                    let (_, deflated) = match last_tail {
-                        Some(t) if t.0 == tail => t,
-                        _ => {
-                            let mut z = Vec::new();
-                            crate::article::deflate_into(c, tail.as_bytes(), &mut z, true);
-                            last_tail.insert((tail.clone(), z))
-                        }
-                    };
-                    tail_z.extend_from_slice(deflated);
-                });
-                let mut crc = crc32fast::Hasher::new();
-                crc.update(head.as_bytes());
-                crc.combine(&crc32fast::Hasher::new_with_initial_len(
-                    body.crc(),
-                    body.len() as u64,
-                ));
-                let mut tail_crc = crc32fast::Hasher::new();
-                tail_crc.update(tail.as_bytes());
-                crc.combine(&tail_crc);
-                let len = head.len() + body.len() + tail.len();
-                tail_z.extend_from_slice(&crc.finalize().to_le_bytes());
-                tail_z.extend_from_slice(&(len as u32).to_le_bytes());
-                // Validators from the parts: the identity one from the page
-                // head and tail plus the body's content hash, the gzip one
-                // from the exact bytes sent.
-                let mut h = Xxh3::new();
-                h.update(head.as_bytes());
-                h.update(&article.hash.to_le_bytes());
-                h.update(&body.crc().to_le_bytes());
-                h.update(tail.as_bytes());
-                let etag = h.digest128();
-                let mut g = Xxh3::new();
-                g.update(&head_z);
-                g.update(body.deflated());
-                g.update(&tail_z);
-                let etag_gzip = g.digest128();
-                let gzip_len = head_z.len() + body.deflated().len() + tail_z.len();
-                head_z.shrink_to_fit();
-                tail_z.shrink_to_fit();
-                let form = Form::Spliced {
-                    head: Bytes::from(head_z),
-                    article,
-                    tail: Bytes::from(tail_z),
-                };
-                (form, len, etag, etag_gzip, gzip_len)
-            }
-        };
-        Asset {
-            ready: None,
-            etag,
-            etag_gzip,
-            form,
-            len,
-            gzip_len,
-            last_modified,
-            content_type,
-            cors,
-            link,
-            sandboxed,
-            br: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// True when the document has a gzip form (and a `.gz` twin on disk).
-    pub fn has_gzip(&self) -> bool {
-        !matches!(self.form, Form::Plain { .. })
-    }
-
-    /// True for feeds, the index and OPML (see [`Form::Whole`]).
-    fn is_whole(&self) -> bool {
-        matches!(self.form, Form::Whole { .. })
-    }
-
-    /// The brotli form, once made (see [`Asset::make_br`]).
-    pub fn br(&self) -> Option<&Br> {
-        self.br.get().and_then(Option::as_ref)
-    }
-
-    /// Makes the brotli form at `quality` (1–11), unless it exists already,
-    /// the asset keeps no uncompressed bytes (article pages) or brotli
-    /// would not beat gzip. Done after the snapshot is published, off the
-    /// edit-to-served path: until then clients get gzip. Returns true when
-    /// this call compressed.
-    pub fn make_br(&self, quality: u32) -> bool {
-        let (Form::Whole { identity: doc, .. }, Some(ready)) = (&self.form, &self.ready) else {
-            return false;
-        };
-        if self.br.get().is_some() {
-            return false;
-        }
-        let mut out = Vec::with_capacity(self.gzip_len);
-        let params = brotli::enc::BrotliEncoderParams {
-            quality: quality.clamp(1, 11) as i32,
-            size_hint: doc.len(),
-            ..Default::default()
-        };
-        // Read through the file for a file-backed document: a pass over
-        // every feed must not fault them all into the daemon's RSS.
-        let ok =
-            brotli::BrotliCompress(&mut crate::sendfile::reader(doc), &mut out, &params).is_ok();
-        let br = (ok && out.len() < self.gzip_len).then(|| {
-            let etag = Tag::new(xxh3_128(&out));
-            let cc = &ready.cache_control;
-            let headers = [http::StatusCode::OK, http::StatusCode::NOT_MODIFIED]
-                .map(|status| self.build_headers(etag, out.len(), Coding::Br, status, cc));
-            Br {
-                bytes: crate::sendfile::hold(out),
-                etag,
-                headers,
-            }
-        });
-        self.br.set(br).is_ok()
-    }
-
-    /// The gzip form, as sent (assembled for article pages: one copy of
-    /// a few kilobytes).
-    pub fn gzip(&self) -> Bytes {
-        match &self.form {
-            Form::Whole { gzip, .. } => gzip.clone(),
-            // Never sent: its `gzip_len` is its length (see [`Form::Plain`]).
-            Form::Plain { identity } => identity.clone(),
-            Form::Spliced {
-                head,
-                article,
-                tail,
-            } => {
-                let mut out = Vec::with_capacity(self.gzip_len);
-                out.extend_from_slice(head);
-                out.extend_from_slice(article.body_html.deflated());
-                out.extend_from_slice(tail);
-                Bytes::from(out)
-            }
-        }
-    }
-
-    /// The uncompressed document (decompressed on demand for article
-    /// pages, which keep none).
-    pub fn body(&self) -> Bytes {
-        match &self.form {
-            Form::Whole { identity, .. } | Form::Plain { identity } => identity.clone(),
-            Form::Spliced {
-                head,
-                article,
-                tail,
-            } => Bytes::from(crate::article::inflate_parts(
-                &[
-                    &head[10..],
-                    article.body_html.deflated(),
-                    &tail[..tail.len() - 8],
-                ],
-                self.len,
-            )),
-        }
-    }
-
-    /// Sets the final `Last-Modified` and, for a whole document, builds
-    /// its response headers with `cache_control`.
-    fn finish(mut self, lm: SystemTime, cache_control: &http::HeaderValue) -> Asset {
-        self.last_modified = round_secs(lm);
-        if self.is_whole() || !self.has_gzip() {
-            let tags = [Tag::new(self.etag), Tag::new(self.etag_gzip)];
-            let statuses = [http::StatusCode::OK, http::StatusCode::NOT_MODIFIED];
-            let headers = [(Coding::Identity, self.len), (Coding::Gzip, self.gzip_len)].map(
-                |(coding, len)| {
-                    let tag = tags[usize::from(coding == Coding::Gzip)];
-                    statuses.map(|st| self.build_headers(tag, len, coding, st, cache_control))
-                },
-            );
-            self.ready = Some(Box::new(Ready {
-                cache_control: cache_control.clone(),
-                tags,
-                headers,
-            }));
-        }
-        self
-    }
-
-    /// The `Cache-Control` value this asset's ready headers carry (`None`
-    /// for an article page, which takes the site's per request).
-    fn ready_cache_control(&self) -> Option<&http::HeaderValue> {
-        self.ready.as_ref().map(|r| &r.cache_control)
-    }
-
-    /// The strong validator (RFC 9110 §8.8.3) of the representation in
-    /// `coding`, quoted: a 128-bit hash of the bytes sent, so equal ETags
-    /// mean equal bytes and each coding has its own. Brotli only once made
-    /// (see [`Asset::br`]); until then the document's.
-    pub fn tag(&self, coding: Coding) -> Tag {
-        match (coding, &self.ready, self.br()) {
-            (Coding::Br, _, Some(b)) => b.etag,
-            (Coding::Gzip, Some(r), _) => r.tags[1],
-            (Coding::Gzip, None, _) => Tag::new(self.etag_gzip),
-            (_, Some(r), _) => r.tags[0],
-            _ => Tag::new(self.etag),
-        }
-    }
-
-    /// The headers of a response with `status` sending this asset in
-    /// `coding` (for HEAD, those of the 200). A 304 carries the `ETag`,
-    /// `Cache-Control` and `Vary` its 200 would, and no other
-    /// representation metadata: with an `ETag` present, RFC 9110 §15.4.5
-    /// says not to send `Last-Modified` either. `cache_control` is the
-    /// site's; a whole document's ready headers were built with the same.
-    pub fn headers(
-        &self,
-        coding: Coding,
-        status: http::StatusCode,
-        cache_control: &http::HeaderValue,
-    ) -> http::HeaderMap {
-        // No brotli form (yet, or at all): the document as it is.
-        let coding = match coding {
-            Coding::Br if self.br().is_none() => Coding::Identity,
-            c => c,
-        };
-        let slot = match status {
-            http::StatusCode::OK => 0,
-            http::StatusCode::NOT_MODIFIED => 1,
-            _ => 2,
-        };
-        let ready = match (coding, &self.ready) {
-            (Coding::Br, _) => self.br().map(|b| &b.headers),
-            (c, Some(r)) => Some(&r.headers[usize::from(c == Coding::Gzip)]),
-            (_, None) => None,
-        };
-        if let Some(maps) = ready.filter(|_| slot < 2) {
-            return maps[slot].clone();
-        }
-        let len = match (coding, self.br()) {
-            (Coding::Br, Some(b)) => b.bytes.len(),
-            (Coding::Gzip, _) => self.gzip_len,
-            _ => self.len,
-        };
-        self.build_headers(self.tag(coding), len, coding, status, cache_control)
-    }
-
-    fn build_headers(
-        &self,
-        tag: Tag,
-        len: usize,
-        coding: Coding,
-        status: http::StatusCode,
-        cache_control: &http::HeaderValue,
-    ) -> http::HeaderMap {
-        use http::header::{self, HeaderValue};
-        let ok = status == http::StatusCode::OK;
-        let html = ok && self.content_type.starts_with("text/html");
-        // Room for every header at once, instead of growing on the way.
-        let mut h = http::HeaderMap::with_capacity(match (ok, html) {
-            (true, true) => 12,
-            (true, false) => 10,
-            _ => 6,
-        });
-        h.insert(header::ETAG, tag.value());
-        if status != http::StatusCode::NOT_MODIFIED {
-            h.insert(header::LAST_MODIFIED, http_date_value(self.last_modified));
-        }
-        h.insert(header::CACHE_CONTROL, cache_control.clone());
-        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-        if self.cors {
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                HeaderValue::from_static("*"),
-            );
-        }
-        if let Some(link) = &self.link {
-            h.insert(header::LINK, link.clone());
-        }
-        if ok {
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(self.content_type),
-            );
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-            h.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            match coding {
-                Coding::Gzip => {
-                    h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                }
-                Coding::Br => {
-                    h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
-                }
-                Coding::Identity => {}
-            }
-            if html {
-                html_security_headers(&mut h);
-            }
-            if self.sandboxed {
-                // Opened by itself, an SVG is a document that could run
-                // script on the site's origin: none may run.
-                h.insert(
-                    header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static(
-                        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
-                    ),
-                );
-            }
-        }
-        h
-    }
-
-    /// `Last-Modified` as an IMF-fixdate.
-    pub fn last_modified_http(&self) -> String {
-        httpdate::fmt_http_date(self.last_modified)
-    }
-}
-
-/// gzip level of a whole document's twin: feeds, the index and OPML are
-/// few and fetched over and over, but they are also re-compressed on every
-/// edit that touches them, on the way to being served: level 3 (a 313 KB
-/// feed: 0.8% larger than level 4 and 2.1% larger than level 6, in 70% and
-/// 58% of their time; brotli, made after publication, is the small form).
-/// Article pages are not compressed here at all (see [`Form::Spliced`]).
-const WHOLE_GZIP_LEVEL: u32 = 3;
-
-/// gzip level of a referenced file's twin (SVG, CSV …): compressed once,
-/// when the file changes, not on every edit of a feed.
-const MEDIA_GZIP_LEVEL: u32 = 6;
-
-/// gzip (RFC 1952) of `b`: a fixed header without mtime or name, so output
-/// is deterministic; raw deflate; CRC-32 and length. The deflate state
-/// (~300 KB per level) is kept per thread and reset between documents:
-/// allocating and zeroing it afresh cost more than compressing a page.
-fn gzip(b: &[u8], level: u32) -> Vec<u8> {
-    use flate2::{Compress, Compression, FlushCompress, Status};
-    thread_local! {
-        static DEFLATE: std::cell::RefCell<Vec<(u32, Compress)>> =
-            const { std::cell::RefCell::new(Vec::new()) };
-    }
-    // XFL as RFC 1952 §2.3.1 and flate2's GzBuilder set it; OS 255 = unknown.
-    let xfl = match level {
-        9.. => 2,
-        0..=1 => 4,
-        _ => 0,
-    };
-    // Feeds and pages deflate to a quarter or less: sized for that, a
-    // 300 KB feed's output stays below glibc's mmap threshold (a mapping
-    // is faulted in page by page and unmapped again on every publish).
-    let mut out = Vec::with_capacity(b.len() / 4 + 4096);
-    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 0xff]);
-    DEFLATE.with_borrow_mut(|cache| {
-        let at = match cache.iter().position(|(l, _)| *l == level) {
-            Some(i) => i,
-            None => {
-                cache.push((level, Compress::new(Compression::new(level), false)));
-                cache.len() - 1
-            }
-        };
-        let c = &mut cache[at].1;
-        c.reset();
-        loop {
-            let done = c.total_in() as usize;
-            let status = c
-                .compress_vec(&b[done..], &mut out, FlushCompress::Finish)
-                .expect("deflating a complete in-memory buffer cannot fail");
-            if status == Status::StreamEnd {
-                break;
-            }
-            out.reserve(out.capacity().max(4096));
-        }
-    });
-    let mut crc = flate2::Crc::new();
-    crc.update(b);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    out
-}
-
-fn round_secs(t: SystemTime) -> SystemTime {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    UNIX_EPOCH + Duration::from_secs(secs)
-}
-
-/// The `Cache-Control` header for a `max-age`.
-pub fn cache_control(max_age: u64) -> http::HeaderValue {
-    http::HeaderValue::from_str(&format!("public, max-age={max_age}"))
-        .expect("digits and ASCII are a valid header value")
-}
-
-/// Adds the headers every HTML document carries: the pages'
-/// Content-Security-Policy ([`render::CONTENT_SECURITY_POLICY`]), which
-/// also forbids framing (`frame-ancestors`), `X-Frame-Options` for
-/// browsers older than that, and a Referrer-Policy under which another
-/// site learns at most which site a reader came from, never the page,
-/// and nothing over a downgrade to http.
-fn html_security_headers(h: &mut http::HeaderMap) {
-    use http::header::{self, HeaderValue};
-    // Made once, at compile time: the policy is a few hundred bytes that
-    // `from_static` would check on every article page served.
-    let csp = const { HeaderValue::from_static(render::CONTENT_SECURITY_POLICY) };
-    h.insert(header::CONTENT_SECURITY_POLICY, csp);
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("strict-origin-when-cross-origin"),
-    );
-}
-
-/// The headers of the 404 page (`len` bytes), built once per publish:
-/// never cached without asking again, not sniffed, and an HTML page's
-/// security headers like every other.
-fn not_found_headers(len: usize) -> http::HeaderMap {
-    use http::header::{self, HeaderValue};
-    let mut h = http::HeaderMap::with_capacity(7);
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    html_security_headers(&mut h);
-    h
-}
-
-/// The answer at an old permalink of a renamed article: 301 to the new
-/// one, with a small page that says so (also written under the output
-/// directory, where it refreshes to the new permalink).
-#[derive(Debug)]
-pub struct Redirect {
-    /// The page.
-    pub asset: Arc<Asset>,
-    /// Headers of the 301: `Location` (the new permalink, absolute), the
-    /// page's type and length, caching, and an HTML page's security
-    /// headers.
-    pub headers: http::HeaderMap,
-}
-
-/// The headers of the 301 at an old permalink.
-fn redirect_headers(to: &str, len: usize, cache_control: &http::HeaderValue) -> http::HeaderMap {
-    use http::header::{self, HeaderValue};
-    let mut h = http::HeaderMap::with_capacity(8);
-    if let Ok(v) = HeaderValue::from_str(to) {
-        h.insert(header::LOCATION, v);
-    }
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::CACHE_CONTROL, cache_control.clone());
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    html_security_headers(&mut h);
-    h
-}
 
 /// An immutable snapshot of everything Herald serves.
 #[derive(Debug)]
@@ -1045,6 +382,9 @@ struct Job<'a> {
     content_type: &'static str,
     cors: bool,
     link: Option<http::HeaderValue>,
+    /// Its own `Cache-Control` (closed archive pages); `None` for the
+    /// site's.
+    cache_control: Option<http::HeaderValue>,
     render: Box<dyn Fn() -> Doc + Send + Sync + 'a>,
 }
 
@@ -1147,6 +487,7 @@ impl SiteBuilder {
         let cache_control = cache_control(s.cache_max_age);
         let feeds = render::feeds(articles, s);
         let list_pages = render::list_pages(articles, &feeds, s.page_size);
+        let archive_pages = render::archive_pages(articles, &feeds, s);
         let mut jobs: Vec<Job<'_>> = Vec::with_capacity(articles.len() + feeds.len() * 3 + 3);
 
         // Feeds: three formats per feed.
@@ -1155,6 +496,8 @@ impl SiteBuilder {
             h.update(&settings_fp.to_le_bytes());
             h.update(f.title.as_bytes());
             h.update(f.dir.as_bytes());
+            // Its `prev-archive` link names the newest closed page.
+            h.update(&f.archived.to_le_bytes());
             for a in &f.items {
                 fp_article(&mut h, a);
             }
@@ -1174,6 +517,7 @@ impl SiteBuilder {
                     content_type: format.content_type(),
                     cors: true,
                     link,
+                    cache_control: None,
                     render: Box::new(move || Doc::Whole(format.render(f, s))),
                 });
             }
@@ -1192,6 +536,7 @@ impl SiteBuilder {
             content_type: "text/x-opml; charset=utf-8",
             cors: true,
             link: None,
+            cache_control: None,
             render: Box::new(move || Doc::Whole(render::opml(feeds_ref, s))),
         });
 
@@ -1216,8 +561,7 @@ impl SiteBuilder {
             }
         }
         let everything = everything.digest128();
-        let mut listed: HashMap<Arc<str>, (Fingerprint, &render::ListPage<'_>)> =
-            HashMap::default();
+        let mut listed: HashMap<Arc<str>, (Fingerprint, &[&Arc<Article>])> = HashMap::default();
         for p in &list_pages {
             let route: Arc<str> = p.route_from_root().into();
             let mut h = Xxh3::new();
@@ -1249,7 +593,7 @@ impl SiteBuilder {
             for a in &p.items {
                 fp_listed(&mut h, a);
             }
-            listed.insert(Arc::clone(&route), (shape, p));
+            listed.insert(Arc::clone(&route), (shape, &p.items));
             jobs.push(Job {
                 route,
                 fp: h.digest128(),
@@ -1257,8 +601,64 @@ impl SiteBuilder {
                 content_type: "text/html; charset=utf-8",
                 cors: false,
                 link: None,
+                cache_control: None,
                 render: Box::new(move || Doc::Whole(render::list_page(p, feeds_ref, s))),
             });
+        }
+
+        // Closed archive pages of every feed (RFC 5005), in every format,
+        // kept like listing pages: a page showing the very same articles
+        // (same `Arc`s) with the same links is only marked as still
+        // published, so one new article costs the current documents and,
+        // once in `archive_page_size`, a new page and its older
+        // neighbour's `next-archive` link — not a pass over the archive.
+        let archive_cc = self::cache_control(s.archive_max_age);
+        for p in &archive_pages {
+            let mut shape = Xxh3::new();
+            shape.update(&settings_fp.to_le_bytes());
+            shape.update(p.feed.title.as_bytes());
+            if let Some(l) = &p.feed.label {
+                shape.update(l.name.as_bytes());
+            }
+            shape.update(&[u8::from(p.is_newest())]);
+            // Made once for the formats rendered, so that they share its
+            // items' bodies, unpacked and made absolute once.
+            let doc: Arc<std::sync::OnceLock<Feed>> = Arc::default();
+            for format in render::Format::ALL {
+                let route: Arc<str> = format!("/{}", p.feed.archive_route(format, p.number)).into();
+                let mut h = shape.clone();
+                h.update(route.as_bytes());
+                if let Some(e) = self.lists.get_mut(&route) {
+                    let same = e.shape == h.digest128()
+                        && e.items.len() == p.items.len()
+                        && e.items.iter().zip(&p.items).all(|(x, y)| Arc::ptr_eq(x, y));
+                    if same {
+                        e.seen = generation;
+                        continue;
+                    }
+                }
+                let shape = h.digest128();
+                for a in &p.items {
+                    fp_article(&mut h, a);
+                }
+                listed.insert(Arc::clone(&route), (shape, &p.items));
+                jobs.push(Job {
+                    route,
+                    fp: h.digest128(),
+                    derived: to_system(p.items.iter().map(|a| a.updated).max()),
+                    content_type: format.content_type(),
+                    cors: true,
+                    // No WebSub topic: no hub to name, nothing pinged.
+                    link: None,
+                    cache_control: Some(archive_cc.clone()),
+                    render: {
+                        let doc = Arc::clone(&doc);
+                        Box::new(move || {
+                            Doc::Gzipped(format.render(doc.get_or_init(|| p.doc()), s))
+                        })
+                    },
+                });
+            }
         }
 
         // Article pages: each is made from its article, its neighbours
@@ -1313,6 +713,7 @@ impl SiteBuilder {
                 content_type: "text/html; charset=utf-8",
                 cors: false,
                 link: None,
+                cache_control: None,
                 render: Box::new(move || {
                     let near = render::Neighbours {
                         older: older2.as_deref(),
@@ -1345,6 +746,7 @@ impl SiteBuilder {
                 content_type: "text/html; charset=utf-8",
                 cors: false,
                 link: None,
+                cache_control: None,
                 render: Box::new(move || Doc::Whole(render::moved_page(&a2.title, &to2, s))),
             });
         }
@@ -1392,8 +794,9 @@ impl SiteBuilder {
             }
             // Rendered with a provisional date; the real one depends on
             // whether the bytes changed.
+            let cc = j.cache_control.as_ref().unwrap_or(&cache_control);
             let fresh = Asset::new((j.render)(), j.content_type, j.cors, j.link, j.derived);
-            let fresh_cc = fresh.is_whole().then_some(&cache_control);
+            let fresh_cc = fresh.is_whole().then_some(cc);
             let prev_lm = before
                 .map(|(_, a)| a.last_modified)
                 .or_else(|| floors.get(&j.route).copied());
@@ -1426,11 +829,11 @@ impl SiteBuilder {
                 if same_on_disk && gz_there() {
                     return Rendered::Streamed(j.route, Ok(false));
                 }
-                let asset = fresh.finish(lm, &cache_control);
+                let asset = fresh.finish(lm, cc);
                 let written = write_asset(dir, &j.route, &asset);
                 return Rendered::Streamed(j.route, written);
             }
-            let asset = Arc::new(fresh.finish(lm, &cache_control));
+            let asset = Arc::new(fresh.finish(lm, cc));
             Rendered::Kept(j.route, j.fp, asset, true)
         };
         // Streaming, article pages go first: a reader of the directory
@@ -1487,12 +890,12 @@ impl SiteBuilder {
                 new_redirects.insert(route, (fp, redirect));
                 continue;
             }
-            if let Some((shape, p)) = listed.get(&route).filter(|_| &*route != "/") {
+            if let Some((shape, items)) = listed.get(&route).filter(|_| &*route != "/") {
                 self.lists.insert(
                     Arc::clone(&route),
                     ListEntry {
                         shape: *shape,
-                        items: p.items.iter().map(|a| Arc::clone(a)).collect(),
+                        items: items.iter().map(|a| Arc::clone(a)).collect(),
                         seen: generation,
                     },
                 );
@@ -1622,6 +1025,8 @@ impl SiteBuilder {
 mod tests {
     use super::*;
     use crate::render::testdata::{article, articles, settings};
+    use bytes::Bytes;
+    use xxhash_rust::xxh3::xxh3_128;
 
     fn t(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
@@ -1781,26 +1186,6 @@ mod tests {
             assert_ne!(a.tag(Coding::Identity), a.tag(Coding::Gzip));
         }
         assert_eq!(changed.len(), site.len());
-    }
-
-    /// The per-thread deflate state is reset between documents: a large
-    /// document (several output buffer growths) followed by small ones at
-    /// both levels all give valid gzip members of exactly their input.
-    #[test]
-    fn gzip_state_reused() {
-        let big: Vec<u8> = (0..200_000u32)
-            .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
-            .collect();
-        let docs: [&[u8]; 4] = [&big, b"<p>small</p>", b"", &big[..1000]];
-        for level in [1, 6, 1] {
-            for d in docs {
-                let z = gzip(d, level);
-                let mut out = Vec::new();
-                std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&z[..]), &mut out)
-                    .unwrap();
-                assert_eq!(out, d, "level {level}, {} bytes", d.len());
-            }
-        }
     }
 
     /// An article page's spliced gzip (page head, the article's packed body,
@@ -1987,6 +1372,134 @@ mod tests {
             counts[..3],
             counts[3..],
             "independent of the archive's length"
+        );
+    }
+
+    /// Archive pages of every feed (RFC 5005): one new article re-renders
+    /// no closed page (the very same asset, bytes and ETag) unless a page
+    /// closes, and then only the new page and its older neighbour (its
+    /// `next-archive` link, RSS and Atom), in each feed it is in;
+    /// however long the archive. They are served with their own long
+    /// `max-age`, on 304s and 412s too, are kept gzipped only (the
+    /// document inflated on demand, its ETag that of its bytes), and are
+    /// no WebSub topic (no `Link`).
+    #[test]
+    fn archive_pages_stay_put() {
+        let s = Settings {
+            max_items: 4,
+            archive_page_size: 3,
+            archive_max_age: 7200,
+            ..settings()
+        };
+        let archived = |changed: &[String]| -> Vec<String> {
+            changed
+                .iter()
+                .filter(|r| r.contains("/archive/"))
+                .cloned()
+                .collect()
+        };
+        let mut counts = Vec::new();
+        // 61 + 1 closes no page of the main feed ((62 - 4) / 3 = 19 and 1
+        // over); 60 + 1 closes its page 19.
+        for n in [61, 60, 241, 240] {
+            let arts = archive(n + 1);
+            let mut b = SiteBuilder::default();
+            let (before, _) = b.build(&arts[1..], 0, &s, t(0));
+            let (after, changed) = b.build(&arts, 0, &s, t(0));
+            for route in [
+                "/archive/atom/1.xml",
+                "/archive/rss/5.xml",
+                "/archive/json/10.json",
+                "/categories/red/archive/atom/2.xml",
+                "/tags/tag-one/archive/rss/3.xml",
+            ] {
+                assert!(
+                    Arc::ptr_eq(before.get(route).unwrap(), after.get(route).unwrap()),
+                    "{n}: {route} re-rendered"
+                );
+            }
+            let pages = archived(&changed);
+            if (n + 1 - 4) % 3 != 0 {
+                // Neither the main feed nor its tag closes a page; its
+                // category (every third article) may.
+                assert!(
+                    pages.iter().all(|r| r.starts_with("/categories/")),
+                    "{n}: {pages:?}"
+                );
+            } else {
+                // The new page in every format; the one before it in RSS
+                // and Atom (`next-archive`), not in JSON Feed, whose pages
+                // link only to older ones.
+                let k = (n + 1 - 4) / 3;
+                for route in [
+                    format!("/archive/rss/{k}.xml"),
+                    format!("/archive/atom/{k}.xml"),
+                    format!("/archive/json/{k}.json"),
+                    format!("/archive/rss/{}.xml", k - 1),
+                    format!("/archive/atom/{}.xml", k - 1),
+                ] {
+                    assert!(pages.contains(&route), "{n}: {route} in {pages:?}");
+                }
+                assert!(!pages.contains(&format!("/archive/json/{}.json", k - 1)));
+            }
+            assert!(pages.len() <= 3 * 5, "{n}: {pages:?}");
+            assert!(b.removed().is_empty(), "{:?}", b.removed());
+            counts.push(changed.len());
+            let page = after.get("/archive/atom/1.xml").unwrap();
+            assert!(page.link.is_none());
+            for status in [
+                http::StatusCode::OK,
+                http::StatusCode::NOT_MODIFIED,
+                http::StatusCode::PRECONDITION_FAILED,
+            ] {
+                for coding in [Coding::Identity, Coding::Gzip] {
+                    let h = page.headers(coding, status, &after.cache_control);
+                    assert_eq!(h[http::header::CACHE_CONTROL], "public, max-age=7200");
+                }
+            }
+            // Kept gzipped only: the document is its gzip form inflated.
+            let body = page.body();
+            assert_eq!(body.len(), page.len);
+            assert!(body.starts_with(b"<?xml") && body.ends_with(b"</feed>\n"));
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(
+                &mut flate2::read::GzDecoder::new(&page.gzip()[..]),
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(out, body);
+            assert_eq!(page.tag(Coding::Identity), Tag::new(xxh3_128(&body)));
+            let feed = after.get("/atom.xml").unwrap();
+            let h = feed.headers(Coding::Identity, http::StatusCode::OK, &after.cache_control);
+            assert_eq!(h[http::header::CACHE_CONTROL], "public, max-age=300");
+        }
+        assert_eq!(
+            counts[..2],
+            counts[2..],
+            "independent of the archive's length"
+        );
+    }
+
+    /// Removing the oldest article shifts every closed page: they are
+    /// re-rendered, and a page no longer needed is removed.
+    #[test]
+    fn archive_pages_follow_a_removal() {
+        let s = Settings {
+            max_items: 4,
+            archive_page_size: 3,
+            ..settings()
+        };
+        let arts = archive(10);
+        let mut b = SiteBuilder::default();
+        let (site, _) = b.build(&arts, 0, &s, t(0));
+        assert!(site.get("/archive/rss/2.xml").is_some());
+        let (site, changed) = b.build(&arts[..9], 0, &s, t(0));
+        assert!(site.get("/archive/rss/2.xml").is_none());
+        assert!(changed.contains(&"/archive/rss/1.xml".to_string()));
+        assert!(
+            b.removed().contains(&"/archive/rss/2.xml".to_string()),
+            "{:?}",
+            b.removed()
         );
     }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `herald` binary on real files in temporary
 //! directories. One test binary; one module per area.
 
+mod archive;
 mod build;
 mod files;
 mod hostile;

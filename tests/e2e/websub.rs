@@ -195,7 +195,7 @@ fn post_form(d: &TestDaemon, pairs: &[(&str, &str)]) -> Resp {
     post_raw(d.addr, "application/x-www-form-urlencoded", body.as_bytes())
 }
 
-fn post_raw(addr: SocketAddr, content_type: &str, body: &[u8]) -> Resp {
+pub(crate) fn post_raw(addr: SocketAddr, content_type: &str, body: &[u8]) -> Resp {
     let mut s = TcpStream::connect_timeout(&addr, DEADLINE).expect("connect");
     s.set_read_timeout(Some(DEADLINE)).unwrap();
     let head = format!(
