@@ -220,7 +220,7 @@ impl PublishConfig {
             max_deletes: 256,
             cache_feeds: 300,
             cache_pages: 3600,
-            cache_archive: 31_536_000,
+            cache_archive: 86_400,
             concurrency: 16,
             request_timeout: Duration::from_secs(30),
             retry_max: Duration::from_secs(60),

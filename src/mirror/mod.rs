@@ -62,15 +62,38 @@ pub enum Kind {
     Page,
     /// A file an article references (an image, a PDF).
     Media,
-    /// An RFC 5005 archive page (`/archive/…`): closed, its bytes never
-    /// change.
+    /// An RFC 5005 archive page (`/archive/atom/3.xml`, also under a
+    /// category's or tag's folder): closed, it changes only when an
+    /// article on it is edited or removed, or, the newest one, once when
+    /// the next page closes.
     Archive,
+}
+
+/// `<dir>archive/{rss,atom,json}/<n>.{xml,json}`, `<dir>` the root or a
+/// category's or tag's folder (an article's files are never archive
+/// pages, whatever their names).
+fn is_archive_page(route: &str) -> bool {
+    if route.starts_with("/articles/") {
+        return false;
+    }
+    let mut parts = route.rsplit('/');
+    let (Some(file), Some(format), Some("archive")) = (parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let ext = match format {
+        "rss" | "atom" => ".xml",
+        "json" => ".json",
+        _ => return false,
+    };
+    file.strip_suffix(ext)
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl Kind {
     /// The kind of the document at `route`.
     pub fn of(route: &str) -> Kind {
-        if route.starts_with("/archive/") {
+        if is_archive_page(route) {
             return Kind::Archive;
         }
         let last = route.rsplit('/').next().unwrap_or("");
@@ -96,12 +119,13 @@ impl Kind {
 
     /// The `Cache-Control` its objects carry: feeds and listings short
     /// (they change with every article), pages and their files longer,
-    /// archive pages a year and immutable.
+    /// archive pages longest (not `immutable`: an edit to an article on
+    /// one changes it).
     pub fn cache_control(self, cfg: &PublishConfig) -> String {
         match self {
             Kind::Feed | Kind::Listing => format!("public, max-age={}", cfg.cache_feeds),
             Kind::Page | Kind::Media => format!("public, max-age={}", cfg.cache_pages),
-            Kind::Archive => format!("public, max-age={}, immutable", cfg.cache_archive),
+            Kind::Archive => format!("public, max-age={}", cfg.cache_archive),
         }
     }
 
@@ -709,6 +733,12 @@ mod tests {
             ("/articles/hello/photo.jpg", Kind::Media),
             ("/articles/hello/sub/doc.pdf", Kind::Media),
             ("/archive/rss/1.xml", Kind::Archive),
+            ("/archive/json/12.json", Kind::Archive),
+            ("/categories/world/archive/atom/3.xml", Kind::Archive),
+            ("/tags/rust/archive/rss/1.xml", Kind::Archive),
+            ("/articles/archive/", Kind::Page),
+            ("/articles/hello/archive/rss/1.xml", Kind::Media),
+            ("/archive/rss/notes.xml", Kind::Media),
         ];
         for (route, kind) in cases {
             assert_eq!(Kind::of(route), kind, "{route}");
@@ -716,10 +746,7 @@ mod tests {
         let cfg = PublishConfig::for_target("s3://bucket").unwrap();
         assert_eq!(Kind::Feed.cache_control(&cfg), "public, max-age=300");
         assert_eq!(Kind::Page.cache_control(&cfg), "public, max-age=3600");
-        assert_eq!(
-            Kind::Archive.cache_control(&cfg),
-            "public, max-age=31536000, immutable"
-        );
+        assert_eq!(Kind::Archive.cache_control(&cfg), "public, max-age=86400");
         assert!(Kind::Page.phase() < Kind::Feed.phase());
         assert!(Kind::Media.phase() < Kind::Listing.phase());
     }
