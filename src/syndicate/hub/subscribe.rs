@@ -271,11 +271,17 @@ impl Hub {
             if intent.mode == Mode::Subscribe {
                 let (total, on_host) = self.store.counts(&host, &intent.route, &callback);
                 let exists = self.store.get(&intent.route, &callback).is_some();
+                // A verified intent is stored before it leaves `pending`:
+                // counted once, as stored.
                 let pending_on_host = pending
                     .keys()
-                    .filter(|(_, c)| crate::config::host_of(c) == Some(host.as_str()))
+                    .filter(|(r, c)| {
+                        crate::config::host_of(c) == Some(host.as_str())
+                            && self.store.get(r, c).is_none()
+                    })
                     .count();
-                if on_host + pending_on_host >= self.cfg.max_subscriptions_per_host {
+                // A renewal adds nothing: it is never refused for the host.
+                if !exists && on_host + pending_on_host >= self.cfg.max_subscriptions_per_host {
                     return answer(
                         StatusCode::FORBIDDEN,
                         format!(
