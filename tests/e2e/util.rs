@@ -244,7 +244,13 @@ pub fn stamps(dir: &Path) -> BTreeMap<String, (u64, SystemTime)> {
     use std::os::unix::fs::MetadataExt;
     let mut out = BTreeMap::new();
     walk(dir, dir, &mut |rel, p| {
-        let m = fs::metadata(p).expect("stat output file");
+        // A file gone between listing and stat was a temp file of a write
+        // under way (renamed into place): not a file of the output.
+        let m = match fs::metadata(p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => panic!("{}: {e}", p.display()),
+        };
         out.insert(rel, (m.ino(), m.modified().expect("mtime")));
     });
     out
