@@ -342,6 +342,21 @@ struct ListEntry {
     seen: u64,
 }
 
+impl ListEntry {
+    /// True when this page showed the very same articles (the same `Arc`s,
+    /// in order) with the same `shape`: it is then marked as published by
+    /// build `generation` and kept as it is.
+    fn keep(&mut self, shape: Fingerprint, items: &[&Arc<Article>], generation: u64) -> bool {
+        let same = self.shape == shape
+            && self.items.len() == items.len()
+            && self.items.iter().zip(items).all(|(x, y)| Arc::ptr_eq(x, y));
+        if same {
+            self.seen = generation;
+        }
+        same
+    }
+}
+
 /// True when both are the same article (`Arc`), or both are absent.
 fn same_arc(kept: Option<&Arc<Article>>, now: Option<&Arc<Article>>) -> bool {
     match (kept, now) {
@@ -580,14 +595,12 @@ impl SiteBuilder {
             h.update(&newer.to_le_bytes());
             if &*route == "/" {
                 h.update(&everything.to_le_bytes());
-            } else if let Some(e) = self.lists.get_mut(&route) {
-                let same = e.shape == h.digest128()
-                    && e.items.len() == p.items.len()
-                    && e.items.iter().zip(&p.items).all(|(x, y)| Arc::ptr_eq(x, y));
-                if same {
-                    e.seen = generation;
-                    continue;
-                }
+            } else if self
+                .lists
+                .get_mut(&route)
+                .is_some_and(|e| e.keep(h.digest128(), &p.items, generation))
+            {
+                continue;
             }
             let shape = h.digest128();
             for a in &p.items {
@@ -628,14 +641,12 @@ impl SiteBuilder {
                 let route: Arc<str> = format!("/{}", p.feed.archive_route(format, p.number)).into();
                 let mut h = shape.clone();
                 h.update(route.as_bytes());
-                if let Some(e) = self.lists.get_mut(&route) {
-                    let same = e.shape == h.digest128()
-                        && e.items.len() == p.items.len()
-                        && e.items.iter().zip(&p.items).all(|(x, y)| Arc::ptr_eq(x, y));
-                    if same {
-                        e.seen = generation;
-                        continue;
-                    }
+                if self
+                    .lists
+                    .get_mut(&route)
+                    .is_some_and(|e| e.keep(h.digest128(), &p.items, generation))
+                {
+                    continue;
                 }
                 let shape = h.digest128();
                 for a in &p.items {
