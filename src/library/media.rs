@@ -156,21 +156,10 @@ fn target(root: &Path, source: &Path, slug: &str, url: &str) -> Target {
 
 /// Decodes `%XX` escapes; `None` when the bytes are not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 /// The media type of a file by its extension, and whether it is worth a
@@ -359,6 +348,12 @@ mod tests {
             t("/c/2025/a.md", "a", "../shared/x.png"),
             file("/c/shared/x.png", "/articles/shared/x.png")
         );
+        // A '%' not followed by two hex digits is a '%', also before a
+        // character of several bytes.
+        assert!(matches!(
+            t("/c/2025/a.md", "a", "5%aé.png"),
+            Target::File { path, .. } if path == Path::new("/c/2025/5%aé.png")
+        ));
         assert_eq!(
             t("/c/sub/київ.md", "київ", "фото.png"),
             file(
