@@ -601,8 +601,9 @@ fn restore_today(t: TodayFile, today: u64, limits: &Limits, live: &mut Live, boo
     let key = (t.key.len() == 32)
         .then(|| {
             Some([
-                u64::from_str_radix(&t.key[..16], 16).ok()?,
-                u64::from_str_radix(&t.key[16..], 16).ok()?,
+                // `get`: a damaged file may hold other characters.
+                u64::from_str_radix(t.key.get(..16)?, 16).ok()?,
+                u64::from_str_radix(t.key.get(16..)?, 16).ok()?,
             ])
         })
         .flatten();
@@ -907,6 +908,17 @@ mod tests {
         let (s, err) = Stats::open(dir.path(), Limits::default(), NOON);
         let msg = err.expect("an error").to_string();
         assert!(msg.contains("stats.json:2:"), "{msg}");
+        assert_eq!(s.report().len(), 1);
+        // Today's key of 32 bytes that are not 32 hex digits (a character
+        // of two bytes across its middle): no key restored, no panic.
+        let key = format!("a{}b", "é".repeat(15));
+        assert_eq!(key.len(), 32);
+        std::fs::write(
+            dir.path().join(FILE),
+            format!(r#"{{"version":1,"today":{{"day":"2025-12-03","key":"{key}","all":""}}}}"#),
+        )
+        .unwrap();
+        let (s, _) = Stats::open(dir.path(), Limits::default(), NOON);
         assert_eq!(s.report().len(), 1);
     }
 
