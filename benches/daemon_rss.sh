@@ -47,6 +47,21 @@ echo "herald $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo '
 kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 
+# `admin_listen = "off"` for a binary that has the admin listener (its
+# fixed default port may be taken by another Herald); nothing for older
+# ones, which refuse the key.
+admin_off() {
+  local p
+  p=$(mktemp -d)
+  mkdir "$p/c"
+  printf 'content_dir = "%s"\nadmin_listen = "off"\n' "$p/c" >"$p/probe.toml"
+  if "$HERALD" --config "$p/probe.toml" check >/dev/null 2>&1; then
+    echo 'admin_listen = "off"'
+  fi
+  rm -rf "$p"
+}
+ADMIN_OFF=$(admin_off)
+
 ROWS=()
 for n in $COUNTS; do
   d=$TMP/n$n
@@ -61,6 +76,7 @@ output_dir = "$d/feeds"
 state_dir = "$d/state"
 listen = "127.0.0.1:0"
 debounce_ms = 50
+$ADMIN_OFF
 ${EXTRA:-}
 EOF
   s0=$(date +%s.%N)

@@ -201,7 +201,8 @@ def main():
                 f'output_dir = "{os.path.join(root, "feeds")}"\n'
                 f'state_dir = "{state}"\n'
                 'listen = "127.0.0.1:0"\n'
-                "[websub]\nbuiltin = true\nallow_private_callbacks = true\n"
+                + el.admin_off(os.path.join(root, "herald"), root)
+                + "[websub]\nbuiltin = true\nallow_private_callbacks = true\n"
                 "requests_per_minute = 1000000\nmax_subscriptions_per_host = 100000\n"
             )
         env = dict(os.environ, NO_COLOR="1")

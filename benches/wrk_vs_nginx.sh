@@ -68,6 +68,21 @@ echo "== herald: $(cd "$REPO" && git describe --always --dirty 2>/dev/null || ec
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# `admin_listen = "off"` for a binary that has the admin listener (its
+# fixed default port may be taken by another Herald); nothing for older
+# ones, which refuse the key.
+admin_off() {
+  local p
+  p=$(mktemp -d)
+  mkdir "$p/c"
+  printf 'content_dir = "%s"\nadmin_listen = "off"\n' "$p/c" >"$p/probe.toml"
+  if "$HERALD" --config "$p/probe.toml" check >/dev/null 2>&1; then
+    echo 'admin_listen = "off"'
+  fi
+  rm -rf "$p"
+}
+ADMIN_OFF=$(admin_off)
+
 echo "== corpus: $ARTICLES articles"
 "$GEN" "$ARTICLES" "$TMP/content"
 cat >"$TMP/herald.toml" <<EOF
@@ -81,6 +96,7 @@ listen = "127.0.0.1:0"
 log_level = "warn,herald=info"
 # Every wrk connection comes from 127.0.0.1.
 max_connections_per_ip = 1024
+$ADMIN_OFF
 EOF
 /usr/bin/time -f "herald build: %e s wall, %M KB max RSS" "$HERALD" --config "$TMP/herald.toml" build 2>&1 | tail -2
 
