@@ -9,7 +9,7 @@
 use std::process::Command;
 
 use crate::live::{wait_until, TestDaemon};
-use crate::util::{have_tool, run_command, Workspace};
+use crate::util::{have_tool, run_command, Newsboat, Workspace};
 
 /// A 1×1 PNG.
 pub const PNG: &[u8] = &[
@@ -427,25 +427,9 @@ fn a_rich_site_passes_every_reader_and_validator() {
 
     if have_tool("newsboat", &["--version"], "apt-get install newsboat") {
         for f in ["rss.xml", "atom.xml"] {
-            let home = tempfile::tempdir().unwrap();
             let url = format!("file://{}", ws.path(&format!("feeds/{f}")).display());
-            std::fs::write(home.path().join("urls"), format!("{url}\n")).unwrap();
-            std::fs::write(home.path().join("config"), "").unwrap();
-            let newsboat = |action: &str| {
-                let mut cmd = Command::new("newsboat");
-                cmd.arg("-u")
-                    .arg(home.path().join("urls"))
-                    .arg("-C")
-                    .arg(home.path().join("config"))
-                    .arg("-c")
-                    .arg(home.path().join("cache.db"))
-                    .args(["-x", action])
-                    .env("HOME", home.path())
-                    .env("XDG_CONFIG_HOME", home.path().join("c"))
-                    .env("XDG_DATA_HOME", home.path().join("d"))
-                    .env("XDG_CACHE_HOME", home.path().join("e"));
-                run_command(cmd)
-            };
+            let nb = Newsboat::new(&format!("{url}\n"));
+            let newsboat = |action: &str| nb.run(&["-x", action]);
             let run = newsboat("reload");
             assert_eq!(run.code, Some(0), "{f}: {}{}", run.stdout, run.stderr);
             let run = newsboat("print-unread");

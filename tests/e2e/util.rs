@@ -276,6 +276,55 @@ fn walk(root: &Path, dir: &Path, f: &mut dyn FnMut(String, &Path)) {
     }
 }
 
+/// A newsboat with a home of its own (`urls`, an empty `config`, its
+/// `cache.db`, its own XDG directories), so no setting of the machine's
+/// user and no other test's cache can change what it does. newsboat keys
+/// articles by guid across every feed of one cache: feeds checked apart
+/// each need their own.
+pub struct Newsboat {
+    /// The home directory, removed when dropped.
+    pub home: tempfile::TempDir,
+}
+
+impl Newsboat {
+    /// A home whose `urls` file holds `urls`.
+    pub fn new(urls: &str) -> Newsboat {
+        let home = tempfile::tempdir().expect("newsboat home");
+        fs::write(home.path().join("urls"), urls).expect("urls");
+        fs::write(home.path().join("config"), "").expect("config");
+        Newsboat { home }
+    }
+
+    /// Its `urls` file (what `-i` imports into).
+    pub fn urls(&self) -> PathBuf {
+        self.home.path().join("urls")
+    }
+
+    /// Its SQLite cache.
+    pub fn cache(&self) -> PathBuf {
+        self.home.path().join("cache.db")
+    }
+
+    /// Runs `newsboat` with `args` on this home.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let h = self.home.path();
+        let mut cmd = Command::new("newsboat");
+        cmd.arg("-u")
+            .arg(self.urls())
+            .arg("-C")
+            .arg(h.join("config"))
+            .arg("-c")
+            .arg(self.cache())
+            .args(args)
+            .env("HOME", h)
+            .env("XDG_CONFIG_HOME", h.join("xdg-config"))
+            .env("XDG_DATA_HOME", h.join("xdg-data"))
+            .env("XDG_CACHE_HOME", h.join("xdg-cache"))
+            .env("no_proxy", "127.0.0.1");
+        run_command(cmd)
+    }
+}
+
 /// Whether an external program can be run. When it cannot: under CI
 /// (`CI` set) the test fails with what to install; elsewhere it prints a
 /// skip note and the caller returns, so `cargo test` passes on a bare

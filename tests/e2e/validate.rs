@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::build::{fixture_site, published_local_date as id_date, ARTICLES};
-use crate::util::{have_tool, run_command, Workspace};
+use crate::util::{have_tool, run_command, Newsboat, Workspace};
 
 /// Newest first: (slug, title) of the fixture site's main feed.
 fn main_feed() -> Vec<(&'static str, &'static str)> {
@@ -203,25 +203,9 @@ fn newsboat_loads_the_feeds() {
     ] {
         // newsboat keys articles by guid across all feeds of one cache, so
         // each feed gets its own home, config and cache.
-        let home = tempfile::tempdir().expect("newsboat home");
         let url = format!("file://{}", ws.path(&format!("feeds/{rel}")).display());
-        std::fs::write(home.path().join("urls"), format!("{url}\n")).expect("urls");
-        std::fs::write(home.path().join("config"), "").expect("config");
-        let newsboat = |action: &str| {
-            let mut cmd = Command::new("newsboat");
-            cmd.arg("-u")
-                .arg(home.path().join("urls"))
-                .arg("-C")
-                .arg(home.path().join("config"))
-                .arg("-c")
-                .arg(home.path().join("cache.db"))
-                .args(["-x", action])
-                .env("HOME", home.path())
-                .env("XDG_CONFIG_HOME", home.path().join("xdg-config"))
-                .env("XDG_DATA_HOME", home.path().join("xdg-data"))
-                .env("XDG_CACHE_HOME", home.path().join("xdg-cache"));
-            run_command(cmd)
-        };
+        let nb = Newsboat::new(&format!("{url}\n"));
+        let newsboat = |action: &str| nb.run(&["-x", action]);
         let run = newsboat("reload");
         assert_eq!(run.code, Some(0), "{rel}: {}{}", run.stdout, run.stderr);
         let run = newsboat("print-unread");
@@ -241,7 +225,7 @@ fn newsboat_loads_the_feeds() {
                  feeds = c.execute('select rssurl, title from rss_feed').fetchall()\n\
                  print(json.dumps({'items': rows, 'feeds': feeds}))",
             )
-            .arg(home.path().join("cache.db"));
+            .arg(nb.cache());
         let run = run_command(cmd);
         assert_eq!(run.code, Some(0), "{}", run.stderr);
         let got: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");

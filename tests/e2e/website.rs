@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use crate::live::TestDaemon;
-use crate::util::{have_tool, run_command, stamps, Workspace};
+use crate::util::{have_tool, run_command, stamps, Newsboat, Workspace};
 
 /// One article of the test site.
 struct Art {
@@ -556,25 +556,10 @@ fn opml_imported_into_newsboat_subscribes_each_feed_once() {
         return;
     }
     let (d, base) = served();
-    let home = tempfile::tempdir().expect("newsboat home");
-    let urls = home.path().join("urls");
-    std::fs::write(&urls, "").expect("urls");
-    std::fs::write(home.path().join("config"), "").expect("config");
+    let nb = Newsboat::new("");
+    let urls = nb.urls();
     let newsboat = |args: &[&str]| {
-        let mut cmd = Command::new("newsboat");
-        cmd.arg("-u")
-            .arg(&urls)
-            .arg("-C")
-            .arg(home.path().join("config"))
-            .arg("-c")
-            .arg(home.path().join("cache.db"))
-            .args(args)
-            .env("HOME", home.path())
-            .env("XDG_CONFIG_HOME", home.path().join("xdg-config"))
-            .env("XDG_DATA_HOME", home.path().join("xdg-data"))
-            .env("XDG_CACHE_HOME", home.path().join("xdg-cache"))
-            .env("no_proxy", "127.0.0.1");
-        let run = run_command(cmd);
+        let run = nb.run(args);
         assert_eq!(
             run.code,
             Some(0),
@@ -627,7 +612,7 @@ fn opml_imported_into_newsboat_subscribes_each_feed_once() {
              c = sqlite3.connect(sys.argv[1])\n\
              print(json.dumps(c.execute('select title, count(*) from rss_item group by guid').fetchall()))",
         )
-        .arg(home.path().join("cache.db"));
+        .arg(nb.cache());
     let run = run_command(cmd);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let got: Vec<(String, usize)> = serde_json::from_str(&run.stdout).expect("json");
