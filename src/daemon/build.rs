@@ -4,15 +4,52 @@
 
 use std::time::{Instant, SystemTime};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{
     guard, init_logging, open_library, settings, EXIT_BAD_CONTENT, EXIT_CONTENT_DIR, EXIT_OK,
     EXIT_RUNTIME,
 };
 use crate::config::Config;
-use crate::library::View;
+use crate::library::{Library, View};
 use crate::site::{self, SiteBuilder};
+
+/// Fixes the ids and `updated` of everything published now and saves
+/// them, so no file written next shows an id the state file lacks.
+fn save_ids(c: &Config, lib: &mut Library, now: DateTime<Utc>) -> Result<(), (u8, anyhow::Error)> {
+    let first = lib.view(now);
+    settings(c, lib.state_mut(), &first.articles);
+    drop(first);
+    lib.state_mut()
+        .save(&c.state_dir)
+        .map_err(|e| (EXIT_RUNTIME, e.into()))
+}
+
+/// Renders the whole library once through a builder from `new_builder`
+/// (a fresh one again when the guard rejected an article whose rendering
+/// panicked).
+fn render_all(
+    c: &Config,
+    lib: &mut Library,
+    now: DateTime<Utc>,
+    new_builder: impl Fn() -> SiteBuilder,
+) -> (View, site::Site) {
+    let mut builder = new_builder();
+    let (view, _, (site, _)) = guard::render_guarded(
+        lib,
+        |lib| lib.view(now),
+        |lib, v| settings(c, lib.state_mut(), &v.articles),
+        |v, s, fresh| {
+            if fresh {
+                builder = new_builder();
+            }
+            builder.set_former(&v.moved, &v.gone);
+            builder.set_media(&v.media);
+            builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
+        },
+    );
+    (view, site)
+}
 
 fn report(view: &View) {
     for e in &view.rejected {
@@ -119,28 +156,12 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
             anyhow::anyhow!("writing {}: {e}", c.output_dir.display()),
         )
     })?;
-    let first = lib.view(now);
-    settings(c, lib.state_mut(), &first.articles);
-    drop(first);
-    lib.state_mut()
-        .save(&c.state_dir)
-        .map_err(|e| (EXIT_RUNTIME, e.into()))?;
+    save_ids(c, &mut lib, now)?;
     // Every document goes to disk as it is rendered (article pages first)
     // and is dropped; `write_to` then only removes what is gone.
-    let mut builder = SiteBuilder::streaming_to(&c.output_dir);
-    let (view, _, (mut site, _)) = guard::render_guarded(
-        &mut lib,
-        |lib| lib.view(now),
-        |lib, v| settings(c, lib.state_mut(), &v.articles),
-        |v, s, fresh| {
-            if fresh {
-                builder = SiteBuilder::streaming_to(&c.output_dir);
-            }
-            builder.set_former(&v.moved, &v.gone);
-            builder.set_media(&v.media);
-            builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
-        },
-    );
+    let (view, mut site) = render_all(c, &mut lib, now, || {
+        SiteBuilder::streaming_to(&c.output_dir)
+    });
     report(&view);
     let mut written = site.take_stream_report();
     let rest = site::write_to(&site, &c.output_dir, None, &|| {});
@@ -200,27 +221,11 @@ pub fn publish_command(c: &Config, dry_run: bool) -> u8 {
         let now = Utc::now();
         if !dry_run {
             // Ids and `updated` on disk before the bucket shows them.
-            let first = lib.view(now);
-            settings(c, lib.state_mut(), &first.articles);
-            drop(first);
-            lib.state_mut()
-                .save(&c.state_dir)
-                .map_err(|e| (EXIT_RUNTIME, e.into()))?;
+            save_ids(c, &mut lib, now)?;
         }
-        let mut builder = SiteBuilder::with_floors_from(&c.output_dir);
-        let (view, _, (site, _)) = guard::render_guarded(
-            &mut lib,
-            |lib| lib.view(now),
-            |lib, v| settings(c, lib.state_mut(), &v.articles),
-            |v, s, fresh| {
-                if fresh {
-                    builder = SiteBuilder::with_floors_from(&c.output_dir);
-                }
-                builder.set_former(&v.moved, &v.gone);
-                builder.set_media(&v.media);
-                builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
-            },
-        );
+        let (view, site) = render_all(c, &mut lib, now, || {
+            SiteBuilder::with_floors_from(&c.output_dir)
+        });
         Ok((site, view))
     })();
     let (site, view) = match result {
