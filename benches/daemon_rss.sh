@@ -47,19 +47,7 @@ echo "herald $(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo '
 kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 
-# `admin_listen = "off"` for a binary that has the admin listener (its
-# fixed default port may be taken by another Herald); nothing for older
-# ones, which refuse the key.
-admin_off() {
-  local p
-  p=$(mktemp -d)
-  mkdir "$p/c"
-  printf 'content_dir = "%s"\nadmin_listen = "off"\n' "$p/c" >"$p/probe.toml"
-  if "$HERALD" --config "$p/probe.toml" check >/dev/null 2>&1; then
-    echo 'admin_listen = "off"'
-  fi
-  rm -rf "$p"
-}
+. "$REPO/benches/lib.sh"
 ADMIN_OFF=$(admin_off)
 
 ROWS=()

@@ -68,19 +68,7 @@ echo "== herald: $(cd "$REPO" && git describe --always --dirty 2>/dev/null || ec
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# `admin_listen = "off"` for a binary that has the admin listener (its
-# fixed default port may be taken by another Herald); nothing for older
-# ones, which refuse the key.
-admin_off() {
-  local p
-  p=$(mktemp -d)
-  mkdir "$p/c"
-  printf 'content_dir = "%s"\nadmin_listen = "off"\n' "$p/c" >"$p/probe.toml"
-  if "$HERALD" --config "$p/probe.toml" check >/dev/null 2>&1; then
-    echo 'admin_listen = "off"'
-  fi
-  rm -rf "$p"
-}
+. "$REPO/benches/lib.sh"
 ADMIN_OFF=$(admin_off)
 
 echo "== corpus: $ARTICLES articles"
