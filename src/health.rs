@@ -184,6 +184,8 @@ pub struct Health {
     stall_ms: AtomicU64,
     /// Milliseconds since `origin` of the last heartbeat.
     beat_ms: AtomicU64,
+    /// Heartbeats so far: files read and documents rendered or written.
+    beats: AtomicU64,
     step: AtomicU8,
     life: AtomicU8,
     notes: Mutex<Notes>,
@@ -202,6 +204,7 @@ impl Health {
             origin: Instant::now(),
             stall_ms: AtomicU64::new(stall.as_millis() as u64),
             beat_ms: AtomicU64::new(0),
+            beats: AtomicU64::new(0),
             step: AtomicU8::new(Step::Waiting as u8),
             life: AtomicU8::new(RUNNING),
             notes: Mutex::default(),
@@ -226,6 +229,18 @@ impl Health {
     /// The loop made progress on its current step.
     pub fn beat(&self) {
         self.beat_ms.store(self.ms(Instant::now()), Relaxed);
+        self.beats.fetch_add(1, Relaxed);
+    }
+
+    /// What the loop is doing and how many heartbeats it has given so far
+    /// (files read, documents rendered or written): how far a long start
+    /// has come, as systemd's status line says it.
+    pub fn progress(&self) -> (Step, u64) {
+        let step = Step::ALL
+            .get(usize::from(self.step.load(Relaxed)))
+            .copied()
+            .unwrap_or(Step::Waiting);
+        (step, self.beats.load(Relaxed))
     }
 
     /// The loop waits for work; waiting is never stuck.

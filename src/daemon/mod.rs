@@ -244,6 +244,7 @@ async fn serve(
     let (tx, rx) = std::sync::mpsc::channel::<Msg>();
     let watcher = start_watcher(&c.content_dir, &tx);
     let mut pubr = Publisher::open(c.clone()).map_err(fatal(EXIT_RUNTIME))?;
+    pubr.on_damage(tx.clone());
     raise_fd_limit();
     if let Err(e) = std::fs::create_dir_all(&c.state_dir) {
         tracing::warn!(dir = %c.state_dir.display(), "cannot create the state directory: {e}");
@@ -251,14 +252,19 @@ async fn serve(
     crate::sendfile::enable(&c.state_dir);
     // Off this thread, so that a signal still stops a first publish that
     // hangs (on a stuck mount, say).
-    let job = tokio::task::spawn_blocking(move || {
+    let starting = Arc::clone(&pubr.metrics);
+    let mut job = tokio::task::spawn_blocking(move || {
         let first = pubr.first_publish();
         (pubr, first)
     });
-    let (mut pubr, first) = tokio::select! {
-        r = job => r.map_err(|e| Fatal(EXIT_RUNTIME, anyhow::anyhow!("the first publish failed: {e}")))?,
-        _ = term.recv() => return Err(stopped_during_first_publish()),
-        _ = int.recv() => return Err(stopped_during_first_publish()),
+    let mut tick = tokio::time::interval(systemd::START_TICK);
+    let (mut pubr, first) = loop {
+        tokio::select! {
+            r = &mut job => break r.map_err(|e| Fatal(EXIT_RUNTIME, anyhow::anyhow!("the first publish failed: {e}")))?,
+            _ = tick.tick() => systemd::starting(&starting.health),
+            _ = term.recv() => return Err(stopped_during_first_publish()),
+            _ = int.recv() => return Err(stopped_during_first_publish()),
+        }
     };
     let syndicate =
         crate::syndicate::Syndicate::start(&c).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;

@@ -24,6 +24,8 @@ use crate::site::{self, SiteBuilder};
 pub(super) enum Control {
     Reload,
     Shutdown,
+    /// A request found file-backed pages damaged (see `site::Damage`).
+    Repair,
 }
 
 /// Starts the watcher for `root`, queueing its events for the loop. On
@@ -94,7 +96,7 @@ impl Publisher {
         metrics.health.set_stall(config.publish_stall);
         let mut lib = open_library(&config)?;
         beat_while_reading(&mut lib, &metrics);
-        let builder = watched_builder(&config, &metrics);
+        let builder = watched_builder(&config, &metrics, Arc::default());
         Ok(Publisher {
             config,
             lib,
@@ -125,20 +127,41 @@ impl Publisher {
             .scan()
             .map_err(|e| Fatal(EXIT_CONTENT_DIR, e.into()))?;
         let started = Instant::now();
-        let (site, _) = self.render();
+        let (site, changed) = self.render();
         // Logged like every later publish, so the log says what the site
-        // started with.
+        // started with: `rendered` documents made anew, `changed` those
+        // of them whose bytes differ from the output directory's, `reused`
+        // taken from it as the manifest recorded them.
         tracing::info!(
             reason = "start",
             articles = site.articles,
             rejected = site.rejected,
             routes = site.len(),
-            ms = started.elapsed().as_secs_f64() * 1000.0,
+            rendered = self.builder.rendered,
+            changed = changed.len(),
+            reused = self.builder.reused,
+            ms = round_ms(started.elapsed()),
             "published"
         );
         self.start_changed = feeds_changed_on_disk(&site, &self.config.output_dir);
-        self.mirror(&site, None, &[]);
+        let site = self.mirror(&site, None, &[]).unwrap_or(site);
+        self.save_manifest();
         Ok(site)
+    }
+
+    /// Records what the output directory holds (see `site::manifest`), so
+    /// that the next start renders only what changed meanwhile; only
+    /// while every file of the snapshot is written.
+    fn save_manifest(&self) {
+        if self.output_behind {
+            return;
+        }
+        if let Err(e) = self.builder.save_manifest(&self.config.state_dir) {
+            tracing::warn!(
+                dir = %self.config.state_dir.display(),
+                "cannot save the site manifest ({e}); the next start renders every page"
+            );
+        }
     }
 
     /// Renders the current library into a snapshot (not yet published).
@@ -162,7 +185,8 @@ impl Publisher {
             |v, s, fresh| {
                 health.busy(Step::Rendering);
                 if fresh {
-                    *builder = watched_builder(config, metrics);
+                    let damage = Arc::clone(builder.damage());
+                    *builder = watched_builder(config, metrics, damage);
                 }
                 builder.set_former(&v.moved, &v.gone);
                 builder.set_media(&v.media);
@@ -199,7 +223,15 @@ impl Publisher {
     /// every route checked against the disk and the rest pruned, so that a
     /// mirror that missed writes (a full disk) converges as soon as writing
     /// works again.
-    fn mirror(&mut self, site: &crate::site::Site, changed: Option<&[String]>, removed: &[String]) {
+    /// Returns `site` with the pages just written served from their files
+    /// (see [`SiteBuilder::demote`]), when there were any and every write
+    /// worked: the caller publishes it in place of `site`.
+    fn mirror(
+        &mut self,
+        site: &crate::site::Site,
+        changed: Option<&[String]>,
+        removed: &[String],
+    ) -> Option<crate::site::Site> {
         self.step(Step::Writing);
         let dir = &self.config.output_dir;
         let health = &self.metrics.health;
@@ -242,6 +274,27 @@ impl Publisher {
                         dir.display()
                     )
                 });
+                return self.builder.demote(site, if full { None } else { changed });
+            }
+        }
+        None
+    }
+
+    /// [`Publisher::mirror`] of the snapshot being served, which is
+    /// replaced by its file-backed form.
+    fn write_out(
+        &mut self,
+        site: &Arc<crate::site::Site>,
+        changed: Option<&[String]>,
+        removed: &[String],
+    ) {
+        if let Some(demoted) = self.mirror(site, changed, removed) {
+            if let Some(shared) = &self.shared {
+                // Only this thread publishes, so the snapshot written is
+                // still the one served unless a later one replaced it.
+                if Arc::ptr_eq(&shared.site.load(), site) {
+                    shared.site.store(Arc::new(demoted));
+                }
             }
         }
     }
@@ -282,7 +335,7 @@ impl Publisher {
         } else if self.output_behind {
             if let Some(shared) = &self.shared {
                 let site = shared.site.load_full();
-                self.mirror(&site, None, &[]);
+                self.write_out(&site, None, &[]);
             }
         }
     }
@@ -335,7 +388,7 @@ impl Publisher {
             if self.output_behind {
                 let site = Arc::clone(&current);
                 drop(current);
-                self.mirror(&site, None, &[]);
+                self.write_out(&site, None, &[]);
             }
             return;
         }
@@ -360,11 +413,11 @@ impl Publisher {
             articles = site.articles,
             rejected = site.rejected,
             changed = changed.len(),
-            ms = elapsed.as_secs_f64() * 1000.0,
+            ms = round_ms(elapsed),
             "published"
         );
         if !changed.is_empty() || !removed.is_empty() || self.output_behind {
-            self.mirror(&site, Some(&changed), &removed);
+            self.write_out(&site, Some(&changed), &removed);
         }
         notify(&[sd_notify::NotifyState::Status(&format!(
             "{} articles, {} rejected; last rebuild {:.1} ms ({reason})",
@@ -443,6 +496,10 @@ impl Publisher {
                     }
                     self.rescan("reload");
                     notify(&[sd_notify::NotifyState::Ready]);
+                    continue;
+                }
+                Some(Control::Repair) => {
+                    self.repair();
                     continue;
                 }
                 None => {}
@@ -526,12 +583,46 @@ impl Publisher {
         }
         drop(watcher);
         self.step(Step::SavingState);
+        self.save_manifest();
         // Written whole, so the next start reads one file.
         self.lib
             .state_mut()
             .compact(&self.config.state_dir)
             .context("saving state at shutdown")?;
         Ok(())
+    }
+
+    /// Has a request that finds a file-backed page damaged wake the loop
+    /// (through `tx`) to write it again.
+    pub(super) fn on_damage(&self, tx: std::sync::mpsc::Sender<Msg>) {
+        self.builder.damage().on_report(move || {
+            let _ = tx.send(Msg::Control(Control::Repair));
+        });
+    }
+
+    /// Renders and writes again the pages requests found damaged: those
+    /// whose file still fails its check against the snapshot served now
+    /// (a request that raced a publish reports a page that is fine).
+    fn repair(&mut self) {
+        let reported = self.builder.damage().take();
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let site = shared.site.load_full();
+        let damaged: Vec<String> = reported
+            .into_iter()
+            .filter(|r| site.get(r).is_some_and(|a| a.gzip().is_err()))
+            .collect();
+        if damaged.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            pages = damaged.len(),
+            first = %damaged[0],
+            "pages changed or removed in the output directory behind Herald's back: writing them again"
+        );
+        self.builder.forget(&damaged);
+        self.republish("repair");
     }
 
     /// Full scan; a missing root keeps the last snapshot and is logged once.
@@ -662,8 +753,19 @@ fn save_state(
 /// A site builder with floors from the output directory that stamps the
 /// loop's heartbeat after each document it renders, so that re-rendering
 /// a large archive (a settings change) counts as progress, not a stall.
-fn watched_builder(config: &Config, metrics: &Arc<Metrics>) -> SiteBuilder {
-    let mut b = SiteBuilder::with_floors_from(&config.output_dir);
+/// A duration in milliseconds to a tenth, as logs show it.
+fn round_ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+fn watched_builder(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    damage: Arc<crate::site::Damage>,
+) -> SiteBuilder {
+    let mut b = SiteBuilder::with_floors_from(&config.output_dir)
+        .file_backed(&config.output_dir, &config.state_dir)
+        .with_damage(damage);
     let metrics = Arc::clone(metrics);
     b.on_progress(move || metrics.health.beat());
     b
@@ -760,7 +862,9 @@ fn feeds_changed_on_disk(site: &crate::site::Site, dir: &std::path::Path) -> Vec
             if !meta.is_file() {
                 return None;
             }
-            let body = a.body();
+            let Ok(body) = a.body() else {
+                return Some(route.to_string());
+            };
             let same = meta.len() == body.len() as u64
                 && std::fs::read(&path).is_ok_and(|old| old == body);
             (!same).then(|| route.to_string())

@@ -39,6 +39,35 @@ pub(super) fn listener(c: &Config) -> Result<std::net::TcpListener, Fatal> {
     Ok(l)
 }
 
+/// How often a start that is still publishing tells systemd so.
+pub(super) const START_TICK: Duration = Duration::from_secs(5);
+
+/// How much more time each such message asks for: a few ticks, so one
+/// late tick on a busy host does not end the start, while a start that
+/// stops making progress still times out soon after.
+const START_EXTENSION: Duration = Duration::from_secs(30);
+
+/// Told every [`START_TICK`] while the first publish runs: as long as the
+/// publish loop makes progress (it is not stuck, see `health`), systemd's
+/// start timeout (`TimeoutStartSec`) is pushed back by
+/// [`START_EXTENSION`] (`EXTEND_TIMEOUT_USEC`) and the status line says
+/// how far the start has come. A first start over a large archive (every
+/// page rendered and written) thus never trips the unit's timeout, and a
+/// start that hangs still does.
+pub(super) fn starting(health: &crate::health::Health) {
+    if matches!(health.check(), Verdict::Stuck { .. }) {
+        return;
+    }
+    let (step, beats) = health.progress();
+    notify(&[
+        sd_notify::NotifyState::ExtendTimeoutUsec(START_EXTENSION.as_micros() as u32),
+        sd_notify::NotifyState::Status(&format!(
+            "starting: {} ({beats} files read and documents made so far)",
+            step.label()
+        )),
+    ]);
+}
+
 pub(super) fn notify(states: &[sd_notify::NotifyState<'_>]) {
     if std::env::var_os("NOTIFY_SOCKET").is_some() {
         if let Err(e) = sd_notify::notify(false, states) {

@@ -140,11 +140,20 @@ impl Kind {
 
 /// The body an object of `asset` holds: the gzip form when `gzip` is on
 /// and the document has one (then sent with `Content-Encoding: gzip`).
-fn body_of(asset: &Asset, gzip: bool) -> (Bytes, bool) {
-    if gzip && asset.has_gzip() {
-        (asset.gzip(), true)
+/// `None` for a file-backed page whose file was damaged behind Herald's
+/// back: the object is left as it is until the page is written again.
+fn body_of(asset: &Asset, gzip: bool) -> Option<(Bytes, bool)> {
+    let body = if gzip && asset.has_gzip() {
+        asset.gzip().map(|b| (b, true))
     } else {
-        (asset.body(), false)
+        asset.body().map(|b| (b, false))
+    };
+    match body {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!("publish: not uploading {e}");
+            None
+        }
     }
 }
 
@@ -205,7 +214,9 @@ pub fn plan(
             let Some(asset) = asset else {
                 return (route.clone(), key, None);
             };
-            let (body, _) = body_of(asset, cfg.gzip);
+            let Some((body, _)) = body_of(asset, cfg.gzip) else {
+                return (route.clone(), key, None);
+            };
             let size = body.len() as u64;
             let same = remote
                 .get(&key)
@@ -289,7 +300,9 @@ pub async fn execute(
                 let Some(asset) = site.file(&put.route) else {
                     return Ok(None);
                 };
-                let (body, gzip) = body_of(asset, cfg.gzip);
+                let Some((body, gzip)) = body_of(asset, cfg.gzip) else {
+                    return Ok(None);
+                };
                 let md5: [u8; 16] = Md5::digest(&body).into();
                 bucket
                     .put(
@@ -781,7 +794,7 @@ mod tests {
         let mut remote: HashMap<String, Remote> = site
             .routes()
             .map(|(r, a)| {
-                let (body, _) = body_of(a, cfg.gzip);
+                let (body, _) = body_of(a, cfg.gzip).unwrap();
                 let key = bucket.key(&file_of(r).to_string_lossy());
                 let md5 = Some(Md5::digest(&body).into());
                 (

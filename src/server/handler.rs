@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 
+use super::response::Unavailable;
 use super::route::{class_of, refuse_host, route};
 use super::Shared;
 use crate::metrics::Metrics;
@@ -27,13 +28,18 @@ pub async fn serve(
         .as_ref()
         .filter(|_| req.uri().path() == crate::syndicate::HUB_PATH);
     let Some(hub) = hub else {
-        return respond_counted(
-            &req,
-            &shared.site.load(),
-            &shared.metrics,
-            shared.stats.as_deref(),
-            peer,
-        );
+        let site = shared.site.load();
+        let r = respond_counted(&req, &site, &shared.metrics, shared.stats.as_deref(), peer);
+        if r.extensions().get::<Unavailable>().is_none() {
+            return r;
+        }
+        // A page found changed on disk: a publish may have rewritten it
+        // and swapped in its snapshot meanwhile. Asked of that one once.
+        let now = shared.site.load();
+        if std::sync::Arc::ptr_eq(&site, &now) {
+            return r;
+        }
+        return respond_counted(&req, &now, &shared.metrics, shared.stats.as_deref(), peer);
     };
     let resp = match refuse_host(&req) {
         Some(r) => r,
@@ -244,7 +250,7 @@ mod tests {
         let mut d = flate2::read::GzDecoder::new(&b[..]);
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut d, &mut out).unwrap();
-        assert_eq!(out, a.body());
+        assert_eq!(out, a.body().unwrap());
     }
 
     /// Once a feed's brotli form is made, clients that accept br get it,
@@ -288,7 +294,7 @@ mod tests {
         let z = body(r);
         let mut out = Vec::new();
         std::io::Read::read_to_end(&mut brotli::Decompressor::new(&z[..], 4096), &mut out).unwrap();
-        assert_eq!(out, a.body());
+        assert_eq!(out, a.body().unwrap());
         // Its ETag validates the brotli form only.
         let br_tag = a.tag(Coding::Br).to_string();
         let r = get(

@@ -32,18 +32,33 @@ pub(super) fn not_found(site: &Site, head: bool) -> Response<Full<Bytes>> {
     let Some(page) = site.not_found() else {
         return plain(StatusCode::NOT_FOUND, "not found\n");
     };
-    let mut r = Response::new(Full::new(if head { Bytes::new() } else { page.body() }));
+    // Made in memory by every build: its bytes cannot be damaged.
+    let body = if head { Ok(Bytes::new()) } else { page.body() };
+    let mut r = Response::new(Full::new(body.unwrap_or_default()));
     *r.status_mut() = StatusCode::NOT_FOUND;
     *r.headers_mut() = site.not_found_headers().clone();
     r
 }
 
+/// A document's answer: its coding negotiated, its preconditions
+/// evaluated, its ready headers. A file-backed page whose file no longer
+/// holds its bytes is never sent: `route` is reported to the snapshot's
+/// [`crate::site::Damage`] (the publish loop writes it again) and the
+/// answer is a 503 that asks to retry in a second ([`Unavailable`]).
+/// Marks the answer to a request that found a file-backed page damaged,
+/// so the connection's handler can try the newest snapshot once (the page
+/// may have been rewritten by a publish just swapped in).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unavailable;
+
 pub(super) fn serve_asset(
     headers: &HeaderMap,
+    route: &str,
+    site: &Site,
     asset: &Asset,
     head: bool,
-    cache_control: &HeaderValue,
 ) -> Response<Full<Bytes>> {
+    let cache_control = &site.cache_control;
     let br = asset.br();
     let coding = match negotiate(headers, br.is_some()) {
         // An article page's gzip form is only ever larger for a tiny page.
@@ -56,12 +71,30 @@ pub(super) fn serve_asset(
         Precondition::Failed => StatusCode::PRECONDITION_FAILED,
     };
     let send_body = status == StatusCode::OK && !head;
-    let mut r = Response::new(Full::new(match (send_body, coding, br) {
-        (false, ..) => Bytes::new(),
-        (true, Coding::Br, Some(b)) => b.bytes.clone(),
+    let body = match (send_body, coding, br) {
+        (false, ..) => Ok(Bytes::new()),
+        (true, Coding::Br, Some(b)) => Ok(b.bytes.clone()),
         (true, Coding::Gzip, _) => asset.gzip(),
         (true, ..) => asset.body(),
-    }));
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!("not serving {e}: rendering it again");
+            site.damage().report(route);
+            let mut r = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this page is being written again; retry in a second\n",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.extensions_mut().insert(Unavailable);
+            return r;
+        }
+    };
+    let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
     *r.headers_mut() = asset.headers(coding, status, cache_control);
     r

@@ -68,7 +68,7 @@ pub(super) fn route<B>(
         return r;
     }
     match site.get(path) {
-        Some(asset) => serve_asset(req.headers(), asset, head, &site.cache_control),
+        Some(asset) => serve_asset(req.headers(), path, site, asset, head),
         None => miss(req, path, site, head),
     }
 }
@@ -84,7 +84,7 @@ fn miss<B>(req: &Request<B>, path: &str, site: &Site, head: bool) -> Response<Fu
     let path = canonical.as_deref().unwrap_or(path);
     if canonical.is_some() {
         if let Some(asset) = site.get(path) {
-            return serve_asset(req.headers(), asset, head, &site.cache_control);
+            return serve_asset(req.headers(), path, site, asset, head);
         }
     }
     if let Some(r) = former(path, site, head) {
@@ -112,7 +112,9 @@ fn former(route: &str, site: &Site, head: bool) -> Option<Response<Full<Bytes>>>
     } else {
         return None;
     };
-    let mut r = Response::new(Full::new(if head { Bytes::new() } else { asset.body() }));
+    // Redirect and 410 pages are made in memory by every build.
+    let body = if head { Ok(Bytes::new()) } else { asset.body() };
+    let mut r = Response::new(Full::new(body.unwrap_or_default()));
     *r.status_mut() = status;
     *r.headers_mut() = headers.clone();
     Some(r)

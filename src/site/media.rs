@@ -51,6 +51,7 @@ impl SiteBuilder {
                 cors: false,
                 link: None,
                 cache_control: None,
+                held: super::Held::Memory,
                 render: Box::new(move || Doc::Media(Arc::clone(&m2))),
             });
         }

@@ -195,14 +195,24 @@ pub fn remove_routes(dir: &Path, routes: &[String]) -> WriteReport {
 pub(super) fn same_gzip_on_disk(dir: &Path, route: &str, asset: &Asset) -> bool {
     let path = dir.join(file_of(route));
     let plain_ok = std::fs::metadata(&path).is_ok_and(|m| m.len() == asset.len as u64);
+    if asset.file() == Some(gz_path(&path).as_path()) {
+        // A page served from these very files: their sizes are checked
+        // here, their bytes each time one is sent.
+        return plain_ok
+            && std::fs::metadata(gz_path(&path)).is_ok_and(|m| m.len() == asset.gzip_len as u64);
+    }
     if !asset.has_gzip() {
         // No twin: the file itself is compared.
         return plain_ok
-            && std::fs::read(&path).is_ok_and(|b| crate::sendfile::equals(&asset.body(), &b));
+            && asset.body().is_ok_and(|body| {
+                std::fs::read(&path).is_ok_and(|b| crate::sendfile::equals(&body, &b))
+            });
     }
     plain_ok
-        && std::fs::read(gz_path(&path))
-            .is_ok_and(|b| b.len() == asset.gzip_len && crate::sendfile::equals(&asset.gzip(), &b))
+        && asset.gzip().is_ok_and(|gz| {
+            std::fs::read(gz_path(&path))
+                .is_ok_and(|b| b.len() == asset.gzip_len && crate::sendfile::equals(&gz, &b))
+        })
 }
 
 /// True when the file at `path` carries `t` as its mtime (to the second).
@@ -234,13 +244,19 @@ pub(super) fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool
     // The twin first: once the plain file is new, the route is complete.
     // If the plain file then fails (a full disk), its old date tells the
     // next pass to write it again ([`dated`]).
+    let damaged = |e: super::Damaged| WriteError {
+        path: e.path,
+        error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.why),
+    };
     if asset.has_gzip() {
-        atomic_write(&gz, &asset.gzip(), asset.last_modified).map_err(|error| WriteError {
+        let bytes = asset.gzip().map_err(damaged)?;
+        atomic_write(&gz, &bytes, asset.last_modified).map_err(|error| WriteError {
             path: gz.clone(),
             error,
         })?;
     }
-    atomic_write(&path, &asset.body(), asset.last_modified).map_err(err)?;
+    let bytes = asset.body().map_err(damaged)?;
+    atomic_write(&path, &bytes, asset.last_modified).map_err(err)?;
     Ok(true)
 }
 

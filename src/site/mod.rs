@@ -33,10 +33,11 @@ use crate::render::{self, Feed, Settings};
 
 mod asset;
 mod encode;
+mod manifest;
 mod media;
 mod mirror;
 
-pub use asset::{cache_control, Asset, Br, Coding, Redirect, Tag};
+pub use asset::{cache_control, Asset, Br, Coding, Damaged, Redirect, Tag};
 use asset::{not_found_headers, redirect_headers, round_secs, Doc};
 
 pub use mirror::{
@@ -74,9 +75,92 @@ pub struct Site {
     streamed: Vec<String>,
     /// What writing the streamed routes did.
     stream_report: WriteReport,
+    /// Where a request that found a file-backed page damaged says so.
+    damage: Arc<Damage>,
+}
+
+/// File-backed pages a request found damaged (removed, cut or rewritten
+/// behind Herald's back), for the publish loop to render and write again.
+/// Shared by a builder and every snapshot it makes.
+#[derive(Default)]
+pub struct Damage {
+    routes: std::sync::Mutex<Vec<String>>,
+    wake: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Damage").finish_non_exhaustive()
+    }
+}
+
+/// Damaged routes remembered at most until the publish loop takes them
+/// (a flood of requests for broken pages costs no more memory than this).
+const MAX_DAMAGED: usize = 1024;
+
+impl Damage {
+    /// Notes that `route`'s file no longer holds its page, and wakes the
+    /// publish loop.
+    pub fn report(&self, route: &str) {
+        {
+            let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            if routes.len() >= MAX_DAMAGED || routes.iter().any(|r| r == route) {
+                return;
+            }
+            routes.push(route.to_string());
+        }
+        if let Some(wake) = self.wake.get() {
+            wake();
+        }
+    }
+
+    /// The routes reported since the last call.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.routes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Has `wake` called on every new report (once; later calls are
+    /// ignored).
+    pub fn on_report(&self, wake: impl Fn() + Send + Sync + 'static) {
+        let _ = self.wake.set(Box::new(wake));
+    }
 }
 
 impl Site {
+    /// Where requests report file-backed pages found damaged.
+    pub fn damage(&self) -> &Arc<Damage> {
+        &self.damage
+    }
+
+    /// This snapshot with `pages` as its article, listing and archive pages.
+    fn with_pages(&self, pages: Pages) -> Site {
+        Site {
+            docs: self.docs.clone(),
+            redirects: self.redirects.clone(),
+            media: Arc::clone(&self.media),
+            gone: Arc::clone(&self.gone),
+            gone_page: self.gone_page.clone(),
+            pages,
+            not_found: self.not_found.clone(),
+            not_found_headers: self.not_found_headers.clone(),
+            cache_control: self.cache_control.clone(),
+            articles: self.articles,
+            rejected: self.rejected,
+            streamed: Vec::new(),
+            stream_report: WriteReport::default(),
+            damage: Arc::clone(&self.damage),
+        }
+    }
+
+    /// How many of the routes are file-backed pages (their bytes on disk,
+    /// not in memory).
+    pub fn file_backed(&self) -> usize {
+        self.pages
+            .iter()
+            .filter(|(_, p)| !p.asset.in_memory())
+            .count()
+    }
+
     /// Routes a streaming build wrote straight to disk (not served from
     /// this snapshot).
     pub fn streamed(&self) -> &[String] {
@@ -304,6 +388,25 @@ pub struct SiteBuilder {
     media_site: Arc<HashMap<Arc<str>, Arc<Asset>>>,
     /// The settings the media assets were made with.
     media_settings: Fingerprint,
+    /// `herald serve`: the output directory whose files article, listing
+    /// and archive pages are served from once written there
+    /// ([`SiteBuilder::file_backed`]).
+    files: Option<PathBuf>,
+    /// Write those pages as they are rendered, and keep them file-backed
+    /// straight away: the first build only, before any snapshot is
+    /// served (later ones are served from memory until written, see
+    /// [`SiteBuilder::demote`]).
+    direct: bool,
+    /// The manifest read at start: routes a first build takes from disk
+    /// when what they are rendered from has not changed.
+    recorded: HashMap<Arc<str>, manifest::Record>,
+    /// Routes taken from disk by the last build, by the manifest.
+    pub reused: usize,
+    /// Documents the last build rendered (some may have come out as they
+    /// were).
+    pub rendered: usize,
+    /// Shared with every snapshot (see [`Damage`]).
+    damage: Arc<Damage>,
 }
 
 #[derive(Debug, Clone)]
@@ -388,7 +491,22 @@ struct Job<'a> {
     /// Its own `Cache-Control` (closed archive pages); `None` for the
     /// site's.
     cache_control: Option<http::HeaderValue>,
+    /// Where its bytes live once written.
+    held: Held,
     render: Box<dyn Fn() -> Doc + Send + Sync + 'a>,
+}
+
+/// Where a route's bytes live in `herald serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// In memory: feeds, the index and OPML (fetched over and over),
+    /// redirect pages and referenced files.
+    Memory,
+    /// In its files once written: an article page (headers per request).
+    Page,
+    /// In its files once written: a listing or closed archive page (made
+    /// with ready headers and its own `Cache-Control`).
+    Listing,
 }
 
 fn fp_article(h: &mut Xxh3, a: &Article) {
@@ -521,6 +639,7 @@ impl SiteBuilder {
                     cors: true,
                     link,
                     cache_control: None,
+                    held: Held::Memory,
                     render: Box::new(move || Doc::Whole(format.render(f, s))),
                 });
             }
@@ -540,6 +659,7 @@ impl SiteBuilder {
             cors: true,
             link: None,
             cache_control: None,
+            held: Held::Memory,
             render: Box::new(move || Doc::Whole(render::opml(feeds_ref, s))),
         });
 
@@ -595,6 +715,11 @@ impl SiteBuilder {
                 fp_listed(&mut h, a);
             }
             listed.insert(Arc::clone(&route), (shape, &p.items));
+            let held = if &*route == "/" {
+                Held::Memory
+            } else {
+                Held::Listing
+            };
             jobs.push(Job {
                 route,
                 fp: h.digest128(),
@@ -603,6 +728,7 @@ impl SiteBuilder {
                 cors: false,
                 link: None,
                 cache_control: None,
+                held,
                 render: Box::new(move || Doc::Whole(render::list_page(p, feeds_ref, s))),
             });
         }
@@ -650,6 +776,7 @@ impl SiteBuilder {
                     // No WebSub topic: no hub to name, nothing pinged.
                     link: None,
                     cache_control: Some(archive_cc.clone()),
+                    held: Held::Listing,
                     render: {
                         let doc = Arc::clone(&doc);
                         Box::new(move || {
@@ -713,6 +840,7 @@ impl SiteBuilder {
                 cors: false,
                 link: None,
                 cache_control: None,
+                held: Held::Page,
                 render: Box::new(move || {
                     let near = render::Neighbours {
                         older: older2.as_deref(),
@@ -746,6 +874,7 @@ impl SiteBuilder {
                 cors: false,
                 link: None,
                 cache_control: None,
+                held: Held::Memory,
                 render: Box::new(move || Doc::Whole(render::moved_page(&a2.title, &to2, s))),
             });
         }
@@ -760,13 +889,19 @@ impl SiteBuilder {
 
         if let (Some(dir), false) = (&self.floor_dir, self.floors_loaded) {
             self.floors_loaded = true;
+            // A route the manifest names has its date there: no stat.
+            let recorded = &self.recorded;
             self.floors = jobs
                 .par_iter()
-                .filter_map(|j| {
-                    std::fs::metadata(dir.join(file_of(&j.route)))
+                .filter_map(|j| match recorded.get(&j.route) {
+                    Some(r) => Some((
+                        Arc::clone(&j.route),
+                        UNIX_EPOCH + Duration::from_secs(r.modified),
+                    )),
+                    None => std::fs::metadata(dir.join(file_of(&j.route)))
                         .and_then(|m| m.modified())
                         .ok()
-                        .map(|t| (Arc::clone(&j.route), t))
+                        .map(|t| (Arc::clone(&j.route), t)),
                 })
                 .collect();
             self.floors.retain(|_, t| *t > UNIX_EPOCH);
@@ -784,6 +919,11 @@ impl SiteBuilder {
         let floors = &self.floors;
         let floor_dir = self.floor_dir.as_deref();
         let stream_to = self.stream_to.as_deref();
+        let recorded = &self.recorded;
+        let files = self.files.as_deref();
+        let direct = files.filter(|_| self.direct);
+        let reused = std::sync::atomic::AtomicUsize::new(0);
+        let rendered = std::sync::atomic::AtomicUsize::new(0);
         let run = |j: Job<'_>| -> Rendered {
             let before = prev(&j.route);
             if let Some((fp, asset)) = before {
@@ -791,9 +931,22 @@ impl SiteBuilder {
                     return Rendered::Kept(j.route, j.fp, Arc::clone(asset), false);
                 }
             }
+            // Rendered from the same inputs before Herald stopped, and its
+            // files still as the manifest recorded them: taken from disk.
+            if let (None, Some(dir)) = (before, files) {
+                let found = recorded
+                    .get(&j.route)
+                    .filter(|r| r.fp == j.fp)
+                    .and_then(|r| recorded_asset(dir, &j, r, &cache_control));
+                if let Some(asset) = found {
+                    reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Rendered::Kept(j.route, j.fp, Arc::new(asset), false);
+                }
+            }
             // Rendered with a provisional date; the real one depends on
             // whether the bytes changed.
             let cc = j.cache_control.as_ref().unwrap_or(&cache_control);
+            rendered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let fresh = Asset::new((j.render)(), j.content_type, j.cors, j.link, j.derived);
             let fresh_cc = fresh.is_whole().then_some(cc);
             let prev_lm = before
@@ -832,12 +985,28 @@ impl SiteBuilder {
                 let written = write_asset(dir, &j.route, &asset);
                 return Rendered::Streamed(j.route, written);
             }
-            let asset = Arc::new(fresh.finish(lm, cc));
-            Rendered::Kept(j.route, j.fp, asset, true)
+            let asset = fresh.finish(lm, cc);
+            if let Some(dir) = direct {
+                // Nothing is served yet: a page is written now (unless its
+                // files hold it already) and kept as its file. If it cannot
+                // be written, it is served from memory and the output
+                // directory's retries write it. New is what was written.
+                if j.held != Held::Memory {
+                    if let Ok(written) = write_asset(dir, &j.route, &asset) {
+                        let gz = gz_path(&dir.join(file_of(&j.route)));
+                        let file = Arc::new(asset.to_file(&gz));
+                        return Rendered::Kept(j.route, j.fp, file, written);
+                    }
+                } else if same_on_disk {
+                    return Rendered::Kept(j.route, j.fp, Arc::new(asset), false);
+                }
+            }
+            Rendered::Kept(j.route, j.fp, Arc::new(asset), true)
         };
         // Streaming, article pages go first: a reader of the directory
         // never finds a feed or the index linking to a page not yet there.
-        let (first, then): (Vec<Job<'_>>, Vec<Job<'_>>) = if stream_to.is_some() {
+        let (first, then): (Vec<Job<'_>>, Vec<Job<'_>>) = if stream_to.is_some() || direct.is_some()
+        {
             jobs.into_iter()
                 .partition(|j| j.route.starts_with("/articles/"))
         } else {
@@ -851,6 +1020,11 @@ impl SiteBuilder {
         };
         let mut results: Vec<Rendered> = first.into_par_iter().map(&run).collect();
         results.extend(then.into_par_iter().map(&run).collect::<Vec<_>>());
+        self.reused = reused.into_inner();
+        self.rendered = rendered.into_inner();
+        // The manifest serves the first build only; the direct writes too.
+        self.recorded = HashMap::default();
+        self.direct = false;
 
         let mut changed = Vec::new();
         let mut streamed = Vec::new();
@@ -1014,9 +1188,154 @@ impl SiteBuilder {
                 rejected,
                 streamed,
                 stream_report,
+                damage: Arc::clone(&self.damage),
             },
             changed,
         )
+    }
+
+    /// Serves article, listing and closed archive pages from their files
+    /// under `dir` once written there, and takes from the manifest in
+    /// `state_dir` the pages whose inputs did not change while Herald was
+    /// stopped (see `manifest.rs`). The first build writes the pages it
+    /// renders as it goes; later ones hand them to [`SiteBuilder::demote`]
+    /// once the output directory holds them.
+    pub fn file_backed(mut self, dir: &Path, state_dir: &Path) -> SiteBuilder {
+        self.recorded = manifest::load(&manifest::path_in(state_dir), dir);
+        self.files = Some(dir.to_path_buf());
+        self.direct = true;
+        self
+    }
+
+    /// The snapshot `site` (this builder's last) with the pages among
+    /// `routes` that are held in memory made file-backed, now that the
+    /// output directory holds their bytes; `None` when there were none.
+    pub fn demote(&mut self, site: &Site, routes: Option<&[String]>) -> Option<Site> {
+        let dir = self.files.as_deref()?;
+        let mut any = false;
+        let all: Vec<String>;
+        let routes = match routes {
+            Some(r) => r,
+            None => {
+                all = self
+                    .routes
+                    .iter()
+                    .filter(|(_, p)| p.asset.in_memory())
+                    .map(|(r, _)| r.to_string())
+                    .collect();
+                &all
+            }
+        };
+        for route in routes {
+            let Some(page) = self.routes.get(route) else {
+                continue;
+            };
+            if !page.asset.in_memory() || !page.asset.has_gzip() {
+                continue;
+            }
+            let gz = gz_path(&dir.join(file_of(route)));
+            let page = Page {
+                fp: page.fp,
+                asset: Arc::new(page.asset.to_file(&gz)),
+            };
+            self.routes.insert(Arc::from(route.as_str()), page);
+            any = true;
+        }
+        any.then(|| site.with_pages(self.routes.clone()))
+    }
+
+    /// Where requests report damaged pages; shared with every snapshot.
+    pub fn damage(&self) -> &Arc<Damage> {
+        &self.damage
+    }
+
+    /// Reports damage to `damage` (shared with an earlier builder).
+    pub fn with_damage(mut self, damage: Arc<Damage>) -> SiteBuilder {
+        self.damage = damage;
+        self
+    }
+
+    /// Forgets what the last build made of `routes`, so the next one
+    /// renders them again (their files were found damaged).
+    pub fn forget(&mut self, routes: &[String]) {
+        for route in routes {
+            self.routes.remove(route);
+            self.lists.remove(route.as_str());
+            self.docs.remove(route.as_str());
+        }
+        self.pages
+            .retain(|_, p| !routes.iter().any(|r| *r == *p.route));
+    }
+
+    /// Saves what the output directory holds, route by route, as the
+    /// manifest in `state_dir` (see `manifest.rs`). Only for a builder
+    /// whose last snapshot was written whole.
+    ///
+    /// # Errors
+    /// The manifest cannot be written.
+    pub fn save_manifest(&self, state_dir: &Path) -> std::io::Result<usize> {
+        let Some(dir) = &self.files else {
+            return Ok(0);
+        };
+        let docs = self
+            .docs
+            .iter()
+            .filter(|(_, (_, a))| a.has_gzip())
+            .map(|(r, (fp, a))| (&**r, a.record(*fp)));
+        let pages = self
+            .routes
+            .iter()
+            .filter(|(_, p)| p.asset.has_gzip())
+            .map(|(r, p)| (&**r, p.asset.record(p.fp)));
+        manifest::save(&manifest::path_in(state_dir), dir, docs.chain(pages))
+    }
+}
+
+/// The asset of job `j` from its files under `dir`, when they are as the
+/// manifest's record `r` says (size and date; a whole document's bytes
+/// are read and checked, a page's when it is sent); `None` otherwise.
+fn recorded_asset(
+    dir: &Path,
+    j: &Job<'_>,
+    r: &manifest::Record,
+    site_cc: &http::HeaderValue,
+) -> Option<Asset> {
+    let path = dir.join(file_of(&j.route));
+    let gz = gz_path(&path);
+    let as_recorded = |p: &Path, len: u64| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| {
+            m.is_file()
+                && m.len() == len
+                && m.modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs())
+                    == Some(r.modified)
+        })
+    };
+    if !as_recorded(&path, r.len) || !as_recorded(&gz, r.gzip_len) {
+        return None;
+    }
+    let cc = j.cache_control.as_ref().unwrap_or(site_cc);
+    match j.held {
+        Held::Page => Some(Asset::recorded(
+            &gz,
+            r,
+            j.content_type,
+            j.cors,
+            j.link.clone(),
+            None,
+        )),
+        Held::Listing => Some(Asset::recorded(
+            &gz,
+            r,
+            j.content_type,
+            j.cors,
+            j.link.clone(),
+            Some(cc.clone()),
+        )),
+        Held::Memory => Asset::reloaded(&path, &gz, r, j.content_type, j.cors, j.link.clone())
+            .map(|a| a.finish(UNIX_EPOCH + Duration::from_secs(r.modified), cc)),
     }
 }
 
@@ -1177,11 +1496,11 @@ mod tests {
         ] {
             let a = site.get(route).unwrap_or_else(|| panic!("{route} missing"));
             assert_eq!(a.content_type, ct, "{route}");
-            let gz = a.gzip();
+            let gz = a.gzip().unwrap();
             let mut d = flate2::read::GzDecoder::new(&gz[..]);
             let mut out = Vec::new();
             std::io::Read::read_to_end(&mut d, &mut out).unwrap();
-            assert_eq!(out, a.body(), "{route}");
+            assert_eq!(out, a.body().unwrap(), "{route}");
             assert_ne!(a.tag(Coding::Identity), a.tag(Coding::Gzip));
         }
         assert_eq!(changed.len(), site.len());
@@ -1204,7 +1523,7 @@ mod tests {
                 newer: i.checked_sub(1).map(|i| &*arts[i]),
             };
             let whole = render::article_page(a, near, &s);
-            let gz = asset.gzip();
+            let gz = asset.gzip().unwrap();
             assert_eq!(gz.len(), asset.gzip_len);
             let mut out = Vec::new();
             std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out)
@@ -1457,12 +1776,12 @@ mod tests {
                 }
             }
             // Kept gzipped only: the document is its gzip form inflated.
-            let body = page.body();
+            let body = page.body().unwrap();
             assert_eq!(body.len(), page.len);
             assert!(body.starts_with(b"<?xml") && body.ends_with(b"</feed>\n"));
             let mut out = Vec::new();
             std::io::Read::read_to_end(
-                &mut flate2::read::GzDecoder::new(&page.gzip()[..]),
+                &mut flate2::read::GzDecoder::new(&page.gzip().unwrap()[..]),
                 &mut out,
             )
             .unwrap();
@@ -1585,7 +1904,7 @@ mod tests {
         assert!(changed.contains(&"/articles/plain/".to_string()));
         assert!(b.removed().is_empty(), "{:?}", b.removed());
         assert!(site.is_gone("/articles/old-gone/") && !site.is_gone("/articles/plain/"));
-        let body = String::from_utf8(m.asset.body().to_vec()).unwrap();
+        let body = String::from_utf8(m.asset.body().unwrap().to_vec()).unwrap();
         assert!(
             body.contains("url=https://news.example.org/articles/plain-2/"),
             "{body}"
@@ -1646,7 +1965,7 @@ mod tests {
         let cc = &site.cache_control;
         let a = site.get("/articles/plain/a.png").unwrap();
         assert!(!a.has_gzip());
-        assert_eq!(a.body(), &b"\x89PNG...."[..]);
+        assert_eq!(a.body().unwrap(), &b"\x89PNG...."[..]);
         assert_eq!(a.last_modified, t(1_700_000_000));
         let h = a.headers(Coding::Identity, http::StatusCode::OK, cc);
         assert_eq!(h["content-type"], "image/png");

@@ -182,7 +182,7 @@ impl Syndicate {
                 Some(Arc::new(Change {
                     route: route.clone(),
                     topic: format!("{}{}", self.base_url, route.trim_start_matches('/')),
-                    body: asset.body(),
+                    body: asset.body().ok()?,
                     content_type: asset.content_type,
                     link: asset.link.clone(),
                 }))

@@ -10,6 +10,7 @@ mod links;
 mod live;
 mod operating;
 mod reliability;
+mod restart;
 mod s3;
 mod serve;
 mod service;
