@@ -33,7 +33,7 @@ fn render_all(
     lib: &mut Library,
     now: DateTime<Utc>,
     new_builder: impl Fn() -> SiteBuilder,
-) -> (View, site::Site) {
+) -> (View, site::Site, SiteBuilder) {
     let mut builder = new_builder();
     let (view, _, (site, _)) = guard::render_guarded(
         lib,
@@ -48,7 +48,7 @@ fn render_all(
             builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
         },
     );
-    (view, site)
+    (view, site, builder)
 }
 
 fn report(view: &View) {
@@ -159,7 +159,7 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
     save_ids(c, &mut lib, now)?;
     // Every document goes to disk as it is rendered (article pages first)
     // and is dropped; `write_to` then only removes what is gone.
-    let (view, mut site) = render_all(c, &mut lib, now, || {
+    let (view, mut site, builder) = render_all(c, &mut lib, now, || {
         SiteBuilder::streaming_to(&c.output_dir)
     });
     report(&view);
@@ -189,6 +189,10 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
         warnings: view.warnings.clone(),
     });
     lib.state_mut().set_last_build(record);
+    // What `serve` then finds on disk needs no rendering.
+    if let Err(e) = builder.save_manifest(&c.state_dir) {
+        tracing::warn!(dir = %c.state_dir.display(), "cannot save the site manifest ({e}); the next start of serve renders every page");
+    }
     lib.state_mut()
         .save(&c.state_dir)
         .map_err(|e| (EXIT_RUNTIME, e.into()))?;
@@ -223,7 +227,7 @@ pub fn publish_command(c: &Config, dry_run: bool) -> u8 {
             // Ids and `updated` on disk before the bucket shows them.
             save_ids(c, &mut lib, now)?;
         }
-        let (view, site) = render_all(c, &mut lib, now, || {
+        let (view, site, _) = render_all(c, &mut lib, now, || {
             SiteBuilder::with_floors_from(&c.output_dir)
         });
         Ok((site, view))

@@ -407,6 +407,8 @@ pub struct SiteBuilder {
     pub rendered: usize,
     /// Shared with every snapshot (see [`Damage`]).
     damage: Arc<Damage>,
+    /// What a streaming build wrote, as the manifest records it.
+    streamed_records: Vec<(Arc<str>, manifest::Record)>,
 }
 
 #[derive(Debug, Clone)]
@@ -477,7 +479,8 @@ enum Rendered {
     /// In memory: route, fingerprint, asset, and whether it is new.
     Kept(Arc<str>, Fingerprint, Arc<Asset>, bool),
     /// Written to the output directory (or found identical there) and dropped.
-    Streamed(Arc<str>, Result<bool, WriteError>),
+    /// With what the manifest records of it (once written).
+    Streamed(Arc<str>, Result<bool, WriteError>, Option<manifest::Record>),
 }
 
 /// A piece of work: route, fingerprint, and how to render it.
@@ -978,12 +981,14 @@ impl SiteBuilder {
             }
             if let Some(dir) = stream_to {
                 let gz_there = || std::fs::metadata(gz_path(&dir.join(file_of(&j.route)))).is_ok();
-                if same_on_disk && gz_there() {
-                    return Rendered::Streamed(j.route, Ok(false));
-                }
                 let asset = fresh.finish(lm, cc);
+                let record = asset.has_gzip().then(|| asset.record(j.fp));
+                if same_on_disk && gz_there() {
+                    return Rendered::Streamed(j.route, Ok(false), record);
+                }
                 let written = write_asset(dir, &j.route, &asset);
-                return Rendered::Streamed(j.route, written);
+                let record = record.filter(|_| written.is_ok());
+                return Rendered::Streamed(j.route, written, record);
             }
             let asset = fresh.finish(lm, cc);
             if let Some(dir) = direct {
@@ -1035,7 +1040,10 @@ impl SiteBuilder {
         for r in results {
             let (route, fp, asset, fresh) = match r {
                 Rendered::Kept(route, fp, asset, fresh) => (route, fp, asset, fresh),
-                Rendered::Streamed(route, result) => {
+                Rendered::Streamed(route, result, record) => {
+                    if let Some(r) = record {
+                        self.streamed_records.push((Arc::clone(&route), r));
+                    }
                     match result {
                         Ok(true) => stream_report.written += 1,
                         Ok(false) => {}
@@ -1274,9 +1282,10 @@ impl SiteBuilder {
     /// # Errors
     /// The manifest cannot be written.
     pub fn save_manifest(&self, state_dir: &Path) -> std::io::Result<usize> {
-        let Some(dir) = &self.files else {
+        let Some(dir) = self.files.as_ref().or(self.stream_to.as_ref()) else {
             return Ok(0);
         };
+        let streamed = self.streamed_records.iter().map(|(r, m)| (&**r, *m));
         let docs = self
             .docs
             .iter()
@@ -1287,7 +1296,11 @@ impl SiteBuilder {
             .iter()
             .filter(|(_, p)| p.asset.has_gzip())
             .map(|(r, p)| (&**r, p.asset.record(p.fp)));
-        manifest::save(&manifest::path_in(state_dir), dir, docs.chain(pages))
+        manifest::save(
+            &manifest::path_in(state_dir),
+            dir,
+            docs.chain(pages).chain(streamed),
+        )
     }
 }
 

@@ -349,3 +349,23 @@ fn damaged_manifest_renders_again() {
     assert_eq!(d.get("/archive/rss/1.xml").body, before);
     d.stop();
 }
+
+/// `herald build` records what it wrote too: a `serve` started on its
+/// output and state renders nothing and serves the built files' bytes.
+#[test]
+fn serve_after_build_renders_nothing() {
+    let ws = site(30);
+    ws.write(
+        "herald.toml",
+        format!("{}{CONFIG}", crate::live::FAST_CONFIG),
+    );
+    ws.herald_cfg(&["build"]).expect_code(0);
+    let built = ws.read_bytes("feeds/archive/atom/2.xml.gz");
+    let d = TestDaemon::start(ws, CONFIG);
+    let log = d.log();
+    assert_eq!(start_field(&log, "rendered"), 0, "{log}");
+    assert_eq!(start_field(&log, "reused"), start_field(&log, "routes"));
+    let r = d.request("GET", "/archive/atom/2.xml", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(r.body, built);
+    d.stop();
+}
