@@ -257,7 +257,11 @@ async fn serve(
         let first = pubr.first_publish();
         (pubr, first)
     });
-    let mut tick = tokio::time::interval(systemd::START_TICK);
+    // A start that takes less than a tick says nothing more.
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + systemd::START_TICK,
+        systemd::START_TICK,
+    );
     let (mut pubr, first) = loop {
         tokio::select! {
             r = &mut job => break r.map_err(|e| Fatal(EXIT_RUNTIME, anyhow::anyhow!("the first publish failed: {e}")))?,
