@@ -257,9 +257,10 @@ async fn serve(
         let first = pubr.first_publish();
         (pubr, first)
     });
-    // A start that takes less than a tick says nothing more.
+    // A start shorter than a second says nothing more; a longer one says
+    // so within a second, before even a short `TimeoutStartSec` ends it.
     let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::now() + systemd::START_TICK,
+        tokio::time::Instant::now() + std::time::Duration::from_secs(1),
         systemd::START_TICK,
     );
     let (mut pubr, first) = loop {

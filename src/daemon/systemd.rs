@@ -47,7 +47,8 @@ pub(super) const START_TICK: Duration = Duration::from_secs(5);
 /// stops making progress still times out soon after.
 const START_EXTENSION: Duration = Duration::from_secs(30);
 
-/// Told every [`START_TICK`] while the first publish runs: as long as the
+/// Told a second into the first publish and every [`START_TICK`] after
+/// that while it runs: as long as the
 /// publish loop makes progress (it is not stuck, see `health`), systemd's
 /// start timeout (`TimeoutStartSec`) is pushed back by
 /// [`START_EXTENSION`] (`EXTEND_TIMEOUT_USEC`) and the status line says
