@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::{Doc, Fingerprint, Job, SiteBuilder};
+use super::asset::Doc;
+use super::build::{Fingerprint, Held, Job};
+use super::SiteBuilder;
 
 impl SiteBuilder {
     /// The files the next [`SiteBuilder::build`] publishes: route and
@@ -51,7 +53,7 @@ impl SiteBuilder {
                 cors: false,
                 link: None,
                 cache_control: None,
-                held: super::Held::Memory,
+                held: Held::Memory,
                 render: Box::new(move || Doc::Media(Arc::clone(&m2))),
             });
         }
