@@ -92,7 +92,7 @@ impl Publisher {
     pub(super) fn open(config: Config) -> anyhow::Result<Publisher> {
         let metrics = Arc::new(Metrics::default());
         metrics.health.set_stall(config.publish_stall);
-        let mut lib = open_library(&config)?;
+        let mut lib = open_library(&config, true)?;
         beat_while_reading(&mut lib, &metrics);
         let builder = watched_builder(&config, &metrics);
         Ok(Publisher {
@@ -124,16 +124,22 @@ impl Publisher {
         self.lib
             .scan()
             .map_err(|e| Fatal(EXIT_CONTENT_DIR, e.into()))?;
+        let scan = self.lib.last_scan();
         let started = Instant::now();
         let (site, _) = self.render();
         // Logged like every later publish, so the log says what the site
-        // started with.
+        // started with; and how much of the content the start read and
+        // parsed, and how much came from the parse cache.
         tracing::info!(
             reason = "start",
             articles = site.articles,
             rejected = site.rejected,
             routes = site.len(),
             ms = started.elapsed().as_secs_f64() * 1000.0,
+            files = scan.files,
+            parsed = scan.parsed,
+            from_cache = scan.from_cache,
+            scan_ms = scan.elapsed.as_secs_f64() * 1000.0,
             "published"
         );
         self.start_changed = feeds_changed_on_disk(&site, &self.config.output_dir);
@@ -576,7 +582,7 @@ impl Publisher {
         let mut new = new;
         new.websub = self.config.websub.clone();
         if new.content_dir != self.config.content_dir || new.state_dir != self.config.state_dir {
-            match open_library(&new) {
+            match open_library(&new, true) {
                 Ok(mut lib) => {
                     beat_while_reading(&mut lib, &self.metrics);
                     self.lib = lib;
