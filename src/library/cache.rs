@@ -425,12 +425,27 @@ impl Cache {
 
     /// Appends the pending records; returns the offset they start at.
     fn append(&mut self) -> std::io::Result<u64> {
-        let mut f = match std::fs::OpenOptions::new().write(true).open(&self.path) {
+        let mut f = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+        {
             Ok(f) => f,
             // Removed while Herald ran: written anew.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.compact(),
             Err(e) => return Err(e),
         };
+        // Another Herald on the same state directory (a `build` beside
+        // `serve`) may have written the file anew, perhaps for other
+        // settings: records appended under its header would be read with
+        // its key. Then the file is written anew under ours.
+        let mut header = [0u8; HEADER_LEN as usize];
+        let ours = std::os::unix::fs::FileExt::read_exact_at(&f, &mut header, 0).is_ok()
+            && &header[..8] == MAGIC
+            && header[8..] == self.key.to_le_bytes();
+        if !ours {
+            return self.compact();
+        }
         let len = f.metadata()?.len();
         if len != self.end {
             if !self.cut && len < self.end {
@@ -1252,6 +1267,34 @@ mod tests {
         c.load().unwrap();
         assert_eq!(c.held.len(), 1);
         assert!(c.take(&p, stamp(1)).is_some());
+    }
+
+    /// Two Heralds with different settings on one state directory: one
+    /// that finds the file written anew under another key does not append
+    /// to it (its records would be read under that key) but writes it
+    /// anew under its own.
+    #[test]
+    fn no_append_under_another_key() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("content");
+        let (p, a) = samples(&root).pop().unwrap();
+        let other = key(&root, &ParseCtx::new(chrono_tz::UTC));
+        let mut mine = cache_in(d.path(), &root);
+        mine.load().unwrap();
+        mine.record(&p, stamp(1), Some(&a));
+        mine.flush();
+        let mut theirs = Cache::new(d.path().join(FILE), root.clone(), other);
+        theirs.load().unwrap();
+        theirs.record(&p, stamp(2), Some(&a));
+        theirs.flush();
+        mine.record(&p, stamp(3), Some(&a));
+        mine.flush();
+        let mut theirs = Cache::new(d.path().join(FILE), root.clone(), other);
+        theirs.load().unwrap();
+        assert!(theirs.held.is_empty());
+        let mut mine = cache_in(d.path(), &root);
+        mine.load().unwrap();
+        assert!(mine.take(&p, stamp(3)).is_some());
     }
 
     /// Records of files edited again and again, or gone, are dead; once

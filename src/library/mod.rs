@@ -243,6 +243,13 @@ impl Library {
         self.cache = Some(cache::Cache::new(path, self.root.clone(), key));
     }
 
+    /// Reads the parse cache, the first time only; damage is logged.
+    fn load_cache(&mut self) {
+        if let Some(Err(e)) = self.cache.as_mut().map(cache::Cache::load) {
+            tracing::warn!("{e}");
+        }
+    }
+
     /// What the last [`Library::scan`] did.
     pub fn last_scan(&self) -> ScanStats {
         self.last_scan
@@ -335,9 +342,7 @@ impl Library {
             })?;
         let started = std::time::Instant::now();
         self.last_scan = ScanStats::default();
-        if let Some(Err(e)) = self.cache.as_mut().map(cache::Cache::load) {
-            tracing::warn!("{e}");
-        }
+        self.load_cache();
         let root = self.root.clone();
         let articles = self.sync_subtree(&root);
         if let Some(c) = &mut self.cache {
@@ -375,6 +380,7 @@ impl Library {
             path: self.root.clone(),
             error,
         })?;
+        self.load_cache();
         let mut changed = false;
         let mut done: HashSet<&Path> = HashSet::default();
         let mut files = Vec::new();
