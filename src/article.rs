@@ -303,6 +303,37 @@ impl Body {
         }
     }
 
+    /// A body from its parts as [`Body::deflated`], [`Body::len`] and
+    /// [`Body::crc`] gave them (read back from the parse cache), or
+    /// `None` unless the packed bytes inflate to exactly `len` bytes of
+    /// UTF-8 with that CRC: every later [`Body::html`] relies on it.
+    /// Allocates at most `len` bytes, whatever the packed bytes hold.
+    pub(crate) fn from_packed(packed: Box<[u8]>, len: usize, crc: u32) -> Option<Body> {
+        if len == 0 {
+            return (packed.is_empty() && crc == 0).then(Body::default);
+        }
+        let html = INFLATE.with_borrow_mut(|d| {
+            d.reset(false);
+            let mut out = Vec::with_capacity(len);
+            while out.len() < len {
+                let done = d.total_in() as usize;
+                let before = (out.len(), d.total_in());
+                let st = d
+                    .decompress_vec(packed.get(done..)?, &mut out, flate2::FlushDecompress::Sync)
+                    .ok()?;
+                if st == flate2::Status::StreamEnd || (out.len(), d.total_in()) == before {
+                    break;
+                }
+            }
+            // All of it used: a longer stream is not this body.
+            (d.total_in() as usize == packed.len()).then_some(out)
+        })?;
+        let ok = html.len() == len
+            && crc32fast::hash(&html) == crc
+            && std::str::from_utf8(&html).is_ok();
+        ok.then_some(Body { packed, len, crc })
+    }
+
     /// The HTML.
     pub fn html(&self) -> String {
         String::from_utf8(inflate_parts(&[&self.packed], self.len)).expect("Body::new packed a str")

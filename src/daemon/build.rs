@@ -63,7 +63,10 @@ fn report(view: &View) {
 /// `herald check`: parse everything, print every problem, write nothing.
 pub fn check_command(c: &Config) -> u8 {
     init_logging(c);
-    let mut lib = match open_library(c) {
+    // Every file parsed, the cache neither read nor written: `check` is
+    // the witness of what the parser makes of the files now, and writes
+    // nothing.
+    let mut lib = match open_library(c, false) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("herald: {e:#}");
@@ -117,7 +120,7 @@ fn settings_fingerprint(c: &Config) -> String {
 /// One `herald build`; returns the number of rejected files.
 fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
     let started = Instant::now();
-    let mut lib = open_library(c).map_err(|e| (EXIT_RUNTIME, e))?;
+    let mut lib = open_library(c, true).map_err(|e| (EXIT_RUNTIME, e))?;
     // Fingerprint before reading: a file written during the build makes
     // the next build do the work again.
     let content = crate::library::tree_fingerprint(&c.content_dir, c.follow_external_symlinks)
@@ -147,6 +150,7 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
         }
     }
     lib.scan().map_err(|e| (EXIT_CONTENT_DIR, e.into()))?;
+    let scan = lib.last_scan();
     let now = Utc::now();
     // Ids and `updated` on disk before any file shows them (once the
     // output directory is there to take the files).
@@ -201,6 +205,9 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
         rejected = view.rejected.len(),
         written = written.written,
         removed = written.removed,
+        parsed = scan.parsed,
+        from_cache = scan.from_cache,
+        scan_ms = scan.elapsed.as_millis() as u64,
         output = %c.output_dir.display(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "build finished"
@@ -220,7 +227,8 @@ pub fn publish_command(c: &Config, dry_run: bool) -> u8 {
     };
     let started = Instant::now();
     let result = (|| -> Result<(crate::site::Site, View), (u8, anyhow::Error)> {
-        let mut lib = open_library(c).map_err(|e| (EXIT_RUNTIME, e))?;
+        // A dry run writes nothing, not even the parse cache.
+        let mut lib = open_library(c, !dry_run).map_err(|e| (EXIT_RUNTIME, e))?;
         lib.scan().map_err(|e| (EXIT_CONTENT_DIR, e.into()))?;
         let now = Utc::now();
         if !dry_run {

@@ -148,16 +148,23 @@ pub fn settings(
 }
 
 /// Opens the library for a config: loads the state, fixes the id authority.
+/// With `parse_cache`, the library keeps what it parses in
+/// `state_dir/articles.cache` and takes unchanged files from there
+/// (`serve`, `build`, `publish`); `check` and dry runs, which write
+/// nothing, parse every file.
 ///
 /// # Errors
 /// The state file exists but cannot be read.
-pub fn open_library(c: &Config) -> anyhow::Result<Library> {
+pub fn open_library(c: &Config, parse_cache: bool) -> anyhow::Result<Library> {
     let mut state = State::load(&c.state_dir).context("loading state")?;
     let authority = state.authority(c.id_authority.as_deref(), &c.default_authority());
     let mut lib = Library::new(c.content_dir.clone(), parse_ctx(c), state, authority);
     lib.set_follow_external_symlinks(c.follow_external_symlinks);
     lib.set_max_former_slugs(c.max_former_slugs);
     lib.set_max_asset_bytes(c.max_asset_bytes);
+    if parse_cache {
+        lib.set_cache(c.state_dir.join(crate::library::CACHE_FILE));
+    }
     Ok(lib)
 }
 

@@ -94,7 +94,7 @@ impl Publisher {
     pub(super) fn open(config: Config) -> anyhow::Result<Publisher> {
         let metrics = Arc::new(Metrics::default());
         metrics.health.set_stall(config.publish_stall);
-        let mut lib = open_library(&config)?;
+        let mut lib = open_library(&config, true)?;
         beat_while_reading(&mut lib, &metrics);
         let builder = watched_builder(&config, &metrics, Arc::default());
         Ok(Publisher {
@@ -126,12 +126,14 @@ impl Publisher {
         self.lib
             .scan()
             .map_err(|e| Fatal(EXIT_CONTENT_DIR, e.into()))?;
+        let scan = self.lib.last_scan();
         let started = Instant::now();
         let (site, changed) = self.render();
         // Logged like every later publish, so the log says what the site
         // started with: `rendered` documents made anew, `changed` those
         // of them whose bytes differ from the output directory's, `reused`
-        // taken from it as the manifest recorded them.
+        // taken from it as the manifest recorded them; and how much of the
+        // content was read and parsed, how much came from the parse cache.
         tracing::info!(
             reason = "start",
             articles = site.articles,
@@ -141,6 +143,10 @@ impl Publisher {
             changed = changed.len(),
             reused = self.builder.reused,
             ms = round_ms(started.elapsed()),
+            files = scan.files,
+            parsed = scan.parsed,
+            from_cache = scan.from_cache,
+            scan_ms = round_ms(scan.elapsed),
             "published"
         );
         self.start_changed = feeds_changed_on_disk(&site, &self.config.output_dir);
@@ -667,7 +673,7 @@ impl Publisher {
         let mut new = new;
         new.websub = self.config.websub.clone();
         if new.content_dir != self.config.content_dir || new.state_dir != self.config.state_dir {
-            match open_library(&new) {
+            match open_library(&new, true) {
                 Ok(mut lib) => {
                     beat_while_reading(&mut lib, &self.metrics);
                     self.lib = lib;

@@ -13,11 +13,17 @@
 //! past `max_file_bytes`; each real file is read once however many names
 //! it has, and symlinks follow the policy in [`walk`]. A panic while
 //! parsing one file rejects that file and nothing else.
+//!
+//! With a parse cache ([`Library::set_cache`], `cache.rs`), a file whose
+//! stamp is the one cached is taken from the cache without being opened;
+//! what is parsed is recorded there at the end of each scan and batch.
 
+mod cache;
 mod media;
 mod view;
 mod walk;
 
+pub use cache::FILE as CACHE_FILE;
 pub use view::View;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -173,6 +179,24 @@ pub struct Library {
     media: HashMap<PathBuf, media::MediaFile>,
     /// Largest referenced file published (`max_asset_bytes`).
     max_asset_bytes: u64,
+    /// Parser output kept between runs, if the library has one.
+    cache: Option<cache::Cache>,
+    /// What the last scan did.
+    last_scan: ScanStats,
+}
+
+/// What one [`Library::scan`] did, for the log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanStats {
+    /// Article files found.
+    pub files: usize,
+    /// Files read and parsed.
+    pub parsed: usize,
+    /// Files taken from the parse cache without being opened.
+    pub from_cache: usize,
+    /// How long the scan took (the walk, reading, parsing, loading and
+    /// saving the cache).
+    pub elapsed: std::time::Duration,
 }
 
 /// Largest referenced file published unless configured otherwise.
@@ -204,7 +228,31 @@ impl Library {
             progress: Progress::default(),
             media: HashMap::default(),
             max_asset_bytes: MAX_ASSET_BYTES,
+            cache: None,
+            last_scan: ScanStats::default(),
         }
+    }
+
+    /// Keeps the parser's output of every file in the file at `path`
+    /// (`state_dir/articles.cache`) between runs: the next scan takes
+    /// unchanged files from there, and each scan and batch records what
+    /// it parsed. The file is read by the next scan; a cache that cannot
+    /// be read or written is logged once and the library works without it.
+    pub fn set_cache(&mut self, path: PathBuf) {
+        let key = cache::key(&self.root, &self.ctx);
+        self.cache = Some(cache::Cache::new(path, self.root.clone(), key));
+    }
+
+    /// Reads the parse cache, the first time only; damage is logged.
+    fn load_cache(&mut self) {
+        if let Some(Err(e)) = self.cache.as_mut().map(cache::Cache::load) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// What the last [`Library::scan`] did.
+    pub fn last_scan(&self) -> ScanStats {
+        self.last_scan
     }
 
     /// Publishes referenced files of at most `n` bytes; a change applies
@@ -265,6 +313,9 @@ impl Library {
             self.clear();
         }
         self.ctx = ctx;
+        if let Some(c) = &mut self.cache {
+            c.rekey(cache::key(&self.root, &self.ctx));
+        }
         self.authority = authority;
     }
 
@@ -289,10 +340,33 @@ impl Library {
                 path: self.root.clone(),
                 error,
             })?;
+        let started = std::time::Instant::now();
+        self.last_scan = ScanStats::default();
+        self.load_cache();
         let root = self.root.clone();
         let articles = self.sync_subtree(&root);
+        if let Some(c) = &mut self.cache {
+            // The whole tree was seen: records of files gone, changed or
+            // failing are dead from here.
+            let files = &self.files;
+            c.retain(|p, stamp| {
+                files
+                    .get(p)
+                    .is_some_and(|f| f.stamp == stamp && f.error.is_none())
+            });
+            c.flush();
+        }
         // Every referenced file looked at again; unreferenced ones dropped.
         let media = self.sync_media(None);
+        self.last_scan.files = self.files.len();
+        self.last_scan.elapsed = started.elapsed();
+        tracing::debug!(
+            files = self.last_scan.files,
+            parsed = self.last_scan.parsed,
+            from_cache = self.last_scan.from_cache,
+            ms = self.last_scan.elapsed.as_secs_f64() * 1000.0,
+            "scan"
+        );
         Ok(self.refresh_pictures() | media | articles)
     }
 
@@ -306,6 +380,7 @@ impl Library {
             path: self.root.clone(),
             error,
         })?;
+        self.load_cache();
         let mut changed = false;
         let mut done: HashSet<&Path> = HashSet::default();
         let mut files = Vec::new();
@@ -343,6 +418,9 @@ impl Library {
         }
         if !files.is_empty() {
             changed |= self.sync_files(files);
+        }
+        if let Some(c) = &mut self.cache {
+            c.flush();
         }
         if !touched.is_empty() && !self.media.is_empty() {
             let again: Vec<PathBuf> = self
@@ -404,6 +482,9 @@ impl Library {
 
     /// Drops every entry at or below `p` (a deleted file or directory).
     fn forget_under(&mut self, p: &Path) -> bool {
+        if let Some(c) = &mut self.cache {
+            c.forget_under(p);
+        }
         let before = self.files.len();
         let by_id = &mut self.by_id;
         self.files.retain(|k, f| {
@@ -455,29 +536,59 @@ impl Library {
     /// moved, or whose last read failed for a reason outside its content.
     /// A file that fails to parse keeps its last good version.
     fn sync_files(&mut self, paths: Vec<PathBuf>) -> bool {
-        let stale: Vec<PathBuf> = paths
+        let stale: Vec<(PathBuf, Option<Stamp>)> = paths
             .into_iter()
-            .filter(|p| match (std::fs::metadata(p), self.files.get(p)) {
-                (Ok(m), Some(f)) => f.retry || Stamp::of(&m) != f.stamp,
-                _ => true,
+            .filter_map(|p| {
+                let meta = std::fs::metadata(&p).ok();
+                let st = meta.as_ref().map(Stamp::of);
+                let stale = match (st, self.files.get(&p)) {
+                    (Some(st), Some(f)) => f.retry || st != f.stamp,
+                    _ => true,
+                };
+                // Only a regular file may be taken from the cache.
+                let cachable = meta.is_some_and(|m| m.is_file());
+                stale.then(|| (p, st.filter(|_| cachable)))
             })
             .collect();
         if stale.is_empty() {
             return false;
         }
+        // Files whose stamp is the cached one are not opened; the cache
+        // has what the parser made of them.
+        let mut results: Vec<(PathBuf, Read, bool)> = Vec::new();
+        let stale: Vec<PathBuf> = match &mut self.cache {
+            None => stale.into_iter().map(|(p, _)| p).collect(),
+            Some(c) => stale
+                .into_iter()
+                .filter_map(
+                    |(p, st)| match st.and_then(|st| Some((st, c.take(&p, st)?))) {
+                        Some((st, parsed)) => {
+                            results.push((p, Read::Parsed(st, parsed), true));
+                            None
+                        }
+                        None => Some(p),
+                    },
+                )
+                .collect(),
+        };
         let ctx = self.ctx;
         let progress = &self.progress;
-        let results: Vec<(PathBuf, Read)> = stale
-            .into_par_iter()
-            .map(|p| {
-                let r = read_one(&p, &ctx);
-                progress.beat();
-                (p, r)
-            })
-            .collect();
+        self.last_scan.from_cache += results.len();
+        self.last_scan.parsed += stale.len();
+        results.par_extend(stale.into_par_iter().map(|p| {
+            let r = read_one(&p, &ctx);
+            progress.beat();
+            (p, r, false)
+        }));
         let mut changed = false;
         let mut new_media: Vec<PathBuf> = Vec::new();
-        for (p, r) in results {
+        for (p, r, cached) in results {
+            if let Some(c) = self.cache.as_mut().filter(|_| !cached) {
+                match &r {
+                    Read::Parsed(stamp, a) => c.record(&p, *stamp, a.as_deref()),
+                    _ => c.forget(&p),
+                }
+            }
             match r {
                 Read::Parsed(stamp, None) => {
                     changed |= self

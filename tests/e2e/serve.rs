@@ -628,3 +628,44 @@ fn large_feeds_served_whole() {
     assert_eq!(crate::live::h2_get(d.addr, "/rss.xml").2, after);
     d.stop();
 }
+
+/// The value of `key=` in the start's `published` log line.
+fn start_field(d: &mut TestDaemon, key: &str) -> String {
+    let line = d.wait_log("from_cache=");
+    let prefix = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&prefix).map(str::to_string))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+/// The parse cache: a restart with unchanged content reads and parses no
+/// article file (all come from `state/articles.cache`) and serves the same
+/// feed; a file edited while Herald was stopped is parsed again and its
+/// new title is served, the others still come from the cache.
+#[test]
+fn restart_takes_unchanged_files_from_the_parse_cache() {
+    let ws = ws_with(&[("a.txt", col("A", 1)), ("b.txt", col("B", 2))]);
+    let mut d = TestDaemon::start(ws, "");
+    d.wait_titles(&["B", "A"]);
+    assert_eq!(start_field(&mut d, "parsed"), "2");
+    assert_eq!(start_field(&mut d, "from_cache"), "0");
+    let rss = d.get("/rss.xml").body;
+    let (_, ws) = d.stop_keep();
+    assert!(ws.exists("state/articles.cache"));
+
+    let mut d = TestDaemon::start(ws, "");
+    d.wait_titles(&["B", "A"]);
+    assert_eq!(start_field(&mut d, "parsed"), "0", "{}", d.log());
+    assert_eq!(start_field(&mut d, "from_cache"), "2");
+    assert_eq!(d.get("/rss.xml").body, rss, "the same feed");
+    let (_, ws) = d.stop_keep();
+
+    ws.write("content/a.txt", col("A, edited while stopped", 1));
+    let mut d = TestDaemon::start(ws, "");
+    d.poll("/rss.xml", "the edited title", |r| {
+        r.status == 200 && r.text().contains("A, edited while stopped")
+    });
+    assert_eq!(start_field(&mut d, "parsed"), "1", "{}", d.log());
+    assert_eq!(start_field(&mut d, "from_cache"), "1");
+    d.stop();
+}
