@@ -49,7 +49,9 @@ pub struct Asset {
     /// The brotli form, made after publication (see [`Asset::make_br`]):
     /// empty until then, `None` when brotli is not worth it for this
     /// document.
-    pub(super) br: std::sync::OnceLock<Option<Br>>,
+    /// Boxed: only feeds, the index and OPML ever have one, and inline it
+    /// would make every asset (one or more per article) ~260 bytes larger.
+    pub(super) br: std::sync::OnceLock<Option<Box<Br>>>,
 }
 
 /// A document's brotli form and its validator.
@@ -352,7 +354,7 @@ impl Asset {
 
     /// The brotli form, once made (see [`Asset::make_br`]).
     pub fn br(&self) -> Option<&Br> {
-        self.br.get().and_then(Option::as_ref)
+        self.br.get().and_then(Option::as_deref)
     }
 
     /// Makes the brotli form at `quality` (1–11), unless it exists already,
@@ -388,7 +390,7 @@ impl Asset {
                 headers,
             }
         });
-        self.br.set(br).is_ok()
+        self.br.set(br.map(Box::new)).is_ok()
     }
 
     /// The gzip form, as sent (assembled for article pages: one copy of

@@ -196,6 +196,16 @@ pub(super) enum Held {
     /// In its files once written: a listing or closed archive page (made
     /// with ready headers and its own `Cache-Control`).
     Listing,
+    /// A file an article references: in memory (or an unlinked file), as
+    /// the library read it; no manifest records it.
+    Media,
+}
+
+impl Held {
+    /// True for the pages served from their files once written.
+    fn on_disk(self) -> bool {
+        matches!(self, Held::Page | Held::Listing)
+    }
 }
 
 fn fp_article(h: &mut Xxh3, a: &Article) {
@@ -668,7 +678,8 @@ impl SiteBuilder {
             if let Some(dir) = stream_to {
                 let gz_there = || std::fs::metadata(gz_path(&dir.join(file_of(&j.route)))).is_ok();
                 let asset = fresh.finish(lm, cc);
-                let record = asset.has_gzip().then(|| asset.record(j.fp));
+                let record =
+                    (asset.has_gzip() && j.held != Held::Media).then(|| asset.record(j.fp));
                 if same_on_disk && gz_there() {
                     return Rendered::Streamed(j.route, Ok(false), record);
                 }
@@ -682,7 +693,7 @@ impl SiteBuilder {
                 // files hold it already) and kept as its file. If it cannot
                 // be written, it is served from memory and the output
                 // directory's retries write it. New is what was written.
-                if j.held != Held::Memory {
+                if j.held.on_disk() {
                     if let Ok(written) = write_asset(dir, &j.route, &asset) {
                         let gz = gz_path(&dir.join(file_of(&j.route)));
                         let file = Arc::new(asset.to_file(&gz));
@@ -982,11 +993,10 @@ impl SiteBuilder {
             .iter()
             .filter(|(_, p)| p.asset.has_gzip())
             .map(|(r, p)| (&**r, p.asset.record(p.fp)));
-        manifest::save(
-            &manifest::path_in(state_dir),
-            dir,
-            docs.chain(pages).chain(streamed),
-        )
+        // In route order, so that the same site makes the same file.
+        let mut all: Vec<(&str, manifest::Record)> = docs.chain(pages).chain(streamed).collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        manifest::save(&manifest::path_in(state_dir), dir, all.into_iter())
     }
 }
 
@@ -1035,5 +1045,7 @@ fn recorded_asset(
         )),
         Held::Memory => Asset::reloaded(&path, &gz, r, j.content_type, j.cors, j.link.clone())
             .map(|a| a.finish(UNIX_EPOCH + Duration::from_secs(r.modified), cc)),
+        // Made from the library's copy of the file, never from disk.
+        Held::Media => None,
     }
 }

@@ -196,6 +196,11 @@ pub(crate) fn save<'a>(
         buf.extend_from_slice(&crc.to_le_bytes());
         n += 1;
     }
+    // The same records as on disk (a build over unchanged output, a stop
+    // right after a start): nothing to write.
+    if std::fs::read(path).is_ok_and(|old| old == buf) {
+        return Ok(n);
+    }
     let tmp = path.with_extension("manifest.tmp");
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;

@@ -53,7 +53,7 @@ impl SiteBuilder {
                 cors: false,
                 link: None,
                 cache_control: None,
-                held: Held::Memory,
+                held: Held::Media,
                 render: Box::new(move || Doc::Media(Arc::clone(&m2))),
             });
         }

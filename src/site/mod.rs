@@ -449,6 +449,14 @@ mod tests {
         assert!(!feed.contains_key("x-frame-options"));
     }
 
+    /// An asset, one or more per article, stays small: what a file-backed
+    /// page costs in memory is about this, plus its path and route.
+    #[test]
+    fn asset_is_small() {
+        let size = std::mem::size_of::<Asset>();
+        assert!(size <= 240, "Asset is {size} bytes");
+    }
+
     /// An ETag is the 128-bit hash as 32 hex digits, quoted.
     #[test]
     fn tag_is_quoted_hex() {
