@@ -317,6 +317,15 @@ async fn serve(
     }
     pubr.shared = Some(Arc::clone(&shared));
     pubr.after_publish();
+    // The start read every article file or the parse cache, and may have
+    // rendered the whole site: memory freed since goes back to the system
+    // (glibc keeps it otherwise), so what stays resident is what serving
+    // holds.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     pubr.br = start_br(c.brotli_quality);
     pubr.queue_br(&shared.site.load(), None);
 

@@ -150,7 +150,14 @@ impl Publisher {
             "published"
         );
         self.start_changed = feeds_changed_on_disk(&site, &self.config.output_dir);
-        let site = self.mirror(&site, None, &[]).unwrap_or(site);
+        // What was rendered is written (pages as they were rendered, by the
+        // builder); what the manifest vouched for is on disk already, its
+        // files checked: only what belongs to no route is looked for.
+        let site = self.mirror(&site, Some(&changed), &[]).unwrap_or(site);
+        let pruned = site::prune_to(&site, &self.config.output_dir);
+        if let Some(e) = pruned.errors.first() {
+            tracing::warn!("cannot remove a stale file from the output directory: {e}");
+        }
         self.save_manifest();
         Ok(site)
     }

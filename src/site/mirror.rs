@@ -75,6 +75,18 @@ pub fn write_to(
         }
     }
     if only.is_none() {
+        let pruned = prune_to(site, dir);
+        report.removed += pruned.removed;
+        report.errors.extend(pruned.errors);
+    }
+    report
+}
+
+/// Removes the files under `dir` that belong to no route of `site` (see
+/// [`write_to`]), writing nothing.
+pub fn prune_to(site: &Site, dir: &Path) -> WriteReport {
+    let mut report = WriteReport::default();
+    {
         let keep: HashSet<PathBuf> = site
             .routes()
             .map(|(r, _)| r)

@@ -39,7 +39,7 @@ use build::Fingerprint;
 pub use build::SiteBuilder;
 
 pub use mirror::{
-    atomic_write, output_fingerprint, remove_routes, write_to, WriteError, WriteReport,
+    atomic_write, output_fingerprint, prune_to, remove_routes, write_to, WriteError, WriteReport,
 };
 
 /// An immutable snapshot of everything Herald serves.
