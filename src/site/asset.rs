@@ -495,7 +495,6 @@ impl Asset {
     /// A file-backed page as a manifest recorded it (see
     /// `manifest.rs`): `gz` holds its gzip form. `cache_control` as in
     /// [`Form::File`].
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn recorded(
         gz: &std::path::Path,
         r: &super::manifest::Record,
@@ -504,23 +503,11 @@ impl Asset {
         link: Option<http::HeaderValue>,
         cache_control: Option<http::HeaderValue>,
     ) -> Asset {
-        Asset {
-            form: Form::File {
-                gz: gz.into(),
-                cache_control,
-            },
-            len: r.len as usize,
-            gzip_len: r.gzip_len as usize,
-            last_modified: UNIX_EPOCH + Duration::from_secs(r.modified),
-            etag: r.etag,
-            etag_gzip: r.etag_gzip,
-            ready: None,
-            content_type,
-            cors,
-            link,
-            sandboxed: false,
-            br: std::sync::OnceLock::new(),
-        }
+        let form = Form::File {
+            gz: gz.into(),
+            cache_control,
+        };
+        Asset::from_record(form, r, content_type, cors, link)
     }
 
     /// A whole document (a feed, the index, OPML) from its two files as a
@@ -536,11 +523,23 @@ impl Asset {
     ) -> Option<Asset> {
         let body = read_checked(identity, r.len as usize, r.etag).ok()?;
         let gzip = read_checked(gz, r.gzip_len as usize, r.etag_gzip).ok()?;
-        Some(Asset {
-            form: Form::Whole {
-                identity: crate::sendfile::hold(body.to_vec()),
-                gzip: crate::sendfile::hold(gzip.to_vec()),
-            },
+        let form = Form::Whole {
+            identity: crate::sendfile::hold(body.to_vec()),
+            gzip: crate::sendfile::hold(gzip.to_vec()),
+        };
+        Some(Asset::from_record(form, r, content_type, cors, link))
+    }
+
+    /// An asset held as `form` with the validators and date of record `r`.
+    fn from_record(
+        form: Form,
+        r: &super::manifest::Record,
+        content_type: &'static str,
+        cors: bool,
+        link: Option<http::HeaderValue>,
+    ) -> Asset {
+        Asset {
+            form,
             len: r.len as usize,
             gzip_len: r.gzip_len as usize,
             last_modified: UNIX_EPOCH + Duration::from_secs(r.modified),
@@ -552,7 +551,7 @@ impl Asset {
             link,
             sandboxed: false,
             br: std::sync::OnceLock::new(),
-        })
+        }
     }
 
     /// What a manifest records of this asset, rendered from `fp`.

@@ -310,274 +310,16 @@ impl SiteBuilder {
         let archive_pages = render::archive_pages(articles, &feeds, s);
         let mut jobs: Vec<Job<'_>> = Vec::with_capacity(articles.len() + feeds.len() * 3 + 3);
 
-        // Feeds: three formats per feed.
-        for f in &feeds {
-            let mut h = Xxh3::new();
-            h.update(&settings_fp.to_le_bytes());
-            h.update(f.title.as_bytes());
-            h.update(f.dir.as_bytes());
-            // Its `prev-archive` link names the newest closed page.
-            h.update(&f.archived.to_le_bytes());
-            for a in &f.items {
-                fp_article(&mut h, a);
-            }
-            let fp = h.digest128();
-            let derived = to_system(f.updated());
-            for format in render::Format::ALL {
-                let mut h = Xxh3::new();
-                h.update(&fp.to_le_bytes());
-                h.update(format.file().as_bytes());
-                let link = s
-                    .link_header(&f.route(format.file()))
-                    .and_then(|v| http::HeaderValue::from_str(&v).ok());
-                jobs.push(Job {
-                    route: format!("/{}", f.route(format.file())).into(),
-                    fp: h.digest128(),
-                    derived,
-                    content_type: format.content_type(),
-                    cors: true,
-                    link,
-                    cache_control: None,
-                    held: Held::Memory,
-                    render: Box::new(move || Doc::Whole(format.render(f, s))),
-                });
-            }
-        }
-        let feeds_ref = &feeds;
-        let mut oh = Xxh3::new();
-        oh.update(&settings_fp.to_le_bytes());
-        for f in &feeds {
-            oh.update(f.dir.as_bytes());
-            oh.update(f.title.as_bytes());
-        }
-        jobs.push(Job {
-            route: "/feeds.opml".into(),
-            fp: oh.digest128(),
-            derived: to_system(feeds.iter().filter_map(Feed::updated).min()),
-            content_type: "text/x-opml; charset=utf-8",
-            cors: true,
-            link: None,
-            cache_control: None,
-            held: Held::Memory,
-            render: Box::new(move || Doc::Whole(render::opml(feeds_ref, s))),
-        });
-
+        // The plan: every document of the site as a job, those whose
+        // inputs are the very same as last time already kept.
+        Self::plan_feeds(&feeds, s, settings_fp, &mut jobs);
         self.generation += 1;
         let generation = self.generation;
-
-        // Listings: the index and each category's and tag's pages, paged
-        // from the oldest (see `render::list_pages`), so one new article
-        // changes a front page per listing and, once in `page_size`, adds
-        // an archive page and changes the one before it (its link).
-        // A page showing the very same articles (the same `Arc`s, held by
-        // its entry so their addresses stay theirs) with the same links
-        // is only marked as still published, like an article page; the
-        // index always goes through its job (it is a whole document, kept
-        // with the feeds), where a fingerprint of what it shows decides.
-        let mut everything = Xxh3::new();
-        for f in &feeds {
-            everything.update(f.title.as_bytes());
-            everything.update(f.dir.as_bytes());
-            if let Some(l) = &f.label {
-                everything.update(l.name.as_bytes());
-            }
-        }
-        let everything = everything.digest128();
         let mut listed: HashMap<Arc<str>, (Fingerprint, &[&Arc<Article>])> = HashMap::default();
-        for p in &list_pages {
-            let route: Arc<str> = p.route_from_root().into();
-            let mut h = Xxh3::new();
-            h.update(&settings_fp.to_le_bytes());
-            h.update(route.as_bytes());
-            h.update(p.feed.title.as_bytes());
-            if let Some(l) = &p.feed.label {
-                h.update(l.name.as_bytes());
-            }
-            h.update(&p.older.unwrap_or(0).to_le_bytes());
-            let newer = match p.newer {
-                render::Newer::Nowhere => 0,
-                render::Newer::Front => 1,
-                render::Newer::Page(k) => k + 2,
-            };
-            h.update(&newer.to_le_bytes());
-            if &*route == "/" {
-                h.update(&everything.to_le_bytes());
-            } else if self
-                .lists
-                .get_mut(&route)
-                .is_some_and(|e| e.keep(h.digest128(), &p.items, generation))
-            {
-                continue;
-            }
-            let shape = h.digest128();
-            for a in &p.items {
-                fp_listed(&mut h, a);
-            }
-            listed.insert(Arc::clone(&route), (shape, &p.items));
-            let held = if &*route == "/" {
-                Held::Memory
-            } else {
-                Held::Listing
-            };
-            jobs.push(Job {
-                route,
-                fp: h.digest128(),
-                derived: to_system(p.items.iter().map(|a| a.updated).max()),
-                content_type: "text/html; charset=utf-8",
-                cors: false,
-                link: None,
-                cache_control: None,
-                held,
-                render: Box::new(move || Doc::Whole(render::list_page(p, feeds_ref, s))),
-            });
-        }
-
-        // Closed archive pages of every feed (RFC 5005), in every format,
-        // kept like listing pages: a page showing the very same articles
-        // (same `Arc`s) with the same links is only marked as still
-        // published, so one new article costs the current documents and,
-        // once in `archive_page_size`, a new page and its older
-        // neighbour's `next-archive` link — not a pass over the archive.
-        let archive_cc = self::cache_control(s.archive_max_age);
-        for p in &archive_pages {
-            let mut shape = Xxh3::new();
-            shape.update(&settings_fp.to_le_bytes());
-            shape.update(p.feed.title.as_bytes());
-            if let Some(l) = &p.feed.label {
-                shape.update(l.name.as_bytes());
-            }
-            shape.update(&[u8::from(p.is_newest())]);
-            // Made once for the formats rendered, so that they share its
-            // items' bodies, unpacked and made absolute once.
-            let doc: Arc<std::sync::OnceLock<Feed>> = Arc::default();
-            for format in render::Format::ALL {
-                let route: Arc<str> = format!("/{}", p.feed.archive_route(format, p.number)).into();
-                let mut h = shape.clone();
-                h.update(route.as_bytes());
-                if self
-                    .lists
-                    .get_mut(&route)
-                    .is_some_and(|e| e.keep(h.digest128(), &p.items, generation))
-                {
-                    continue;
-                }
-                let shape = h.digest128();
-                for a in &p.items {
-                    fp_article(&mut h, a);
-                }
-                listed.insert(Arc::clone(&route), (shape, &p.items));
-                jobs.push(Job {
-                    route,
-                    fp: h.digest128(),
-                    derived: to_system(p.items.iter().map(|a| a.updated).max()),
-                    content_type: format.content_type(),
-                    cors: true,
-                    // No WebSub topic: no hub to name, nothing pinged.
-                    link: None,
-                    cache_control: Some(archive_cc.clone()),
-                    held: Held::Listing,
-                    render: {
-                        let doc = Arc::clone(&doc);
-                        Box::new(move || {
-                            Doc::Gzipped(format.render(doc.get_or_init(|| p.doc()), s))
-                        })
-                    },
-                });
-            }
-        }
-
-        // Article pages: each is made from its article, its neighbours
-        // (linked from it) and the settings. A page whose article and
-        // neighbours are the same `Arc`s as last time, under the same
-        // settings, is only marked as still published: an edit costs its
-        // own page and its neighbours', not a pass over every article's
-        // fields.
-        let mut page_articles: HashMap<Arc<str>, PageEntry> = HashMap::default();
-        for (i, a) in articles.iter().enumerate() {
-            let older = articles.get(i + 1);
-            let newer = i.checked_sub(1).and_then(|i| articles.get(i));
-            if let Some(p) = self.pages.get_mut(&(Arc::as_ptr(a) as usize)) {
-                if p.settings_fp == settings_fp
-                    && same_arc(p.older.as_ref(), older)
-                    && same_arc(p.newer.as_ref(), newer)
-                {
-                    p.seen = generation;
-                    continue;
-                }
-            }
-            let mut h = Xxh3::new();
-            h.update(&settings_fp.to_le_bytes());
-            fp_article(&mut h, a);
-            for n in [older, newer] {
-                match n {
-                    Some(n) => {
-                        h.update(n.slug.as_bytes());
-                        h.update(&(n.title.len() as u64).to_le_bytes());
-                        h.update(n.title.as_bytes());
-                    }
-                    None => h.update(&[0xff]),
-                }
-            }
-            let (a2, older2, newer2) = (Arc::clone(a), older.cloned(), newer.cloned());
-            let route: Arc<str> = format!("/{}", render::article_route(&a.slug)).into();
-            page_articles.insert(
-                Arc::clone(&route),
-                PageEntry {
-                    _article: Arc::clone(a),
-                    older: older.cloned(),
-                    newer: newer.cloned(),
-                    settings_fp,
-                    route: Arc::clone(&route),
-                    seen: generation,
-                },
-            );
-            jobs.push(Job {
-                route,
-                fp: h.digest128(),
-                derived: to_system(Some(a.updated)),
-                content_type: "text/html; charset=utf-8",
-                cors: false,
-                link: None,
-                cache_control: None,
-                held: Held::Page,
-                render: Box::new(move || {
-                    let near = render::Neighbours {
-                        older: older2.as_deref(),
-                        newer: newer2.as_deref(),
-                    };
-                    let (head, tail) = render::article_page_parts(&a2, near, s);
-                    Doc::Page(head, Arc::clone(&a2), tail)
-                }),
-            });
-        }
-
-        // Redirect pages at the old permalinks of renamed articles.
-        let mut redirect_to: HashMap<Arc<str>, String> = HashMap::default();
-        for (old, a) in &self.moved {
-            let route: Arc<str> = format!("/{}", render::article_route(old)).into();
-            let to = s.article_url(a);
-            let mut h = Xxh3::new();
-            h.update(&settings_fp.to_le_bytes());
-            h.update(b"moved");
-            h.update(route.as_bytes());
-            h.update(a.title.as_bytes());
-            fp_article(&mut h, a);
-            let a2 = Arc::clone(a);
-            let to2 = to.clone();
-            redirect_to.insert(Arc::clone(&route), to);
-            jobs.push(Job {
-                route,
-                fp: h.digest128(),
-                derived: to_system(Some(a.updated)),
-                content_type: "text/html; charset=utf-8",
-                cors: false,
-                link: None,
-                cache_control: None,
-                held: Held::Memory,
-                render: Box::new(move || Doc::Whole(render::moved_page(&a2.title, &to2, s))),
-            });
-        }
-
+        self.plan_listings(&list_pages, &feeds, s, settings_fp, &mut listed, &mut jobs);
+        self.plan_archives(&archive_pages, s, settings_fp, &mut listed, &mut jobs);
+        let page_articles = self.plan_pages(articles, s, settings_fp, &mut jobs);
+        let redirect_to = self.plan_redirects(s, settings_fp, &mut jobs);
         // Referenced files, only when the list or the settings changed.
         let media_again = self.media_dirty || self.media_settings != settings_fp;
         let media_routes = if media_again {
@@ -606,124 +348,9 @@ impl SiteBuilder {
             self.floors.retain(|_, t| *t > UNIX_EPOCH);
         }
 
-        let (docs, routes, redirects, media) =
-            (&self.docs, &self.routes, &self.redirects, &self.media);
-        let prev = |route: &str| -> Option<(Fingerprint, &Arc<Asset>)> {
-            docs.get(route)
-                .map(|(fp, a)| (*fp, a))
-                .or_else(|| routes.get(route).map(|p| (p.fp, &p.asset)))
-                .or_else(|| redirects.get(route).map(|(fp, r)| (*fp, &r.asset)))
-                .or_else(|| media.get(route).map(|(fp, a)| (*fp, a)))
-        };
-        let floors = &self.floors;
-        let floor_dir = self.floor_dir.as_deref();
-        let stream_to = self.stream_to.as_deref();
-        let recorded = &self.recorded;
-        let files = self.files.as_deref();
-        let direct = files.filter(|_| self.direct);
-        let reused = std::sync::atomic::AtomicUsize::new(0);
-        let rendered = std::sync::atomic::AtomicUsize::new(0);
-        let run = |j: Job<'_>| -> Rendered {
-            let before = prev(&j.route);
-            if let Some((fp, asset)) = before {
-                if fp == j.fp {
-                    return Rendered::Kept(j.route, j.fp, Arc::clone(asset), false);
-                }
-            }
-            // Rendered from the same inputs before Herald stopped, and its
-            // files still as the manifest recorded them: taken from disk.
-            if let (None, Some(dir)) = (before, files) {
-                let found = recorded
-                    .get(&j.route)
-                    .filter(|r| r.fp == j.fp)
-                    .and_then(|r| recorded_asset(dir, &j, r, &cache_control));
-                if let Some(asset) = found {
-                    reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    return Rendered::Kept(j.route, j.fp, Arc::new(asset), false);
-                }
-            }
-            // Rendered with a provisional date; the real one depends on
-            // whether the bytes changed.
-            let cc = j.cache_control.as_ref().unwrap_or(&cache_control);
-            rendered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let fresh = Asset::new((j.render)(), j.content_type, j.cors, j.link, j.derived);
-            let fresh_cc = fresh.is_whole().then_some(cc);
-            let prev_lm = before
-                .map(|(_, a)| a.last_modified)
-                .or_else(|| floors.get(&j.route).copied());
-            let mut same_on_disk = false;
-            let lm = match prev_lm {
-                Some(prev) if round_secs(j.derived) <= prev => {
-                    let same = match before {
-                        Some((_, a)) => a.etag == fresh.etag,
-                        None => floor_dir.is_some_and(|d| same_gzip_on_disk(d, &j.route, &fresh)),
-                    };
-                    same_on_disk = same && before.is_none();
-                    if same {
-                        prev
-                    } else {
-                        now.max(prev + Duration::from_secs(1))
-                    }
-                }
-                _ => j.derived,
-            };
-            if let Some((_, a)) = before {
-                if a.etag == fresh.etag
-                    && a.last_modified == round_secs(lm)
-                    && a.ready_cache_control() == fresh_cc
-                {
-                    return Rendered::Kept(j.route, j.fp, Arc::clone(a), false);
-                }
-            }
-            if let Some(dir) = stream_to {
-                let gz_there = || std::fs::metadata(gz_path(&dir.join(file_of(&j.route)))).is_ok();
-                let asset = fresh.finish(lm, cc);
-                let record =
-                    (asset.has_gzip() && j.held != Held::Media).then(|| asset.record(j.fp));
-                if same_on_disk && gz_there() {
-                    return Rendered::Streamed(j.route, Ok(false), record);
-                }
-                let written = write_asset(dir, &j.route, &asset);
-                let record = record.filter(|_| written.is_ok());
-                return Rendered::Streamed(j.route, written, record);
-            }
-            let asset = fresh.finish(lm, cc);
-            if let Some(dir) = direct {
-                // Nothing is served yet: a page is written now (unless its
-                // files hold it already) and kept as its file. If it cannot
-                // be written, it is served from memory and the output
-                // directory's retries write it. New is what was written.
-                if j.held.on_disk() {
-                    if let Ok(written) = write_asset(dir, &j.route, &asset) {
-                        let gz = gz_path(&dir.join(file_of(&j.route)));
-                        let file = Arc::new(asset.to_file(&gz));
-                        return Rendered::Kept(j.route, j.fp, file, written);
-                    }
-                } else if same_on_disk {
-                    return Rendered::Kept(j.route, j.fp, Arc::new(asset), false);
-                }
-            }
-            Rendered::Kept(j.route, j.fp, Arc::new(asset), true)
-        };
-        // Streaming, article pages go first: a reader of the directory
-        // never finds a feed or the index linking to a page not yet there.
-        let (first, then): (Vec<Job<'_>>, Vec<Job<'_>>) = if stream_to.is_some() || direct.is_some()
-        {
-            jobs.into_iter()
-                .partition(|j| j.route.starts_with("/articles/"))
-        } else {
-            (jobs, Vec::new())
-        };
-        let progress = &self.progress;
-        let run = |j: Job<'_>| {
-            let r = run(j);
-            progress.beat();
-            r
-        };
-        let mut results: Vec<Rendered> = first.into_par_iter().map(&run).collect();
-        results.extend(then.into_par_iter().map(&run).collect::<Vec<_>>());
-        self.reused = reused.into_inner();
-        self.rendered = rendered.into_inner();
+        let (results, reused, rendered) = self.render_jobs(jobs, &cache_control, now);
+        self.reused = reused;
+        self.rendered = rendered;
         // The manifest serves the first build only; the direct writes too.
         self.recorded = HashMap::default();
         self.direct = false;
@@ -897,6 +524,457 @@ impl SiteBuilder {
             },
             changed,
         )
+    }
+
+    /// Runs the plan in parallel: each job is kept (its inputs unchanged
+    /// since the last build, or its files as the manifest recorded them),
+    /// or rendered, dated and, when streaming or in the first build of
+    /// `serve`, written. Article pages go first when writing. Returns the
+    /// results, and how many were taken from disk and how many rendered.
+    fn render_jobs<'a>(
+        &self,
+        jobs: Vec<Job<'a>>,
+        cache_control: &http::HeaderValue,
+        now: SystemTime,
+    ) -> (Vec<Rendered>, usize, usize) {
+        let cache_control = cache_control.clone();
+        let (docs, routes, redirects, media) =
+            (&self.docs, &self.routes, &self.redirects, &self.media);
+        let prev = |route: &str| -> Option<(Fingerprint, &Arc<Asset>)> {
+            docs.get(route)
+                .map(|(fp, a)| (*fp, a))
+                .or_else(|| routes.get(route).map(|p| (p.fp, &p.asset)))
+                .or_else(|| redirects.get(route).map(|(fp, r)| (*fp, &r.asset)))
+                .or_else(|| media.get(route).map(|(fp, a)| (*fp, a)))
+        };
+        let floors = &self.floors;
+        let floor_dir = self.floor_dir.as_deref();
+        let stream_to = self.stream_to.as_deref();
+        let recorded = &self.recorded;
+        let files = self.files.as_deref();
+        let direct = files.filter(|_| self.direct);
+        let reused = std::sync::atomic::AtomicUsize::new(0);
+        let rendered = std::sync::atomic::AtomicUsize::new(0);
+        let run = |j: Job<'_>| -> Rendered {
+            let before = prev(&j.route);
+            if let Some((fp, asset)) = before {
+                if fp == j.fp {
+                    return Rendered::Kept(j.route, j.fp, Arc::clone(asset), false);
+                }
+            }
+            // Rendered from the same inputs before Herald stopped, and its
+            // files still as the manifest recorded them: taken from disk.
+            if let (None, Some(dir)) = (before, files) {
+                let found = recorded
+                    .get(&j.route)
+                    .filter(|r| r.fp == j.fp)
+                    .and_then(|r| recorded_asset(dir, &j, r, &cache_control));
+                if let Some(asset) = found {
+                    reused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Rendered::Kept(j.route, j.fp, Arc::new(asset), false);
+                }
+            }
+            // Rendered with a provisional date; the real one depends on
+            // whether the bytes changed.
+            let cc = j.cache_control.as_ref().unwrap_or(&cache_control);
+            rendered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let fresh = Asset::new((j.render)(), j.content_type, j.cors, j.link, j.derived);
+            let fresh_cc = fresh.is_whole().then_some(cc);
+            let prev_lm = before
+                .map(|(_, a)| a.last_modified)
+                .or_else(|| floors.get(&j.route).copied());
+            let mut same_on_disk = false;
+            let lm = match prev_lm {
+                Some(prev) if round_secs(j.derived) <= prev => {
+                    let same = match before {
+                        Some((_, a)) => a.etag == fresh.etag,
+                        None => floor_dir.is_some_and(|d| same_gzip_on_disk(d, &j.route, &fresh)),
+                    };
+                    same_on_disk = same && before.is_none();
+                    if same {
+                        prev
+                    } else {
+                        now.max(prev + Duration::from_secs(1))
+                    }
+                }
+                _ => j.derived,
+            };
+            if let Some((_, a)) = before {
+                if a.etag == fresh.etag
+                    && a.last_modified == round_secs(lm)
+                    && a.ready_cache_control() == fresh_cc
+                {
+                    return Rendered::Kept(j.route, j.fp, Arc::clone(a), false);
+                }
+            }
+            if let Some(dir) = stream_to {
+                let gz_there = || std::fs::metadata(gz_path(&dir.join(file_of(&j.route)))).is_ok();
+                let asset = fresh.finish(lm, cc);
+                let record =
+                    (asset.has_gzip() && j.held != Held::Media).then(|| asset.record(j.fp));
+                if same_on_disk && gz_there() {
+                    return Rendered::Streamed(j.route, Ok(false), record);
+                }
+                let written = write_asset(dir, &j.route, &asset);
+                let record = record.filter(|_| written.is_ok());
+                return Rendered::Streamed(j.route, written, record);
+            }
+            let asset = fresh.finish(lm, cc);
+            if let Some(dir) = direct {
+                // Nothing is served yet: a page is written now (unless its
+                // files hold it already) and kept as its file. If it cannot
+                // be written, it is served from memory and the output
+                // directory's retries write it. New is what was written.
+                if j.held.on_disk() {
+                    if let Ok(written) = write_asset(dir, &j.route, &asset) {
+                        let gz = gz_path(&dir.join(file_of(&j.route)));
+                        let file = Arc::new(asset.to_file(&gz));
+                        return Rendered::Kept(j.route, j.fp, file, written);
+                    }
+                } else if same_on_disk {
+                    return Rendered::Kept(j.route, j.fp, Arc::new(asset), false);
+                }
+            }
+            Rendered::Kept(j.route, j.fp, Arc::new(asset), true)
+        };
+        // Streaming, article pages go first: a reader of the directory
+        // never finds a feed or the index linking to a page not yet there.
+        let (first, then): (Vec<Job<'_>>, Vec<Job<'_>>) = if stream_to.is_some() || direct.is_some()
+        {
+            jobs.into_iter()
+                .partition(|j| j.route.starts_with("/articles/"))
+        } else {
+            (jobs, Vec::new())
+        };
+        let progress = &self.progress;
+        let run = |j: Job<'_>| {
+            let r = run(j);
+            progress.beat();
+            r
+        };
+        let mut results: Vec<Rendered> = first.into_par_iter().map(&run).collect();
+        results.extend(then.into_par_iter().map(&run).collect::<Vec<_>>());
+        (results, reused.into_inner(), rendered.into_inner())
+    }
+
+    /// Plans the feeds, three formats each, and OPML.
+    fn plan_feeds<'a>(
+        feeds: &'a [Feed],
+        s: &'a Settings,
+        settings_fp: Fingerprint,
+        jobs: &mut Vec<Job<'a>>,
+    ) {
+        // Feeds: three formats per feed.
+        for f in feeds {
+            let mut h = Xxh3::new();
+            h.update(&settings_fp.to_le_bytes());
+            h.update(f.title.as_bytes());
+            h.update(f.dir.as_bytes());
+            // Its `prev-archive` link names the newest closed page.
+            h.update(&f.archived.to_le_bytes());
+            for a in &f.items {
+                fp_article(&mut h, a);
+            }
+            let fp = h.digest128();
+            let derived = to_system(f.updated());
+            for format in render::Format::ALL {
+                let mut h = Xxh3::new();
+                h.update(&fp.to_le_bytes());
+                h.update(format.file().as_bytes());
+                let link = s
+                    .link_header(&f.route(format.file()))
+                    .and_then(|v| http::HeaderValue::from_str(&v).ok());
+                jobs.push(Job {
+                    route: format!("/{}", f.route(format.file())).into(),
+                    fp: h.digest128(),
+                    derived,
+                    content_type: format.content_type(),
+                    cors: true,
+                    link,
+                    cache_control: None,
+                    held: Held::Memory,
+                    render: Box::new(move || Doc::Whole(format.render(f, s))),
+                });
+            }
+        }
+        let feeds_ref = feeds;
+        let mut oh = Xxh3::new();
+        oh.update(&settings_fp.to_le_bytes());
+        for f in feeds {
+            oh.update(f.dir.as_bytes());
+            oh.update(f.title.as_bytes());
+        }
+        jobs.push(Job {
+            route: "/feeds.opml".into(),
+            fp: oh.digest128(),
+            derived: to_system(feeds.iter().filter_map(Feed::updated).min()),
+            content_type: "text/x-opml; charset=utf-8",
+            cors: true,
+            link: None,
+            cache_control: None,
+            held: Held::Memory,
+            render: Box::new(move || Doc::Whole(render::opml(feeds_ref, s))),
+        });
+    }
+
+    /// Plans the listing pages: the index and each category's and tag's
+    /// pages; a page that shows the very same articles is kept.
+    fn plan_listings<'a>(
+        &mut self,
+        list_pages: &'a [render::ListPage<'a>],
+        feeds: &'a [Feed],
+        s: &'a Settings,
+        settings_fp: Fingerprint,
+        listed: &mut HashMap<Arc<str>, (Fingerprint, &'a [&'a Arc<Article>])>,
+        jobs: &mut Vec<Job<'a>>,
+    ) {
+        let generation = self.generation;
+        let feeds_ref = feeds;
+        // Listings: the index and each category's and tag's pages, paged
+        // from the oldest (see `render::list_pages`), so one new article
+        // changes a front page per listing and, once in `page_size`, adds
+        // an archive page and changes the one before it (its link).
+        // A page showing the very same articles (the same `Arc`s, held by
+        // its entry so their addresses stay theirs) with the same links
+        // is only marked as still published, like an article page; the
+        // index always goes through its job (it is a whole document, kept
+        // with the feeds), where a fingerprint of what it shows decides.
+        let mut everything = Xxh3::new();
+        for f in feeds {
+            everything.update(f.title.as_bytes());
+            everything.update(f.dir.as_bytes());
+            if let Some(l) = &f.label {
+                everything.update(l.name.as_bytes());
+            }
+        }
+        let everything = everything.digest128();
+        for p in list_pages {
+            let route: Arc<str> = p.route_from_root().into();
+            let mut h = Xxh3::new();
+            h.update(&settings_fp.to_le_bytes());
+            h.update(route.as_bytes());
+            h.update(p.feed.title.as_bytes());
+            if let Some(l) = &p.feed.label {
+                h.update(l.name.as_bytes());
+            }
+            h.update(&p.older.unwrap_or(0).to_le_bytes());
+            let newer = match p.newer {
+                render::Newer::Nowhere => 0,
+                render::Newer::Front => 1,
+                render::Newer::Page(k) => k + 2,
+            };
+            h.update(&newer.to_le_bytes());
+            if &*route == "/" {
+                h.update(&everything.to_le_bytes());
+            } else if self
+                .lists
+                .get_mut(&route)
+                .is_some_and(|e| e.keep(h.digest128(), &p.items, generation))
+            {
+                continue;
+            }
+            let shape = h.digest128();
+            for a in &p.items {
+                fp_listed(&mut h, a);
+            }
+            listed.insert(Arc::clone(&route), (shape, &p.items));
+            let held = if &*route == "/" {
+                Held::Memory
+            } else {
+                Held::Listing
+            };
+            jobs.push(Job {
+                route,
+                fp: h.digest128(),
+                derived: to_system(p.items.iter().map(|a| a.updated).max()),
+                content_type: "text/html; charset=utf-8",
+                cors: false,
+                link: None,
+                cache_control: None,
+                held,
+                render: Box::new(move || Doc::Whole(render::list_page(p, feeds_ref, s))),
+            });
+        }
+    }
+
+    /// Plans the closed archive pages of every feed, in every format; a
+    /// page that shows the very same articles is kept.
+    fn plan_archives<'a>(
+        &mut self,
+        archive_pages: &'a [render::ArchivePage<'a>],
+        s: &'a Settings,
+        settings_fp: Fingerprint,
+        listed: &mut HashMap<Arc<str>, (Fingerprint, &'a [&'a Arc<Article>])>,
+        jobs: &mut Vec<Job<'a>>,
+    ) {
+        let generation = self.generation;
+        // Closed archive pages of every feed (RFC 5005), in every format,
+        // kept like listing pages: a page showing the very same articles
+        // (same `Arc`s) with the same links is only marked as still
+        // published, so one new article costs the current documents and,
+        // once in `archive_page_size`, a new page and its older
+        // neighbour's `next-archive` link — not a pass over the archive.
+        let archive_cc = self::cache_control(s.archive_max_age);
+        for p in archive_pages {
+            let mut shape = Xxh3::new();
+            shape.update(&settings_fp.to_le_bytes());
+            shape.update(p.feed.title.as_bytes());
+            if let Some(l) = &p.feed.label {
+                shape.update(l.name.as_bytes());
+            }
+            shape.update(&[u8::from(p.is_newest())]);
+            // Made once for the formats rendered, so that they share its
+            // items' bodies, unpacked and made absolute once.
+            let doc: Arc<std::sync::OnceLock<Feed>> = Arc::default();
+            for format in render::Format::ALL {
+                let route: Arc<str> = format!("/{}", p.feed.archive_route(format, p.number)).into();
+                let mut h = shape.clone();
+                h.update(route.as_bytes());
+                if self
+                    .lists
+                    .get_mut(&route)
+                    .is_some_and(|e| e.keep(h.digest128(), &p.items, generation))
+                {
+                    continue;
+                }
+                let shape = h.digest128();
+                for a in &p.items {
+                    fp_article(&mut h, a);
+                }
+                listed.insert(Arc::clone(&route), (shape, &p.items));
+                jobs.push(Job {
+                    route,
+                    fp: h.digest128(),
+                    derived: to_system(p.items.iter().map(|a| a.updated).max()),
+                    content_type: format.content_type(),
+                    cors: true,
+                    // No WebSub topic: no hub to name, nothing pinged.
+                    link: None,
+                    cache_control: Some(archive_cc.clone()),
+                    held: Held::Listing,
+                    render: {
+                        let doc = Arc::clone(&doc);
+                        Box::new(move || {
+                            Doc::Gzipped(format.render(doc.get_or_init(|| p.doc()), s))
+                        })
+                    },
+                });
+            }
+        }
+    }
+
+    /// Plans the article pages; a page whose article and neighbours are
+    /// the very same is kept. Returns the pages planned, by route.
+    fn plan_pages<'a>(
+        &mut self,
+        articles: &'a [Arc<Article>],
+        s: &'a Settings,
+        settings_fp: Fingerprint,
+        jobs: &mut Vec<Job<'a>>,
+    ) -> HashMap<Arc<str>, PageEntry> {
+        let generation = self.generation;
+        // Article pages: each is made from its article, its neighbours
+        // (linked from it) and the settings. A page whose article and
+        // neighbours are the same `Arc`s as last time, under the same
+        // settings, is only marked as still published: an edit costs its
+        // own page and its neighbours', not a pass over every article's
+        // fields.
+        let mut page_articles: HashMap<Arc<str>, PageEntry> = HashMap::default();
+        for (i, a) in articles.iter().enumerate() {
+            let older = articles.get(i + 1);
+            let newer = i.checked_sub(1).and_then(|i| articles.get(i));
+            if let Some(p) = self.pages.get_mut(&(Arc::as_ptr(a) as usize)) {
+                if p.settings_fp == settings_fp
+                    && same_arc(p.older.as_ref(), older)
+                    && same_arc(p.newer.as_ref(), newer)
+                {
+                    p.seen = generation;
+                    continue;
+                }
+            }
+            let mut h = Xxh3::new();
+            h.update(&settings_fp.to_le_bytes());
+            fp_article(&mut h, a);
+            for n in [older, newer] {
+                match n {
+                    Some(n) => {
+                        h.update(n.slug.as_bytes());
+                        h.update(&(n.title.len() as u64).to_le_bytes());
+                        h.update(n.title.as_bytes());
+                    }
+                    None => h.update(&[0xff]),
+                }
+            }
+            let (a2, older2, newer2) = (Arc::clone(a), older.cloned(), newer.cloned());
+            let route: Arc<str> = format!("/{}", render::article_route(&a.slug)).into();
+            page_articles.insert(
+                Arc::clone(&route),
+                PageEntry {
+                    _article: Arc::clone(a),
+                    older: older.cloned(),
+                    newer: newer.cloned(),
+                    settings_fp,
+                    route: Arc::clone(&route),
+                    seen: generation,
+                },
+            );
+            jobs.push(Job {
+                route,
+                fp: h.digest128(),
+                derived: to_system(Some(a.updated)),
+                content_type: "text/html; charset=utf-8",
+                cors: false,
+                link: None,
+                cache_control: None,
+                held: Held::Page,
+                render: Box::new(move || {
+                    let near = render::Neighbours {
+                        older: older2.as_deref(),
+                        newer: newer2.as_deref(),
+                    };
+                    let (head, tail) = render::article_page_parts(&a2, near, s);
+                    Doc::Page(head, Arc::clone(&a2), tail)
+                }),
+            });
+        }
+        page_articles
+    }
+
+    /// Plans the redirect pages at renamed articles' old permalinks.
+    /// Returns where each goes, by route.
+    fn plan_redirects<'a>(
+        &self,
+        s: &'a Settings,
+        settings_fp: Fingerprint,
+        jobs: &mut Vec<Job<'a>>,
+    ) -> HashMap<Arc<str>, String> {
+        // Redirect pages at the old permalinks of renamed articles.
+        let mut redirect_to: HashMap<Arc<str>, String> = HashMap::default();
+        for (old, a) in &self.moved {
+            let route: Arc<str> = format!("/{}", render::article_route(old)).into();
+            let to = s.article_url(a);
+            let mut h = Xxh3::new();
+            h.update(&settings_fp.to_le_bytes());
+            h.update(b"moved");
+            h.update(route.as_bytes());
+            h.update(a.title.as_bytes());
+            fp_article(&mut h, a);
+            let a2 = Arc::clone(a);
+            let to2 = to.clone();
+            redirect_to.insert(Arc::clone(&route), to);
+            jobs.push(Job {
+                route,
+                fp: h.digest128(),
+                derived: to_system(Some(a.updated)),
+                content_type: "text/html; charset=utf-8",
+                cors: false,
+                link: None,
+                cache_control: None,
+                held: Held::Memory,
+                render: Box::new(move || Doc::Whole(render::moved_page(&a2.title, &to2, s))),
+            });
+        }
+        redirect_to
     }
 
     /// Serves article, listing and closed archive pages from their files
