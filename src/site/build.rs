@@ -1046,8 +1046,8 @@ impl SiteBuilder {
             self.lists.remove(route.as_str());
             self.docs.remove(route.as_str());
         }
-        self.pages
-            .retain(|_, p| !routes.iter().any(|r| *r == *p.route));
+        let gone: rustc_hash::FxHashSet<&str> = routes.iter().map(String::as_str).collect();
+        self.pages.retain(|_, p| !gone.contains(&*p.route));
     }
 
     /// Saves what the output directory holds, route by route, as the
