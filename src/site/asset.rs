@@ -156,11 +156,12 @@ pub(super) enum Form {
     /// image or a PDF compresses no further): `gzip_len` is its length, so
     /// gzip is never chosen, and it has no `.gz` twin on disk.
     Plain { identity: Bytes },
-    /// A closed archive page: only its gzip form. There are many (three
+    /// A closed archive page: only its gzip form, in memory and on disk
+    /// (no uncompressed file beside its `.gz`). There are many (three
     /// formats of every page of every feed: the whole history, several
     /// times over), each rarely fetched and then nearly always with gzip,
     /// so the few requests without it pay an inflate instead of every
-    /// page holding its uncompressed bytes (four to five times its gzip
+    /// page storing its uncompressed bytes (four to five times its gzip
     /// form) for good.
     Gzipped { gzip: Bytes },
     /// An article page, which keeps no uncompressed copy (one per article,
@@ -191,6 +192,9 @@ pub(super) enum Form {
         /// The `Cache-Control` its headers carry when it had ready headers
         /// (a listing or archive page); `None`: the site's.
         cache_control: Option<http::HeaderValue>,
+        /// False for a closed archive page, whose `.gz` is its only file
+        /// (see [`Form::Gzipped`]).
+        plain: bool,
     },
 }
 
@@ -455,6 +459,17 @@ impl Asset {
         })
     }
 
+    /// True when the output directory holds only the document's `.gz`
+    /// file, no uncompressed one (closed archive pages, see
+    /// [`Form::Gzipped`]).
+    pub(super) fn gzip_only_on_disk(&self) -> bool {
+        match &self.form {
+            Form::Gzipped { .. } => true,
+            Form::File { plain, .. } => !plain,
+            _ => false,
+        }
+    }
+
     /// The `.gz` twin a file-backed page is read from.
     pub(super) fn file(&self) -> Option<&std::path::Path> {
         match &self.form {
@@ -477,6 +492,7 @@ impl Asset {
             form: Form::File {
                 gz: gz.into(),
                 cache_control: self.ready_cache_control().cloned(),
+                plain: !self.gzip_only_on_disk(),
             },
             len: self.len,
             gzip_len: self.gzip_len,
@@ -493,19 +509,20 @@ impl Asset {
     }
 
     /// A file-backed page as a manifest recorded it (see
-    /// `manifest.rs`): `gz` holds its gzip form. `cache_control` as in
-    /// [`Form::File`].
+    /// `manifest.rs`): `gz` holds its gzip form. `cache_control` and
+    /// `plain` as in [`Form::File`].
     pub(super) fn recorded(
         gz: &std::path::Path,
         r: &super::manifest::Record,
         content_type: &'static str,
         cors: bool,
         link: Option<http::HeaderValue>,
-        cache_control: Option<http::HeaderValue>,
+        (cache_control, plain): (Option<http::HeaderValue>, bool),
     ) -> Asset {
         let form = Form::File {
             gz: gz.into(),
             cache_control,
+            plain,
         };
         Asset::from_record(form, r, content_type, cors, link)
     }

@@ -193,9 +193,12 @@ pub(super) enum Held {
     Memory,
     /// In its files once written: an article page (headers per request).
     Page,
-    /// In its files once written: a listing or closed archive page (made
-    /// with ready headers and its own `Cache-Control`).
+    /// In its files once written: a listing page (made with ready
+    /// headers and its own `Cache-Control`).
     Listing,
+    /// In its one file once written: a closed archive page, as a listing
+    /// page but stored only gzipped (see `Form::Gzipped`).
+    Archive,
     /// A file an article references: in memory (or an unlinked file), as
     /// the library read it; no manifest records it.
     Media,
@@ -204,7 +207,7 @@ pub(super) enum Held {
 impl Held {
     /// True for the pages served from their files once written.
     fn on_disk(self) -> bool {
-        matches!(self, Held::Page | Held::Listing)
+        matches!(self, Held::Page | Held::Listing | Held::Archive)
     }
 }
 
@@ -339,10 +342,19 @@ impl SiteBuilder {
                         Arc::clone(&j.route),
                         UNIX_EPOCH + Duration::from_secs(r.modified),
                     )),
-                    None => std::fs::metadata(dir.join(file_of(&j.route)))
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .map(|t| (Arc::clone(&j.route), t)),
+                    None => {
+                        let file = dir.join(file_of(&j.route));
+                        // A closed archive page has only its `.gz`.
+                        let file = if j.held == Held::Archive {
+                            gz_path(&file)
+                        } else {
+                            file
+                        };
+                        std::fs::metadata(file)
+                    }
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .map(|t| (Arc::clone(&j.route), t)),
                 })
                 .collect();
             self.floors.retain(|_, t| *t > UNIX_EPOCH);
@@ -851,7 +863,7 @@ impl SiteBuilder {
                     // No WebSub topic: no hub to name, nothing pinged.
                     link: None,
                     cache_control: Some(archive_cc.clone()),
-                    held: Held::Listing,
+                    held: Held::Archive,
                     render: {
                         let doc = Arc::clone(&doc);
                         Box::new(move || {
@@ -1100,7 +1112,9 @@ fn recorded_asset(
                     == Some(r.modified)
         })
     };
-    if !as_recorded(&path, r.len) || !as_recorded(&gz, r.gzip_len) {
+    // A closed archive page has no uncompressed file.
+    let plain = j.held != Held::Archive;
+    if (plain && !as_recorded(&path, r.len)) || !as_recorded(&gz, r.gzip_len) {
         return None;
     }
     let cc = j.cache_control.as_ref().unwrap_or(site_cc);
@@ -1111,15 +1125,15 @@ fn recorded_asset(
             j.content_type,
             j.cors,
             j.link.clone(),
-            None,
+            (None, true),
         )),
-        Held::Listing => Some(Asset::recorded(
+        Held::Listing | Held::Archive => Some(Asset::recorded(
             &gz,
             r,
             j.content_type,
             j.cors,
             j.link.clone(),
-            Some(cc.clone()),
+            (Some(cc.clone()), plain),
         )),
         Held::Memory => Asset::reloaded(&path, &gz, r, j.content_type, j.cors, j.link.clone())
             .map(|a| a.finish(UNIX_EPOCH + Duration::from_secs(r.modified), cc)),

@@ -5,7 +5,7 @@
 //! the "changed/removed" contract any other mirror of the site shares.
 //! Uses the snapshot's types only.
 
-use rustc_hash::FxHashSet as HashSet;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -87,11 +87,13 @@ pub fn write_to(
 pub fn prune_to(site: &Site, dir: &Path) -> WriteReport {
     let mut report = WriteReport::default();
     {
-        let keep: HashSet<PathBuf> = site
+        // Each route's file, and whether its uncompressed file is kept
+        // (not for a closed archive page, stored only as its `.gz`; a
+        // streamed route's files were settled when it was written).
+        let keep: HashMap<PathBuf, bool> = site
             .routes()
-            .map(|(r, _)| r)
-            .chain(site.streamed().iter().map(String::as_str))
-            .map(file_of)
+            .map(|(r, a)| (file_of(r), !a.gzip_only_on_disk()))
+            .chain(site.streamed().iter().map(|r| (file_of(r), true)))
             .collect();
         // Everything under articles/ is Herald's (pages, redirect pages,
         // referenced files); elsewhere only its feed and page files are.
@@ -202,11 +204,16 @@ pub fn remove_routes(dir: &Path, routes: &[String]) -> WriteReport {
 }
 
 /// True when the `.gz` twin on disk is byte for byte the asset's gzip form
-/// and the plain file exists with the right length: gzip output is
-/// deterministic, so equal twins mean equal documents.
+/// and the plain file exists with the right length (or, for a document
+/// stored only gzipped, does not exist): gzip output is deterministic, so
+/// equal twins mean equal documents.
 pub(super) fn same_gzip_on_disk(dir: &Path, route: &str, asset: &Asset) -> bool {
     let path = dir.join(file_of(route));
-    let plain_ok = std::fs::metadata(&path).is_ok_and(|m| m.len() == asset.len as u64);
+    let plain_ok = if asset.gzip_only_on_disk() {
+        std::fs::symlink_metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    } else {
+        std::fs::metadata(&path).is_ok_and(|m| m.len() == asset.len as u64)
+    };
     if asset.file() == Some(gz_path(&path).as_path()) {
         // A page served from these very files: their sizes are checked
         // here, their bytes each time one is sent.
@@ -239,13 +246,14 @@ fn dated(path: &Path, t: SystemTime) -> bool {
 }
 
 pub(super) fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool, WriteError> {
-    if same_gzip_on_disk(dir, route, asset) && dated(&dir.join(file_of(route)), asset.last_modified)
-    {
-        return Ok(false);
-    }
     let rel = file_of(route);
     let path = dir.join(&rel);
     let gz = gz_path(&path);
+    let gzip_only = asset.gzip_only_on_disk();
+    let last = if gzip_only { &gz } else { &path };
+    if same_gzip_on_disk(dir, route, asset) && dated(last, asset.last_modified) {
+        return Ok(false);
+    }
     let err = |error| WriteError {
         path: path.clone(),
         error,
@@ -266,6 +274,14 @@ pub(super) fn write_asset(dir: &Path, route: &str, asset: &Asset) -> Result<bool
             path: gz.clone(),
             error,
         })?;
+    }
+    if gzip_only {
+        // Its `.gz` is its one file: an uncompressed one left from an
+        // earlier layout goes.
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(e)),
+            _ => Ok(true),
+        };
     }
     let bytes = asset.body().map_err(damaged)?;
     atomic_write(&path, &bytes, asset.last_modified).map_err(err)?;
@@ -308,7 +324,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mtime: SystemTime) -> std::io::Re
 fn prune(
     root: &Path,
     dir: &Path,
-    keep: &HashSet<PathBuf>,
+    keep: &HashMap<PathBuf, bool>,
     all: bool,
 ) -> (usize, bool, Vec<WriteError>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -334,8 +350,10 @@ fn prune(
         let ours =
             all || base.ends_with(".html") || base.ends_with(".xml") || base.ends_with(".json");
         // A `.gz` file may itself be a published file (an archive).
-        let kept = keep.contains(Path::new(base))
-            || (twin.is_some() && keep.contains(Path::new(name.as_ref())));
+        let kept = match keep.get(Path::new(base)) {
+            Some(&plain) => twin.is_some() || plain,
+            None => twin.is_some() && keep.contains_key(Path::new(name.as_ref())),
+        };
         if kept || !ours {
             left += 1;
             continue;

@@ -228,7 +228,8 @@ fn archive_pages_keep_bytes_and_etag_when_an_article_arrives() {
             .collect::<BTreeMap<_, _>>()
     };
     let disk_before = on_disk(&stamps(&d.ws.path("feeds")));
-    assert_eq!(disk_before.len(), 13 * 3 * 2, "{disk_before:?}");
+    // One `.gz` per page: closed pages are stored only gzipped.
+    assert_eq!(disk_before.len(), 13 * 3, "{disk_before:?}");
 
     d.ws.write("content/s100.md", story(100));
     d.poll("/atom.xml", "the new article", |r| {
@@ -283,12 +284,17 @@ fn readers_and_the_atom_schema_accept_every_archive_page() {
     ws.herald_cfg(&["build"]).expect_code(0);
     let mut atom = Vec::new();
     let mut xml = Vec::new();
+    // Closed pages are stored only gzipped: the tools read them unpacked.
     for (f, _) in stamps(&ws.path("feeds")) {
-        if f.contains("archive/") && f.ends_with(".xml") {
-            if f.contains("/atom/") {
-                atom.push(f.clone());
+        if let Some(f) = f.strip_suffix(".gz") {
+            if f.contains("archive/") && f.ends_with(".xml") {
+                let page = crate::live::gunzip(&ws.read_bytes(&format!("feeds/{f}.gz")));
+                ws.write(&format!("unpacked/{f}"), page);
+                if f.contains("/atom/") {
+                    atom.push(f.to_string());
+                }
+                xml.push(f.to_string());
             }
-            xml.push(f);
         }
     }
     // Main: (60 - 5) / 7 = 7 pages; each category (30): 3.
@@ -307,7 +313,7 @@ fn readers_and_the_atom_schema_accept_every_archive_page() {
                  \x20   print(name, int(bool(d.bozo)), d.version, len(d.entries), repr(d.get('bozo_exception', '')))\n",
             )
             .args(&xml)
-            .current_dir(ws.path("feeds"));
+            .current_dir(ws.path("unpacked"));
         let run = run_command(cmd);
         assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
         for line in run.stdout.lines() {
@@ -330,7 +336,7 @@ fn readers_and_the_atom_schema_accept_every_archive_page() {
                 .arg("--relaxng")
                 .arg(&schema)
                 .args(&atom)
-                .current_dir(ws.path("feeds"));
+                .current_dir(ws.path("unpacked"));
             let run = run_command(cmd);
             assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
             assert_eq!(
@@ -397,9 +403,10 @@ fn archive_pages_are_not_pinged() {
     d.stop();
 }
 
-/// `build` writes every archive page with its `.gz` twin and, when the
-/// archive shrinks, removes the pages no longer there (and a stray
-/// document under `archive/`), keeping what is not Herald's.
+/// `build` writes every closed archive page as its `.gz` alone (no
+/// uncompressed file beside it) and, when the archive shrinks, removes the
+/// pages no longer there (and a stray document under `archive/`, and an
+/// uncompressed page an earlier layout left), keeping what is not Herald's.
 #[test]
 fn build_writes_and_prunes_archive_files() {
     let ws = site(60);
@@ -408,16 +415,21 @@ fn build_writes_and_prunes_archive_files() {
         "base_url = \"https://news.example.org/\"\nmax_items = 5\narchive_page_size = 7\n",
     );
     ws.herald_cfg(&["build"]).expect_code(0);
-    for f in [
-        "archive/atom/7.xml",
-        "archive/atom/7.xml.gz",
-        "archive/rss/1.xml",
-        "archive/json/7.json",
-        "categories/red/archive/atom/3.xml",
+    for (f, there) in [
+        ("archive/atom/7.xml.gz", true),
+        ("archive/atom/7.xml", false),
+        ("archive/rss/1.xml.gz", true),
+        ("archive/json/7.json.gz", true),
+        ("archive/json/7.json", false),
+        ("categories/red/archive/atom/3.xml.gz", true),
+        // The current documents keep both files.
+        ("atom.xml", true),
+        ("atom.xml.gz", true),
     ] {
-        assert!(ws.exists(&format!("feeds/{f}")), "{f}");
+        assert_eq!(ws.exists(&format!("feeds/{f}")), there, "{f}");
     }
     ws.write("feeds/archive/atom/99.xml", "<feed/>");
+    ws.write("feeds/archive/atom/5.xml", "<feed>an earlier layout</feed>");
     ws.write("feeds/archive/notes.txt", "mine");
     for i in 40..60 {
         std::fs::remove_file(ws.path(&format!("content/s{i:03}.md"))).unwrap();
@@ -425,18 +437,22 @@ fn build_writes_and_prunes_archive_files() {
     ws.herald_cfg(&["build"]).expect_code(0);
     // (40 - 5) / 7 = 5 pages; Red: (20 - 5) / 7 = 2.
     for (f, there) in [
-        ("archive/atom/5.xml", true),
+        ("archive/atom/5.xml.gz", true),
+        ("archive/atom/5.xml", false),
         ("archive/atom/6.xml", false),
         ("archive/atom/6.xml.gz", false),
-        ("archive/json/7.json", false),
+        ("archive/json/7.json.gz", false),
         ("archive/atom/99.xml", false),
         ("archive/notes.txt", true),
-        ("categories/red/archive/atom/2.xml", true),
-        ("categories/red/archive/atom/3.xml", false),
+        ("categories/red/archive/atom/2.xml.gz", true),
+        ("categories/red/archive/atom/3.xml.gz", false),
     ] {
         assert_eq!(ws.exists(&format!("feeds/{f}")), there, "{f}");
     }
-    let page = ws.read("feeds/archive/atom/5.xml");
+    let page = String::from_utf8(crate::live::gunzip(
+        &ws.read_bytes("feeds/archive/atom/5.xml.gz"),
+    ))
+    .unwrap();
     assert!(
         page.contains("Story 034") && !page.contains("Story 035"),
         "{page}"
