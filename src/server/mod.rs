@@ -34,6 +34,7 @@ mod drain;
 mod handler;
 mod io;
 mod negotiate;
+mod range;
 mod response;
 mod route;
 mod worker;

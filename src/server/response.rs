@@ -9,6 +9,7 @@ use hyper::{Response, StatusCode};
 
 use super::conditional::{evaluate, Precondition};
 use super::negotiate::negotiate;
+use super::range::{ranged, Ranged};
 use crate::site::{Asset, Coding, Site};
 
 /// A short text answer (errors, `/healthz`), not sniffed as anything else.
@@ -40,19 +41,20 @@ pub(super) fn not_found(site: &Site, head: bool) -> Response<Full<Bytes>> {
     r
 }
 
-/// A document's answer: its coding negotiated, its preconditions
-/// evaluated, its ready headers. A file-backed page whose file no longer
-/// holds its bytes is never sent: `route` is reported to the snapshot's
-/// [`crate::site::Damage`] (the publish loop writes it again) and the
-/// answer is a 503 that asks to retry in a second ([`Unavailable`]).
 /// Marks the answer to a request that found a file-backed page damaged,
 /// so the connection's handler can try the newest snapshot once (the page
 /// may have been rewritten by a publish just swapped in).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Unavailable;
 
+/// A document's answer: its coding negotiated, its preconditions
+/// evaluated, the byte range asked for cut from it (see `range.rs`), its
+/// ready headers. A file-backed page whose file no longer holds its bytes
+/// is never sent: `route` is reported to the snapshot's
+/// [`crate::site::Damage`] (the publish loop writes it again) and the
+/// answer is a 503 that asks to retry in a second ([`Unavailable`]).
 pub(super) fn serve_asset(
-    headers: &HeaderMap,
+    headers_in: &HeaderMap,
     route: &str,
     site: &Site,
     asset: &Asset,
@@ -60,12 +62,16 @@ pub(super) fn serve_asset(
 ) -> Response<Full<Bytes>> {
     let cache_control = &site.cache_control;
     let br = asset.br();
-    let coding = match negotiate(headers, br.is_some()) {
+    let coding = match negotiate(headers_in, br.is_some()) {
         // An article page's gzip form is only ever larger for a tiny page.
         Coding::Gzip if asset.gzip_len >= asset.len => Coding::Identity,
         c => c,
     };
-    let status = match evaluate(headers, asset.tag(coding).as_bytes(), asset.last_modified) {
+    let status = match evaluate(
+        headers_in,
+        asset.tag(coding).as_bytes(),
+        asset.last_modified,
+    ) {
         Precondition::Proceed => StatusCode::OK,
         Precondition::NotModified => StatusCode::NOT_MODIFIED,
         Precondition::Failed => StatusCode::PRECONDITION_FAILED,
@@ -94,8 +100,45 @@ pub(super) fn serve_asset(
             return r;
         }
     };
+    let mut headers = asset.headers(coding, status, cache_control);
+    if send_body {
+        let tag = asset.tag(coding);
+        match ranged(
+            headers_in,
+            body.len() as u64,
+            tag.as_bytes(),
+            asset.last_modified,
+        ) {
+            Ranged::Whole => {}
+            Ranged::Part { start, end } => {
+                let part = body.slice(start as usize..end as usize);
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(part.len()));
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    content_range(&format!("bytes {start}-{}/{}", end - 1, body.len())),
+                );
+                let mut r = Response::new(Full::new(part));
+                *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+                *r.headers_mut() = headers;
+                return r;
+            }
+            Ranged::Unsatisfiable => {
+                let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
+                r.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    content_range(&format!("bytes */{}", body.len())),
+                );
+                return r;
+            }
+        }
+    }
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
-    *r.headers_mut() = asset.headers(coding, status, cache_control);
+    *r.headers_mut() = headers;
     r
+}
+
+/// A `Content-Range` value (digits, spaces, `-`, `/` and `*`: always valid).
+fn content_range(v: &str) -> HeaderValue {
+    HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("bytes */0"))
 }

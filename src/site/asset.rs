@@ -684,8 +684,8 @@ impl Asset {
         let html = ok && self.content_type.starts_with("text/html");
         // Room for every header at once, instead of growing on the way.
         let mut h = http::HeaderMap::with_capacity(match (ok, html) {
-            (true, true) => 12,
-            (true, false) => 10,
+            (true, true) => 13,
+            (true, false) => 11,
             _ => 6,
         });
         h.insert(header::ETAG, tag.value());
@@ -709,6 +709,7 @@ impl Asset {
                 HeaderValue::from_static(self.content_type),
             );
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
             h.insert(
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
