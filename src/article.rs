@@ -208,9 +208,14 @@ impl Article {
 /// strategy leaves bodies ~25% larger: 9 MB more per 10,000 articles held
 /// for the daemon's life, for ~30% more CPU when packing), with state
 /// reused per thread.
+///
+/// The packed bytes of the articles read back from the parse cache leave
+/// the heap too: they are moved into unlinked files mapped read-only
+/// ([`Body::moved_to`], `library/cache.rs`), so a daemon's resident memory
+/// holds only the bodies it has rendered lately, in the page cache.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Body {
-    packed: Box<[u8]>,
+    packed: bytes::Bytes,
     len: usize,
     crc: u32,
 }
@@ -297,7 +302,7 @@ impl Body {
         let mut crc = crc32fast::Hasher::new();
         crc.update(html.as_bytes());
         Body {
-            packed: out.into_boxed_slice(),
+            packed: bytes::Bytes::from(out.into_boxed_slice()),
             len: html.len(),
             crc: crc.finalize(),
         }
@@ -308,7 +313,7 @@ impl Body {
     /// `None` unless the packed bytes inflate to exactly `len` bytes of
     /// UTF-8 with that CRC: every later [`Body::html`] relies on it.
     /// Allocates at most `len` bytes, whatever the packed bytes hold.
-    pub(crate) fn from_packed(packed: Box<[u8]>, len: usize, crc: u32) -> Option<Body> {
+    pub(crate) fn from_packed(packed: bytes::Bytes, len: usize, crc: u32) -> Option<Body> {
         if len == 0 {
             return (packed.is_empty() && crc == 0).then(Body::default);
         }
@@ -332,6 +337,16 @@ impl Body {
             && crc32fast::hash(&html) == crc
             && std::str::from_utf8(&html).is_ok();
         ok.then_some(Body { packed, len, crc })
+    }
+
+    /// The same body with its packed bytes now read from `packed` (the
+    /// same bytes, elsewhere: an unlinked mapped file, see
+    /// `library/cache.rs`); the old copy is freed with its last user.
+    pub(crate) fn moved_to(&mut self, packed: bytes::Bytes) {
+        // Not compared in release builds: reading the new copy would bring
+        // every page of it into memory, which is what the move avoids.
+        debug_assert_eq!(packed, self.packed);
+        self.packed = packed;
     }
 
     /// The HTML.

@@ -77,6 +77,12 @@ const LOAD_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// copy of every article.
 const PENDING_FLUSH_BYTES: usize = 8 * 1024 * 1024;
 
+/// Packed bodies read from the cache are moved into mapped unlinked
+/// files once this many bytes of them are loaded (see
+/// [`Cache::park_bodies`]): the heap briefly holds that much twice;
+/// 100,000 articles make about 8 files.
+const PARK_CHUNK_BYTES: usize = 32 * 1024 * 1024;
+
 /// The key a cache file must carry to be used: Herald's version, the
 /// content directory (records name paths below it) and the parse settings.
 pub fn key(root: &Path, ctx: &ParseCtx) -> u128 {
@@ -184,6 +190,10 @@ pub struct Cache {
     pending: Vec<Pending>,
     /// A write failed and was logged; quiet until one succeeds.
     failing: bool,
+    /// Paths of the records loaded whose bodies are still on the heap
+    /// (see [`Cache::park_bodies`]), and those bodies' packed bytes.
+    unparked: Vec<PathBuf>,
+    unparked_bytes: usize,
 }
 
 impl Cache {
@@ -205,6 +215,8 @@ impl Cache {
             buf: Vec::new(),
             pending: Vec::new(),
             failing: false,
+            unparked: Vec::new(),
+            unparked_bytes: 0,
         }
     }
 
@@ -266,6 +278,9 @@ impl Cache {
                     break;
                 }
                 batch_bytes = 0;
+                if self.unparked_bytes >= PARK_CHUNK_BYTES {
+                    self.park_bodies();
+                }
             }
         }
         // A bad record in the last batch comes before a framing fault
@@ -273,6 +288,7 @@ impl Cache {
         if let Err(d) = self.take_batch(batch) {
             damage = Some(d);
         }
+        self.park_bodies();
         match damage {
             None => Ok(()),
             Some((at, why)) => {
@@ -286,6 +302,45 @@ impl Cache {
         }
     }
 
+    /// Moves the packed bodies of the articles loaded since the last call
+    /// into an unlinked file mapped read-only (see
+    /// `crate::sendfile`: the files of large response bodies): no longer
+    /// on the heap, they count in the daemon's memory only while recently
+    /// read, as page cache. Bodies are needed only when a document showing
+    /// them is rendered, and a restart that finds its pages on disk
+    /// renders almost nothing. Where no such file can be made (not
+    /// `serve`, no `O_TMPFILE`), they stay where they are.
+    fn park_bodies(&mut self) {
+        let paths = std::mem::take(&mut self.unparked);
+        self.unparked_bytes = 0;
+        let mut chunk: Vec<&mut Article> = Vec::with_capacity(paths.len());
+        // Each path once (a later record may supersede an earlier one).
+        let mut held: Vec<(&PathBuf, &mut (Stamp, Parsed))> = self.held.iter_mut().collect();
+        let wanted: rustc_hash::FxHashSet<&PathBuf> = paths.iter().collect();
+        held.retain(|(p, _)| wanted.contains(p));
+        for (_, (_, parsed)) in held {
+            if let Some(a) = parsed.as_deref_mut().filter(|a| !a.body_html.is_empty()) {
+                chunk.push(a);
+            }
+        }
+        let bytes = chunk.iter().map(|a| a.body_html.deflated().len()).sum();
+        let mut arena = Vec::with_capacity(bytes);
+        for a in &chunk {
+            arena.extend_from_slice(a.body_html.deflated());
+        }
+        let arena = crate::sendfile::hold(arena);
+        if crate::sendfile::lookup(&arena).is_none() {
+            // On the heap after all: the bodies stay where they are.
+            return;
+        }
+        let mut at = 0;
+        for a in chunk {
+            let n = a.body_html.deflated().len();
+            a.body_html.moved_to(arena.slice(at..at + n));
+            at += n;
+        }
+    }
+
     /// Decodes a batch of framed records (in parallel) and keeps them in
     /// file order up to the first bad one, whose offset and fault are
     /// returned.
@@ -295,7 +350,7 @@ impl Cache {
             .into_par_iter()
             .map(|(at, payload)| {
                 let len = (FRAME_LEN + payload.len()) as u64;
-                (at, len, decode(root, &payload))
+                (at, len, decode(root, &bytes::Bytes::from(payload)))
             })
             .collect();
         for (at, len, r) in decoded {
@@ -304,6 +359,10 @@ impl Cache {
             // A later record of the same path supersedes the earlier one
             // (which stays counted in `records`, as dead).
             self.index.insert(rec.path.clone(), Slot { stamp, at, len });
+            if let Some(a) = &rec.parsed {
+                self.unparked_bytes += a.body_html.deflated().len();
+                self.unparked.push(rec.path.clone());
+            }
             self.held.insert(rec.path, (stamp, rec.parsed));
             self.records += 1;
             self.end = at + len;
@@ -727,7 +786,9 @@ fn encode(
 }
 
 /// Decodes a record's payload (already length- and CRC-checked).
-fn decode(root: &Path, payload: &[u8]) -> Result<Record, &'static str> {
+/// A body's packed bytes stay a slice of `payload`, to be moved off the
+/// heap ([`Cache::park_bodies`]) without another copy.
+fn decode(root: &Path, payload: &bytes::Bytes) -> Result<Record, &'static str> {
     let mut r = Reader { b: payload };
     let path = r.path(root)?;
     let stamp = r.stamp()?;
@@ -749,7 +810,7 @@ fn decode(root: &Path, payload: &[u8]) -> Result<Record, &'static str> {
             if len > MAX_BODY_BYTES {
                 return Err("body longer than the limit");
             }
-            let body_html = Body::from_packed(packed.into(), len, crc)
+            let body_html = Body::from_packed(payload.slice_ref(packed), len, crc)
                 .ok_or("body does not unpack to what it claims")?;
             let author = match r.u8()? {
                 0 => None,
@@ -1105,6 +1166,53 @@ mod tests {
         }
         assert_eq!(c.take(&draft, stamp(9)), Some(None));
         assert_eq!(c.take(&draft, stamp(9)), None, "handed out once");
+    }
+
+    /// Where unlinked mapped files can be made (as in `herald serve`),
+    /// the bodies loaded leave the heap: each lies in such a file, and
+    /// reads back as the body it was.
+    #[test]
+    fn loaded_bodies_move_to_mapped_files() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("content");
+        // Enough of them for a file (small bodies stay on the heap).
+        let samples = samples(&root);
+        let arts: Vec<(PathBuf, Article)> = (0..800)
+            .map(|i| {
+                let (p, a) = &samples[i % samples.len()];
+                let p =
+                    p.with_file_name(format!("{i}-{}", p.file_name().unwrap().to_str().unwrap()));
+                let mut a = a.clone();
+                a.source = p.clone();
+                (p, a)
+            })
+            .collect();
+        let mut c = cache_in(d.path(), &root);
+        c.load().unwrap();
+        for (i, (p, a)) in arts.iter().enumerate() {
+            c.record(p, stamp(i as u64), Some(a));
+        }
+        c.flush();
+        // The same directory as `sendfile`'s own tests: set once per process.
+        if !crate::sendfile::enable(&std::env::temp_dir()) {
+            eprintln!("skipped: no O_TMPFILE here, bodies stay on the heap");
+            return;
+        }
+        let mut c = cache_in(d.path(), &root);
+        c.load().unwrap();
+        for (i, (p, a)) in arts.iter().enumerate() {
+            let got = c.take(p, stamp(i as u64)).unwrap().unwrap();
+            assert!(
+                got.body_html.is_empty()
+                    || crate::sendfile::lookup(got.body_html.deflated()).is_some(),
+                "{}: body still on the heap",
+                p.display()
+            );
+            assert!(crate::sendfile::lookup(a.body_html.deflated()).is_none());
+            assert_eq!(got.body_html.html(), a.body_html.html());
+        }
+        let parked = arts.iter().filter(|(_, a)| !a.body_html.is_empty());
+        assert!(parked.count() >= 400);
     }
 
     /// Writes three records and gives back the file's bytes and the
