@@ -309,6 +309,7 @@ struct RawConfig {
     max_asset_bytes: Option<toml::Spanned<i64>>,
     publish_stall_secs: Option<toml::Spanned<i64>>,
     write_retry_secs: Option<toml::Spanned<i64>>,
+    max_drop: Option<toml::Spanned<f64>>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
     websub: Option<RawWebSub>,
@@ -419,6 +420,11 @@ pub struct Config {
     /// While the output directory or the state file cannot be written,
     /// how often writing them is tried again.
     pub write_retry: Duration,
+    /// The largest share (0 to 1) of the articles published within the
+    /// last hour that one publish may remove; a publish that would remove
+    /// more, or every article, is held back until the content comes back
+    /// or the operator confirms (SIGUSR1).
+    pub max_drop: f64,
     /// `tracing` filter (overridden by `RUST_LOG`).
     pub log_level: String,
     /// Log output format.
@@ -479,6 +485,7 @@ impl Default for Config {
             max_asset_bytes: 20 * 1024 * 1024,
             publish_stall: Duration::from_secs(10),
             write_retry: Duration::from_secs(10),
+            max_drop: 0.5,
             log_level: "info".into(),
             log_format: LogFormat::Human,
             websub: WebSubConfig::default(),
@@ -662,6 +669,19 @@ impl Config {
             "write_retry_secs",
             c.write_retry.as_secs() as usize,
         )? as u64);
+        if let Some(d) = raw.max_drop {
+            c.max_drop = Some(*d.get_ref())
+                .filter(|d| (0.0..=1.0).contains(d))
+                .ok_or_else(|| {
+                    invalid(
+                        spanned_line(&d.span()),
+                        format!(
+                            "max_drop: must be a share from 0 to 1 (0.5: half), not {}",
+                            d.get_ref()
+                        ),
+                    )
+                })?;
+        }
         if let Some(q) = raw.brotli_quality {
             c.brotli_quality = u32::try_from(*q.get_ref())
                 .ok()
@@ -1260,6 +1280,7 @@ mod tests {
                 2,
                 "write_retry_secs",
             ),
+            ("drop share over 1", "max_drop = 50.0\n", 1, "max_drop"),
             (
                 "unknown in table",
                 "[rss]\ncontnet = \"full\"\n",

@@ -15,6 +15,7 @@
 
 mod brotli;
 mod build;
+mod drop_guard;
 mod guard;
 mod logging;
 mod process;
@@ -224,9 +225,12 @@ async fn serve(
 ) -> Result<(), Fatal> {
     // Signal handlers first: a `systemctl reload` right after READY=1 must
     // not meet SIGHUP's default action (terminate). SIGHUP reloads; the
-    // first SIGTERM/SIGINT stops gracefully, a second one exits at once.
+    // first SIGTERM/SIGINT stops gracefully, a second one exits at once;
+    // SIGUSR1 confirms a removal the empty-site guard holds back.
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    let mut usr1 =
+        signal(SignalKind::user_defined1()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     let std_listener = listener(&c)?;
@@ -419,6 +423,9 @@ async fn serve(
         tokio::select! {
             _ = hup.recv() => {
                 let _ = tx.send(Msg::Control(Control::Reload));
+            }
+            _ = usr1.recv() => {
+                let _ = tx.send(Msg::Control(Control::ConfirmDrop));
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

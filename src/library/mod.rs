@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use rayon::prelude::*;
 
 use crate::article::Article;
@@ -304,6 +304,19 @@ impl Library {
     /// True when no article file is known.
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
+    }
+
+    /// How many articles a view as of `now` would publish, counted
+    /// without settling one: files with a parsed article dated `now` or
+    /// earlier. Two files claiming one slug count twice, so this may
+    /// exceed the settled count by the conflicts; the publish guard
+    /// (`max_drop`) compares it with what is served before rendering.
+    pub fn publishable(&self, now: DateTime<Utc>) -> usize {
+        let now = instant(&now.fixed_offset());
+        self.files
+            .values()
+            .filter(|f| f.article.is_some() && f.key.published <= now)
+            .count()
     }
 
     /// Changes the parse settings (time zone) after a config reload; every

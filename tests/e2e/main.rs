@@ -4,6 +4,7 @@
 mod archive;
 mod build;
 mod files;
+mod guard;
 mod hostile;
 mod identity;
 mod links;

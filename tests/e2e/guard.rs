@@ -1,0 +1,176 @@
+//! The empty-site guard: a publish that would drop every article, or more
+//! than `max_drop` of them, is held back until the content comes back or
+//! the operator confirms (SIGUSR1); ordinary starts and deletions are not.
+
+use crate::live::{feed_titles, TestDaemon};
+use crate::util::Workspace;
+
+/// A Markdown article dated in May 2025.
+fn article(i: usize) -> String {
+    format!(
+        "---\ntitle: Article {i}\nslug: article-{i}\ndate: 2025-05-{:02}\n---\nBody of article {i}.\n",
+        i + 1
+    )
+}
+
+fn write_articles(ws: &Workspace, n: usize) {
+    for i in 0..n {
+        ws.write(&format!("content/a{i:02}.md"), article(i));
+    }
+}
+
+/// Removes every file under `content/`, leaving the directory itself.
+fn empty_content(ws: &Workspace) {
+    for e in std::fs::read_dir(ws.path("content")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+}
+
+/// Titles of the feed a reader gets now.
+fn titles(d: &TestDaemon) -> Vec<String> {
+    let r = d.get("/feed.json");
+    assert_eq!(r.status, 200, "{}", r.text());
+    feed_titles(&r.body)
+}
+
+/// An emptied content directory does not publish an empty site: the
+/// publish is held with one error line, `/healthz` says why, the
+/// previous feeds, permalinks and output files stay; when the files come
+/// back the site is published as usual, and a wipe the operator confirms
+/// with SIGUSR1 is published.
+#[test]
+fn an_emptied_content_directory_is_held_until_it_comes_back_or_is_confirmed() {
+    let ws = Workspace::new();
+    write_articles(&ws, 12);
+    let mut d = TestDaemon::start(ws, "");
+    d.poll("/feed.json", "12 articles", |r| {
+        feed_titles(&r.body).len() == 12
+    });
+    let permalink = "/articles/article-0/";
+    assert_eq!(d.get(permalink).status, 200, "{}", d.log());
+    let feed_on_disk = d.ws.read("feeds/feed.json");
+    assert_eq!(feed_titles(feed_on_disk.as_bytes()).len(), 12);
+
+    // `rm -rf content/*`
+    empty_content(&d.ws);
+    let line = d.wait_log("publish held back");
+    assert!(line.contains("ERROR"), "one loud line: {line}");
+    assert!(
+        line.contains("12 articles") && line.contains("SIGUSR1"),
+        "says what and how to confirm: {line}"
+    );
+    let health = d.admin_get("/healthz");
+    assert_eq!(health.status, 200);
+    assert!(
+        health.text().starts_with("degraded:") && health.text().contains("held back"),
+        "{}",
+        health.text()
+    );
+    assert_eq!(titles(&d).len(), 12, "the previous site stays served");
+    assert_eq!(d.get(permalink).status, 200);
+    assert_eq!(
+        d.ws.read("feeds/feed.json"),
+        feed_on_disk,
+        "the output directory keeps the previous site"
+    );
+    let log = d.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("published") && l.contains("articles=0")),
+        "{log}"
+    );
+
+    // The backup is copied back (one article fewer: a real deletion
+    // meanwhile is published with it).
+    write_articles(&d.ws, 11);
+    d.wait_log("content is back");
+    d.poll("/feed.json", "11 articles", |r| {
+        feed_titles(&r.body).len() == 11
+    });
+    d.admin_poll("/healthz", "ok", |r| r.text() == "ok\n");
+    assert_eq!(d.get("/articles/article-11/").status, 410);
+
+    // Emptied again, and this time meant: the operator confirms.
+    empty_content(&d.ws);
+    crate::live::wait_until("a second hold", || {
+        d.log().matches("publish held back").count() == 2
+    });
+    assert_eq!(titles(&d).len(), 11);
+    d.signal(libc::SIGUSR1);
+    d.poll("/feed.json", "no articles", |r| {
+        r.status == 200 && feed_titles(&r.body).is_empty()
+    });
+    assert_eq!(d.get(permalink).status, 410);
+    d.admin_poll("/healthz", "ok", |r| r.text() == "ok\n");
+    let log = d.stop();
+    let held = log
+        .lines()
+        .filter(|l| l.contains("publish held back"))
+        .count();
+    assert_eq!(held, 2, "one line per hold:\n{log}");
+    assert!(log.contains("confirmed"), "{log}");
+}
+
+/// What is not a wipe is published at once: a start on an empty content
+/// directory, its first articles, and deleting a few of them at a time
+/// while fewer than half of what was published within the hour go.
+#[test]
+fn an_empty_start_and_ordinary_deletions_are_not_held() {
+    let ws = Workspace::new();
+    let d = TestDaemon::start(ws, "");
+    d.poll("/feed.json", "an empty feed", |r| {
+        r.status == 200 && feed_titles(&r.body).is_empty()
+    });
+    write_articles(&d.ws, 12);
+    d.poll("/feed.json", "12 articles", |r| {
+        feed_titles(&r.body).len() == 12
+    });
+    for i in 0..3 {
+        std::fs::remove_file(d.ws.path(&format!("content/a{i:02}.md"))).unwrap();
+    }
+    d.poll("/feed.json", "9 articles", |r| {
+        feed_titles(&r.body).len() == 9
+    });
+    // 2 more: 5 of the 12 published a moment ago, less than half.
+    for i in 3..5 {
+        std::fs::remove_file(d.ws.path(&format!("content/a{i:02}.md"))).unwrap();
+    }
+    d.poll("/feed.json", "7 articles", |r| {
+        feed_titles(&r.body).len() == 7
+    });
+    d.admin_poll("/healthz", "ok", |r| r.text() == "ok\n");
+    let log = d.stop();
+    assert!(!log.contains("held back"), "{log}");
+}
+
+/// Deleting most of the content in pieces (each batch less than half of
+/// what is published at that moment) is held as soon as more than half of
+/// what was published within the hour would be gone.
+#[test]
+fn a_wipe_in_pieces_is_held_too() {
+    let ws = Workspace::new();
+    write_articles(&ws, 12);
+    let mut d = TestDaemon::start(ws, "");
+    d.poll("/feed.json", "12 articles", |r| {
+        feed_titles(&r.body).len() == 12
+    });
+    for i in 0..4 {
+        std::fs::remove_file(d.ws.path(&format!("content/a{i:02}.md"))).unwrap();
+    }
+    d.poll("/feed.json", "8 articles", |r| {
+        feed_titles(&r.body).len() == 8
+    });
+    // 3 of 8 is less than half; 7 of 12 is not.
+    for i in 4..7 {
+        std::fs::remove_file(d.ws.path(&format!("content/a{i:02}.md"))).unwrap();
+    }
+    let line = d.wait_log("publish held back");
+    assert!(line.contains("7 of 12"), "{line}");
+    assert_eq!(titles(&d).len(), 8);
+    d.stop();
+}
