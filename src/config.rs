@@ -294,6 +294,7 @@ struct RawConfig {
     verify_interval_secs: Option<u64>,
     max_connections: Option<toml::Spanned<i64>>,
     max_connections_per_ip: Option<toml::Spanned<i64>>,
+    trusted_proxies: Option<Vec<toml::Spanned<String>>>,
     http_workers: Option<toml::Spanned<i64>>,
     brotli_quality: Option<toml::Spanned<i64>>,
     header_read_timeout_secs: Option<u64>,
@@ -381,6 +382,9 @@ pub struct Config {
     /// Connections one client address may hold (open or waiting; an IPv6
     /// client is counted by its /64); more from it are refused at once.
     pub max_connections_per_ip: usize,
+    /// Addresses and networks of reverse proxies whose `X-Forwarded-For`
+    /// and `Forwarded` headers name the client (empty: none believed).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Threads serving HTTP connections, each with its own event loop.
     pub http_workers: usize,
     /// Quality of the brotli forms of feeds, the index and OPML (1–11);
@@ -470,6 +474,7 @@ impl Default for Config {
             verify_interval: Duration::from_secs(180),
             max_connections: 1024,
             max_connections_per_ip: 64,
+            trusted_proxies: Vec::new(),
             http_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             brotli_quality: 5,
             header_read_timeout: Duration::from_secs(10),
@@ -658,6 +663,24 @@ impl Config {
             "max_connections_per_ip",
             c.max_connections_per_ip,
         )?;
+        if let Some(list) = raw.trusted_proxies {
+            c.trusted_proxies = list
+                .iter()
+                .map(|p| {
+                    let v = p.get_ref().trim();
+                    v.parse::<ipnet::IpNet>()
+                        .or_else(|_| v.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| {
+                            invalid(
+                                spanned_line(&p.span()),
+                                format!(
+                                    "trusted_proxies: {v:?} is not an address or network like \"10.0.0.1\" or \"10.0.0.0/8\""
+                                ),
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?;
+        }
         c.http_workers = positive(raw.http_workers, "http_workers", c.http_workers)?;
         c.publish_stall = Duration::from_secs(positive(
             raw.publish_stall_secs,
@@ -916,6 +939,9 @@ impl Config {
         }
         if self.max_connections_per_ip != new.max_connections_per_ip {
             v.push("max_connections_per_ip");
+        }
+        if self.trusted_proxies != new.trusted_proxies {
+            v.push("trusted_proxies");
         }
         if self.http_workers != new.http_workers {
             v.push("http_workers");
@@ -1281,6 +1307,12 @@ mod tests {
                 "write_retry_secs",
             ),
             ("drop share over 1", "max_drop = 50.0\n", 1, "max_drop"),
+            (
+                "proxy not an address",
+                "trusted_proxies = [\"10.0.0.1\",\n  \"proxy.example\"]\n",
+                2,
+                "trusted_proxies",
+            ),
             (
                 "unknown in table",
                 "[rss]\ncontnet = \"full\"\n",

@@ -341,6 +341,7 @@ async fn serve(
         max_header_bytes: c.max_header_bytes,
         shutdown_grace: c.shutdown_grace,
         workers: c.http_workers,
+        trusted_proxies: crate::server::TrustedProxies::new(&c.trusted_proxies),
     };
     let admin_listener = admin_listener(&c)?;
     tracing::info!(

@@ -10,6 +10,7 @@ mod identity;
 mod links;
 mod live;
 mod operating;
+mod proxy;
 mod reliability;
 mod restart;
 mod s3;
