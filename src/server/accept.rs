@@ -97,6 +97,8 @@ pub(super) async fn serve(
                 let Some(place) = Shares::take(&shares, peer.ip()) else {
                     refuse(stream);
                     metrics.refused_connections.fetch_add(1, Ordering::Relaxed);
+                    // A 503 sent, before any request: route class "other".
+                    metrics.request(super::route::class_of(""), 503);
                     refusals.count(peer, limits.max_connections_per_ip);
                     continue;
                 };

@@ -17,6 +17,7 @@ mod s3;
 mod serve;
 mod service;
 mod stats;
+mod statuses;
 mod util;
 mod validate;
 mod website;
