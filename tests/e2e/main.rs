@@ -16,6 +16,7 @@ mod restart;
 mod s3;
 mod serve;
 mod service;
+mod skips;
 mod stats;
 mod statuses;
 mod util;
