@@ -426,7 +426,7 @@ pub struct Config {
     pub write_retry: Duration,
     /// The largest share (0 to 1) of the articles published within the
     /// last hour that one publish may remove; a publish that would remove
-    /// more, or every article, is held back until the content comes back
+    /// more (and more than 10 articles), or every article, is held back until the content comes back
     /// or the operator confirms (SIGUSR1).
     pub max_drop: f64,
     /// `tracing` filter (overridden by `RUST_LOG`).

@@ -22,6 +22,10 @@ use crate::health::Health;
 /// How far back the guard looks for the most articles published.
 pub const WINDOW: Duration = Duration::from_secs(3600);
 
+/// A drop of at most this many articles is held only when it would leave
+/// none: on a small site, deleting a few articles is most of it.
+pub const SMALL_DROP: usize = 10;
+
 /// A publish held back: the count it was measured against and since when.
 #[derive(Debug, Clone, Copy)]
 struct Hold {
@@ -77,7 +81,9 @@ impl DropGuard {
         self.record(served, now);
         let peak = self.peaks.front().map_or(0, |&(_, n)| n);
         let dropped = peak.saturating_sub(would);
-        let too_many = dropped > 0 && (would == 0 || dropped as f64 > self.max_drop * peak as f64);
+        let too_many = dropped > 0
+            && (would == 0
+                || (dropped > SMALL_DROP && dropped as f64 > self.max_drop * peak as f64));
         match (too_many, self.held) {
             (true, None) => {
                 let why = format!(
@@ -157,13 +163,18 @@ mod tests {
         let mut g = DropGuard::new(0.5);
         let cases: &[(&str, usize, usize, bool)] = &[
             ("an empty start stays empty", 0, 0, false),
-            ("first articles", 0, 10, false),
-            ("a few deleted", 10, 8, false),
-            ("down to 5 of the 10 of the hour: exactly half", 8, 5, false),
-            ("4 of 10 left: more than half gone", 5, 4, true),
-            ("still held, not logged again", 5, 3, true),
-            ("content back", 5, 10, false),
-            ("emptied", 10, 0, true),
+            ("first articles", 0, 100, false),
+            ("a few deleted", 100, 80, false),
+            (
+                "down to 50 of the 100 of the hour: exactly half",
+                80,
+                50,
+                false,
+            ),
+            ("40 of 100 left: more than half gone", 50, 40, true),
+            ("still held, not logged again", 50, 30, true),
+            ("content back", 50, 100, false),
+            ("emptied", 100, 0, true),
         ];
         for (i, &(label, served, would, want)) in cases.iter().enumerate() {
             let now = t0 + Duration::from_secs(i as u64);
@@ -172,8 +183,14 @@ mod tests {
         assert!(matches!(h.check(), crate::health::Verdict::Degraded(_)));
         assert!(g.confirm(&h));
         assert_eq!(h.check(), crate::health::Verdict::Ok);
-        assert!(!g.hold(0, 10, t0 + Duration::from_secs(9), &h), "confirmed");
+        assert!(
+            !g.hold(0, 100, t0 + Duration::from_secs(9), &h),
+            "confirmed"
+        );
         assert!(!g.confirm(&h), "nothing left to confirm");
+        let mut small = DropGuard::new(0.5);
+        assert!(!small.hold(1, 8, t0, &h), "7 of 8: a small site's few");
+        assert!(small.hold(0, 1, t0, &h), "but not its last");
     }
 
     /// A peak older than the window no longer counts; emptying a site is

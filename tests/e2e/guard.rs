@@ -117,8 +117,9 @@ fn an_emptied_content_directory_is_held_until_it_comes_back_or_is_confirmed() {
 }
 
 /// What is not a wipe is published at once: a start on an empty content
-/// directory, its first articles, and deleting a few of them at a time
-/// while fewer than half of what was published within the hour go.
+/// directory, its first articles, deleting a few of them at a time while
+/// fewer than half of what was published within the hour go, and most of
+/// a small site (at most 10 articles) short of all of it.
 #[test]
 fn an_empty_start_and_ordinary_deletions_are_not_held() {
     let ws = Workspace::new();
@@ -143,6 +144,14 @@ fn an_empty_start_and_ordinary_deletions_are_not_held() {
     d.poll("/feed.json", "7 articles", |r| {
         feed_titles(&r.body).len() == 7
     });
+    // 4 more: 9 of 12 gone, but on a site this small (at most 10 articles
+    // removed) only emptying it is held.
+    for i in 5..9 {
+        std::fs::remove_file(d.ws.path(&format!("content/a{i:02}.md"))).unwrap();
+    }
+    d.poll("/feed.json", "3 articles", |r| {
+        feed_titles(&r.body).len() == 3
+    });
     d.admin_poll("/healthz", "ok", |r| r.text() == "ok\n");
     let log = d.stop();
     assert!(!log.contains("held back"), "{log}");
@@ -154,23 +163,23 @@ fn an_empty_start_and_ordinary_deletions_are_not_held() {
 #[test]
 fn a_wipe_in_pieces_is_held_too() {
     let ws = Workspace::new();
-    write_articles(&ws, 12);
+    write_articles(&ws, 30);
     let mut d = TestDaemon::start(ws, "");
-    d.poll("/feed.json", "12 articles", |r| {
-        feed_titles(&r.body).len() == 12
+    d.poll("/feed.json", "30 articles", |r| {
+        feed_titles(&r.body).len() == 30
     });
-    for i in 0..4 {
+    for i in 0..10 {
         std::fs::remove_file(d.ws.path(&format!("content/a{i:02}.md"))).unwrap();
     }
-    d.poll("/feed.json", "8 articles", |r| {
-        feed_titles(&r.body).len() == 8
+    d.poll("/feed.json", "20 articles", |r| {
+        feed_titles(&r.body).len() == 20
     });
-    // 3 of 8 is less than half; 7 of 12 is not.
-    for i in 4..7 {
+    // 6 of 20 is less than half; 16 of 30 is not.
+    for i in 10..16 {
         std::fs::remove_file(d.ws.path(&format!("content/a{i:02}.md"))).unwrap();
     }
     let line = d.wait_log("publish held back");
-    assert!(line.contains("7 of 12"), "{line}");
-    assert_eq!(titles(&d).len(), 8);
+    assert!(line.contains("16 of 30"), "{line}");
+    assert_eq!(titles(&d).len(), 20);
     d.stop();
 }
