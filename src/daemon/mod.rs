@@ -8,6 +8,8 @@
 //! - `build`: the `build`, `check` and `publish` commands, and the build
 //!   cache.
 //! - `publisher`: the writer loop of `serve`, and what it publishes to.
+//! - `drop_guard`: holds back a publish that would remove most articles
+//!   (`max_drop`) until the content comes back or SIGUSR1 confirms.
 //! - `systemd`: the inherited listener, sd_notify and the watchdog.
 //! - `logging`: `tracing` set up for a terminal, journald or JSON.
 //! - `brotli`: the background thread that makes brotli forms.
