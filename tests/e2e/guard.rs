@@ -14,21 +14,27 @@ fn article(i: usize) -> String {
 }
 
 fn write_articles(ws: &Workspace, n: usize) {
-    for i in 0..n {
-        ws.write(&format!("content/a{i:02}.md"), article(i));
+    write_articles_in(ws, "content", 0..n);
+}
+
+fn write_articles_in(ws: &Workspace, dir: &str, range: std::ops::Range<usize>) {
+    for i in range {
+        ws.write(&format!("{dir}/a{i:02}.md"), article(i));
     }
 }
 
-/// Removes every file under `content/`, leaving the directory itself.
+/// `rm -rf content; mkdir content` in one step as the watcher sees it (so
+/// no batch of events removes only part of it): the tree moves to
+/// `wiped/` and an empty directory takes its place.
 fn empty_content(ws: &Workspace) {
-    for e in std::fs::read_dir(ws.path("content")).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            std::fs::remove_dir_all(&p).unwrap();
-        } else {
-            std::fs::remove_file(&p).unwrap();
-        }
-    }
+    std::fs::rename(ws.path("content"), ws.path("wiped")).unwrap();
+    std::fs::create_dir(ws.path("content")).unwrap();
+}
+
+/// The backup copied back, in one step: `wiped/` becomes `content/` again.
+fn restore_content(ws: &Workspace) {
+    std::fs::remove_dir(ws.path("content")).unwrap();
+    std::fs::rename(ws.path("wiped"), ws.path("content")).unwrap();
 }
 
 /// Titles of the feed a reader gets now.
@@ -85,9 +91,10 @@ fn an_emptied_content_directory_is_held_until_it_comes_back_or_is_confirmed() {
         "{log}"
     );
 
-    // The backup is copied back (one article fewer: a real deletion
-    // meanwhile is published with it).
-    write_articles(&d.ws, 11);
+    // The backup is copied back, one article fewer: a real deletion
+    // meanwhile is published with it.
+    std::fs::remove_file(d.ws.path("wiped/a11.md")).unwrap();
+    restore_content(&d.ws);
     d.wait_log("content is back");
     d.poll("/feed.json", "11 articles", |r| {
         feed_titles(&r.body).len() == 11
@@ -163,21 +170,19 @@ fn an_empty_start_and_ordinary_deletions_are_not_held() {
 #[test]
 fn a_wipe_in_pieces_is_held_too() {
     let ws = Workspace::new();
-    write_articles(&ws, 30);
+    write_articles_in(&ws, "content/p1", 0..10);
+    write_articles_in(&ws, "content/p2", 10..16);
+    write_articles_in(&ws, "content", 16..30);
     let mut d = TestDaemon::start(ws, "");
     d.poll("/feed.json", "30 articles", |r| {
         feed_titles(&r.body).len() == 30
     });
-    for i in 0..10 {
-        std::fs::remove_file(d.ws.path(&format!("content/a{i:02}.md"))).unwrap();
-    }
+    std::fs::rename(d.ws.path("content/p1"), d.ws.path("p1")).unwrap();
     d.poll("/feed.json", "20 articles", |r| {
         feed_titles(&r.body).len() == 20
     });
     // 6 of 20 is less than half; 16 of 30 is not.
-    for i in 10..16 {
-        std::fs::remove_file(d.ws.path(&format!("content/a{i:02}.md"))).unwrap();
-    }
+    std::fs::rename(d.ws.path("content/p2"), d.ws.path("p2")).unwrap();
     let line = d.wait_log("publish held back");
     assert!(line.contains("16 of 30"), "{line}");
     assert_eq!(titles(&d).len(), 20);
