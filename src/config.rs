@@ -294,6 +294,7 @@ struct RawConfig {
     verify_interval_secs: Option<u64>,
     max_connections: Option<toml::Spanned<i64>>,
     max_connections_per_ip: Option<toml::Spanned<i64>>,
+    trusted_proxies: Option<Vec<toml::Spanned<String>>>,
     http_workers: Option<toml::Spanned<i64>>,
     brotli_quality: Option<toml::Spanned<i64>>,
     header_read_timeout_secs: Option<u64>,
@@ -309,6 +310,7 @@ struct RawConfig {
     max_asset_bytes: Option<toml::Spanned<i64>>,
     publish_stall_secs: Option<toml::Spanned<i64>>,
     write_retry_secs: Option<toml::Spanned<i64>>,
+    max_drop: Option<toml::Spanned<f64>>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
     websub: Option<RawWebSub>,
@@ -380,6 +382,9 @@ pub struct Config {
     /// Connections one client address may hold (open or waiting; an IPv6
     /// client is counted by its /64); more from it are refused at once.
     pub max_connections_per_ip: usize,
+    /// Addresses and networks of reverse proxies whose `X-Forwarded-For`
+    /// and `Forwarded` headers name the client (empty: none believed).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Threads serving HTTP connections, each with its own event loop.
     pub http_workers: usize,
     /// Quality of the brotli forms of feeds, the index and OPML (1–11);
@@ -419,6 +424,11 @@ pub struct Config {
     /// While the output directory or the state file cannot be written,
     /// how often writing them is tried again.
     pub write_retry: Duration,
+    /// The largest share (0 to 1) of the articles published within the
+    /// last hour that one publish may remove; a publish that would remove
+    /// more (and more than 10 articles), or every article, is held back until the content comes back
+    /// or the operator confirms (SIGUSR1).
+    pub max_drop: f64,
     /// `tracing` filter (overridden by `RUST_LOG`).
     pub log_level: String,
     /// Log output format.
@@ -464,6 +474,7 @@ impl Default for Config {
             verify_interval: Duration::from_secs(180),
             max_connections: 1024,
             max_connections_per_ip: 64,
+            trusted_proxies: Vec::new(),
             http_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             brotli_quality: 5,
             header_read_timeout: Duration::from_secs(10),
@@ -479,6 +490,7 @@ impl Default for Config {
             max_asset_bytes: 20 * 1024 * 1024,
             publish_stall: Duration::from_secs(10),
             write_retry: Duration::from_secs(10),
+            max_drop: 0.5,
             log_level: "info".into(),
             log_format: LogFormat::Human,
             websub: WebSubConfig::default(),
@@ -651,6 +663,24 @@ impl Config {
             "max_connections_per_ip",
             c.max_connections_per_ip,
         )?;
+        if let Some(list) = raw.trusted_proxies {
+            c.trusted_proxies = list
+                .iter()
+                .map(|p| {
+                    let v = p.get_ref().trim();
+                    v.parse::<ipnet::IpNet>()
+                        .or_else(|_| v.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| {
+                            invalid(
+                                spanned_line(&p.span()),
+                                format!(
+                                    "trusted_proxies: {v:?} is not an address or network like \"10.0.0.1\" or \"10.0.0.0/8\""
+                                ),
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?;
+        }
         c.http_workers = positive(raw.http_workers, "http_workers", c.http_workers)?;
         c.publish_stall = Duration::from_secs(positive(
             raw.publish_stall_secs,
@@ -662,6 +692,19 @@ impl Config {
             "write_retry_secs",
             c.write_retry.as_secs() as usize,
         )? as u64);
+        if let Some(d) = raw.max_drop {
+            c.max_drop = Some(*d.get_ref())
+                .filter(|d| (0.0..=1.0).contains(d))
+                .ok_or_else(|| {
+                    invalid(
+                        spanned_line(&d.span()),
+                        format!(
+                            "max_drop: must be a share from 0 to 1 (0.5: half), not {}",
+                            d.get_ref()
+                        ),
+                    )
+                })?;
+        }
         if let Some(q) = raw.brotli_quality {
             c.brotli_quality = u32::try_from(*q.get_ref())
                 .ok()
@@ -896,6 +939,9 @@ impl Config {
         }
         if self.max_connections_per_ip != new.max_connections_per_ip {
             v.push("max_connections_per_ip");
+        }
+        if self.trusted_proxies != new.trusted_proxies {
+            v.push("trusted_proxies");
         }
         if self.http_workers != new.http_workers {
             v.push("http_workers");
@@ -1259,6 +1305,13 @@ mod tests {
                 "\nwrite_retry_secs = -5\n",
                 2,
                 "write_retry_secs",
+            ),
+            ("drop share over 1", "max_drop = 50.0\n", 1, "max_drop"),
+            (
+                "proxy not an address",
+                "trusted_proxies = [\"10.0.0.1\",\n  \"proxy.example\"]\n",
+                2,
+                "trusted_proxies",
             ),
             (
                 "unknown in table",

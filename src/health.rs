@@ -174,6 +174,9 @@ struct Notes {
     bucket_behind: (usize, Option<Instant>),
     /// Deletions the last bucket pass refused (`max_deletes`).
     bucket_refused: usize,
+    /// Why a publish that would remove most articles is held back
+    /// (`max_drop`).
+    drop_held: Option<String>,
 }
 
 /// The publish loop's heartbeat, step and problems.
@@ -317,6 +320,12 @@ impl Health {
         self.with_notes(|n| n.held_back)
     }
 
+    /// Records that a publish is held back for removing too many
+    /// articles (`Some(why)`), or that none is (`None`).
+    pub fn set_drop_held(&self, why: Option<String>) {
+        self.with_notes(|n| n.drop_held = why);
+    }
+
     /// The verdict now.
     pub fn check(&self) -> Verdict {
         self.check_at(Instant::now())
@@ -344,6 +353,9 @@ impl Health {
         }
         let mut reasons = Vec::new();
         self.with_notes(|n| {
+            if let Some(why) = &n.drop_held {
+                reasons.push(why.clone());
+            }
             if n.held_back > 0 {
                 reasons.push(format!(
                     "{} new article{} held back until the state file can be written",

@@ -19,14 +19,27 @@ pub const ROUTE_CLASSES: [&str; 8] = [
     "metrics",
     "other",
 ];
-const STATUSES: [u16; 8] = [200, 301, 304, 400, 404, 405, 412, 500];
+/// Every status code HTTP defines a class for (RFC 9110 §15: 100–599)
+/// has its counter, so no answer Herald sends — the hub's 202, 403, 413,
+/// 429 and 503, a gone article's 410, `/healthz`'s 503 — goes uncounted.
+/// Only those seen are rendered.
+const FIRST_STATUS: u16 = 100;
+const STATUS_COUNT: usize = 500;
 
 const SHARDS: usize = 4;
 
 /// One thread's request counters, on cache lines of its own.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(128))]
-struct Shard([[AtomicU64; STATUSES.len()]; ROUTE_CLASSES.len()]);
+struct Shard([[AtomicU64; STATUS_COUNT]; ROUTE_CLASSES.len()]);
+
+impl Default for Shard {
+    fn default() -> Shard {
+        Shard(std::array::from_fn(|_| {
+            std::array::from_fn(|_| AtomicU64::new(0))
+        }))
+    }
+}
 
 static NEXT_SHARD: AtomicU64 = AtomicU64::new(0);
 
@@ -68,7 +81,8 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one response.
     pub fn request(&self, class: usize, status: u16) {
-        if let Some(s) = STATUSES.iter().position(|&x| x == status) {
+        let s = usize::from(status.wrapping_sub(FIRST_STATUS));
+        if s < STATUS_COUNT {
             let shard = SHARD.with(|i| *i);
             if let Some(row) = self.requests[shard].0.get(class) {
                 row[s].fetch_add(1, Relaxed);
@@ -91,13 +105,14 @@ impl Metrics {
         out.push_str("# HELP herald_http_requests_total HTTP responses by route class and status.\n# TYPE herald_http_requests_total counter\n");
         let mut not_modified = 0;
         for (c, class) in ROUTE_CLASSES.iter().enumerate() {
-            for (s, status) in STATUSES.iter().enumerate() {
+            for s in 0..STATUS_COUNT {
+                let status = FIRST_STATUS as usize + s;
                 let n: u64 = self
                     .requests
                     .iter()
                     .map(|sh| sh.0[c][s].load(Relaxed))
                     .sum();
-                if *status == 304 {
+                if status == 304 {
                     not_modified += n;
                 }
                 if n > 0 {
@@ -246,8 +261,18 @@ mod tests {
         m.request(0, 200);
         m.request(0, 304);
         m.request(3, 304);
+        m.request(7, 429);
+        m.request(5, 503);
+        m.request(7, 999);
         m.rebuilt(1500, 7, 1);
         let t = m.render();
+        for line in [
+            "herald_http_requests_total{route=\"other\",status=\"429\"} 1\n",
+            "herald_http_requests_total{route=\"health\",status=\"503\"} 1\n",
+        ] {
+            assert!(t.contains(line), "{t}");
+        }
+        assert!(!t.contains("999"), "no such status: {t}");
         assert!(
             t.contains("herald_http_requests_total{route=\"feed\",status=\"200\"} 1\n"),
             "{t}"

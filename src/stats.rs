@@ -1,6 +1,10 @@
 //! Who reads the feeds, per feed and per UTC day: the subscribers each
 //! aggregator reports in its `User-Agent` (the latest figure of the day
-//! per aggregator and feed), the distinct clients that poll directly
+//! per aggregator, feed and reporting address; an aggregator's figure is
+//! the largest of its addresses', so one address never replaces
+//! another's), only from a `User-Agent` that names a known aggregator
+//! ([`KNOWN`]) — figures under any other name are kept apart, labelled
+//! unrecognised, and no total counts them — the distinct clients that poll directly
 //! (estimated with a HyperLogLog sketch over a keyed hash of the client
 //! address: no address is stored, and the key is random per day and
 //! forgotten with it), and the verified WebSub subscriptions of the
@@ -143,18 +147,37 @@ impl Sketch {
     }
 }
 
+/// Addresses whose figures are kept per known aggregator, feed and day;
+/// further addresses are ignored that day (those kept keep updating).
+pub const MAX_REPORTERS: usize = 8;
+
 /// One feed's counters for today.
 #[derive(Debug, Default)]
 struct FeedToday {
     /// Made when the feed is first polled directly today.
     pollers: OnceLock<Sketch>,
-    /// The latest figure of each aggregator today.
-    aggregators: Mutex<Vec<(Box<str>, u64)>>,
+    /// The latest figure of each known aggregator today, per reporting
+    /// client address (0: restored from the file, address unknown).
+    aggregators: Mutex<Vec<(&'static str, u128, u64)>>,
+    /// The latest figure under each name that is no known aggregator.
+    unrecognised: Mutex<Vec<(Box<str>, u64)>>,
 }
 
 impl FeedToday {
-    fn report(&self, name: &str, n: u64, max_names: usize) {
+    /// A known aggregator (`name`, one of [`KNOWN`]'s) reports `n` from
+    /// `client`: that address's figure, never another's.
+    fn report(&self, name: &'static str, client: u128, n: u64) {
         let mut a = self.aggregators.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = a.iter_mut().find(|(k, c, _)| *k == name && *c == client) {
+            e.2 = n;
+        } else if a.iter().filter(|(k, _, _)| *k == name).count() < MAX_REPORTERS {
+            a.push((name, client, n));
+        }
+    }
+
+    /// A name no known aggregator uses reports `n`.
+    fn report_unrecognised(&self, name: &str, n: u64, max_names: usize) {
+        let mut a = self.unrecognised.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = a.iter_mut().find(|(k, _)| &**k == name) {
             e.1 = n;
         } else if a.len() < max_names {
@@ -162,8 +185,27 @@ impl FeedToday {
         }
     }
 
+    /// A figure read back from the file, by name.
+    fn restore(&self, name: &str, n: u64, max_names: usize) {
+        match KNOWN.iter().find(|(_, k)| *k == name) {
+            Some((_, k)) => self.report(k, 0, n),
+            None => self.report_unrecognised(name, n, max_names),
+        }
+    }
+
+    /// Each known aggregator's figure: the largest of its addresses'.
     fn figures(&self) -> BTreeMap<String, u64> {
         let a = self.aggregators.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = BTreeMap::new();
+        for (k, _, n) in a.iter() {
+            let e = out.entry(k.to_string()).or_insert(0);
+            *e = (*e).max(*n);
+        }
+        out
+    }
+
+    fn unrecognised(&self) -> BTreeMap<String, u64> {
+        let a = self.unrecognised.lock().unwrap_or_else(|p| p.into_inner());
         a.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 }
@@ -213,9 +255,14 @@ impl Live {
 /// What one feed had on one day.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedDay {
-    /// Subscribers reported by each aggregator (its latest figure that day).
+    /// Subscribers reported by each known aggregator (its latest figure
+    /// that day; from several addresses, the largest).
     #[serde(default)]
     pub aggregators: BTreeMap<String, u64>,
+    /// Figures claimed under names no known aggregator uses: shown apart,
+    /// counted in no total.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unrecognised_aggregators: BTreeMap<String, u64>,
     /// Distinct clients that polled the feed themselves (estimate).
     #[serde(default)]
     pub direct_pollers: u64,
@@ -286,6 +333,8 @@ struct TodayFeedFile {
     pollers: String,
     #[serde(default)]
     aggregators: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    unrecognised: BTreeMap<String, u64>,
     #[serde(default)]
     websub: u64,
 }
@@ -424,9 +473,12 @@ impl Stats {
         let Some(feed) = live.feeds.get(route) else {
             return;
         };
-        if let Some((name, n)) = user_agent.and_then(reported) {
+        if let Some((ua, (name, n))) = user_agent.and_then(|ua| Some((ua, reported(ua)?))) {
             if n <= self.limits.max_reported_subscribers {
-                feed.report(name, n, self.limits.max_aggregators_per_feed);
+                match known_name(ua) {
+                    Some(k) => feed.report(k, client, n),
+                    None => feed.report_unrecognised(name, n, self.limits.max_aggregators_per_feed),
+                }
             }
             // An aggregator's fetch stands for its subscribers, not for
             // a reader polling by themselves.
@@ -527,6 +579,7 @@ impl Stats {
                             let t = TodayFeedFile {
                                 pollers: f.pollers.get().map(Sketch::encode).unwrap_or_default(),
                                 aggregators: f.figures(),
+                                unrecognised: f.unrecognised(),
                                 websub: book.websub.get(&**r).copied().unwrap_or(0),
                             };
                             (r.to_string(), t)
@@ -564,6 +617,7 @@ fn today_of(live: &Live, websub: &BTreeMap<String, u64>) -> Day {
         .map(|(r, f)| {
             let d = FeedDay {
                 aggregators: f.figures(),
+                unrecognised_aggregators: f.unrecognised(),
                 direct_pollers: f.pollers.get().map_or(0, Sketch::estimate),
                 websub: websub.get(&**r).copied().unwrap_or(0),
             };
@@ -587,6 +641,11 @@ fn clamp_day(mut day: Day, limits: &Limits) -> Day {
             .retain(|_, n| *n <= limits.max_reported_subscribers);
         while f.aggregators.len() > limits.max_aggregators_per_feed {
             f.aggregators.pop_last();
+        }
+        f.unrecognised_aggregators
+            .retain(|_, n| *n <= limits.max_reported_subscribers);
+        while f.unrecognised_aggregators.len() > limits.max_aggregators_per_feed {
+            f.unrecognised_aggregators.pop_last();
         }
     }
     day
@@ -615,9 +674,9 @@ fn restore_today(t: TodayFile, today: u64, limits: &Limits, live: &mut Live, boo
         if let Some(s) = Sketch::decode(&f.pollers).filter(|_| !f.pollers.is_empty()) {
             let _ = ft.pollers.set(s);
         }
-        for (name, n) in f.aggregators {
+        for (name, n) in f.aggregators.into_iter().chain(f.unrecognised) {
             if n <= limits.max_reported_subscribers {
-                ft.report(&name, n, limits.max_aggregators_per_feed);
+                ft.restore(&name, n, limits.max_aggregators_per_feed);
             }
         }
         if f.websub > 0 {
@@ -702,8 +761,9 @@ fn starts_with_ignore_case(b: &[u8], prefix: &[u8]) -> bool {
 }
 
 /// Aggregators known by a word in their `User-Agent`, and the name they
-/// are shown under.
-const KNOWN: [(&[u8], &str); 9] = [
+/// are shown under: those of `tests/fixtures/user_agents.tsv`. Only these
+/// count as aggregators; a figure under any other name is unrecognised.
+const KNOWN: [(&[u8], &str); 12] = [
     (b"feedly", "Feedly"),
     (b"inoreader", "Inoreader"),
     (b"newsblur", "NewsBlur"),
@@ -713,7 +773,18 @@ const KNOWN: [(&[u8], &str); 9] = [
     (b"bloglines", "Bloglines"),
     (b"newsgator", "NewsGator"),
     (b"overcast", "Overcast"),
+    (b"newshutch", "Newshutch"),
+    (b"livejournal.com", "LiveJournal.com"),
+    (b"kinjabot", "kinjabot"),
 ];
+
+/// The known aggregator a `User-Agent` names, if any.
+fn known_name(ua: &[u8]) -> Option<&'static str> {
+    KNOWN
+        .iter()
+        .find(|(word, _)| ua.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word)))
+        .map(|(_, name)| *name)
+}
 
 /// Longest name kept of an aggregator that is not one of [`KNOWN`].
 const MAX_NAME: usize = 40;
@@ -723,10 +794,8 @@ const MAX_NAME: usize = 40;
 /// (compatible; name; …)`, the name), cut to letters, digits, `.`, `-`
 /// and `_` and to [`MAX_NAME`] bytes; "other" when none is left.
 fn aggregator_name(ua: &[u8]) -> &str {
-    for (word, name) in KNOWN {
-        if ua.windows(word.len()).any(|w| w.eq_ignore_ascii_case(word)) {
-            return name;
-        }
+    if let Some(name) = known_name(ua) {
+        return name;
     }
     let mut rest = ua;
     if starts_with_ignore_case(rest, b"mozilla/") {
@@ -844,8 +913,21 @@ mod tests {
         s.count("/articles/x/", None, v4(3));
         let day = &s.report()[0].1;
         let f = &day.feeds["/rss.xml"];
-        assert_eq!(f.aggregators.len(), 3, "{f:?}");
+        assert_eq!(f.aggregators.len(), 1, "only known names: {f:?}");
+        assert_eq!(f.unrecognised_aggregators.len(), 3, "bounded: {f:?}");
+        assert_eq!(day.aggregator_subscribers(), 12, "{f:?}");
         assert_eq!(f.aggregators["Feedly"], 12);
+        // Another address reports its own figure; the largest shows.
+        s.count("/rss.xml", Some(ua(3).as_bytes()), v4(9));
+        assert_eq!(s.report()[0].1.feeds["/rss.xml"].aggregators["Feedly"], 12);
+        s.count("/rss.xml", Some(ua(30).as_bytes()), v4(9));
+        assert_eq!(s.report()[0].1.feeds["/rss.xml"].aggregators["Feedly"], 30);
+        // At most MAX_REPORTERS addresses per aggregator.
+        for i in 10..30 {
+            s.count("/rss.xml", Some(ua(1000 + u64::from(i)).as_bytes()), v4(i));
+        }
+        let top = s.report()[0].1.feeds["/rss.xml"].aggregators["Feedly"];
+        assert_eq!(top, 1000 + 10 + MAX_REPORTERS as u64 - 3, "{top}");
         assert_eq!(f.direct_pollers, 0);
         assert_eq!(day.direct_pollers, 0);
         assert_eq!(day.feeds.len(), 1);

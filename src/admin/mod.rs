@@ -206,11 +206,17 @@ pub fn respond<B>(req: &Request<B>, shared: &Shared) -> Response<Full<Bytes>> {
                 .into(),
         ),
     };
-    if req.uri().path() == "/metrics" {
+    // What a monitor polls is counted, a 503 of `/healthz` above all.
+    let class = match req.uri().path() {
+        "/metrics" => Some("metrics"),
+        "/healthz" => Some("health"),
+        _ => None,
+    };
+    if let Some(class) = class {
         shared.metrics.request(
             crate::metrics::ROUTE_CLASSES
                 .iter()
-                .position(|c| *c == "metrics")
+                .position(|c| *c == class)
                 .unwrap_or(0),
             status.as_u16(),
         );

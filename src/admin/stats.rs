@@ -19,6 +19,7 @@ pub(super) fn json(days: &[(String, Day)], limits: Limits) -> String {
                     let v = serde_json::json!({
                         "aggregators": f.aggregators,
                         "aggregator_subscribers": f.aggregator_subscribers(),
+                        "unrecognised_aggregators": f.unrecognised_aggregators,
                         "direct_pollers": f.direct_pollers,
                         "websub": f.websub,
                     });
@@ -85,11 +86,22 @@ pub(super) fn html(days: &[(String, Day)], limits: Limits) -> String {
             if f.aggregators.is_empty() && f.direct_pollers == 0 && f.websub == 0 {
                 continue;
             }
-            let aggs: Vec<String> = f
+            let mut aggs: Vec<String> = f
                 .aggregators
                 .iter()
                 .map(|(n, v)| format!("{}: {v}", escape(n)))
                 .collect();
+            if !f.unrecognised_aggregators.is_empty() {
+                let names: Vec<String> = f
+                    .unrecognised_aggregators
+                    .iter()
+                    .map(|(n, v)| format!("{}: {v}", escape(n)))
+                    .collect();
+                aggs.push(format!(
+                    "<br><small>unrecognised, not counted: {}</small>",
+                    names.join(", ")
+                ));
+            }
             let _ = writeln!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
@@ -215,6 +227,7 @@ mod tests {
                 aggregators: [("Feedly".to_string(), subs)].into(),
                 direct_pollers: pollers,
                 websub: 1,
+                ..FeedDay::default()
             },
         );
         d

@@ -8,6 +8,8 @@
 //! - `build`: the `build`, `check` and `publish` commands, and the build
 //!   cache.
 //! - `publisher`: the writer loop of `serve`, and what it publishes to.
+//! - `drop_guard`: holds back a publish that would remove most articles
+//!   (`max_drop`) until the content comes back or SIGUSR1 confirms.
 //! - `systemd`: the inherited listener, sd_notify and the watchdog.
 //! - `logging`: `tracing` set up for a terminal, journald or JSON.
 //! - `brotli`: the background thread that makes brotli forms.
@@ -15,6 +17,7 @@
 
 mod brotli;
 mod build;
+mod drop_guard;
 mod guard;
 mod logging;
 mod process;
@@ -224,9 +227,12 @@ async fn serve(
 ) -> Result<(), Fatal> {
     // Signal handlers first: a `systemctl reload` right after READY=1 must
     // not meet SIGHUP's default action (terminate). SIGHUP reloads; the
-    // first SIGTERM/SIGINT stops gracefully, a second one exits at once.
+    // first SIGTERM/SIGINT stops gracefully, a second one exits at once;
+    // SIGUSR1 confirms a removal the empty-site guard holds back.
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    let mut usr1 =
+        signal(SignalKind::user_defined1()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     let std_listener = listener(&c)?;
@@ -337,6 +343,7 @@ async fn serve(
         max_header_bytes: c.max_header_bytes,
         shutdown_grace: c.shutdown_grace,
         workers: c.http_workers,
+        trusted_proxies: crate::server::TrustedProxies::new(&c.trusted_proxies),
     };
     let admin_listener = admin_listener(&c)?;
     tracing::info!(
@@ -419,6 +426,9 @@ async fn serve(
         tokio::select! {
             _ = hup.recv() => {
                 let _ = tx.send(Msg::Control(Control::Reload));
+            }
+            _ = usr1.recv() => {
+                let _ = tx.send(Msg::Control(Control::ConfirmDrop));
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

@@ -11,6 +11,7 @@ use anyhow::Context;
 use chrono::Utc;
 
 use super::brotli::BrQueue;
+use super::drop_guard::DropGuard;
 use super::systemd::notify;
 use super::{guard, open_library, parse_ctx, settings, Fatal, Overrides, EXIT_CONTENT_DIR};
 use crate::config::Config;
@@ -26,6 +27,9 @@ pub(super) enum Control {
     Shutdown,
     /// A request found file-backed pages damaged (see `site::Damage`).
     Repair,
+    /// SIGUSR1: the operator confirms the removal a held publish would
+    /// make (`drop_guard.rs`).
+    ConfirmDrop,
 }
 
 /// Starts the watcher for `root`, queueing its events for the loop. On
@@ -91,6 +95,8 @@ pub(super) struct Publisher {
     /// end-to-end test of a dead loop only (no real input can make the
     /// loop panic); nothing happens unless the variable is set.
     panic_on_publish: bool,
+    /// Holds back a publish that would remove most articles (`max_drop`).
+    drop_guard: DropGuard,
 }
 
 impl Publisher {
@@ -100,6 +106,7 @@ impl Publisher {
         let mut lib = open_library(&config, true)?;
         beat_while_reading(&mut lib, &metrics);
         let builder = watched_builder(&config, &metrics, Arc::default());
+        let max_drop = config.max_drop;
         Ok(Publisher {
             config,
             lib,
@@ -117,6 +124,7 @@ impl Publisher {
             mirror: None,
             start_changed: Vec::new(),
             prune_pending: false,
+            drop_guard: DropGuard::new(max_drop),
             panic_on_publish: std::env::var("HERALD_FAILPOINT").is_ok_and(|v| v == "publish-panic"),
         })
     }
@@ -417,6 +425,19 @@ impl Publisher {
             "HERALD_FAILPOINT=publish-panic: the publish loop panics as asked"
         );
         let started = Instant::now();
+        if let Some(shared) = &self.shared {
+            let served = shared.site.load().articles;
+            let would = self.lib.publishable(Utc::now());
+            if self
+                .drop_guard
+                .hold(would, served, started, &self.metrics.health)
+            {
+                // Rendered again when the content comes back or the
+                // removal is confirmed; a release due meanwhile waits too.
+                self.next_release = None;
+                return;
+            }
+        }
         let (site, changed) = self.render();
         let Some(shared) = self.shared.clone() else {
             return;
@@ -544,6 +565,12 @@ impl Publisher {
                 }
                 Some(Control::Repair) => {
                     self.repair();
+                    continue;
+                }
+                Some(Control::ConfirmDrop) => {
+                    if self.drop_guard.confirm(&self.metrics.health) {
+                        self.republish("removal confirmed");
+                    }
                     continue;
                 }
                 None => {}
@@ -734,6 +761,7 @@ impl Publisher {
         }
         tracing::info!(config = %path.map_or_else(|| "(defaults)".into(), |p| p.display().to_string()), "configuration reloaded");
         self.metrics.health.set_stall(new.publish_stall);
+        self.drop_guard.set_max_drop(new.max_drop);
         self.config = new;
     }
 }

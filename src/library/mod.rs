@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use rayon::prelude::*;
 
 use crate::article::Article;
@@ -172,6 +172,9 @@ pub struct Library {
     by_id: HashMap<FileId, PathBuf>,
     /// Things skipped while walking, each logged once until it goes away.
     skipped: HashSet<String>,
+    /// Paths that look like articles and cannot be read (a name not in
+    /// UTF-8, a path past PATH_MAX): rejected in every view while there.
+    problems: std::collections::BTreeMap<PathBuf, ParseError>,
     state: State,
     authority: String,
     progress: Progress,
@@ -223,6 +226,7 @@ impl Library {
             files: HashMap::default(),
             by_id: HashMap::default(),
             skipped: HashSet::default(),
+            problems: Default::default(),
             state,
             authority,
             progress: Progress::default(),
@@ -304,6 +308,19 @@ impl Library {
     /// True when no article file is known.
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
+    }
+
+    /// How many articles a view as of `now` would publish, counted
+    /// without settling one: files with a parsed article dated `now` or
+    /// earlier. Two files claiming one slug count twice, so this may
+    /// exceed the settled count by the conflicts; the publish guard
+    /// (`max_drop`) compares it with what is served before rendering.
+    pub fn publishable(&self, now: DateTime<Utc>) -> usize {
+        let now = instant(&now.fixed_offset());
+        self.files
+            .values()
+            .filter(|f| f.article.is_some() && f.key.published <= now)
+            .count()
     }
 
     /// Changes the parse settings (time zone) after a config reload; every
@@ -398,6 +415,11 @@ impl Library {
                     touched.push(p);
                     self.sync_subtree(p)
                 }
+                // A new article the walk would name as a problem.
+                Ok(m) if !m.is_dir() && walk::bad_name(p).is_some() => {
+                    let e = walk::bad_name(p).expect("checked in the guard");
+                    self.problems.insert(p.clone(), e).is_none()
+                }
                 Ok(m) if parse::kind_of(p).is_some() => match self.admit(p, &m) {
                     Admit::File(path) => {
                         files.push(path);
@@ -485,6 +507,9 @@ impl Library {
         if let Some(c) = &mut self.cache {
             c.forget_under(p);
         }
+        let problems = self.problems.len();
+        self.problems.retain(|k, _| !k.starts_with(p));
+        let problems_gone = problems != self.problems.len();
         let before = self.files.len();
         let by_id = &mut self.by_id;
         self.files.retain(|k, f| {
@@ -496,7 +521,7 @@ impl Library {
             }
             keep
         });
-        before != self.files.len()
+        before != self.files.len() || problems_gone
     }
 
     /// Re-walks `dir`: drops entries below it that are gone, parses new and
@@ -511,7 +536,14 @@ impl Library {
         let walk::Walk {
             files: seen,
             skipped,
+            problems,
         } = walk::walk(&self.root, dir, self.policy, &outside);
+        let problems_before = self.problems.len();
+        self.problems.retain(|p, _| !p.starts_with(dir));
+        let mut problems_changed = self.problems.len() != problems_before;
+        for e in problems {
+            problems_changed |= self.problems.insert(e.path.clone(), e).is_none();
+        }
         if dir == self.root {
             self.skipped.retain(|l| skipped.contains(l));
         }
@@ -529,7 +561,7 @@ impl Library {
             keep
         });
         let removed = before != self.files.len();
-        self.sync_files(seen) | removed
+        self.sync_files(seen) | removed | problems_changed
     }
 
     /// Stats each file; reads and parses (in parallel) the ones whose stamp

@@ -184,6 +184,47 @@ impl Library {
         });
         view.articles = owned.into_iter().map(|(_, a)| Arc::clone(a)).collect();
         fresh.sort_unstable_by_key(|p| bytes(p));
+        // A front-matter id another article holds (one identified already,
+        // or an earlier file in path order) leaves the later file out,
+        // named, rather than giving it another id without a word.
+        let mut duplicates: Vec<ParseError> = Vec::new();
+        if !fresh.is_empty() {
+            let mut first: HashMap<&str, &Path> = HashMap::default();
+            for p in &fresh {
+                let Some(a) = self.files.get(p).and_then(|f| f.article.as_deref()) else {
+                    continue;
+                };
+                if a.id.is_empty() {
+                    continue;
+                }
+                let owner = if claimed.contains(a.id.as_str()) {
+                    claims
+                        .iter()
+                        .find(|(_, f, o)| f.identified && o.id == a.id)
+                        .map(|(q, _, _)| q.as_path())
+                } else {
+                    first.get(a.id.as_str()).copied()
+                };
+                match owner {
+                    Some(owner) => duplicates.push(ParseError::new(
+                        p,
+                        1,
+                        format!(
+                            "id {:?} (front matter) is already used by {}; give one of them another id",
+                            a.id,
+                            owner.display()
+                        ),
+                    )),
+                    None => {
+                        first.insert(a.id.as_str(), p.as_path());
+                    }
+                }
+            }
+        }
+        if !duplicates.is_empty() {
+            fresh.retain(|p| !duplicates.iter().any(|e| &e.path == p));
+            view.rejected.append(&mut duplicates);
+        }
         if !fresh.is_empty() {
             // Borrowed, not cloned: an extra `Arc` would make the
             // `make_mut` below copy every article it updates.
@@ -238,6 +279,7 @@ impl Library {
                 view.articles.push(next);
             }
         }
+        view.rejected.extend(self.problems.values().cloned());
         view.rejected.sort_by(|a, b| {
             bytes(&a.path)
                 .cmp(&bytes(&b.path))

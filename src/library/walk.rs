@@ -16,6 +16,11 @@
 //!   reading a device may never end); a directory with an article's name is
 //!   walked as a directory.
 //! - Dot-directories (`.git/` …) are never content.
+//! - What looks like an article but cannot be one is a problem, named
+//!   like a file that fails to parse (`herald check` exits 1): a name
+//!   with an article's extension that is not UTF-8 (Herald could give it
+//!   no slug or link), and a directory or file whose path is longer than
+//!   the system lets a program open (`PATH_MAX`).
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +39,47 @@ pub(crate) struct Walk {
     pub files: Vec<PathBuf>,
     /// One line per thing skipped, naming the path and why.
     pub skipped: Vec<String>,
+    /// Articles that cannot be read, as errors (see the module doc).
+    pub problems: Vec<crate::parse::ParseError>,
+}
+
+/// Longest path the system opens, bytes with the closing NUL (Linux).
+pub(crate) const PATH_MAX: usize = libc::PATH_MAX as usize;
+
+/// The problem with `path`'s name, if it has an article's extension but
+/// is not UTF-8.
+pub(crate) fn bad_name(path: &Path) -> Option<crate::parse::ParseError> {
+    let name = path.file_name()?.as_encoded_bytes();
+    if name.first().is_some_and(|b| matches!(b, b'.' | b'#'))
+        || name.last() == Some(&b'~')
+        || std::str::from_utf8(name).is_ok()
+    {
+        return None;
+    }
+    let article = [&b".txt"[..], b".md", b".markdown"]
+        .iter()
+        .any(|ext| name.ends_with(ext));
+    article.then(|| {
+        crate::parse::ParseError::new(
+            path,
+            1,
+            "file name is not valid UTF-8, so it can have no slug or link: \
+             rename the file (in UTF-8)",
+        )
+    })
+}
+
+/// The problem with `path`, `len` bytes long and past [`PATH_MAX`].
+fn too_long(path: &Path, what: &str) -> crate::parse::ParseError {
+    crate::parse::ParseError::new(
+        path,
+        1,
+        format_args!(
+            "{what} nested too deep: its path is {} bytes, more than the system \
+             opens (PATH_MAX, {PATH_MAX}), so its articles cannot be read: move them up",
+            path.as_os_str().len()
+        ),
+    )
 }
 
 /// How symlinks leaving the content directory are treated.
@@ -158,6 +204,10 @@ impl Walker<'_> {
         while let Some(d) = stack.pop() {
             let entries = match std::fs::read_dir(&d) {
                 Ok(e) => e,
+                Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => {
+                    self.out.problems.push(too_long(&d, "directory"));
+                    continue;
+                }
                 Err(e) => {
                     self.skip(&d, format_args!("directory cannot be read: {e}"));
                     continue;
@@ -177,6 +227,12 @@ impl Walker<'_> {
                 let Ok(t) = entry.file_type() else {
                     continue;
                 };
+                if !t.is_dir() {
+                    if let Some(p) = bad_name(&path) {
+                        self.out.problems.push(p);
+                        continue;
+                    }
+                }
                 if t.is_symlink() {
                     self.deferred.push(path);
                 } else if t.is_dir() {
@@ -191,7 +247,9 @@ impl Walker<'_> {
                         subdirs.push(path);
                     }
                 } else if self.policy.all_files || parse::kind_of(&path).is_some() {
-                    if t.is_file() {
+                    if t.is_file() && path.as_os_str().len() >= PATH_MAX {
+                        self.out.problems.push(too_long(&path, "file"));
+                    } else if t.is_file() {
                         // A file's device is its directory's (only a bind
                         // mount could differ, and then its inode alone
                         // still tells it from its neighbours).

@@ -54,7 +54,10 @@ pub(super) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let shares = Arc::new(Shares::new(limits.max_connections_per_ip));
+    let shares = Arc::new(Shares::new(
+        limits.max_connections_per_ip,
+        limits.trusted_proxies.clone(),
+    ));
     let mut waiting: VecDeque<Waiting> = VecDeque::new();
     let mut refusals = Refusals::default();
     tokio::pin!(shutdown);
@@ -94,6 +97,8 @@ pub(super) async fn serve(
                 let Some(place) = Shares::take(&shares, peer.ip()) else {
                     refuse(stream);
                     metrics.refused_connections.fetch_add(1, Ordering::Relaxed);
+                    // A 503 sent, before any request: route class "other".
+                    metrics.request(super::route::class_of(""), 503);
                     refusals.count(peer, limits.max_connections_per_ip);
                     continue;
                 };
@@ -183,13 +188,17 @@ impl Refusals {
 /// its share.
 struct Shares {
     share: usize,
+    /// Reverse proxies carry many clients: their connections are not
+    /// counted (the proxy limits each client).
+    exempt: super::forwarded::TrustedProxies,
     open: Mutex<FxHashMap<u128, usize>>,
 }
 
 impl Shares {
-    fn new(share: usize) -> Shares {
+    fn new(share: usize, exempt: super::forwarded::TrustedProxies) -> Shares {
         Shares {
             share,
+            exempt,
             open: Mutex::new(FxHashMap::default()),
         }
     }
@@ -201,6 +210,12 @@ impl Shares {
     /// A place for one more connection from `ip`; `None` when its address
     /// holds its share already.
     fn take(shares: &Arc<Shares>, ip: IpAddr) -> Option<Place> {
+        if shares.exempt.trusts(ip) {
+            return Some(Place {
+                shares: Arc::clone(shares),
+                key: None,
+            });
+        }
         let key = client_key(ip);
         let mut open = shares.open();
         let n = open.entry(key).or_insert(0);
@@ -210,7 +225,7 @@ impl Shares {
         *n += 1;
         Some(Place {
             shares: Arc::clone(shares),
-            key,
+            key: Some(key),
         })
     }
 }
@@ -218,16 +233,20 @@ impl Shares {
 /// One connection counted in its address's share, until dropped.
 pub(super) struct Place {
     shares: Arc<Shares>,
-    key: u128,
+    /// `None`: not counted (a trusted proxy).
+    key: Option<u128>,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
+        let Some(key) = self.key else {
+            return;
+        };
         let mut open = self.shares.open();
-        if let Some(n) = open.get_mut(&self.key) {
+        if let Some(n) = open.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
-                open.remove(&self.key);
+                open.remove(&key);
             }
         }
     }
@@ -350,7 +369,7 @@ mod tests {
     /// again, and an address holding none leaves no entry.
     #[test]
     fn shares() {
-        let shares = Arc::new(Shares::new(2));
+        let shares = Arc::new(Shares::new(2, Default::default()));
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let a1 = Shares::take(&shares, ip("127.0.0.1")).expect("first");
         let a2 = Shares::take(&shares, ip("::ffff:127.0.0.1")).expect("second");

@@ -17,6 +17,7 @@
 //!   cap, worker choice.
 //! - `worker.rs`: one thread per worker, its runtime and hyper builders.
 //! - `drain.rs`: a worker's open connections, drained on shutdown.
+//! - `forwarded.rs`: the client behind a trusted reverse proxy.
 //! - `io.rs`: the socket: `recv`, `writev`, `sendfile`, under the
 //!   connection's clock.
 //! - `clock.rs`: a pure connection clock: the head and idle deadlines
@@ -31,6 +32,7 @@ mod accept;
 mod clock;
 mod conditional;
 mod drain;
+mod forwarded;
 mod handler;
 mod io;
 mod negotiate;
@@ -51,6 +53,7 @@ use crate::site::Site;
 
 pub use crate::site::Coding;
 pub use conditional::{evaluate, Precondition};
+pub use forwarded::TrustedProxies;
 pub use handler::{respond, respond_counted};
 pub use negotiate::negotiate;
 
@@ -104,6 +107,10 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// Threads serving connections.
     pub workers: usize,
+    /// Reverse proxies (`trusted_proxies`) whose forwarding headers name
+    /// the client, and whose connections are not counted against
+    /// `max_connections_per_ip`.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting and

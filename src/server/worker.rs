@@ -62,9 +62,12 @@ pub(super) fn run(
             };
             let io = IdleIo::new(stream, limits.idle_timeout, limits.header_read_timeout);
             let shared2 = Arc::clone(&shared);
+            let proxies = limits.trusted_proxies.clone();
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let shared = Arc::clone(&shared2);
-                async move { Ok::<_, Infallible>(serve(req, &shared, peer.ip()).await) }
+                // Behind a trusted reverse proxy, the client it names.
+                let client = proxies.client(peer.ip(), req.headers());
+                async move { Ok::<_, Infallible>(serve(req, &shared, client).await) }
             });
             let conn = builder.serve_connection(io, svc).into_owned();
             let fut = Drain::watch(&drain, conn);

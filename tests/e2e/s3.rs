@@ -747,3 +747,44 @@ fn serve_keeps_to_max_deletes() {
         "{log}"
     );
 }
+
+/// An emptied content directory deletes nothing from the bucket: the
+/// publish is held (`max_drop`), and when the files come back only what
+/// changed meanwhile is sent.
+#[test]
+fn an_emptied_content_directory_leaves_the_bucket_alone() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    let mut d = serve(ws, &moto, "");
+    d.wait_log("bucket updated");
+    let before = moto.list("site/");
+    let mark = moto.requests(0).len();
+    // `rm -rf content; mkdir content`, in one step as the watcher sees it.
+    std::fs::rename(d.ws.path("content"), d.ws.path("wiped")).unwrap();
+    std::fs::create_dir(d.ws.path("content")).unwrap();
+    d.wait_log("publish held back");
+    assert_eq!(d.get("/articles/alpha/").status, 200);
+    // The backup comes back, with one edit.
+    std::fs::remove_dir(d.ws.path("content")).unwrap();
+    std::fs::rename(d.ws.path("wiped"), d.ws.path("content")).unwrap();
+    d.ws.write(
+        "content/alpha.md",
+        article("Alpha", 1, "World", "First, restored."),
+    );
+    wait_object(&moto, "site/feed.json", "First, restored.");
+    let requests = moto.requests(mark);
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.starts_with("DELETE") || r.starts_with("POST")),
+        "nothing deleted: {requests:?}"
+    );
+    let after = moto.list("site/");
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    assert!(!d.log().contains("articles=0"), "{}", d.log());
+    d.stop();
+}

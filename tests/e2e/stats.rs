@@ -274,3 +274,71 @@ fn figures_saved_periodically_survive_a_crash() {
     );
     d.stop();
 }
+
+/// Invented `User-Agent`s claiming millions of subscribers go to a
+/// separate, labelled bucket that no total counts, and cannot crowd out
+/// a known aggregator; a known aggregator's figure reported from one
+/// address is not replaced by another address's.
+#[test]
+fn invented_aggregators_cannot_squat_the_figures() {
+    let d = TestDaemon::start(ws(), "");
+    let feedly = |n: &str| {
+        format!("Feedly/1.0 (+http://www.feedly.com/fetcher.html; {n} subscribers; like FeedFetcher-Google)")
+    };
+    let real = Ipv4Addr::new(127, 0, 0, 1);
+    let r = get_from(
+        real,
+        d.addr,
+        "/rss.xml",
+        &[("User-Agent", &feedly("1,234"))],
+    );
+    assert_eq!(r.status, 200);
+    for i in 0..32u8 {
+        let ua = format!("Squatter{i}/1.0 (9,999,999 subscribers)");
+        let r = get_from(
+            Ipv4Addr::new(127, 2, 0, i),
+            d.addr,
+            "/rss.xml",
+            &[("User-Agent", &ua)],
+        );
+        assert_eq!(r.status, 200);
+    }
+    get_from(
+        real,
+        d.addr,
+        "/rss.xml",
+        &[("User-Agent", &feedly("1,240"))],
+    );
+    // Another address claiming to be Feedly with a smaller figure.
+    get_from(
+        Ipv4Addr::new(127, 3, 0, 1),
+        d.addr,
+        "/rss.xml",
+        &[("User-Agent", &feedly("1"))],
+    );
+    let v = stats(&d);
+    let today = &v["days"][0];
+    let rss = &today["feeds"]["/rss.xml"];
+    assert_eq!(
+        rss["aggregators"],
+        serde_json::json!({"Feedly": 1240}),
+        "{rss}"
+    );
+    assert_eq!(rss["aggregator_subscribers"], 1240, "{rss}");
+    assert_eq!(today["aggregator_subscribers"], 1240, "{today}");
+    let unverified = rss["unrecognised_aggregators"]
+        .as_object()
+        .expect("the bucket");
+    assert_eq!(unverified.len(), 32, "{rss}");
+    assert_eq!(unverified["Squatter7"], 9_999_999);
+    let m = d.admin_get("/metrics").text();
+    assert!(!m.contains("Squatter"), "not among the aggregators: {m}");
+    let html = d.admin_get("/stats.html").text();
+    assert!(html.contains("unrecognised"), "{html}");
+    // Kept across a restart, in their own buckets.
+    let (_, ws) = d.stop_keep();
+    let d = TestDaemon::start(ws, "");
+    let again = stats(&d);
+    assert_eq!(again["days"][0]["feeds"]["/rss.xml"], *rss);
+    d.stop();
+}
