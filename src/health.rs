@@ -174,6 +174,9 @@ struct Notes {
     bucket_behind: (usize, Option<Instant>),
     /// Deletions the last bucket pass refused (`max_deletes`).
     bucket_refused: usize,
+    /// The built-in hub's deliveries to subscribers in good standing
+    /// behind: how many, and the oldest one's wait in seconds.
+    websub_behind: Option<(usize, u64)>,
 }
 
 /// The publish loop's heartbeat, step and problems.
@@ -306,6 +309,12 @@ impl Health {
         self.with_notes(|notes| notes.bucket_refused = n);
     }
 
+    /// The built-in hub's deliveries behind (how many, the oldest's wait
+    /// in seconds), or `None` when they keep up: degrades `/healthz`.
+    pub fn set_websub_behind(&self, behind: Option<(usize, u64)>) {
+        self.with_notes(|n| n.websub_behind = behind);
+    }
+
     /// Records how many new articles are held back (the state file cannot
     /// be written, so their ids could not be kept).
     pub fn set_held_back(&self, n: usize) {
@@ -362,6 +371,11 @@ impl Health {
                 let secs = since.map_or(0, |t| now.saturating_duration_since(t).as_secs());
                 reasons.push(format!(
                     "the bucket cannot be written: {why} ({routes} changed routes waiting; behind for {secs} s)"
+                ));
+            }
+            if let Some((n, secs)) = n.websub_behind {
+                reasons.push(format!(
+                    "websub: {n} deliveries to subscribers in good standing behind, the oldest waiting {secs} s"
                 ));
             }
             if n.bucket_refused > 0 {

@@ -5,6 +5,7 @@ mod archive;
 mod build;
 mod files;
 mod hostile;
+mod hub;
 mod identity;
 mod links;
 mod live;
