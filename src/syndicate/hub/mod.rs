@@ -450,3 +450,38 @@ impl Drop for Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The budgets are kept while the open-file limit has room for them,
+    /// and cut (each at least 1) when it has not.
+    #[test]
+    fn budgets_fit_the_open_file_limit() {
+        let cfg = WebSubConfig::default();
+        let full = Budget {
+            deliveries: 32,
+            slow: 4,
+            verifications: 8,
+        };
+        // 8192 (the shipped unit) with 1024 + 8 clients: plenty.
+        assert_eq!(fd_budget(&cfg, 8192, 1032), full);
+        assert_eq!(fd_budget(&cfg, u64::MAX, 1032), full);
+        // 1400: (1400 - 1032 - 128) / 2 = 120, less 32 idle: 88 >= 44.
+        assert_eq!(fd_budget(&cfg, 1400, 1032), full);
+        // 1300: (1300 - 1160) / 2 = 70, less 32: 38 < 44, cut.
+        let b = fd_budget(&cfg, 1300, 1032);
+        assert!(b.deliveries + b.slow + b.verifications <= 38, "{b:?}");
+        assert!(b.deliveries >= 1 && b.slow >= 1 && b.verifications >= 1);
+        // No room at all: one of each still.
+        assert_eq!(
+            fd_budget(&cfg, 256, 1032),
+            Budget {
+                deliveries: 2,
+                slow: 1,
+                verifications: 1
+            }
+        );
+    }
+}

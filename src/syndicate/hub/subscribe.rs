@@ -399,3 +399,27 @@ fn short(s: &str) -> String {
     }
     cut
 }
+
+#[cfg(test)]
+mod tests {
+    use super::form;
+
+    /// Values are percent- and plus-decoded; bytes that are not UTF-8 are
+    /// an error for that value only, never replaced.
+    #[test]
+    fn form_decoding() {
+        let got: Vec<(String, Result<String, ()>)> =
+            form(b"hub.mode=subscribe&a+b=c%20d+e&&hub.secret=ab%FFcd&x&hub.callback=%C3%A9")
+                .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("hub.mode".into(), Ok("subscribe".into())),
+                ("a b".into(), Ok("c d e".into())),
+                ("hub.secret".into(), Err(())),
+                ("x".into(), Ok(String::new())),
+                ("hub.callback".into(), Ok("é".into())),
+            ]
+        );
+    }
+}
