@@ -586,3 +586,41 @@ fn private_switch_never_allows_metadata() {
     assert_eq!(r.status, 202, "loopback still allowed: {}", r.text());
     d.stop();
 }
+
+/// While the subscriptions cannot be saved (the journal's path is taken by
+/// a directory), the hub goes on, the failure is logged once, and the
+/// subscription is saved once the path is free again.
+#[test]
+fn unsavable_subscriptions_logged_once_then_saved() {
+    let sub = Recorder::subscriber();
+    let ws = Workspace::new();
+    ws.write("content/a.txt", col("News", "A", 1));
+    std::fs::create_dir_all(ws.path("state/websub.journal")).unwrap();
+    let mut d = TestDaemon::start(
+        ws,
+        "[websub]\nbuiltin = true\nallow_private_callbacks = true\n",
+    );
+    let cb = sub.url("/cb");
+    let r = post_form(
+        &d,
+        &[
+            ("hub.mode", "subscribe"),
+            ("hub.topic", TOPIC),
+            ("hub.callback", &cb),
+        ],
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    d.wait_log("cannot save the subscriptions");
+    // One retry period and more: still one line.
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(
+        d.log().matches("cannot save the subscriptions").count(),
+        1,
+        "{}",
+        d.log()
+    );
+    std::fs::remove_dir(d.ws.path("state/websub.journal")).unwrap();
+    d.wait_log("the subscriptions are saved again");
+    assert_eq!(stored(&d.ws), [(cb, None)]);
+    d.stop();
+}

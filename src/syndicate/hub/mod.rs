@@ -327,17 +327,28 @@ impl Hub {
         });
         let (dirty, store) = (Arc::clone(&hub.dirty), Arc::clone(&hub.store));
         hub.rt.spawn(async move {
+            // Logged once when saving starts failing, once when it works.
+            let mut failing = false;
             loop {
                 dirty.notified().await;
                 let store = Arc::clone(&store);
-                let written = tokio::task::spawn_blocking(move || store.flush()).await;
-                if let Ok(Err(e)) = written {
-                    tracing::error!(
-                        "websub: cannot save the subscriptions: {e}; trying again in {} s",
-                        WRITE_RETRY.as_secs()
-                    );
-                    tokio::time::sleep(WRITE_RETRY).await;
-                    dirty.notify_one();
+                match tokio::task::spawn_blocking(move || store.flush()).await {
+                    Ok(Err(e)) => {
+                        if !failing {
+                            tracing::error!(
+                                "websub: cannot save the subscriptions: {e}; trying again every {} s (not logged again until it works)",
+                                WRITE_RETRY.as_secs()
+                            );
+                        }
+                        failing = true;
+                        tokio::time::sleep(WRITE_RETRY).await;
+                        dirty.notify_one();
+                    }
+                    Ok(Ok(())) if failing => {
+                        failing = false;
+                        tracing::info!("websub: the subscriptions are saved again");
+                    }
+                    _ => {}
                 }
             }
         });
