@@ -125,11 +125,32 @@ def subscribe(addr, topic, callback):
 
 
 def stored(state):
+    """Subscriptions stored: websub.json, then the journal's changes if it
+    follows the file's generation."""
+    subs, generation = set(), 0
     try:
         with open(os.path.join(state, "websub.json")) as f:
-            return len(json.load(f)["subscriptions"])
+            v = json.load(f)
+        generation = v.get("generation", 0)
+        subs = {(s["route"], s["callback"]) for s in v["subscriptions"]}
     except (OSError, ValueError):
-        return 0
+        pass
+    try:
+        with open(os.path.join(state, "websub.journal")) as f:
+            lines = f.read().split("\n")
+    except OSError:
+        lines = []
+    if lines and lines[0] and json.loads(lines[0]).get("generation") == generation:
+        for line in lines[1:]:
+            try:
+                v = json.loads(line)
+            except ValueError:
+                break
+            if "put" in v:
+                subs.add((v["put"]["route"], v["put"]["callback"]))
+            elif "del" in v:
+                subs.discard((v["del"]["route"], v["del"]["callback"]))
+    return len(subs)
 
 
 def wait_stored(state, n):

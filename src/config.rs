@@ -86,6 +86,17 @@ pub struct WebSubConfig {
     pub max_subscriptions_per_host: usize,
     /// Subscriptions in all (verified or being verified).
     pub max_subscriptions: usize,
+    /// Verification requests at once (their own budget, apart from
+    /// deliveries).
+    pub verify_concurrency: usize,
+    /// A delivery not answered in this time moves its subscriber to the
+    /// slow lane.
+    pub slow_delivery: Duration,
+    /// Deliveries at once to subscribers in the slow lane.
+    pub slow_lane_concurrency: usize,
+    /// A change waiting this long for a healthy subscriber degrades
+    /// `/healthz`.
+    pub delivery_lag: Duration,
 }
 
 impl Default for WebSubConfig {
@@ -105,6 +116,10 @@ impl Default for WebSubConfig {
             requests_per_minute: 20,
             max_subscriptions_per_host: 100,
             max_subscriptions: 10_000,
+            verify_concurrency: 8,
+            slow_delivery: Duration::from_secs(2),
+            slow_lane_concurrency: 4,
+            delivery_lag: Duration::from_secs(60),
         }
     }
 }
@@ -263,6 +278,10 @@ struct RawWebSub {
     requests_per_minute: Option<toml::Spanned<i64>>,
     max_subscriptions_per_host: Option<toml::Spanned<i64>>,
     max_subscriptions: Option<toml::Spanned<i64>>,
+    verify_concurrency: Option<toml::Spanned<i64>>,
+    slow_delivery_secs: Option<toml::Spanned<i64>>,
+    slow_lane_concurrency: Option<toml::Spanned<i64>>,
+    delivery_lag_secs: Option<toml::Spanned<i64>>,
 }
 
 /// The file as written: every key optional.
@@ -874,6 +893,26 @@ impl Config {
                 &key("max_subscriptions"),
                 d.max_subscriptions,
             )?;
+            d.verify_concurrency = positive(
+                w.verify_concurrency,
+                &key("verify_concurrency"),
+                d.verify_concurrency,
+            )?;
+            d.slow_delivery = Duration::from_secs(w_positive(
+                w.slow_delivery_secs,
+                "slow_delivery_secs",
+                d.slow_delivery.as_secs(),
+            )?);
+            d.slow_lane_concurrency = positive(
+                w.slow_lane_concurrency,
+                &key("slow_lane_concurrency"),
+                d.slow_lane_concurrency,
+            )?;
+            d.delivery_lag = Duration::from_secs(w_positive(
+                w.delivery_lag_secs,
+                "delivery_lag_secs",
+                d.delivery_lag.as_secs(),
+            )?);
         }
         if let Some(a) = raw.admin_listen {
             let v = a.get_ref().trim();

@@ -177,6 +177,9 @@ struct Notes {
     /// Why a publish that would remove most articles is held back
     /// (`max_drop`).
     drop_held: Option<String>,
+    /// The built-in hub's deliveries to subscribers in good standing
+    /// behind: how many, and the oldest one's wait in seconds.
+    websub_behind: Option<(usize, u64)>,
 }
 
 /// The publish loop's heartbeat, step and problems.
@@ -309,6 +312,12 @@ impl Health {
         self.with_notes(|notes| notes.bucket_refused = n);
     }
 
+    /// The built-in hub's deliveries behind (how many, the oldest's wait
+    /// in seconds), or `None` when they keep up: degrades `/healthz`.
+    pub fn set_websub_behind(&self, behind: Option<(usize, u64)>) {
+        self.with_notes(|n| n.websub_behind = behind);
+    }
+
     /// Records how many new articles are held back (the state file cannot
     /// be written, so their ids could not be kept).
     pub fn set_held_back(&self, n: usize) {
@@ -374,6 +383,11 @@ impl Health {
                 let secs = since.map_or(0, |t| now.saturating_duration_since(t).as_secs());
                 reasons.push(format!(
                     "the bucket cannot be written: {why} ({routes} changed routes waiting; behind for {secs} s)"
+                ));
+            }
+            if let Some((n, secs)) = n.websub_behind {
+                reasons.push(format!(
+                    "websub: {n} deliveries to subscribers in good standing behind, the oldest waiting {secs} s"
                 ));
             }
             if n.bucket_refused > 0 {

@@ -76,6 +76,11 @@ pub struct Metrics {
     pub bucket_deletes: AtomicU64,
     /// The publish loop's heartbeat and problems (`/healthz`).
     pub health: Health,
+    /// The built-in hub's deliveries waiting or under way, per lane
+    /// (subscribers in good standing, then the slow lane).
+    pub websub_queue: [AtomicU64; 2],
+    /// Age of the oldest change not yet delivered, per lane, milliseconds.
+    pub websub_oldest_ms: [AtomicU64; 2],
 }
 
 impl Metrics {
@@ -236,6 +241,22 @@ impl Metrics {
             "Objects deleted from the bucket.",
             self.bucket_deletes.load(Relaxed) as f64,
         );
+        out.push_str("# HELP herald_websub_queue_depth Subscriptions with a change waiting or being delivered, per lane (normal: good standing; slow: slow or failing callbacks).\n# TYPE herald_websub_queue_depth gauge\n");
+        for (i, lane) in ["normal", "slow"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "herald_websub_queue_depth{{lane=\"{lane}\"}} {}",
+                self.websub_queue[i].load(Relaxed)
+            );
+        }
+        out.push_str("# HELP herald_websub_oldest_undelivered_seconds Age of the oldest change not yet delivered to a subscriber, per lane; 0 when none waits.\n# TYPE herald_websub_oldest_undelivered_seconds gauge\n");
+        for (i, lane) in ["normal", "slow"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "herald_websub_oldest_undelivered_seconds{{lane=\"{lane}\"}} {}",
+                self.websub_oldest_ms[i].load(Relaxed) as f64 / 1000.0
+            );
+        }
         out.push_str("# HELP herald_write_failing 1 while writing to that place fails.\n# TYPE herald_write_failing gauge\n");
         for sink in [Sink::Output, Sink::State, Sink::Bucket] {
             let _ = writeln!(

@@ -284,8 +284,8 @@ async fn serve(
             _ = int.recv() => return Err(stopped_during_first_publish()),
         }
     };
-    let syndicate =
-        crate::syndicate::Syndicate::start(&c).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    let syndicate = crate::syndicate::Syndicate::start(&c, Arc::clone(&pubr.metrics))
+        .map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     let stats = open_stats(&c);
     let shared = Arc::new(crate::server::Shared {
         site: arc_swap::ArcSwap::from_pointee(first?),

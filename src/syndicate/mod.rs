@@ -99,11 +99,15 @@ pub struct Syndicate {
 
 impl Syndicate {
     /// Starts what `config.websub` asks for: `None` when it names no hub
-    /// and the built-in hub is off.
+    /// and the built-in hub is off. The built-in hub reports its delivery
+    /// queue to `metrics` (and `/healthz`).
     ///
     /// # Errors
     /// The runtime or the HTTP client cannot be set up.
-    pub fn start(config: &Config) -> Result<Option<Syndicate>, SyndicateError> {
+    pub fn start(
+        config: &Config,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Option<Syndicate>, SyndicateError> {
         let w = &config.websub;
         if w.hubs.is_empty() && !w.builtin {
             return Ok(None);
@@ -136,14 +140,21 @@ impl Syndicate {
         let pinger = if w.hubs.is_empty() {
             None
         } else {
-            let client =
-                net::client(w.request_timeout, None, &agent).map_err(SyndicateError::Client)?;
+            let client = net::client(
+                w.request_timeout,
+                None,
+                &agent,
+                1,
+                std::time::Duration::from_secs(30),
+            )
+            .map_err(SyndicateError::Client)?;
             Some(ping::Pinger::new(&w.hubs, client, backoff, handle.clone()))
         };
         let hub = if w.builtin {
-            let client = net::client(w.request_timeout, Some(w.allow_private_callbacks), &agent)
-                .map_err(SyndicateError::Client)?;
-            Some(Hub::open(config, client, backoff, handle))
+            Some(
+                Hub::open(config, &agent, backoff, handle, metrics)
+                    .map_err(SyndicateError::Client)?,
+            )
         } else {
             None
         };

@@ -2,8 +2,9 @@
 //! webpki roots; no proxy from the environment, no redirects, a timeout
 //! on every request), and the address policy that keeps subscribers from
 //! aiming Herald at its own network (SSRF): a callback may not reach a
-//! loopback, private, link-local, multicast or otherwise special address
-//! unless `allow_private_callbacks` says so. The policy is applied to the
+//! loopback, private, link-local, multicast or otherwise special address;
+//! `allow_private_callbacks` lets loopback and private ones through, never
+//! link-local or cloud metadata addresses (see [`refused`]). The policy is applied to the
 //! addresses actually connected to — a DNS resolver that drops forbidden
 //! ones, and a check of IP literals before each request — so a name that
 //! resolves to a public address when subscribing and to 127.0.0.1 when
@@ -32,6 +33,9 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
                 Some("unspecified")
             } else if v4.is_broadcast() || a >= 240 {
                 Some("reserved")
+            } else if v4.octets() == [100, 100, 100, 200] {
+                // Alibaba Cloud's instance metadata service.
+                Some("metadata")
             } else if a == 100 && (64..128).contains(&b) {
                 // RFC 6598 shared address space (carrier-grade NAT).
                 Some("private")
@@ -49,7 +53,10 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
                 return forbidden(IpAddr::V4(v4));
             }
             let seg = v6.segments();
-            if v6.is_loopback() {
+            if seg == [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254] {
+                // AWS's instance metadata service over IPv6.
+                Some("metadata")
+            } else if v6.is_loopback() {
                 Some("loopback")
             } else if v6.is_unspecified() {
                 Some("unspecified")
@@ -62,6 +69,16 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
                 Some("private")
             } else if seg[0] == 0x2001 && seg[1] == 0x0db8 {
                 Some("reserved")
+            } else if seg[0] == 0x2001 && seg[1] < 0x0200 {
+                // IETF protocol assignments (RFC 2928: Teredo,
+                // benchmarking, ORCHID …): none is a subscriber.
+                Some("reserved")
+            } else if seg[0] == 0x3fff && seg[1] < 0x1000 {
+                // Documentation (RFC 9637).
+                Some("reserved")
+            } else if seg[0] == 0x0064 && seg[1] == 0xff9b && seg[2] == 0x0001 {
+                // Local-use NAT64 (RFC 8215): the operator's own network.
+                Some("private")
             } else if seg[0] == 0x0064 && seg[1] == 0xff9b {
                 // NAT64 (RFC 6052): the IPv4 address it embeds decides.
                 let v4 = std::net::Ipv4Addr::new(
@@ -80,6 +97,12 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
                     seg[2] as u8,
                 );
                 forbidden(IpAddr::V4(v4))
+            } else if seg[0] & 0xe000 != 0x2000 {
+                // Outside global unicast (2000::/3): IPv4-compatible
+                // (::a.b.c.d) and IPv4-translated (::ffff:0:a.b.c.d)
+                // addresses, the discard prefix 100::/64, and the rest
+                // of the unassigned space.
+                Some("reserved")
             } else {
                 None
             }
@@ -87,16 +110,25 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// Why a callback may not use `ip` under the setting `allow_private`, or
+/// `None` when it may: with the setting, loopback and private addresses
+/// are allowed; link-local and metadata addresses, like every other
+/// special range, never are (a subscriber must not reach a cloud's
+/// instance metadata, whatever the setting).
+pub fn refused(ip: IpAddr, allow_private: bool) -> Option<&'static str> {
+    match forbidden(ip)? {
+        "loopback" | "private" if allow_private => None,
+        why => Some(why),
+    }
+}
+
 /// The addresses of `addrs` a callback may use; the reason of the first
 /// refused one when none is left.
 pub fn allowed(addrs: Vec<SocketAddr>, allow_private: bool) -> Result<Vec<SocketAddr>, String> {
-    if allow_private {
-        return Ok(addrs);
-    }
     let mut why = None;
     let ok: Vec<SocketAddr> = addrs
         .into_iter()
-        .filter(|a| match forbidden(a.ip()) {
+        .filter(|a| match refused(a.ip(), allow_private) {
             Some(w) => {
                 why.get_or_insert_with(|| format!("{w} address {}", a.ip()));
                 false
@@ -135,15 +167,12 @@ impl Resolve for Guarded {
 /// Why `url`'s host may not be connected to, judged without DNS: an IP
 /// literal in a forbidden range. Names are judged by the resolver.
 pub fn literal_forbidden(url: &url::Url, allow_private: bool) -> Option<String> {
-    if allow_private {
-        return None;
-    }
     let ip: IpAddr = match url.host()? {
         url::Host::Ipv4(v4) => v4.into(),
         url::Host::Ipv6(v6) => v6.into(),
         url::Host::Domain(_) => return None,
     };
-    forbidden(ip).map(|w| format!("{w} address {ip}"))
+    refused(ip, allow_private).map(|w| format!("{w} address {ip}"))
 }
 
 /// Checks a callback's host now (an IP literal, or a name resolved within
@@ -155,19 +184,18 @@ pub async fn check_host(url: &url::Url, allow_private: bool, timeout: Duration) 
     let Some(url::Host::Domain(name)) = url.host() else {
         return None;
     };
-    if allow_private {
-        return None;
-    }
     let port = url.port_or_known_default().unwrap_or(80);
     match tokio::time::timeout(timeout, tokio::net::lookup_host((name, port))).await {
         Err(_) => Some(format!("resolving {name} took over {timeout:?}")),
         Ok(Err(e)) => Some(format!("{name} does not resolve: {e}")),
-        Ok(Ok(addrs)) => allowed(addrs.collect(), false).err(),
+        Ok(Ok(addrs)) => allowed(addrs.collect(), allow_private).err(),
     }
 }
 
 /// An HTTP client for WebSub requests: `guard` applies the address policy
-/// (for callbacks; external hubs are the operator's and are not guarded).
+/// (for callbacks; external hubs are the operator's and are not guarded);
+/// at most `idle_per_host` idle connections are kept per host, each for
+/// `idle` (0: every connection is closed after its request).
 ///
 /// # Errors
 /// The TLS backend cannot be set up.
@@ -175,14 +203,16 @@ pub fn client(
     timeout: Duration,
     guard: Option<bool>,
     user_agent: &str,
+    idle_per_host: usize,
+    idle: Duration,
 ) -> Result<reqwest::Client, reqwest::Error> {
     let mut b = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(8)
+        .pool_idle_timeout(idle)
+        .pool_max_idle_per_host(idle_per_host)
         .user_agent(user_agent);
     if let Some(allow_private) = guard {
         b = b.dns_resolver(Arc::new(Guarded { allow_private }));
@@ -249,6 +279,16 @@ mod tests {
             ("100.128.0.1", None),
             ("2606:4700::1111", None),
             ("::ffff:93.184.216.34", None),
+            ("::127.0.0.1", Some("reserved")),
+            ("::ffff:0:127.0.0.1", Some("reserved")),
+            ("100::1", Some("reserved")),
+            ("2001::1", Some("reserved")),
+            ("2001:1ff::1", Some("reserved")),
+            ("3fff::1", Some("reserved")),
+            ("64:ff9b:1::a00:1", Some("private")),
+            ("fd00:ec2::254", Some("metadata")),
+            ("100.100.100.200", Some("metadata")),
+            ("2001:4860::8888", None),
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(forbidden(ip), want, "{ip}");
@@ -267,6 +307,18 @@ mod tests {
             Ok(vec![a("93.184.216.34:80")])
         );
         assert_eq!(allowed(mixed.clone(), true), Ok(mixed));
+        // The setting opens loopback and private ranges only.
+        let meta = vec![
+            a("169.254.169.254:80"),
+            a("[fe80::1]:80"),
+            a("[fd00:ec2::254]:80"),
+        ];
+        let e = allowed(meta, true).unwrap_err();
+        assert!(e.contains("link-local address 169.254.169.254"), "{e}");
+        assert_eq!(
+            allowed(vec![a("10.0.0.1:80"), a("[ff02::1]:80")], true),
+            Ok(vec![a("10.0.0.1:80")])
+        );
         let e = allowed(vec![a("10.0.0.1:80"), a("[fe80::1]:80")], false).unwrap_err();
         assert!(e.contains("private address 10.0.0.1"), "{e}");
         assert!(allowed(vec![], false).unwrap_err().contains("no address"));
@@ -281,6 +333,8 @@ mod tests {
         assert!(literal_forbidden(&u("http://[::1]/x"), false).is_some());
         assert!(literal_forbidden(&u("http://[::ffff:192.168.0.1]/"), false).is_some());
         assert!(literal_forbidden(&u("http://127.0.0.1/"), true).is_none());
+        assert!(literal_forbidden(&u("http://169.254.169.254/"), true).is_some());
+        assert!(literal_forbidden(&u("http://[::ffff:169.254.169.254]/"), true).is_some());
         assert!(literal_forbidden(&u("https://example.org/"), false).is_none());
         assert!(literal_forbidden(&u("https://93.184.216.34/"), false).is_none());
     }

@@ -6,6 +6,7 @@ mod build;
 mod files;
 mod guard;
 mod hostile;
+mod hub;
 mod identity;
 mod links;
 mod live;

@@ -25,7 +25,7 @@ pub struct Got {
 }
 
 impl Got {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -33,7 +33,7 @@ impl Got {
     }
 
     /// The query (GET) or form (POST) parameter `name`.
-    fn param(&self, name: &str) -> Option<String> {
+    pub(crate) fn param(&self, name: &str) -> Option<String> {
         let raw: Vec<u8> = if self.method == "GET" {
             self.target
                 .split_once('?')
@@ -62,7 +62,15 @@ impl Recorder {
     pub fn start(
         answer: impl Fn(&Got) -> Option<(u16, Vec<u8>)> + Send + Sync + 'static,
     ) -> Recorder {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind test server");
+        Recorder::start_at("127.0.0.1:0", answer)
+    }
+
+    /// As [`Recorder::start`], listening on `bind` (a loopback address).
+    pub fn start_at(
+        bind: &str,
+        answer: impl Fn(&Got) -> Option<(u16, Vec<u8>)> + Send + Sync + 'static,
+    ) -> Recorder {
+        let l = TcpListener::bind(bind).expect("bind test server");
         let addr = l.local_addr().unwrap();
         let got = Arc::new(Mutex::new(Vec::new()));
         let (got2, answer): (_, Arc<Answer>) = (Arc::clone(&got), Arc::new(Box::new(answer)));
@@ -188,7 +196,7 @@ fn serve_one(s: TcpStream, got: &Mutex<Vec<Got>>, answer: &Answer) {
 }
 
 /// POSTs a form to the daemon's hub.
-fn post_form(d: &TestDaemon, pairs: &[(&str, &str)]) -> Resp {
+pub(crate) fn post_form(d: &TestDaemon, pairs: &[(&str, &str)]) -> Resp {
     let body = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish();
@@ -222,7 +230,7 @@ fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-fn col(category: &str, title: &str, day: u32) -> String {
+pub(crate) fn col(category: &str, title: &str, day: u32) -> String {
     column(
         &format!("May {day}, 2025, 9 a.m."),
         category,
@@ -231,15 +239,11 @@ fn col(category: &str, title: &str, day: u32) -> String {
     )
 }
 
-/// The stored subscriptions (state/websub.json), as (callback, secret).
-fn stored(ws: &Workspace) -> Vec<(String, Option<String>)> {
-    let Ok(text) = std::fs::read_to_string(ws.path("state/websub.json")) else {
-        return Vec::new();
-    };
-    let v: serde_json::Value = serde_json::from_str(&text).expect("websub.json is JSON");
-    v["subscriptions"]
-        .as_array()
-        .expect("a list")
+/// The stored subscriptions (state/websub.json and the changes in
+/// state/websub.journal that follow its generation), as (callback,
+/// secret), in the order of the file then of the journal.
+pub(crate) fn stored(ws: &Workspace) -> Vec<(String, Option<String>)> {
+    stored_values(ws)
         .iter()
         .map(|s| {
             (
@@ -250,8 +254,51 @@ fn stored(ws: &Workspace) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// The stored subscriptions as JSON objects (see [`stored`]).
+pub(crate) fn stored_values(ws: &Workspace) -> Vec<serde_json::Value> {
+    let key = |s: &serde_json::Value| {
+        (
+            s["route"].as_str().unwrap_or("").to_string(),
+            s["callback"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let mut subs: Vec<serde_json::Value> = Vec::new();
+    let mut generation = 0;
+    if let Ok(text) = std::fs::read_to_string(ws.path("state/websub.json")) {
+        let v: serde_json::Value = serde_json::from_str(&text).expect("websub.json is JSON");
+        generation = v["generation"].as_u64().unwrap_or(0);
+        subs = v["subscriptions"].as_array().expect("a list").clone();
+    }
+    let journal = std::fs::read_to_string(ws.path("state/websub.journal")).unwrap_or_default();
+    let mut lines = journal.lines();
+    let follows = lines
+        .next()
+        .and_then(|h| serde_json::from_str::<serde_json::Value>(h).ok())
+        .is_some_and(|h| h["generation"].as_u64() == Some(generation));
+    if follows {
+        for l in lines {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+                break;
+            };
+            if let Some(s) = v.get("put") {
+                match subs.iter_mut().find(|o| key(o) == key(s)) {
+                    Some(o) => *o = s.clone(),
+                    None => subs.push(s.clone()),
+                }
+            } else if let Some(d) = v.get("del") {
+                subs.retain(|o| key(o) != key(d));
+            }
+        }
+    }
+    subs
+}
+
 /// Waits until the stored subscriptions satisfy `ok`.
-fn wait_stored(d: &TestDaemon, what: &str, ok: impl Fn(&[(String, Option<String>)]) -> bool) {
+pub(crate) fn wait_stored(
+    d: &TestDaemon,
+    what: &str,
+    ok: impl Fn(&[(String, Option<String>)]) -> bool,
+) {
     let start = Instant::now();
     while !ok(&stored(&d.ws)) {
         assert!(
@@ -264,7 +311,7 @@ fn wait_stored(d: &TestDaemon, what: &str, ok: impl Fn(&[(String, Option<String>
     }
 }
 
-const TOPIC: &str = "https://news.example.org/feed.json";
+pub(crate) const TOPIC: &str = "https://news.example.org/feed.json";
 
 /// Feeds name their hubs and themselves in the body and in `Link`
 /// headers (also on a 304); the index names them as `<link>`s.
@@ -600,11 +647,7 @@ fn builtin_hub_subscribe_deliver_resubscribe_unsubscribe_expire() {
         s.len() == 2 && !s.iter().any(|(c, _)| *c == cb)
     });
     // Wait for the short lease to end (its expiry is in whole seconds).
-    let text = d.ws.read("state/websub.json");
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let expires = v["subscriptions"]
-        .as_array()
-        .unwrap()
+    let expires = stored_values(&d.ws)
         .iter()
         .find(|s| s["callback"] == short_cb.as_str())
         .and_then(|s| s["expires"].as_u64())
@@ -796,7 +839,7 @@ fn hub_refuses_bad_requests() {
         trap.all().is_empty(),
         "a refused callback is never contacted"
     );
-    assert!(!d.ws.exists("state/websub.json"), "nothing stored");
+    assert!(stored(&d.ws).is_empty(), "nothing stored");
     // Over the rate: 429 from then on.
     let mut statuses = Vec::new();
     for _ in 0..30 {

@@ -123,6 +123,14 @@ impl Hub {
                 )
             }
             Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+            // The connection's own clock (the request as a whole within
+            // `header_read_timeout_secs`) ran out while the body trickled.
+            Ok(Err(e)) if timed_out(&*e) => {
+                return answer(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received in time",
+                )
+            }
             Ok(Err(e)) => return bad(format!("cannot read the request body: {e}")),
             Ok(Ok(b)) => b.to_bytes(),
         };
@@ -144,7 +152,7 @@ impl Hub {
         .await
         {
             return bad(format!(
-                "hub.callback refused: {why} (callbacks may not reach loopback, private, link-local or multicast addresses)"
+                "hub.callback refused: {why} (callbacks may not reach loopback, private, link-local, metadata, multicast or reserved addresses)"
             ));
         }
         self.queue(intent)
@@ -159,7 +167,23 @@ impl Hub {
         let mut callback = None;
         let mut lease = None;
         let mut secret = None;
-        for (k, v) in form_urlencoded::parse(body) {
+        for (k, v) in form(body) {
+            let v = match v {
+                Ok(v) => v,
+                Err(())
+                    if matches!(
+                        &*k,
+                        "hub.callback"
+                            | "hub.secret"
+                            | "hub.mode"
+                            | "hub.topic"
+                            | "hub.lease_seconds"
+                    ) =>
+                {
+                    return Err(bad(format!("{k} is not valid UTF-8")));
+                }
+                Err(()) => continue,
+            };
             let slot = match &*k {
                 "hub.mode" => &mut mode,
                 "hub.topic" => &mut topic,
@@ -169,7 +193,7 @@ impl Hub {
                 _ => continue,
             };
             // The first of repeated parameters counts.
-            slot.get_or_insert(v.into_owned());
+            slot.get_or_insert(v);
         }
         let missing = |name: &str| bad(format!("{name} is missing"));
         let mode = match mode.as_deref() {
@@ -249,49 +273,55 @@ impl Hub {
     }
 
     /// Queues a valid intent for verification, within the limits on
-    /// subscriptions.
+    /// subscriptions: verifications of one callback host at once (every
+    /// mode), subscriptions per host and in all. The counts and the
+    /// reservation are taken under one lock, which a verification also
+    /// holds while it stores its outcome, so no two requests can both take
+    /// the last place. O(1).
     fn queue(self: &Arc<Self>, intent: Intent) -> Response<Full<Bytes>> {
         let callback = intent.callback.as_str().to_string();
-        let host = intent.callback.host_str().unwrap_or("").to_string();
+        let host = super::store::host_key(&callback);
         let key = (intent.route.clone(), callback.clone());
+        let cap = self.cfg.max_subscriptions_per_host;
         {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            if pending.contains_key(&key) {
+            if pending.map.contains_key(&key) {
                 return answer(
                     StatusCode::ACCEPTED,
                     "a verification of this topic and callback is already under way",
                 );
             }
-            if pending.len() >= MAX_PENDING {
+            if pending.map.len() >= MAX_PENDING {
                 return answer(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "too many verifications under way; try again later",
                 );
             }
+            let busy = pending.per_host.get(&host).copied().unwrap_or(0);
+            if busy >= cap {
+                let mut r = answer(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "callback host {host} has {busy} requests being verified; at most {cap} per host"
+                    ),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+                return r;
+            }
+            let mut adds = false;
             if intent.mode == Mode::Subscribe {
-                let (total, on_host) = self.store.counts(&host, &intent.route, &callback);
+                let (total, on_host) = self.store.counts(&host);
                 let exists = self.store.get(&intent.route, &callback).is_some();
-                // A verified intent is stored before it leaves `pending`:
-                // counted once, as stored.
-                let pending_on_host = pending
-                    .keys()
-                    .filter(|(r, c)| {
-                        crate::config::host_of(c) == Some(host.as_str())
-                            && self.store.get(r, c).is_none()
-                    })
-                    .count();
+                let on_host = on_host + pending.new_per_host.get(&host).copied().unwrap_or(0);
                 // A renewal adds nothing: it is never refused for the host.
-                if !exists && on_host + pending_on_host >= self.cfg.max_subscriptions_per_host {
+                if !exists && on_host >= cap {
                     return answer(
                         StatusCode::FORBIDDEN,
-                        format!(
-                            "callback host {host} has {} subscriptions; at most {} per host",
-                            on_host + pending_on_host,
-                            self.cfg.max_subscriptions_per_host
-                        ),
+                        format!("callback host {host} has {on_host} subscriptions; at most {cap} per host"),
                     );
                 }
-                if !exists && total + pending.len() >= self.cfg.max_subscriptions {
+                if !exists && total + pending.new_total >= self.cfg.max_subscriptions {
                     return answer(
                         StatusCode::SERVICE_UNAVAILABLE,
                         format!(
@@ -300,8 +330,9 @@ impl Hub {
                         ),
                     );
                 }
+                adds = !exists;
             }
-            pending.insert(key, intent.mode);
+            pending.insert(key, intent.mode, host, adds);
         }
         let mode = intent.mode;
         self.rt.spawn(super::verify::run(Arc::clone(self), intent));
@@ -315,6 +346,50 @@ impl Hub {
     }
 }
 
+/// Whether a body error comes from a read that timed out.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        if c.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+        {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// The pairs of an `application/x-www-form-urlencoded` body (WHATWG URL
+/// §5.1), each value decoded, or `Err` when its bytes are not UTF-8 (a
+/// name that is not UTF-8 is no parameter of ours: lossy is fine for it).
+/// `form_urlencoded::parse` would replace bad bytes with U+FFFD, turning
+/// a secret or callback into another one silently.
+fn form(body: &[u8]) -> impl Iterator<Item = (String, Result<String, ()>)> + '_ {
+    body.split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &pair[pair.len()..]),
+            };
+            let decode = |raw: &[u8]| -> Vec<u8> {
+                let plus: Vec<u8> = raw
+                    .iter()
+                    .map(|&b| if b == b'+' { b' ' } else { b })
+                    .collect();
+                percent_encoding::percent_decode(&plus).collect()
+            };
+            let k = String::from_utf8_lossy(&decode(k)).into_owned();
+            (k, String::from_utf8(decode(v)).map_err(|_| ()))
+        })
+}
+
 /// At most 100 characters of client text, for an answer (quoted with
 /// `{:?}`, which escapes it).
 fn short(s: &str) -> String {
@@ -323,4 +398,28 @@ fn short(s: &str) -> String {
         cut.push('…');
     }
     cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form;
+
+    /// Values are percent- and plus-decoded; bytes that are not UTF-8 are
+    /// an error for that value only, never replaced.
+    #[test]
+    fn form_decoding() {
+        let got: Vec<(String, Result<String, ()>)> =
+            form(b"hub.mode=subscribe&a+b=c%20d+e&&hub.secret=ab%FFcd&x&hub.callback=%C3%A9")
+                .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("hub.mode".into(), Ok("subscribe".into())),
+                ("a b".into(), Ok("c d e".into())),
+                ("hub.secret".into(), Err(())),
+                ("x".into(), Ok(String::new())),
+                ("hub.callback".into(), Ok("é".into())),
+            ]
+        );
+    }
 }

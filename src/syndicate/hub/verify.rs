@@ -13,20 +13,25 @@ use crate::syndicate::net::{literal_forbidden, why};
 /// Most bytes of a callback's answer read (a challenge is 48).
 const MAX_ANSWER: usize = 1024;
 
-/// Verifies `intent` and applies it; logs the outcome.
+/// Verifies `intent` and applies it; logs the outcome. The outcome is
+/// stored and the verification leaves the pending ones under the pending
+/// lock, so the per-host counts never see it twice or not at all.
 pub(super) async fn run(hub: Arc<Hub>, intent: Intent) {
     let callback = intent.callback.as_str().to_string();
     let outcome = challenge(&hub, &intent).await;
+    let key = (intent.route.clone(), callback.clone());
+    let mut pending = hub.pending.lock().unwrap_or_else(|p| p.into_inner());
     match (outcome, intent.mode) {
         (Ok(()), Mode::Subscribe) => {
-            let replaced = hub.store.get(&intent.route, &callback).is_some();
-            hub.store.upsert(Subscription {
+            let replaced = hub.store.upsert(Subscription {
                 route: intent.route.clone(),
                 topic: intent.topic.clone(),
                 callback: callback.clone(),
                 secret: intent.secret.clone(),
                 expires: unix_now() + intent.lease,
             });
+            pending.remove(&key);
+            drop(pending);
             hub.save();
             tracing::info!(
                 "websub: {} {callback} to {} (lease {} s)",
@@ -36,21 +41,25 @@ pub(super) async fn run(hub: Arc<Hub>, intent: Intent) {
             );
         }
         (Ok(()), Mode::Unsubscribe) => {
-            if hub.store.remove(&intent.route, &callback) {
+            let removed = hub.store.remove(&intent.route, &callback);
+            pending.remove(&key);
+            drop(pending);
+            if removed {
+                hub.forget(&key);
                 hub.save();
             }
             tracing::info!("websub: unsubscribed {callback} from {}", intent.topic);
         }
-        (Err(why), mode) => tracing::info!(
-            "websub: {} request of {callback} for {} not verified: {why}; nothing changed",
-            mode.as_str(),
-            intent.topic
-        ),
+        (Err(why), mode) => {
+            pending.remove(&key);
+            drop(pending);
+            tracing::info!(
+                "websub: {} request of {callback} for {} not verified: {why}; nothing changed",
+                mode.as_str(),
+                intent.topic
+            );
+        }
     }
-    hub.pending
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&(intent.route, callback));
 }
 
 /// The GET challenge; `Err` says why the intent is not confirmed.
@@ -71,7 +80,7 @@ async fn challenge(hub: &Hub, intent: &Intent) -> Result<(), String> {
     if let Some(w) = literal_forbidden(&url, hub.cfg.allow_private_callbacks) {
         return Err(format!("callback refused: {w}"));
     }
-    let _permit = Arc::clone(&hub.permits)
+    let _permit = Arc::clone(&hub.verify_permits)
         .acquire_owned()
         .await
         .map_err(|_| "the hub is stopping".to_string())?;
