@@ -66,7 +66,13 @@ fn every_status_sent_is_counted() {
          max_subscriptions_per_host = 1\nmax_request_bytes = 2048\nrequests_per_minute = 20\n",
     );
     assert_eq!(subscribe(&d, &format!("http://127.0.0.1:{port}/one")), 202);
-    assert_eq!(subscribe(&d, &format!("http://127.0.0.1:{port}/two")), 403);
+    // Its host has a verification under way: another waits (429).
+    assert_eq!(subscribe(&d, &format!("http://127.0.0.1:{port}/two")), 429);
+    // A verified subscriber on another host: its second is refused (403).
+    let sub = crate::websub::Recorder::start_at("127.0.0.2:0", crate::websub::echo);
+    assert_eq!(subscribe(&d, &sub.url("/one")), 202);
+    crate::websub::wait_stored(&d, "the verified subscriber", |s| s.len() == 1);
+    assert_eq!(subscribe(&d, &sub.url("/two")), 403);
     assert_eq!(
         post(&d, "application/x-www-form-urlencoded", &[b'a'; 100_000]),
         413
