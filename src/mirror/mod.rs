@@ -206,11 +206,20 @@ pub fn plan(
             .map(|(r, a)| (r.to_string(), Some(a)))
             .collect(),
     };
-    let key_of = |route: &str| bucket.key(&file_of(route).to_string_lossy());
     let checked: Vec<(String, String, Option<Put>)> = candidates
         .par_iter()
-        .map(|(route, asset)| {
-            let key = key_of(route);
+        .filter_map(|(route, asset)| {
+            let file = file_of(route);
+            let Some(key) = bucket.key(&file.to_string_lossy()) else {
+                tracing::warn!(
+                    "bucket: not uploading {}: no object key may have that name",
+                    file.display()
+                );
+                return None;
+            };
+            Some((route, asset, key))
+        })
+        .map(|(route, asset, key)| {
             let Some(asset) = asset else {
                 return (route.clone(), key, None);
             };
@@ -795,7 +804,7 @@ mod tests {
             .routes()
             .map(|(r, a)| {
                 let (body, _) = body_of(a, cfg.gzip).unwrap();
-                let key = bucket.key(&file_of(r).to_string_lossy());
+                let key = bucket.key(&file_of(r).to_string_lossy()).unwrap();
                 let md5 = Some(Md5::digest(&body).into());
                 (
                     key,

@@ -747,3 +747,94 @@ fn serve_keeps_to_max_deletes() {
         "{log}"
     );
 }
+
+/// Every URL `https://news.example.org/…` in `text`, as written.
+fn site_urls(text: &str) -> Vec<String> {
+    let base = "https://news.example.org/";
+    text.split(base)
+        .skip(1)
+        .map(|rest| {
+            let end = rest.find(['"', '<', '\'', ' ', '\n']).unwrap_or(rest.len());
+            rest[..end].to_string()
+        })
+        .collect()
+}
+
+/// Objects of a category, a tag and an article whose names are not ASCII
+/// are stored under the names of their files (`site/tags/élections/…`),
+/// so the bucket serves each URL the feeds and the OPML list link to
+/// (`/tags/%C3%A9lections/rss.xml`, percent-encoded once) with the local
+/// bytes; a second `herald publish` with nothing changed sends no PUT and
+/// no DELETE.
+#[test]
+fn non_ascii_names_are_stored_as_their_files_are_named() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    ws.write(
+        "content/été.md",
+        "---\ntitle: \"Été\"\ndate: \"2025-05-01 10:00:00+00:00\"\ncategories: [Économie]\ntags: [élections]\n---\nUn été.\n",
+    );
+    ws.write("content/beta.md", article("Beta", 2, "Sport", "Second."));
+    ws.write(
+        "herald.toml",
+        format!(
+            "base_url = \"https://news.example.org/\"\n{}",
+            target(&moto, "")
+        ),
+    );
+    herald(&ws, &["build"]).expect_code(0);
+    herald(&ws, &["publish"]).expect_code(0);
+    let docs = documents(&ws);
+    let mut urls: Vec<String> = ["rss.xml", "feeds.opml", "categories/économie/atom.xml"]
+        .iter()
+        .flat_map(|f| site_urls(&ws.read(&format!("feeds/{f}"))))
+        .collect();
+    urls.sort();
+    urls.dedup();
+    for want in [
+        "articles/%C3%A9t%C3%A9/",
+        "categories/%C3%A9conomie/atom.xml",
+        "tags/%C3%A9lections/atom.xml",
+    ] {
+        assert!(urls.iter().any(|u| u == want), "{want} in {urls:?}");
+    }
+    for url in &urls {
+        let object = if url.is_empty() || url.ends_with('/') {
+            format!("{url}index.html")
+        } else {
+            url.clone()
+        };
+        let r = moto.object("GET", &format!("site/{object}"));
+        assert_eq!(r.status, 200, "GET /{url} from the bucket: {}", r.text());
+        let file = percent_encoding::percent_decode_str(&object)
+            .decode_utf8()
+            .expect("UTF-8")
+            .into_owned();
+        let local = docs.get(&file).unwrap_or_else(|| panic!("feeds/{file}"));
+        assert!(gunzip(&r.body) == *local, "/{url} holds feeds/{file}");
+    }
+    let keys: Vec<String> = moto.list("site/").into_keys().collect();
+    assert!(
+        keys.contains(&"site/tags/élections/rss.xml".to_string()),
+        "{keys:?}"
+    );
+    let mark = moto.requests(0).len();
+    let again = herald(&ws, &["publish"]);
+    again.expect_code(0);
+    let sent: Vec<String> = moto
+        .requests(mark)
+        .into_iter()
+        .filter(|r| r.starts_with("PUT ") || r.starts_with("DELETE ") || r.starts_with("POST "))
+        .collect();
+    assert_eq!(
+        sent,
+        Vec::<String>::new(),
+        "nothing changed: {}",
+        again.stdout
+    );
+    assert!(
+        again.stdout.contains("0 uploaded") && again.stdout.contains("0 deleted"),
+        "{}",
+        again.stdout
+    );
+}
