@@ -878,6 +878,25 @@ impl Config {
         Ok(c)
     }
 
+    /// Why `[publish]` cannot go ahead: no `base_url` is set, or it names
+    /// this machine (`localhost`, a loopback or unspecified address), so
+    /// every object in the bucket would link where no reader can follow.
+    /// `None` without `[publish]` or with a public `base_url`.
+    pub fn publish_base_url_problem(&self) -> Option<String> {
+        let target = self.publish.as_ref()?;
+        let why = if !self.base_url_configured {
+            "base_url is not set".to_string()
+        } else if host_is_local(host_of(&self.base_url).unwrap_or("")) {
+            format!("base_url = {:?} is this machine", self.base_url)
+        } else {
+            return None;
+        };
+        Some(format!(
+            "[publish] to {}: {why}, so every object would link to an address only this machine can reach; set base_url to the URL readers use (base_url = \"https://news.example.org/\")",
+            target.to
+        ))
+    }
+
     /// The authority for new ids when none is configured: the host of `base_url`.
     pub fn default_authority(&self) -> String {
         self.id_authority
@@ -1028,6 +1047,19 @@ pub fn base_url_for(addr: SocketAddr) -> String {
         ip => ip,
     };
     format!("http://{}/", SocketAddr::new(ip, addr.port()))
+}
+
+/// Whether `host` (as [`host_of`] gives it) names this machine:
+/// `localhost` or a name under it, a loopback or unspecified address.
+fn host_is_local(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+        let ip = ip.to_canonical();
+        ip.is_loopback() || ip.is_unspecified()
+    })
 }
 
 /// The host part of an absolute URL (without port or user info).
@@ -1345,6 +1377,58 @@ mod tests {
                 ContentMode::Full
             )
         );
+    }
+
+    /// A bucket needs a `base_url` that names a host readers can reach:
+    /// none, `localhost` and loopback or unspecified addresses are refused.
+    #[test]
+    fn publish_needs_a_public_base_url() {
+        let bucket = "[publish]\nto = \"s3://bucket\"\n";
+        let cases = [
+            ("none", String::new(), true),
+            (
+                "v4 loopback",
+                "base_url = \"http://127.0.0.2:80/\"\n".into(),
+                true,
+            ),
+            (
+                "localhost",
+                "base_url = \"http://LocalHost./\"\n".into(),
+                true,
+            ),
+            (
+                "under localhost",
+                "base_url = \"http://a.localhost/\"\n".into(),
+                true,
+            ),
+            ("v6 loopback", "base_url = \"http://[::1]/\"\n".into(), true),
+            (
+                "v4-mapped",
+                "base_url = \"http://[::ffff:127.0.0.1]/\"\n".into(),
+                true,
+            ),
+            (
+                "unspecified",
+                "base_url = \"http://0.0.0.0:8080/\"\n".into(),
+                true,
+            ),
+            (
+                "public",
+                "base_url = \"https://news.example.org/\"\n".into(),
+                false,
+            ),
+            ("private", "base_url = \"http://10.0.0.5/\"\n".into(), false),
+        ];
+        for (label, base, refused) in cases {
+            let c = parse(&format!("{base}{bucket}")).unwrap();
+            let problem = c.publish_base_url_problem();
+            assert_eq!(problem.is_some(), refused, "{label}: {problem:?}");
+            if let Some(p) = problem {
+                assert!(p.contains("set base_url") && !p.contains('\n'), "{p}");
+            }
+        }
+        let c = parse("").unwrap();
+        assert_eq!(c.publish_base_url_problem(), None, "no bucket, no need");
     }
 
     /// Without `base_url`, the site's URL is the `listen` address's (an

@@ -225,6 +225,10 @@ pub fn publish_command(c: &Config, dry_run: bool) -> u8 {
         eprintln!("herald: publish: no target configured: set `to` in the [publish] table of the config file");
         return crate::daemon::EXIT_CONFIG;
     };
+    if let Some(line) = c.publish_base_url_problem() {
+        eprintln!("herald: {line}");
+        return crate::daemon::EXIT_CONFIG;
+    }
     let started = Instant::now();
     let result = (|| -> Result<(crate::site::Site, View), (u8, anyhow::Error)> {
         // A dry run writes nothing, not even the parse cache.

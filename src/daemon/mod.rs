@@ -185,6 +185,11 @@ pub fn parse_ctx(c: &Config) -> ParseCtx {
 /// `herald serve`: exit code after shutdown.
 pub fn serve_command(c: Config, config_path: Option<PathBuf>, overrides: Overrides) -> u8 {
     init_logging(&c);
+    // Before anything is bound or written.
+    if let Some(line) = c.publish_base_url_problem() {
+        eprintln!("herald: {line}");
+        return EXIT_CONFIG;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(1)

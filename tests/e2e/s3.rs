@@ -163,10 +163,11 @@ impl Drop for Moto {
     }
 }
 
-/// The `[publish]` table for `moto`, with short retries.
+/// A public `base_url` and the `[publish]` table for `moto`, with short
+/// retries.
 fn target(moto: &Moto, extra: &str) -> String {
     format!(
-        "[publish]\nto = \"s3://{BUCKET}/site\"\nendpoint = \"{}\"\nretry_max_secs = 1\n{extra}",
+        "base_url = \"https://news.example.org/\"\n[publish]\nto = \"s3://{BUCKET}/site\"\nendpoint = \"{}\"\nretry_max_secs = 1\n{extra}",
         moto.endpoint()
     )
 }
@@ -243,13 +244,7 @@ fn publish_uploads_every_file_with_its_headers() {
     let Some(moto) = Moto::start() else { return };
     let ws = Workspace::new();
     site(&ws);
-    ws.write(
-        "herald.toml",
-        format!(
-            "base_url = \"https://news.example.org/\"\n{}",
-            target(&moto, "")
-        ),
-    );
+    ws.write("herald.toml", target(&moto, ""));
     herald(&ws, &["build"]).expect_code(0);
     let docs = documents(&ws);
     let run = herald(&ws, &["publish"]);
@@ -637,13 +632,7 @@ fn gzip_off_stores_documents_as_they_are() {
     let Some(moto) = Moto::start() else { return };
     let ws = Workspace::new();
     site(&ws);
-    ws.write(
-        "herald.toml",
-        format!(
-            "base_url = \"https://news.example.org/\"\n{}",
-            target(&moto, "gzip = false\n")
-        ),
-    );
+    ws.write("herald.toml", target(&moto, "gzip = false\n"));
     herald(&ws, &["build"]).expect_code(0);
     herald(&ws, &["publish"]).expect_code(0);
     for (file, local) in documents(&ws) {
@@ -775,13 +764,7 @@ fn non_ascii_names_are_stored_as_their_files_are_named() {
         "---\ntitle: \"Été\"\ndate: \"2025-05-01 10:00:00+00:00\"\ncategories: [Économie]\ntags: [élections]\n---\nUn été.\n",
     );
     ws.write("content/beta.md", article("Beta", 2, "Sport", "Second."));
-    ws.write(
-        "herald.toml",
-        format!(
-            "base_url = \"https://news.example.org/\"\n{}",
-            target(&moto, "")
-        ),
-    );
+    ws.write("herald.toml", target(&moto, ""));
     herald(&ws, &["build"]).expect_code(0);
     herald(&ws, &["publish"]).expect_code(0);
     let docs = documents(&ws);
@@ -837,4 +820,59 @@ fn non_ascii_names_are_stored_as_their_files_are_named() {
         "{}",
         again.stdout
     );
+}
+
+/// With a bucket configured, `herald publish` (dry run too) and `herald
+/// serve` refuse to start without a `base_url`, or with a loopback one:
+/// exit 78 and one line saying to set it; nothing reaches the bucket.
+#[test]
+fn publishing_needs_a_public_base_url() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    let cases = [
+        ("missing", String::new()),
+        (
+            "127.0.0.1",
+            "base_url = \"http://127.0.0.1:8092/\"\n".to_string(),
+        ),
+        (
+            "localhost",
+            "base_url = \"http://localhost:8080/\"\n".to_string(),
+        ),
+        (
+            "::1",
+            "base_url = \"http://[::1]:8080/site/\"\n".to_string(),
+        ),
+    ];
+    for (label, base) in &cases {
+        ws.write(
+            "herald.toml",
+            format!(
+                "{base}listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{}",
+                target(&moto, "").replace("base_url = \"https://news.example.org/\"\n", "")
+            ),
+        );
+        for args in [&["publish"][..], &["publish", "--dry-run"], &["serve"]] {
+            let mut cmd = Command::new(HERALD);
+            cmd.args(["--config", "herald.toml"])
+                .args(args)
+                .current_dir(ws.root())
+                .env_remove("RUST_LOG")
+                .env_remove("HERALD_CONFIG")
+                .env("NO_COLOR", "1")
+                .envs(AWS_ENV);
+            let run = run_command(cmd);
+            run.expect_code(78);
+            let lines: Vec<&str> = run.stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{label} {args:?}: {}", run.stderr);
+            assert!(
+                lines[0].contains("set base_url") && lines[0].contains("[publish]"),
+                "{label} {args:?}: {}",
+                lines[0]
+            );
+        }
+    }
+    assert!(moto.list("").is_empty(), "nothing stored");
+    assert!(!ws.exists("feeds/rss.xml"), "nothing written");
 }
