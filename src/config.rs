@@ -198,6 +198,9 @@ pub struct PublishConfig {
     pub request_timeout: Duration,
     /// Longest wait between two attempts while the target fails.
     pub retry_max: Duration,
+    /// How often `serve` lists the whole bucket and repairs what changed
+    /// behind its back; `None`: only at start and after a failure.
+    pub repair_interval: Option<Duration>,
 }
 
 impl PublishConfig {
@@ -224,6 +227,7 @@ impl PublishConfig {
             concurrency: 16,
             request_timeout: Duration::from_secs(30),
             retry_max: Duration::from_secs(60),
+            repair_interval: None,
         })
     }
 }

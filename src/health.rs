@@ -172,8 +172,8 @@ struct Notes {
     bucket: Option<String>,
     /// Routes not yet in the bucket, and since when it has been behind.
     bucket_behind: (usize, Option<Instant>),
-    /// Deletions the last bucket pass refused (`max_deletes`).
-    bucket_refused: usize,
+    /// What the bucket keeps because `max_deletes` refused its deletion.
+    bucket_refused: Option<String>,
 }
 
 /// The publish loop's heartbeat, step and problems.
@@ -301,9 +301,10 @@ impl Health {
         })
     }
 
-    /// Records the deletions the last bucket pass refused.
-    pub fn set_bucket_refused(&self, n: usize) {
-        self.with_notes(|notes| notes.bucket_refused = n);
+    /// Records what the bucket keeps because `max_deletes` refused its
+    /// deletion (`None`: nothing).
+    pub fn set_bucket_refused(&self, note: Option<String>) {
+        self.with_notes(|notes| notes.bucket_refused = note);
     }
 
     /// Records how many new articles are held back (the state file cannot
@@ -364,11 +365,8 @@ impl Health {
                     "the bucket cannot be written: {why} ({routes} changed routes waiting; behind for {secs} s)"
                 ));
             }
-            if n.bucket_refused > 0 {
-                reasons.push(format!(
-                    "the bucket keeps {} objects whose deletion max_deletes refused",
-                    n.bucket_refused
-                ));
+            if let Some(note) = &n.bucket_refused {
+                reasons.push(note.clone());
             }
         });
         if reasons.is_empty() {

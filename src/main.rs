@@ -49,6 +49,11 @@ enum Command {
         /// Print what would be uploaded and deleted; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// The site really shrank: make every deletion, whatever
+        /// `max_deletes` says, and take the bucket's new size as the
+        /// measure from now on (a running `serve` follows).
+        #[arg(long, conflicts_with = "dry_run")]
+        confirm_deletes: bool,
     },
 }
 
@@ -83,7 +88,10 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Build => daemon::build_command(&config),
         Command::Check => daemon::check_command(&config),
-        Command::Publish { dry_run } => daemon::publish_command(&config, dry_run),
+        Command::Publish {
+            dry_run,
+            confirm_deletes,
+        } => daemon::publish_command(&config, dry_run, confirm_deletes),
         Command::Serve { .. } => daemon::serve_command(config, cli.config, overrides),
     };
     ExitCode::from(code)

@@ -219,7 +219,7 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
 /// to the `[publish] to` target, printing each object uploaded and
 /// deleted. With `dry_run` nothing changes: not the bucket, not the state
 /// file, not the output directory.
-pub fn publish_command(c: &Config, dry_run: bool) -> u8 {
+pub fn publish_command(c: &Config, dry_run: bool, confirm_deletes: bool) -> u8 {
     init_logging(c);
     let Some(target) = &c.publish else {
         eprintln!("herald: publish: no target configured: set `to` in the [publish] table of the config file");
@@ -253,7 +253,14 @@ pub fn publish_command(c: &Config, dry_run: bool) -> u8 {
     };
     report(&view);
     let mut say = |line: String| println!("{line}");
-    match crate::mirror::publish_once(target, &site, dry_run, &mut say) {
+    match crate::mirror::publish_once(
+        target,
+        &site,
+        Some(&c.state_dir),
+        dry_run,
+        confirm_deletes,
+        &mut say,
+    ) {
         Ok(r) => {
             println!(
                 "{}{} uploaded ({} bytes), {} deleted, {} routes in {} ({} ms)",

@@ -301,6 +301,7 @@ async fn serve(
             });
             let mirror = crate::mirror::Mirror::start(
                 target.clone(),
+                &c.state_dir,
                 shared.site.load_full(),
                 std::mem::take(&mut pubr.start_changed),
                 Arc::clone(&pubr.metrics),

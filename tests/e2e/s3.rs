@@ -876,3 +876,114 @@ fn publishing_needs_a_public_base_url() {
     assert!(moto.list("").is_empty(), "nothing stored");
     assert!(!ws.exists("feeds/rss.xml"), "nothing written");
 }
+
+/// The bucket's objects under the prefix whose key contains `part`.
+fn count(moto: &Moto, part: &str) -> usize {
+    moto.list("site/")
+        .keys()
+        .filter(|k| k.contains(part))
+        .count()
+}
+
+/// `max_deletes` bounds how far the bucket shrinks over an episode, not
+/// per pass: deleting articles a few at a time (each pass within the
+/// limit) stops deleting once the bucket would hold `max_deletes` fewer
+/// objects than it did at most, and `/healthz` names what is kept, the
+/// count the bucket holds and how to confirm. Articles that come back
+/// take their objects off that list (`/healthz` ok again). Deleted again,
+/// they are held again, until `herald publish --confirm-deletes` deletes
+/// them and makes the smaller bucket the new measure: `serve` then says
+/// ok, and deletes within the limit again.
+#[test]
+fn max_deletes_bounds_a_run_of_small_deletions() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    for i in 0..12 {
+        ws.write(
+            &format!("content/a{i:02}.md"),
+            article(&format!("A{i:02}"), i + 1, "World", "Text."),
+        );
+    }
+    let mut d = serve(ws, &moto, "max_deletes = 5\n");
+    d.wait_log("bucket updated");
+    let peak = moto.list("site/").len();
+    let page = |i: u32| format!("site/articles/a{i:02}/index.html");
+    let remove = |d: &TestDaemon, ids: &[u32]| {
+        for i in ids {
+            std::fs::remove_file(d.ws.path(&format!("content/a{i:02}.md"))).unwrap();
+        }
+    };
+    let caught_up = |d: &TestDaemon| {
+        wait_until("the bucket caught up", || {
+            d.admin_get("/metrics")
+                .text()
+                .contains("herald_bucket_behind_routes 0\n")
+        })
+    };
+    // Three pages, within the limit: deleted.
+    remove(&d, &[0, 1, 2]);
+    wait_until("three pages deleted", || count(&moto, "/a0") == 7);
+    assert_eq!(d.get("/healthz").text(), "ok\n");
+    // Three more: 6 fewer than the bucket held, more than 5.
+    remove(&d, &[3, 4, 5]);
+    wait_until("the feed without A05", || {
+        let r = moto.object("GET", "site/feed.json");
+        !String::from_utf8_lossy(&gunzip(&r.body)).contains("A05")
+    });
+    caught_up(&d);
+    let health = d.poll("/healthz", "the kept objects named", |r| {
+        r.text().contains("max_deletes")
+    });
+    assert_eq!(health.status, 200, "{}", health.text());
+    let text = health.text();
+    assert!(
+        text.contains("keeps 3 objects")
+            && text.contains(&format!("of the {peak} it held"))
+            && text.contains("herald publish --confirm-deletes"),
+        "{text}"
+    );
+    for i in 3..6 {
+        assert!(
+            moto.list("site/").contains_key(&page(i)),
+            "{} kept",
+            page(i)
+        );
+    }
+    assert!(moto.list("site/").len() + 5 >= peak);
+    // They come back: nothing is held any more.
+    for i in 3..6 {
+        d.ws.write(
+            &format!("content/a{i:02}.md"),
+            article(&format!("A{i:02}"), i + 1, "World", "Text."),
+        );
+    }
+    wait_object(&moto, "site/feed.json", "A05");
+    caught_up(&d);
+    d.poll("/healthz", "ok once the articles are back", |r| {
+        r.text() == "ok\n"
+    });
+    // Gone again, and confirmed by the operator.
+    remove(&d, &[3, 4, 5]);
+    d.poll("/healthz", "held again", |r| {
+        r.text().contains("keeps 3 objects")
+    });
+    let confirm = herald(&d.ws, &["publish", "--confirm-deletes"]);
+    confirm.expect_code(0);
+    for i in 3..6 {
+        assert!(
+            confirm.stdout.contains(&format!("delete {}\n", page(i))),
+            "{}",
+            confirm.stdout
+        );
+        assert!(!moto.list("site/").contains_key(&page(i)));
+    }
+    d.poll("/healthz", "ok after the confirmation", |r| {
+        r.text() == "ok\n"
+    });
+    // The smaller bucket is the measure now: three more go at once.
+    remove(&d, &[6, 7, 8]);
+    wait_until("three more pages deleted", || count(&moto, "/a0") == 1);
+    assert_eq!(d.get("/healthz").text(), "ok\n");
+    let log = d.stop();
+    assert_eq!(log.matches("refusing to delete").count(), 2, "{log}");
+}
