@@ -227,7 +227,7 @@ impl PublishConfig {
             concurrency: 16,
             request_timeout: Duration::from_secs(30),
             retry_max: Duration::from_secs(60),
-            repair_interval: None,
+            repair_interval: Some(Duration::from_secs(600)),
         })
     }
 }
@@ -247,6 +247,7 @@ struct RawPublish {
     concurrency: Option<toml::Spanned<i64>>,
     request_timeout_secs: Option<toml::Spanned<i64>>,
     retry_max_secs: Option<toml::Spanned<i64>>,
+    repair_interval_secs: Option<toml::Spanned<i64>>,
 }
 
 /// `[websub]` as written.
@@ -1012,6 +1013,9 @@ fn publish_table(
         1,
         c.retry_max.as_secs(),
     )?);
+    // 0: never (only at start and after a failure).
+    let repair = at_least(p.repair_interval_secs, "repair_interval_secs", 0, 600)?;
+    c.repair_interval = (repair > 0).then(|| Duration::from_secs(repair));
     c.cache_feeds = p.cache_feeds_secs.unwrap_or(c.cache_feeds);
     c.cache_pages = p.cache_pages_secs.unwrap_or(c.cache_pages);
     c.cache_archive = p.cache_archive_secs.unwrap_or(c.cache_archive);
@@ -1196,10 +1200,11 @@ mod tests {
         assert_eq!(parse("[publish]\ngzip = false\n").unwrap().publish, None);
         let c = parse(
             "[publish]\nto = \"s3://feeds-bucket/site/\"\nendpoint = \"http://127.0.0.1:9000/\"\n\
-             gzip = false\nmax_deletes = 0\ncache_archive_secs = 9\n",
+             gzip = false\nmax_deletes = 0\ncache_archive_secs = 9\nrepair_interval_secs = 0\n",
         )
         .unwrap();
         let p = c.publish.unwrap();
+        assert_eq!(p.repair_interval, None, "0: never");
         assert_eq!(
             (p.bucket.as_str(), p.prefix.as_str()),
             ("feeds-bucket", "site")
@@ -1207,11 +1212,17 @@ mod tests {
         assert_eq!(p.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!((p.gzip, p.max_deletes, p.cache_archive), (false, 0, 9));
         assert_eq!(p.region, "us-east-1");
+        let every = parse("[publish]\nto = \"s3://b-1.x\"\nrepair_interval_secs = 30\n").unwrap();
+        assert_eq!(
+            every.publish.unwrap().repair_interval,
+            Some(Duration::from_secs(30))
+        );
         let root = parse("[publish]\nto = \"s3://b-1.x\"\n")
             .unwrap()
             .publish
             .unwrap();
         assert_eq!((root.prefix.as_str(), root.max_deletes), ("", 256));
+        assert_eq!(root.repair_interval, Some(Duration::from_secs(600)));
         for (text, key) in [
             ("[publish]\n\nto = \"gs://bucket/x\"\n", "publish.to"),
             ("[publish]\n\nto = \"s3://Bad_Bucket\"\n", "publish.to"),

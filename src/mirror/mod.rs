@@ -836,6 +836,13 @@ impl Worker {
                             ms = (started.elapsed().as_secs_f64() * 1000.0).round(),
                             "bucket updated"
                         );
+                    } else if full {
+                        tracing::debug!(
+                            target = %self.cfg.to,
+                            objects = report.objects,
+                            ms = (started.elapsed().as_secs_f64() * 1000.0).round(),
+                            "bucket listed and compared: nothing drifted"
+                        );
                     }
                     self.behind(0, None);
                     let changed: Vec<String> = dirty.into_iter().collect();

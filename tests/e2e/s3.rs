@@ -133,6 +133,22 @@ impl Moto {
         self.request(method, &format!("/{BUCKET}/{key}"))
     }
 
+    /// Deletes one object, as another client of the bucket would (a 204
+    /// without a length, which [`http`] does not take).
+    fn delete(&self, key: &str) {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(self.addr).expect("connect to moto");
+        write!(
+            s,
+            "DELETE /{BUCKET}/{key} HTTP/1.1\r\nHost: {}\r\nAuthorization: {SIGNATURE}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .expect("send");
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).expect("read");
+        assert!(raw.starts_with("HTTP/1.1 204"), "DELETE {key}: {raw}");
+    }
+
     /// The request lines of the log (`PUT /bucket/key`), from line `from`.
     fn requests(&self, from: usize) -> Vec<String> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -172,18 +188,14 @@ fn target(moto: &Moto, extra: &str) -> String {
     )
 }
 
+/// A dummy signature: moto checks none, but answers some requests 403
+/// without one.
+const SIGNATURE: &str = "AWS4-HMAC-SHA256 Credential=herald-test/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+
 /// One request to the S3 server at `addr`, signed with a dummy signature:
 /// moto checks none, but answers some requests 403 without one.
 fn s3_request(addr: SocketAddr, method: &str, target: &str) -> Resp {
-    http(
-        addr,
-        method,
-        target,
-        &[(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=herald-test/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
-        )],
-    )
+    http(addr, method, target, &[("Authorization", SIGNATURE)])
 }
 
 /// `herald --config herald.toml <args>` with the AWS environment.
@@ -986,4 +998,51 @@ fn max_deletes_bounds_a_run_of_small_deletions() {
     assert_eq!(d.get("/healthz").text(), "ok\n");
     let log = d.stop();
     assert_eq!(log.matches("refusing to delete").count(), 2, "{log}");
+}
+
+/// What drifts in the bucket behind Herald's back is repaired by the
+/// periodic re-list (`repair_interval_secs`) with no publish and no
+/// restart: every object deleted from outside is sent again, one
+/// overwritten gets the local bytes back, a stray one is deleted; the
+/// log says what was repaired.
+#[test]
+fn drift_in_the_bucket_is_repaired() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    let mut d = serve(ws, &moto, "repair_interval_secs = 2\n");
+    d.wait_log("bucket updated");
+    let docs = documents(&d.ws);
+    assert_eq!(moto.list("site/").len(), docs.len());
+    // Emptied from outside, but for one object overwritten, and a stray.
+    for key in moto.list("site/").keys() {
+        if key != "site/rss.xml" {
+            moto.delete(key);
+        }
+    }
+    moto.request("PUT", &format!("/{BUCKET}/site/rss.xml"));
+    moto.request("PUT", &format!("/{BUCKET}/site/stray.html"));
+    assert_eq!(moto.list("site/").len(), 2);
+    wait_until("every document back in the bucket", || {
+        let now = moto.list("site/");
+        now.len() == docs.len() && docs.keys().all(|k| now.contains_key(&format!("site/{k}")))
+    });
+    for (file, local) in &docs {
+        let r = moto.object("GET", &format!("site/{file}"));
+        let body = if r.header("content-encoding") == "gzip" {
+            gunzip(&r.body)
+        } else {
+            r.body
+        };
+        assert!(body == *local, "{file} holds the local bytes");
+    }
+    assert_eq!(d.get("/healthz").text(), "ok\n");
+    let log = d.stop();
+    assert!(
+        log.lines().any(|l| l.contains("bucket updated")
+            && l.contains("deleted=1")
+            && l.contains("full=true")
+            && l.contains(&format!("uploaded={}", docs.len()))),
+        "{log}"
+    );
 }
