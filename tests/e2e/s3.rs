@@ -1046,3 +1046,52 @@ fn drift_in_the_bucket_is_repaired() {
         "{log}"
     );
 }
+
+/// With the bucket's server dropping every connection, `serve` logs the
+/// failure once for the whole episode: none of the S3 client's own
+/// per-retry lines ("Encountered transport error … backing off"), however
+/// many attempts are made.
+#[test]
+fn a_bucket_down_is_one_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            // Accepted and dropped: a transport error for the client.
+            drop(conn);
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let ws = Workspace::new();
+    site(&ws);
+    let mut d = TestDaemon::start_with(
+        ws,
+        &format!("[publish]\nto = \"s3://{BUCKET}/site\"\nendpoint = \"http://{addr}\"\nretry_max_secs = 1\n"),
+        |c| {
+            c.envs(AWS_ENV);
+        },
+    );
+    d.wait_log("bucket: cannot update");
+    d.ws.write("content/gamma.md", article("Gamma", 4, "World", "Third."));
+    d.wait_titles(&["Gamma", "The story", "Beta", "Alpha"]);
+    // Several passes, each with the client's own retries.
+    wait_until("40 connections to the bucket", || {
+        accepted.load(std::sync::atomic::Ordering::Relaxed) >= 40
+    });
+    let health = d.get("/healthz").text();
+    assert!(health.contains("the bucket cannot be written"), "{health}");
+    let log = d.stop();
+    assert_eq!(log.matches("bucket: cannot update").count(), 1, "{log}");
+    let noise: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("transport error") || l.contains("backing off"))
+        .collect();
+    assert!(
+        noise.is_empty(),
+        "{} lines of retries:\n{}",
+        noise.len(),
+        noise.join("\n")
+    );
+}
