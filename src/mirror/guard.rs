@@ -59,6 +59,12 @@ impl Guard {
         g
     }
 
+    /// The same guard, its mark never written (a dry run).
+    pub fn read_only(mut self) -> Guard {
+        self.path = None;
+        self
+    }
+
     fn read(&self) -> Option<Saved> {
         let text = std::fs::read(self.path.as_ref()?).ok()?;
         let s: Saved = match serde_json::from_slice(&text) {
@@ -188,6 +194,17 @@ mod tests {
         );
         let mem = Guard::open(None, &cfg(5));
         assert_eq!(mem.peak(), 0);
+
+        let dir = tempfile::tempdir().unwrap();
+        Guard::open(Some(dir.path()), &cfg(5)).saw(10);
+        let mut dry = Guard::open(Some(dir.path()), &cfg(5)).read_only();
+        assert_eq!(dry.peak(), 10, "a dry run reads the mark");
+        dry.saw(20);
+        assert_eq!(
+            Guard::open(Some(dir.path()), &cfg(5)).peak(),
+            10,
+            "and never writes it"
+        );
     }
 
     fn cfg_to(to: &str) -> PublishConfig {

@@ -476,7 +476,10 @@ pub fn publish_once(
             say(format!("{verb}upload {k}"));
         }
         // A dry run writes nothing, not even the mark.
-        let mut guard = Guard::open(state_dir.filter(|_| !dry_run), cfg);
+        let mut guard = Guard::open(state_dir, cfg);
+        if dry_run {
+            guard = guard.read_only();
+        }
         guard.saw(remote.len());
         let mut after = remote.len();
         for p in &plan.puts {
