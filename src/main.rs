@@ -49,12 +49,12 @@ enum Command {
         /// Print what would be uploaded and deleted; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// The site really shrank: make every deletion, whatever
-        /// `max_deletes` says, and take the bucket's new size as the
-        /// measure from now on (a running `serve` follows).
-        #[arg(long, conflicts_with = "dry_run")]
-        confirm_deletes: bool,
     },
+    /// The site really shrank: the next pass to the bucket (a running
+    /// `serve`'s within a second, or the next `publish`) makes every
+    /// deletion `max_deletes` held back, and takes the bucket's new size
+    /// as the measure from now on.
+    ConfirmDeletes,
 }
 
 fn main() -> ExitCode {
@@ -88,10 +88,8 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Build => daemon::build_command(&config),
         Command::Check => daemon::check_command(&config),
-        Command::Publish {
-            dry_run,
-            confirm_deletes,
-        } => daemon::publish_command(&config, dry_run, confirm_deletes),
+        Command::Publish { dry_run } => daemon::publish_command(&config, dry_run),
+        Command::ConfirmDeletes => daemon::confirm_deletes_command(&config),
         Command::Serve { .. } => daemon::serve_command(config, cli.config, overrides),
     };
     ExitCode::from(code)

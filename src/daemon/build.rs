@@ -219,7 +219,7 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
 /// to the `[publish] to` target, printing each object uploaded and
 /// deleted. With `dry_run` nothing changes: not the bucket, not the state
 /// file, not the output directory.
-pub fn publish_command(c: &Config, dry_run: bool, confirm_deletes: bool) -> u8 {
+pub fn publish_command(c: &Config, dry_run: bool) -> u8 {
     init_logging(c);
     let Some(target) = &c.publish else {
         eprintln!("herald: publish: no target configured: set `to` in the [publish] table of the config file");
@@ -253,14 +253,7 @@ pub fn publish_command(c: &Config, dry_run: bool, confirm_deletes: bool) -> u8 {
     };
     report(&view);
     let mut say = |line: String| println!("{line}");
-    match crate::mirror::publish_once(
-        target,
-        &site,
-        Some(&c.state_dir),
-        dry_run,
-        confirm_deletes,
-        &mut say,
-    ) {
+    match crate::mirror::publish_once(target, &site, Some(&c.state_dir), dry_run, &mut say) {
         Ok(r) => {
             println!(
                 "{}{} uploaded ({} bytes), {} deleted, {} routes in {} ({} ms)",
@@ -283,4 +276,31 @@ pub fn publish_command(c: &Config, dry_run: bool, confirm_deletes: bool) -> u8 {
             EXIT_RUNTIME
         }
     }
+}
+
+/// `herald confirm-deletes`: the operator's word that the site really
+/// shrank. Recorded in `state/bucket.json` only (nothing else is touched,
+/// so it is safe beside a running `serve`); the next pass that lists the
+/// bucket makes every deletion `max_deletes` held back.
+pub fn confirm_deletes_command(c: &Config) -> u8 {
+    init_logging(c);
+    let Some(target) = &c.publish else {
+        eprintln!("herald: confirm-deletes: no target configured: set `to` in the [publish] table of the config file");
+        return crate::daemon::EXIT_CONFIG;
+    };
+    let mut guard = crate::mirror::Guard::open(Some(&c.state_dir), target);
+    if let Err(e) =
+        std::fs::create_dir_all(&c.state_dir).and_then(|()| guard.request_confirmation())
+    {
+        eprintln!(
+            "herald: confirm-deletes: cannot write {}: {e}",
+            c.state_dir.join(crate::mirror::GUARD_FILE).display()
+        );
+        return EXIT_RUNTIME;
+    }
+    println!(
+        "confirmed: the next pass to {} makes every deletion max_deletes held back (a running `herald serve` within a second; otherwise the next `herald publish`), and the bucket's new size becomes its mark",
+        target.to
+    );
+    EXIT_OK
 }

@@ -33,7 +33,7 @@ use crate::parse::ParseCtx;
 use crate::render::{Body, Settings};
 use crate::state::State;
 
-pub use build::{build_command, check_command, publish_command};
+pub use build::{build_command, check_command, confirm_deletes_command, publish_command};
 pub use logging::init_logging;
 pub use process::tune_allocator;
 

@@ -3,10 +3,11 @@
 //! bucket may hold, so deletions made a few at a time (each pass within
 //! the limit) cannot empty it either. The mark is the most objects the
 //! bucket held under the prefix at the end of a pass since the operator
-//! last confirmed a smaller site (`herald publish --confirm-deletes`).
-//! It is kept in `state/bucket.json`, so neither a restart nor a second
-//! process (`herald publish` beside `serve`) starts the count again; a
-//! confirmation written there is seen by a running `serve`. Uses `config`.
+//! last confirmed a smaller site (`herald confirm-deletes`). It is kept
+//! in `state/bucket.json`, so neither a restart nor a second process
+//! (`herald publish`) starts the count again; a confirmation written
+//! there is acted on by the next pass of whichever process lists the
+//! bucket first (a running `serve` within a second). Uses `config`.
 
 use std::path::{Path, PathBuf};
 
@@ -24,20 +25,27 @@ struct Saved {
     to: String,
     /// Most objects the bucket held.
     peak: usize,
-    /// Confirmations made so far: a change tells a running `serve`.
-    confirmed: u64,
+    /// The operator confirmed a smaller site (`herald confirm-deletes`):
+    /// the next pass that lists the whole bucket makes every deletion and
+    /// sets the mark to what is left.
+    #[serde(default)]
+    confirm: bool,
 }
 
-/// The bucket's high-water mark and what may be deleted against it.
+/// The bucket's high-water mark and what may be deleted against it. The
+/// file is the truth, read again before each use: a second process (or
+/// the operator) may have changed it.
 #[derive(Debug)]
 pub struct Guard {
     /// Where the mark is kept; `None`: in memory only.
     path: Option<PathBuf>,
+    /// Never write the file (a dry run).
+    read_only: bool,
     to: String,
     max: usize,
     /// `None` until the bucket has been listed once (or a mark was read).
     peak: Option<usize>,
-    confirmed: u64,
+    confirm: bool,
 }
 
 impl Guard {
@@ -47,21 +55,19 @@ impl Guard {
     pub fn open(state_dir: Option<&Path>, cfg: &PublishConfig) -> Guard {
         let mut g = Guard {
             path: state_dir.map(|d| d.join(FILE)),
+            read_only: false,
             to: cfg.to.clone(),
             max: cfg.max_deletes,
             peak: None,
-            confirmed: 0,
+            confirm: false,
         };
-        if let Some(s) = g.read() {
-            g.peak = Some(s.peak);
-            g.confirmed = s.confirmed;
-        }
+        g.refresh();
         g
     }
 
-    /// The same guard, its mark never written (a dry run).
+    /// The same guard, its file never written (a dry run).
     pub fn read_only(mut self) -> Guard {
-        self.path = None;
+        self.read_only = true;
         self
     }
 
@@ -80,20 +86,33 @@ impl Guard {
         (s.to == self.to).then_some(s)
     }
 
-    fn save(&self) {
-        let Some(path) = &self.path else { return };
+    /// Takes what the file says, when it says anything.
+    fn refresh(&mut self) {
+        if let Some(s) = self.read() {
+            self.peak = Some(s.peak);
+            self.confirm = s.confirm;
+        }
+    }
+
+    fn save(&self) -> std::io::Result<()> {
+        let Some(path) = self.path.as_ref().filter(|_| !self.read_only) else {
+            return Ok(());
+        };
         let saved = Saved {
             to: self.to.clone(),
             peak: self.peak.unwrap_or(0),
-            confirmed: self.confirmed,
+            confirm: self.confirm,
         };
         let body = serde_json::to_vec(&saved).expect("plain data serialises");
         let tmp = path.with_extension("json.tmp");
-        let r = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = r {
+        std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path))
+    }
+
+    fn save_or_warn(&self) {
+        if let Err(e) = self.save() {
             tracing::warn!(
                 "bucket: cannot save {} ({e}); the bucket's high-water mark is kept in memory only",
-                path.display()
+                self.path.as_deref().unwrap_or(Path::new(FILE)).display()
             );
         }
     }
@@ -112,38 +131,40 @@ impl Guard {
         deletes == 0 || (deletes <= self.max && after.saturating_add(self.max) >= self.peak())
     }
 
-    /// The bucket holds `n` objects: the mark rises to it (and is saved).
+    /// The bucket holds `n` objects: the mark (as the file has it now)
+    /// rises to it, and is saved.
     pub fn saw(&mut self, n: usize) {
-        if self.peak.is_none_or(|p| n > p) {
-            // Another process may have confirmed meanwhile: its mark wins.
-            self.refresh();
-            if self.peak.is_none_or(|p| n > p) {
-                self.peak = Some(n);
-                self.save();
-            }
-        }
-    }
-
-    /// The operator confirmed the bucket's size: `n` objects is the mark
-    /// from now on, for this process and any other.
-    pub fn confirm(&mut self, n: usize) {
         self.refresh();
-        self.peak = Some(n);
-        self.confirmed += 1;
-        self.save();
+        if self.peak.is_none_or(|p| n > p) {
+            self.peak = Some(n);
+            self.save_or_warn();
+        }
     }
 
-    /// Reads the file again; `true` when another process confirmed a size
-    /// since (its mark is taken).
-    pub fn refresh(&mut self) -> bool {
-        match self.read() {
-            Some(s) if s.confirmed != self.confirmed => {
-                self.peak = Some(s.peak);
-                self.confirmed = s.confirmed;
-                true
-            }
-            _ => false,
-        }
+    /// Whether the operator has confirmed a smaller site and no pass has
+    /// acted on it yet (the file is read again).
+    pub fn confirmation_pending(&mut self) -> bool {
+        self.refresh();
+        self.confirm
+    }
+
+    /// The operator's word (`herald confirm-deletes`): the next pass that
+    /// lists the whole bucket, in whichever process, makes every deletion.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn request_confirmation(&mut self) -> std::io::Result<()> {
+        self.refresh();
+        self.confirm = true;
+        self.save()
+    }
+
+    /// A confirmed pass is done: the bucket's `n` objects are the mark
+    /// from now on, for this process and any other.
+    pub fn confirmed(&mut self, n: usize) {
+        self.peak = Some(n);
+        self.confirm = false;
+        self.save_or_warn();
     }
 }
 
@@ -158,8 +179,9 @@ mod tests {
     }
 
     /// Deletions are bounded per pass and against the mark; the mark only
-    /// rises, survives a new guard (a restart), belongs to its target, and
-    /// a confirmation lowers it for every guard of the target.
+    /// rises, survives a new guard (a restart), belongs to its target; a
+    /// confirmation waits in the file for the next confirmed pass, which
+    /// lowers the mark for every guard of the target.
     #[test]
     fn marks() {
         let dir = tempfile::tempdir().unwrap();
@@ -178,13 +200,15 @@ mod tests {
         let other = Guard::open(Some(dir.path()), &cfg_to("s3://other"));
         assert_eq!(other.peak(), 0, "another target's mark is not this one's");
 
-        again.confirm(40);
-        assert!(g.refresh(), "the other guard sees the confirmation");
-        assert_eq!(g.peak(), 40);
-        assert!(!g.refresh(), "once");
-        assert!(g.allows(5, 35));
-        g.saw(41);
-        assert_eq!(Guard::open(Some(dir.path()), &cfg(5)).peak(), 41);
+        assert!(!g.confirmation_pending());
+        again.request_confirmation().unwrap();
+        assert!(g.confirmation_pending(), "seen by the other guard");
+        g.confirmed(40);
+        assert!(!again.confirmation_pending(), "acted on once");
+        assert_eq!(again.peak(), 40);
+        again.saw(41);
+        g.saw(3);
+        assert_eq!(g.peak(), 41, "the file is the truth");
 
         std::fs::write(dir.path().join(FILE), "{").unwrap();
         assert_eq!(

@@ -51,7 +51,7 @@ use crate::health::Sink;
 use crate::metrics::Metrics;
 use crate::site::{file_of, Asset, Site};
 
-pub use guard::Guard;
+pub use guard::{Guard, FILE as GUARD_FILE};
 pub use s3::{Bucket, BucketError, Remote};
 
 /// What a route is, for its cache policy and its place in a pass.
@@ -395,7 +395,7 @@ pub async fn execute(
         }
     }
     if confirmed {
-        guard.confirm(remote.len());
+        guard.confirmed(remote.len());
     } else {
         guard.saw(remote.len());
     }
@@ -418,7 +418,7 @@ fn refused_line(cfg: &PublishConfig, n: usize, objects: usize, peak: usize) -> S
         )
     };
     format!(
-        "bucket: refusing to delete {n} objects from {} ({why}); nothing was deleted. Check publish.to and the content directory; if the site really shrank, run `herald publish --confirm-deletes`",
+        "bucket: refusing to delete {n} objects from {} ({why}); nothing was deleted. Check publish.to and the content directory; if the site really shrank, run `herald confirm-deletes`",
         cfg.to
     )
 }
@@ -426,7 +426,7 @@ fn refused_line(cfg: &PublishConfig, n: usize, objects: usize, peak: usize) -> S
 /// What `/healthz` says while deletions are held back.
 fn held_note(cfg: &PublishConfig, n: usize, objects: usize, peak: usize) -> String {
     format!(
-        "the bucket keeps {n} objects whose deletion max_deletes refused: it holds {objects} of the {peak} it held (max_deletes = {}); if the site really shrank, run `herald publish --confirm-deletes`",
+        "the bucket keeps {n} objects whose deletion max_deletes refused: it holds {objects} of the {peak} it held (max_deletes = {}); if the site really shrank, run `herald confirm-deletes`",
         cfg.max_deletes
     )
 }
@@ -448,9 +448,10 @@ pub enum PublishError {
 /// `herald publish`: one pass mirroring `site` to the target, printing
 /// each object it uploads and deletes (`say`); with `dry_run`, only the
 /// listing is requested and nothing changes. The bucket's high-water mark
-/// is kept in `state_dir` ([`Guard`]); with `confirm`, every deletion is
-/// made whatever `max_deletes` says, and the bucket's new size becomes
-/// the mark (the operator's word that the site really shrank).
+/// is kept in `state_dir` ([`Guard`]); when the operator has confirmed a
+/// smaller site (`herald confirm-deletes`), every deletion is made
+/// whatever `max_deletes` says, and the bucket's new size becomes the
+/// mark.
 ///
 /// # Errors
 /// A request failed, or the deletions were refused (the uploads were
@@ -460,7 +461,6 @@ pub fn publish_once(
     site: &Site,
     state_dir: Option<&std::path::Path>,
     dry_run: bool,
-    confirm: bool,
     say: &mut dyn FnMut(String),
 ) -> Result<Report, PublishError> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -480,6 +480,7 @@ pub fn publish_once(
         if dry_run {
             guard = guard.read_only();
         }
+        let confirm = guard.confirmation_pending();
         guard.saw(remote.len());
         let mut after = remote.len();
         for p in &plan.puts {
@@ -698,7 +699,7 @@ impl Worker {
             if self.next_repair.is_some_and(|t| t <= now) {
                 return Wake::Repair;
             }
-            if !self.held.is_empty() && self.guard.refresh() {
+            if !self.held.is_empty() && self.guard.confirmation_pending() {
                 return Wake::Repair;
             }
             let mut until = self.next_repair;
@@ -743,10 +744,11 @@ impl Worker {
                     (Arc::clone(&self.synced), HashSet::new(), None)
                 }
             };
-            if self.guard.refresh() {
-                // The operator confirmed a smaller site: what was held
-                // has been dealt with; a full pass says what is left.
-                self.held.clear();
+            let confirmed = self.guard.confirmation_pending();
+            if confirmed {
+                // The operator confirmed a smaller site: a full pass makes
+                // every deletion this snapshot implies and takes the
+                // bucket's new size as the mark.
                 remote = None;
             }
             self.behind(dirty.len(), since);
@@ -778,7 +780,7 @@ impl Worker {
                     plan,
                     &mut r,
                     &mut self.guard,
-                    false,
+                    confirmed,
                     &self.metrics.bucket_puts,
                 )
                 .await;
@@ -791,6 +793,15 @@ impl Worker {
             match result {
                 Ok(report) => {
                     failures = 0;
+                    if confirmed {
+                        tracing::info!(
+                            target = %self.cfg.to,
+                            deleted = report.deleted,
+                            objects = report.objects,
+                            "bucket: deletions confirmed by the operator made; the bucket's mark is now {} objects",
+                            report.objects
+                        );
+                    }
                     self.metrics
                         .bucket_deletes
                         .fetch_add(report.deleted as u64, Relaxed);

@@ -374,7 +374,8 @@ fn dry_run_changes_nothing() {
 
 /// A pass that would delete more than `max_deletes` objects deletes none,
 /// says why naming the key and the target, and fails; its uploads are
-/// made. Within the limit, objects of no route are deleted.
+/// made. After `herald confirm-deletes` the next publish makes them (and
+/// the one after that sends nothing).
 #[test]
 fn max_deletes_guards_the_bucket() {
     let Some(moto) = Moto::start() else { return };
@@ -399,14 +400,34 @@ fn max_deletes_guards_the_bucket() {
         assert!(objects.contains_key(&format!("site/old/{i}.html")));
     }
     assert!(objects.contains_key("site/rss.xml"), "uploads were made");
-    ws.write("herald.toml", target(&moto, "max_deletes = 3\n"));
-    herald(&ws, &["publish"]).expect_code(0);
+    // The operator's word: the next publish makes them.
+    let confirm = herald(&ws, &["confirm-deletes"]);
+    confirm.expect_code(0);
+    assert!(
+        confirm
+            .stdout
+            .contains("next pass to s3://feeds-bucket/site"),
+        "{}",
+        confirm.stdout
+    );
+    assert_eq!(moto.list("").len(), objects.len(), "nothing deleted yet");
+    let run = herald(&ws, &["publish"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("delete site/old/0.html\n"),
+        "{}",
+        run.stdout
+    );
     let objects = moto.list("");
     assert!(!objects.keys().any(|k| k.starts_with("site/old/")));
     assert!(
         objects.contains_key("elsewhere.html"),
         "outside the prefix: not Herald's"
     );
+    let again = herald(&ws, &["publish"]);
+    again.expect_code(0);
+    assert!(again.stdout.contains("0 uploaded"), "{}", again.stdout);
+    assert!(again.stdout.contains(", 0 deleted"), "{}", again.stdout);
 }
 
 /// Waits until the bucket's `key` holds bytes that (decompressed) contain
@@ -903,9 +924,9 @@ fn count(moto: &Moto, part: &str) -> usize {
 /// objects than it did at most, and `/healthz` names what is kept, the
 /// count the bucket holds and how to confirm. Articles that come back
 /// take their objects off that list (`/healthz` ok again). Deleted again,
-/// they are held again, until `herald publish --confirm-deletes` deletes
-/// them and makes the smaller bucket the new measure: `serve` then says
-/// ok, and deletes within the limit again.
+/// they are held again, until `herald confirm-deletes`: `serve` then
+/// deletes them within a second, says ok, takes the smaller bucket as
+/// the new measure and deletes within the limit again.
 #[test]
 fn max_deletes_bounds_a_run_of_small_deletions() {
     let Some(moto) = Moto::start() else { return };
@@ -951,7 +972,7 @@ fn max_deletes_bounds_a_run_of_small_deletions() {
     assert!(
         text.contains("keeps 3 objects")
             && text.contains(&format!("of the {peak} it held"))
-            && text.contains("herald publish --confirm-deletes"),
+            && text.contains("herald confirm-deletes"),
         "{text}"
     );
     for i in 3..6 {
@@ -979,19 +1000,17 @@ fn max_deletes_bounds_a_run_of_small_deletions() {
     d.poll("/healthz", "held again", |r| {
         r.text().contains("keeps 3 objects")
     });
-    let confirm = herald(&d.ws, &["publish", "--confirm-deletes"]);
-    confirm.expect_code(0);
-    for i in 3..6 {
-        assert!(
-            confirm.stdout.contains(&format!("delete {}\n", page(i))),
-            "{}",
-            confirm.stdout
-        );
-        assert!(!moto.list("site/").contains_key(&page(i)));
-    }
+    herald(&d.ws, &["confirm-deletes"]).expect_code(0);
     d.poll("/healthz", "ok after the confirmation", |r| {
         r.text() == "ok\n"
     });
+    for i in 3..6 {
+        assert!(
+            !moto.list("site/").contains_key(&page(i)),
+            "{} deleted",
+            page(i)
+        );
+    }
     // The smaller bucket is the measure now: three more go at once.
     remove(&d, &[6, 7, 8]);
     wait_until("three more pages deleted", || count(&moto, "/a0") == 1);
