@@ -213,6 +213,9 @@ pub struct PublishConfig {
     pub request_timeout: Duration,
     /// Longest wait between two attempts while the target fails.
     pub retry_max: Duration,
+    /// How often `serve` lists the whole bucket and repairs what changed
+    /// behind its back; `None`: only at start and after a failure.
+    pub repair_interval: Option<Duration>,
 }
 
 impl PublishConfig {
@@ -239,6 +242,7 @@ impl PublishConfig {
             concurrency: 16,
             request_timeout: Duration::from_secs(30),
             retry_max: Duration::from_secs(60),
+            repair_interval: Some(Duration::from_secs(600)),
         })
     }
 }
@@ -258,6 +262,7 @@ struct RawPublish {
     concurrency: Option<toml::Spanned<i64>>,
     request_timeout_secs: Option<toml::Spanned<i64>>,
     retry_max_secs: Option<toml::Spanned<i64>>,
+    repair_interval_secs: Option<toml::Spanned<i64>>,
 }
 
 /// `[websub]` as written.
@@ -960,6 +965,25 @@ impl Config {
         Ok(c)
     }
 
+    /// Why `[publish]` cannot go ahead: no `base_url` is set, or it names
+    /// this machine (`localhost`, a loopback or unspecified address), so
+    /// every object in the bucket would link where no reader can follow.
+    /// `None` without `[publish]` or with a public `base_url`.
+    pub fn publish_base_url_problem(&self) -> Option<String> {
+        let target = self.publish.as_ref()?;
+        let why = if !self.base_url_configured {
+            "base_url is not set".to_string()
+        } else if host_is_local(host_of(&self.base_url).unwrap_or("")) {
+            format!("base_url = {:?} is this machine", self.base_url)
+        } else {
+            return None;
+        };
+        Some(format!(
+            "[publish] to {}: {why}, so every object would link to an address only this machine can reach; set base_url to the URL readers use (base_url = \"https://news.example.org/\")",
+            target.to
+        ))
+    }
+
     /// The authority for new ids when none is configured: the host of `base_url`.
     pub fn default_authority(&self) -> String {
         self.id_authority
@@ -1074,6 +1098,9 @@ fn publish_table(
         1,
         c.retry_max.as_secs(),
     )?);
+    // 0: never (only at start and after a failure).
+    let repair = at_least(p.repair_interval_secs, "repair_interval_secs", 0, 600)?;
+    c.repair_interval = (repair > 0).then(|| Duration::from_secs(repair));
     c.cache_feeds = p.cache_feeds_secs.unwrap_or(c.cache_feeds);
     c.cache_pages = p.cache_pages_secs.unwrap_or(c.cache_pages);
     c.cache_archive = p.cache_archive_secs.unwrap_or(c.cache_archive);
@@ -1113,6 +1140,19 @@ pub fn base_url_for(addr: SocketAddr) -> String {
         ip => ip,
     };
     format!("http://{}/", SocketAddr::new(ip, addr.port()))
+}
+
+/// Whether `host` (as [`host_of`] gives it) names this machine:
+/// `localhost` or a name under it, a loopback or unspecified address.
+fn host_is_local(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| {
+        let ip = ip.to_canonical();
+        ip.is_loopback() || ip.is_unspecified()
+    })
 }
 
 /// The host part of an absolute URL (without port or user info).
@@ -1245,10 +1285,11 @@ mod tests {
         assert_eq!(parse("[publish]\ngzip = false\n").unwrap().publish, None);
         let c = parse(
             "[publish]\nto = \"s3://feeds-bucket/site/\"\nendpoint = \"http://127.0.0.1:9000/\"\n\
-             gzip = false\nmax_deletes = 0\ncache_archive_secs = 9\n",
+             gzip = false\nmax_deletes = 0\ncache_archive_secs = 9\nrepair_interval_secs = 0\n",
         )
         .unwrap();
         let p = c.publish.unwrap();
+        assert_eq!(p.repair_interval, None, "0: never");
         assert_eq!(
             (p.bucket.as_str(), p.prefix.as_str()),
             ("feeds-bucket", "site")
@@ -1256,11 +1297,17 @@ mod tests {
         assert_eq!(p.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!((p.gzip, p.max_deletes, p.cache_archive), (false, 0, 9));
         assert_eq!(p.region, "us-east-1");
+        let every = parse("[publish]\nto = \"s3://b-1.x\"\nrepair_interval_secs = 30\n").unwrap();
+        assert_eq!(
+            every.publish.unwrap().repair_interval,
+            Some(Duration::from_secs(30))
+        );
         let root = parse("[publish]\nto = \"s3://b-1.x\"\n")
             .unwrap()
             .publish
             .unwrap();
         assert_eq!((root.prefix.as_str(), root.max_deletes), ("", 256));
+        assert_eq!(root.repair_interval, Some(Duration::from_secs(600)));
         for (text, key) in [
             ("[publish]\n\nto = \"gs://bucket/x\"\n", "publish.to"),
             ("[publish]\n\nto = \"s3://Bad_Bucket\"\n", "publish.to"),
@@ -1437,6 +1484,58 @@ mod tests {
                 ContentMode::Full
             )
         );
+    }
+
+    /// A bucket needs a `base_url` that names a host readers can reach:
+    /// none, `localhost` and loopback or unspecified addresses are refused.
+    #[test]
+    fn publish_needs_a_public_base_url() {
+        let bucket = "[publish]\nto = \"s3://bucket\"\n";
+        let cases = [
+            ("none", String::new(), true),
+            (
+                "v4 loopback",
+                "base_url = \"http://127.0.0.2:80/\"\n".into(),
+                true,
+            ),
+            (
+                "localhost",
+                "base_url = \"http://LocalHost./\"\n".into(),
+                true,
+            ),
+            (
+                "under localhost",
+                "base_url = \"http://a.localhost/\"\n".into(),
+                true,
+            ),
+            ("v6 loopback", "base_url = \"http://[::1]/\"\n".into(), true),
+            (
+                "v4-mapped",
+                "base_url = \"http://[::ffff:127.0.0.1]/\"\n".into(),
+                true,
+            ),
+            (
+                "unspecified",
+                "base_url = \"http://0.0.0.0:8080/\"\n".into(),
+                true,
+            ),
+            (
+                "public",
+                "base_url = \"https://news.example.org/\"\n".into(),
+                false,
+            ),
+            ("private", "base_url = \"http://10.0.0.5/\"\n".into(), false),
+        ];
+        for (label, base, refused) in cases {
+            let c = parse(&format!("{base}{bucket}")).unwrap();
+            let problem = c.publish_base_url_problem();
+            assert_eq!(problem.is_some(), refused, "{label}: {problem:?}");
+            if let Some(p) = problem {
+                assert!(p.contains("set base_url") && !p.contains('\n'), "{p}");
+            }
+        }
+        let c = parse("").unwrap();
+        assert_eq!(c.publish_base_url_problem(), None, "no bucket, no need");
     }
 
     /// Without `base_url`, the site's URL is the `listen` address's (an

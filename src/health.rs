@@ -172,14 +172,14 @@ struct Notes {
     bucket: Option<String>,
     /// Routes not yet in the bucket, and since when it has been behind.
     bucket_behind: (usize, Option<Instant>),
-    /// Deletions the last bucket pass refused (`max_deletes`).
-    bucket_refused: usize,
     /// Why a publish that would remove most articles is held back
     /// (`max_drop`).
     drop_held: Option<String>,
     /// The built-in hub's deliveries to subscribers in good standing
     /// behind: how many, and the oldest one's wait in seconds.
     websub_behind: Option<(usize, u64)>,
+    /// What the bucket keeps because `max_deletes` refused its deletion.
+    bucket_refused: Option<String>,
 }
 
 /// The publish loop's heartbeat, step and problems.
@@ -307,9 +307,10 @@ impl Health {
         })
     }
 
-    /// Records the deletions the last bucket pass refused.
-    pub fn set_bucket_refused(&self, n: usize) {
-        self.with_notes(|notes| notes.bucket_refused = n);
+    /// Records what the bucket keeps because `max_deletes` refused its
+    /// deletion (`None`: nothing).
+    pub fn set_bucket_refused(&self, note: Option<String>) {
+        self.with_notes(|notes| notes.bucket_refused = note);
     }
 
     /// The built-in hub's deliveries behind (how many, the oldest's wait
@@ -390,11 +391,8 @@ impl Health {
                     "websub: {n} deliveries to subscribers in good standing behind, the oldest waiting {secs} s"
                 ));
             }
-            if n.bucket_refused > 0 {
-                reasons.push(format!(
-                    "the bucket keeps {} objects whose deletion max_deletes refused",
-                    n.bucket_refused
-                ));
+            if let Some(note) = &n.bucket_refused {
+                reasons.push(note.clone());
             }
         });
         if reasons.is_empty() {

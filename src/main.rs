@@ -50,6 +50,11 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The site really shrank: the next pass to the bucket (a running
+    /// `serve`'s within a second, or the next `publish`) makes every
+    /// deletion `max_deletes` held back, and takes the bucket's new size
+    /// as the measure from now on.
+    ConfirmDeletes,
 }
 
 fn main() -> ExitCode {
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
         Command::Build => daemon::build_command(&config),
         Command::Check => daemon::check_command(&config),
         Command::Publish { dry_run } => daemon::publish_command(&config, dry_run),
+        Command::ConfirmDeletes => daemon::confirm_deletes_command(&config),
         Command::Serve { .. } => daemon::serve_command(config, cli.config, overrides),
     };
     ExitCode::from(code)

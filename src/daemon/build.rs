@@ -225,6 +225,10 @@ pub fn publish_command(c: &Config, dry_run: bool) -> u8 {
         eprintln!("herald: publish: no target configured: set `to` in the [publish] table of the config file");
         return crate::daemon::EXIT_CONFIG;
     };
+    if let Some(line) = c.publish_base_url_problem() {
+        eprintln!("herald: {line}");
+        return crate::daemon::EXIT_CONFIG;
+    }
     let started = Instant::now();
     let result = (|| -> Result<(crate::site::Site, View), (u8, anyhow::Error)> {
         // A dry run writes nothing, not even the parse cache.
@@ -249,7 +253,7 @@ pub fn publish_command(c: &Config, dry_run: bool) -> u8 {
     };
     report(&view);
     let mut say = |line: String| println!("{line}");
-    match crate::mirror::publish_once(target, &site, dry_run, &mut say) {
+    match crate::mirror::publish_once(target, &site, Some(&c.state_dir), dry_run, &mut say) {
         Ok(r) => {
             println!(
                 "{}{} uploaded ({} bytes), {} deleted, {} routes in {} ({} ms)",
@@ -272,4 +276,31 @@ pub fn publish_command(c: &Config, dry_run: bool) -> u8 {
             EXIT_RUNTIME
         }
     }
+}
+
+/// `herald confirm-deletes`: the operator's word that the site really
+/// shrank. Recorded in `state/bucket.json` only (nothing else is touched,
+/// so it is safe beside a running `serve`); the next pass that lists the
+/// bucket makes every deletion `max_deletes` held back.
+pub fn confirm_deletes_command(c: &Config) -> u8 {
+    init_logging(c);
+    let Some(target) = &c.publish else {
+        eprintln!("herald: confirm-deletes: no target configured: set `to` in the [publish] table of the config file");
+        return crate::daemon::EXIT_CONFIG;
+    };
+    let mut guard = crate::mirror::Guard::open(Some(&c.state_dir), target);
+    if let Err(e) =
+        std::fs::create_dir_all(&c.state_dir).and_then(|()| guard.request_confirmation())
+    {
+        eprintln!(
+            "herald: confirm-deletes: cannot write {}: {e}",
+            c.state_dir.join(crate::mirror::GUARD_FILE).display()
+        );
+        return EXIT_RUNTIME;
+    }
+    println!(
+        "confirmed: the next pass to {} makes every deletion max_deletes held back (a running `herald serve` within a second; otherwise the next `herald publish`), and the bucket's new size becomes its mark",
+        target.to
+    );
+    EXIT_OK
 }

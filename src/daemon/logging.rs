@@ -6,10 +6,19 @@ use crate::config::{Config, LogFormat};
 /// Sets up `tracing`: human format on a terminal; under journald
 /// (`JOURNAL_STREAM` set) no timestamps and `<N>` syslog priority
 /// prefixes; JSON with `log_format = "json"`. `RUST_LOG` wins over
-/// `log_level`.
+/// `log_level`. The S3 client's own lines are kept to warnings and
+/// errors unless the filter names it ([`QUIET`]).
 pub fn init_logging(c: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&c.log_level));
+    let (mut filter, text) = match EnvFilter::try_from_default_env() {
+        Ok(f) => (f, std::env::var("RUST_LOG").unwrap_or_default()),
+        Err(_) => (EnvFilter::new(&c.log_level), c.log_level.clone()),
+    };
+    for (target, directive) in QUIET {
+        if !text.contains(target) {
+            filter = filter.add_directive(directive.parse().expect("a valid directive"));
+        }
+    }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
@@ -29,6 +38,13 @@ pub fn init_logging(c: &Config) {
         log::set_max_level(level);
     }
 }
+
+/// Libraries whose lines are capped unless the filter names them. The S3
+/// client (`object_store`) logs every retry of every request at `info`
+/// ("Encountered transport error … backing off"): hundreds of lines a
+/// minute while the bucket is down, where the mirror says it once per
+/// episode and `/healthz` carries the rest.
+const QUIET: [(&str, &str); 1] = [("object_store", "object_store=warn")];
 
 /// Carries the records of libraries that log through the `log` crate into
 /// Herald's log, except those of the HTML parser behind the sanitiser:

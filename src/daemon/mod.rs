@@ -36,7 +36,7 @@ use crate::parse::ParseCtx;
 use crate::render::{Body, Settings};
 use crate::state::State;
 
-pub use build::{build_command, check_command, publish_command};
+pub use build::{build_command, check_command, confirm_deletes_command, publish_command};
 pub use logging::init_logging;
 pub use process::tune_allocator;
 
@@ -188,6 +188,11 @@ pub fn parse_ctx(c: &Config) -> ParseCtx {
 /// `herald serve`: exit code after shutdown.
 pub fn serve_command(c: Config, config_path: Option<PathBuf>, overrides: Overrides) -> u8 {
     init_logging(&c);
+    // Before anything is bound or written.
+    if let Some(line) = c.publish_base_url_problem() {
+        eprintln!("herald: {line}");
+        return EXIT_CONFIG;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(1)
@@ -302,6 +307,7 @@ async fn serve(
             });
             let mirror = crate::mirror::Mirror::start(
                 target.clone(),
+                &c.state_dir,
                 shared.site.load_full(),
                 std::mem::take(&mut pubr.start_changed),
                 Arc::clone(&pubr.metrics),

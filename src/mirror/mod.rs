@@ -11,8 +11,11 @@
 //! redirect and archive pages first; then feeds, the index, listing pages
 //! and OPML; deletions last — a reader of the bucket never meets a feed
 //! linking to a page not yet there. A pass that would delete more than
-//! `max_deletes` objects deletes none and says so (a wrong prefix must
-//! not wipe a bucket).
+//! `max_deletes` objects, or leave the bucket more than `max_deletes`
+//! below its high-water mark ([`Guard`]), deletes none and says so (a
+//! wrong prefix, an emptied content directory or deletions made a few at
+//! a time must not wipe a bucket); `serve` keeps those objects until their
+//! routes come back or the operator confirms.
 //!
 //! `herald serve` runs it in the background ([`Mirror`]): its own thread
 //! and runtime, a queue that coalesces publishes (the latest snapshot and
@@ -27,8 +30,10 @@
 //!
 //! - `mod.rs`: kinds and their cache policy, the plan of a pass, the
 //!   background mirror, the one-shot publish.
+//! - `guard.rs`: the bucket's high-water mark, kept in `state/`.
 //! - `s3.rs`: the bucket: list, PUT with headers, bulk delete.
 
+mod guard;
 mod s3;
 
 use std::collections::{HashMap, HashSet};
@@ -46,6 +51,7 @@ use crate::health::Sink;
 use crate::metrics::Metrics;
 use crate::site::{file_of, Asset, Site};
 
+pub use guard::{Guard, FILE as GUARD_FILE};
 pub use s3::{Bucket, BucketError, Remote};
 
 /// What a route is, for its cache policy and its place in a pass.
@@ -191,13 +197,15 @@ impl Plan {
 /// `only` the routes a publish touched, or every route (`None`), whose
 /// objects are then compared by size and MD5 and the objects of no route
 /// deleted. A touched route the site no longer has is deleted if the
-/// bucket holds it.
+/// bucket holds it, and so is each `held` key (a deletion refused before)
+/// the bucket still holds and no touched route has taken back.
 pub fn plan(
     bucket: &Bucket,
     cfg: &PublishConfig,
     site: &Site,
     only: Option<&HashSet<String>>,
     remote: &HashMap<String, Remote>,
+    held: &HashSet<String>,
 ) -> Plan {
     let candidates: Vec<(String, Option<&Arc<Asset>>)> = match only {
         Some(routes) => routes.iter().map(|r| (r.clone(), site.file(r))).collect(),
@@ -206,11 +214,20 @@ pub fn plan(
             .map(|(r, a)| (r.to_string(), Some(a)))
             .collect(),
     };
-    let key_of = |route: &str| bucket.key(&file_of(route).to_string_lossy());
     let checked: Vec<(String, String, Option<Put>)> = candidates
         .par_iter()
-        .map(|(route, asset)| {
-            let key = key_of(route);
+        .filter_map(|(route, asset)| {
+            let file = file_of(route);
+            let Some(key) = bucket.key(&file.to_string_lossy()) else {
+                tracing::warn!(
+                    "bucket: not uploading {}: no object key may have that name",
+                    file.display()
+                );
+                return None;
+            };
+            Some((route, asset, key))
+        })
+        .map(|(route, asset, key)| {
             let Some(asset) = asset else {
                 return (route.clone(), key, None);
             };
@@ -248,6 +265,12 @@ pub fn plan(
     if only.is_none() {
         p.deletes
             .extend(remote.keys().filter(|k| !local.contains(*k)).cloned());
+    } else {
+        p.deletes.extend(
+            held.iter()
+                .filter(|k| remote.contains_key(*k) && !local.contains(*k))
+                .cloned(),
+        );
     }
     p.puts
         .sort_by(|a, b| (a.kind.phase(), &a.key).cmp(&(b.kind.phase(), &b.key)));
@@ -270,24 +293,36 @@ pub struct Report {
     pub deleted: usize,
     /// Deletions refused by `max_deletes` (none made).
     pub refused: usize,
+    /// The keys of those deletions.
+    pub kept: Vec<String>,
+    /// Objects the bucket holds under the prefix after the pass.
+    pub objects: usize,
+    /// The most it held since the operator last confirmed a smaller site.
+    pub peak: usize,
 }
 
 /// Carries out `plan`: each phase's PUTs, `concurrency` at once, then the
-/// deletions (unless more than `max_deletes`). `remote` follows every
-/// request that worked. The first failure ends the pass after its phase
-/// (so no feed goes up before the pages it links to).
+/// deletions, unless `guard` refuses them (more than `max_deletes` at once
+/// or below the bucket's high-water mark) and `confirmed` does not
+/// overrule it. `remote` follows every request that worked. The first
+/// failure ends the pass after its phase (so no feed goes up before the
+/// pages it links to).
 ///
 /// # Errors
 /// A request failed (after the client's own quick retries).
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     bucket: &Bucket,
     cfg: &PublishConfig,
     site: &Site,
     plan: Plan,
     remote: &mut HashMap<String, Remote>,
+    guard: &mut Guard,
+    confirmed: bool,
     sent: &AtomicU64,
 ) -> Result<Report, BucketError> {
     let mut report = Report::default();
+    guard.saw(remote.len());
     for phase in 0..2u8 {
         let puts: Vec<&Put> = plan
             .puts
@@ -343,8 +378,15 @@ pub async fn execute(
             return Err(e);
         }
     }
-    if plan.deletes.len() > cfg.max_deletes {
+    let present = plan
+        .deletes
+        .iter()
+        .filter(|k| remote.contains_key(*k))
+        .count();
+    let after = remote.len() - present;
+    if !confirmed && !guard.allows(plan.deletes.len(), after) {
         report.refused = plan.deletes.len();
+        report.kept = plan.deletes;
     } else if !plan.deletes.is_empty() {
         let done = bucket.delete(&plan.deletes).await?;
         report.deleted = done.len();
@@ -352,14 +394,40 @@ pub async fn execute(
             remote.remove(k);
         }
     }
+    if confirmed {
+        guard.confirmed(remote.len());
+    } else {
+        guard.saw(remote.len());
+    }
+    report.objects = remote.len();
+    report.peak = guard.peak();
     Ok(report)
 }
 
-/// The line said when a pass refuses its deletions.
-fn refused_line(cfg: &PublishConfig, n: usize) -> String {
+/// The line said when a pass refuses its deletions: `n` of them, the
+/// bucket left holding `objects` of the `peak` it held at most.
+fn refused_line(cfg: &PublishConfig, n: usize, objects: usize, peak: usize) -> String {
+    let after = objects.saturating_sub(n);
+    let why = if n > cfg.max_deletes {
+        format!("more than max_deletes = {} at once", cfg.max_deletes)
+    } else {
+        format!(
+            "it would hold {after} objects, {} fewer than the {peak} it held, and max_deletes = {}",
+            peak.saturating_sub(after),
+            cfg.max_deletes
+        )
+    };
     format!(
-        "bucket: refusing to delete {n} objects from {} (more than max_deletes = {}); nothing was deleted. Check publish.to, or raise max_deletes and run `herald publish`",
-        cfg.to, cfg.max_deletes
+        "bucket: refusing to delete {n} objects from {} ({why}); nothing was deleted. Check publish.to and the content directory; if the site really shrank, run `herald confirm-deletes`",
+        cfg.to
+    )
+}
+
+/// What `/healthz` says while deletions are held back.
+fn held_note(cfg: &PublishConfig, n: usize, objects: usize, peak: usize) -> String {
+    format!(
+        "the bucket keeps {n} objects whose deletion max_deletes refused: it holds {objects} of the {peak} it held (max_deletes = {}); if the site really shrank, run `herald confirm-deletes`",
+        cfg.max_deletes
     )
 }
 
@@ -379,7 +447,11 @@ pub enum PublishError {
 
 /// `herald publish`: one pass mirroring `site` to the target, printing
 /// each object it uploads and deletes (`say`); with `dry_run`, only the
-/// listing is requested and nothing changes.
+/// listing is requested and nothing changes. The bucket's high-water mark
+/// is kept in `state_dir` ([`Guard`]); when the operator has confirmed a
+/// smaller site (`herald confirm-deletes`), every deletion is made
+/// whatever `max_deletes` says, and the bucket's new size becomes the
+/// mark.
 ///
 /// # Errors
 /// A request failed, or the deletions were refused (the uploads were
@@ -387,6 +459,7 @@ pub enum PublishError {
 pub fn publish_once(
     cfg: &PublishConfig,
     site: &Site,
+    state_dir: Option<&std::path::Path>,
     dry_run: bool,
     say: &mut dyn FnMut(String),
 ) -> Result<Report, PublishError> {
@@ -397,12 +470,25 @@ pub fn publish_once(
     rt.block_on(async {
         let bucket = Bucket::open(cfg)?;
         let mut remote = bucket.list().await?;
-        let plan = plan(&bucket, cfg, site, None, &remote);
+        let plan = plan(&bucket, cfg, site, None, &remote, &HashSet::new());
         let verb = if dry_run { "would " } else { "" };
         for k in plan.put_keys() {
             say(format!("{verb}upload {k}"));
         }
-        let refused = plan.deletes.len() > cfg.max_deletes;
+        // A dry run writes nothing, not even the mark.
+        let mut guard = Guard::open(state_dir, cfg);
+        if dry_run {
+            guard = guard.read_only();
+        }
+        let confirm = guard.confirmation_pending();
+        guard.saw(remote.len());
+        let mut after = remote.len();
+        for p in &plan.puts {
+            after += usize::from(!remote.contains_key(&p.key));
+        }
+        let peak = guard.peak().max(after);
+        after -= plan.deletes.len();
+        let refused = !confirm && !guard.allows(plan.deletes.len(), after);
         for k in &plan.deletes {
             if refused {
                 say(format!("refused: delete {k}"));
@@ -410,22 +496,42 @@ pub fn publish_once(
                 say(format!("{verb}delete {k}"));
             }
         }
+        let objects = after + plan.deletes.len();
         if dry_run {
+            let n = plan.deletes.len();
             let report = Report {
                 uploaded: plan.puts.len(),
                 bytes: plan.puts.iter().map(|p| p.size).sum(),
-                deleted: if refused { 0 } else { plan.deletes.len() },
-                refused: if refused { plan.deletes.len() } else { 0 },
+                deleted: if refused { 0 } else { n },
+                refused: if refused { n } else { 0 },
+                kept: Vec::new(),
+                objects: if refused { objects } else { after },
+                peak,
             };
             return if refused {
-                Err(PublishError::Refused(refused_line(cfg, report.refused)))
+                Err(PublishError::Refused(refused_line(cfg, n, objects, peak)))
             } else {
                 Ok(report)
             };
         }
-        let report = execute(&bucket, cfg, site, plan, &mut remote, &AtomicU64::new(0)).await?;
+        let report = execute(
+            &bucket,
+            cfg,
+            site,
+            plan,
+            &mut remote,
+            &mut guard,
+            confirm,
+            &AtomicU64::new(0),
+        )
+        .await?;
         if report.refused > 0 {
-            return Err(PublishError::Refused(refused_line(cfg, report.refused)));
+            return Err(PublishError::Refused(refused_line(
+                cfg,
+                report.refused,
+                report.objects,
+                report.peak,
+            )));
         }
         Ok(report)
     })
@@ -473,7 +579,8 @@ impl std::fmt::Debug for Mirror {
 
 impl Mirror {
     /// Starts mirroring to `cfg`'s target, beginning with a full pass for
-    /// `first` (what the bucket holds is unknown). `on_synced` is told of
+    /// `first` (what the bucket holds is unknown), the bucket's
+    /// high-water mark kept in `state_dir` ([`Guard`]). `on_synced` is told of
     /// each pass that worked: of the routes it changed, and for the first
     /// one of `first_changed` (the feeds the start-up publish changed
     /// since the last run), with no earlier snapshot.
@@ -482,6 +589,7 @@ impl Mirror {
     /// The client cannot be configured, or the thread cannot start.
     pub fn start(
         cfg: PublishConfig,
+        state_dir: &std::path::Path,
         first: Arc<Site>,
         first_changed: Vec<String>,
         metrics: Arc<Metrics>,
@@ -501,6 +609,7 @@ impl Mirror {
             }),
             wake: tokio::sync::Notify::new(),
         });
+        let guard = Guard::open(Some(state_dir), &cfg);
         let worker = Worker {
             inner: Arc::clone(&inner),
             bucket,
@@ -509,6 +618,9 @@ impl Mirror {
             synced: first,
             first: true,
             on_synced,
+            guard,
+            held: HashSet::new(),
+            next_repair: None,
         };
         std::thread::Builder::new()
             .name("herald-bucket".into())
@@ -548,24 +660,59 @@ struct Worker {
     /// No pass has worked yet.
     first: bool,
     on_synced: Option<OnSynced>,
+    guard: Guard,
+    /// Keys whose deletion the guard refused, still in the bucket.
+    held: HashSet<String>,
+    /// When the next pass that lists the whole bucket is due.
+    next_repair: Option<tokio::time::Instant>,
 }
 
+/// Why the worker wakes.
+enum Wake {
+    /// A publish: the snapshot, the routes touched and when the oldest of
+    /// its publishes was made.
+    Publish(Arc<Site>, HashSet<String>, Option<Instant>),
+    /// Time to list the whole bucket and repair what drifted, or the
+    /// operator confirmed held deletions.
+    Repair,
+    Stop,
+}
+
+/// How often, while deletions are held, the worker looks for the
+/// operator's confirmation (a few bytes read from `state/bucket.json`).
+const CONFIRM_POLL: Duration = Duration::from_secs(1);
+
 impl Worker {
-    /// Waits for the next snapshot to mirror; `None` at shutdown. Returns
-    /// it with the routes touched and when the oldest of its publishes
-    /// was made.
-    async fn next(&self) -> Option<(Arc<Site>, HashSet<String>, Option<Instant>)> {
+    /// Waits for the next thing to do.
+    async fn next(&mut self) -> Wake {
         loop {
             {
                 let mut q = self.inner.queue();
                 if q.stop {
-                    return None;
+                    return Wake::Stop;
                 }
                 if let Some(site) = q.site.take() {
-                    return Some((site, std::mem::take(&mut q.dirty), q.since.take()));
+                    return Wake::Publish(site, std::mem::take(&mut q.dirty), q.since.take());
                 }
             }
-            self.inner.wake.notified().await;
+            let now = tokio::time::Instant::now();
+            if self.next_repair.is_some_and(|t| t <= now) {
+                return Wake::Repair;
+            }
+            if !self.held.is_empty() && self.guard.confirmation_pending() {
+                return Wake::Repair;
+            }
+            let mut until = self.next_repair;
+            if !self.held.is_empty() {
+                let poll = now + CONFIRM_POLL;
+                until = Some(until.map_or(poll, |t| t.min(poll)));
+            }
+            match until {
+                Some(t) => {
+                    let _ = tokio::time::timeout_at(t, self.inner.wake.notified()).await;
+                }
+                None => self.inner.wake.notified().await,
+            }
         }
     }
 
@@ -582,15 +729,37 @@ impl Worker {
     async fn run(mut self) {
         // What the bucket holds; `None` until listed, and again after a
         // failure (a request may have landed or not; the server may have
-        // lost everything).
+        // lost everything) and when a repair is due.
         let mut remote: Option<HashMap<String, Remote>> = None;
         let mut failing: Option<bool> = None;
         let mut failures: u32 = 0;
-        let health = &self.metrics.health;
-        while let Some((site, dirty, since)) = self.next().await {
+        let metrics = Arc::clone(&self.metrics);
+        let health = &metrics.health;
+        loop {
+            let (site, dirty, since) = match self.next().await {
+                Wake::Stop => return,
+                Wake::Publish(site, dirty, since) => (site, dirty, since),
+                Wake::Repair => {
+                    remote = None;
+                    (Arc::clone(&self.synced), HashSet::new(), None)
+                }
+            };
+            let confirmed = self.guard.confirmation_pending();
+            if confirmed {
+                // The operator confirmed a smaller site: a full pass makes
+                // every deletion this snapshot implies and takes the
+                // bucket's new size as the mark.
+                remote = None;
+            }
             self.behind(dirty.len(), since);
             let started = Instant::now();
             let full = remote.is_none();
+            if full {
+                self.next_repair = self
+                    .cfg
+                    .repair_interval
+                    .map(|d| tokio::time::Instant::now() + d);
+            }
             let result = async {
                 let mut r = match remote.take() {
                     Some(r) => r,
@@ -602,6 +771,7 @@ impl Worker {
                     &site,
                     (!full).then_some(&dirty),
                     &r,
+                    &self.held,
                 );
                 let out = execute(
                     &self.bucket,
@@ -609,6 +779,8 @@ impl Worker {
                     &site,
                     plan,
                     &mut r,
+                    &mut self.guard,
+                    confirmed,
                     &self.metrics.bucket_puts,
                 )
                 .await;
@@ -621,6 +793,15 @@ impl Worker {
             match result {
                 Ok(report) => {
                     failures = 0;
+                    if confirmed {
+                        tracing::info!(
+                            target = %self.cfg.to,
+                            deleted = report.deleted,
+                            objects = report.objects,
+                            "bucket: deletions confirmed by the operator made; the bucket's mark is now {} objects",
+                            report.objects
+                        );
+                    }
                     self.metrics
                         .bucket_deletes
                         .fetch_add(report.deleted as u64, Relaxed);
@@ -631,24 +812,50 @@ impl Worker {
                         );
                         health.set_failing(Sink::Bucket, None);
                     }
-                    // Refused deletions stay refused (and said in
-                    // `/healthz`) until a full pass finds none to make:
-                    // later passes send only what changes.
+                    // Refused deletions stay held (and said in `/healthz`,
+                    // with what the bucket holds now) until their routes
+                    // come back, a later pass may make them, or the
+                    // operator confirms; said in the log once.
                     if report.refused > 0 {
-                        tracing::error!("{}", refused_line(&self.cfg, report.refused));
-                        health.set_bucket_refused(report.refused);
-                    } else if full {
-                        health.set_bucket_refused(0);
+                        if self.held.is_empty() {
+                            tracing::error!(
+                                "{}",
+                                refused_line(
+                                    &self.cfg,
+                                    report.refused,
+                                    report.objects,
+                                    report.peak
+                                )
+                            );
+                        }
+                        self.held = report.kept.iter().cloned().collect();
+                        health.set_bucket_refused(Some(held_note(
+                            &self.cfg,
+                            report.refused,
+                            report.objects,
+                            report.peak,
+                        )));
+                    } else {
+                        self.held.clear();
+                        health.set_bucket_refused(None);
                     }
-                    if report.uploaded + report.deleted > 0 || full {
+                    if report.uploaded + report.deleted > 0 || (full && self.first) {
                         tracing::info!(
                             target = %self.cfg.to,
                             uploaded = report.uploaded,
                             deleted = report.deleted,
                             bytes = report.bytes,
+                            objects = report.objects,
                             full,
-                            ms = started.elapsed().as_secs_f64() * 1000.0,
+                            ms = (started.elapsed().as_secs_f64() * 1000.0).round(),
                             "bucket updated"
+                        );
+                    } else if full {
+                        tracing::debug!(
+                            target = %self.cfg.to,
+                            objects = report.objects,
+                            ms = (started.elapsed().as_secs_f64() * 1000.0).round(),
+                            "bucket listed and compared: nothing drifted"
                         );
                     }
                     self.behind(0, None);
@@ -781,7 +988,7 @@ mod tests {
         let (site, _) = SiteBuilder::default().build(&arts, 0, &settings(), t);
 
         let empty = HashMap::new();
-        let p = plan(&bucket, &cfg, &site, None, &empty);
+        let p = plan(&bucket, &cfg, &site, None, &empty, &HashSet::new());
         assert_eq!(p.puts.len(), site.len());
         assert!(p.deletes.is_empty());
         let first_list = p.puts.iter().position(|x| x.kind.phase() == 1).unwrap();
@@ -795,7 +1002,7 @@ mod tests {
             .routes()
             .map(|(r, a)| {
                 let (body, _) = body_of(a, cfg.gzip).unwrap();
-                let key = bucket.key(&file_of(r).to_string_lossy());
+                let key = bucket.key(&file_of(r).to_string_lossy()).unwrap();
                 let md5 = Some(Md5::digest(&body).into());
                 (
                     key,
@@ -807,7 +1014,7 @@ mod tests {
             })
             .collect();
         remote.insert("pre/stray.html".into(), Remote { size: 1, md5: None });
-        let p = plan(&bucket, &cfg, &site, None, &remote);
+        let p = plan(&bucket, &cfg, &site, None, &remote, &HashSet::new());
         assert_eq!(p.put_keys().count(), 0);
         assert_eq!(p.deletes, ["pre/stray.html"]);
 
@@ -826,7 +1033,14 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let p = plan(&bucket, &cfg, &site, Some(&touched), &remote);
+        let p = plan(
+            &bucket,
+            &cfg,
+            &site,
+            Some(&touched),
+            &remote,
+            &HashSet::new(),
+        );
         assert_eq!(p.put_keys().collect::<Vec<_>>(), ["pre/rss.xml"]);
         assert_eq!(p.deletes, ["pre/articles/gone/index.html"]);
     }

@@ -205,9 +205,15 @@ impl Bucket {
         }
     }
 
-    /// The key of a file of the site (`articles/x/index.html`).
-    pub fn key(&self, file: &str) -> String {
-        Key::from(format!("{}{file}", self.prefix)).to_string()
+    /// The key of a file of the site (`articles/x/index.html`): the
+    /// prefix and the file's name as it is on disk, not percent-encoded,
+    /// so that the URL a reader requests (`/tags/%C3%A9lections/rss.xml`,
+    /// decoded once by S3, its website endpoint or a CDN) finds it. `None`
+    /// for a name no object key may have (a control character, a `.` or
+    /// `..` segment).
+    pub fn key(&self, file: &str) -> Option<String> {
+        let key = format!("{}{file}", self.prefix);
+        Key::parse(&key).ok().map(|_| key)
     }
 
     /// Every object under the prefix, by key.
@@ -215,7 +221,12 @@ impl Bucket {
     /// # Errors
     /// The listing failed.
     pub async fn list(&self) -> Result<HashMap<String, Remote>, BucketError> {
-        let prefix = (!self.prefix.is_empty()).then(|| Key::from(self.prefix.as_str()));
+        let prefix = match self.prefix.as_str() {
+            "" => None,
+            p => {
+                Some(Key::parse(p).map_err(|e| self.error("listing the bucket".into(), e.into()))?)
+            }
+        };
         let mut stream = self.store.list(prefix.as_ref());
         let mut out = HashMap::new();
         while let Some(meta) = stream.next().await {
@@ -254,8 +265,11 @@ impl Bucket {
             attributes,
             ..PutOptions::default()
         };
+        // `Key::from` would percent-encode the name (and the client
+        // encode it again in the URL): the key is taken as it is.
+        let path = Key::parse(key).map_err(|e| self.error(format!("PUT {key}"), e.into()))?;
         self.store
-            .put_opts(&Key::from(key), PutPayload::from(body), opts)
+            .put_opts(&path, PutPayload::from(body), opts)
             .await
             .map(|_| ())
             .map_err(|source| self.error(format!("PUT {key}"), source))
@@ -267,8 +281,10 @@ impl Bucket {
     /// # Errors
     /// A request failed; keys before it may be gone.
     pub async fn delete(&self, keys: &[String]) -> Result<Vec<String>, BucketError> {
-        let paths: Vec<object_store::Result<Key>> =
-            keys.iter().map(|k| Ok(Key::from(k.as_str()))).collect();
+        let paths: Vec<object_store::Result<Key>> = keys
+            .iter()
+            .map(|k| Key::parse(k).map_err(object_store::Error::from))
+            .collect();
         let mut stream = self
             .store
             .delete_stream(futures::stream::iter(paths).boxed());

@@ -133,6 +133,22 @@ impl Moto {
         self.request(method, &format!("/{BUCKET}/{key}"))
     }
 
+    /// Deletes one object, as another client of the bucket would (a 204
+    /// without a length, which [`http`] does not take).
+    fn delete(&self, key: &str) {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(self.addr).expect("connect to moto");
+        write!(
+            s,
+            "DELETE /{BUCKET}/{key} HTTP/1.1\r\nHost: {}\r\nAuthorization: {SIGNATURE}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .expect("send");
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).expect("read");
+        assert!(raw.starts_with("HTTP/1.1 204"), "DELETE {key}: {raw}");
+    }
+
     /// The request lines of the log (`PUT /bucket/key`), from line `from`.
     fn requests(&self, from: usize) -> Vec<String> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -163,26 +179,23 @@ impl Drop for Moto {
     }
 }
 
-/// The `[publish]` table for `moto`, with short retries.
+/// A public `base_url` and the `[publish]` table for `moto`, with short
+/// retries.
 fn target(moto: &Moto, extra: &str) -> String {
     format!(
-        "[publish]\nto = \"s3://{BUCKET}/site\"\nendpoint = \"{}\"\nretry_max_secs = 1\n{extra}",
+        "base_url = \"https://news.example.org/\"\n[publish]\nto = \"s3://{BUCKET}/site\"\nendpoint = \"{}\"\nretry_max_secs = 1\n{extra}",
         moto.endpoint()
     )
 }
 
+/// A dummy signature: moto checks none, but answers some requests 403
+/// without one.
+const SIGNATURE: &str = "AWS4-HMAC-SHA256 Credential=herald-test/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+
 /// One request to the S3 server at `addr`, signed with a dummy signature:
 /// moto checks none, but answers some requests 403 without one.
 fn s3_request(addr: SocketAddr, method: &str, target: &str) -> Resp {
-    http(
-        addr,
-        method,
-        target,
-        &[(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=herald-test/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0",
-        )],
-    )
+    http(addr, method, target, &[("Authorization", SIGNATURE)])
 }
 
 /// `herald --config herald.toml <args>` with the AWS environment.
@@ -243,13 +256,7 @@ fn publish_uploads_every_file_with_its_headers() {
     let Some(moto) = Moto::start() else { return };
     let ws = Workspace::new();
     site(&ws);
-    ws.write(
-        "herald.toml",
-        format!(
-            "base_url = \"https://news.example.org/\"\n{}",
-            target(&moto, "")
-        ),
-    );
+    ws.write("herald.toml", target(&moto, ""));
     herald(&ws, &["build"]).expect_code(0);
     let docs = documents(&ws);
     let run = herald(&ws, &["publish"]);
@@ -367,7 +374,8 @@ fn dry_run_changes_nothing() {
 
 /// A pass that would delete more than `max_deletes` objects deletes none,
 /// says why naming the key and the target, and fails; its uploads are
-/// made. Within the limit, objects of no route are deleted.
+/// made. After `herald confirm-deletes` the next publish makes them (and
+/// the one after that sends nothing).
 #[test]
 fn max_deletes_guards_the_bucket() {
     let Some(moto) = Moto::start() else { return };
@@ -392,14 +400,34 @@ fn max_deletes_guards_the_bucket() {
         assert!(objects.contains_key(&format!("site/old/{i}.html")));
     }
     assert!(objects.contains_key("site/rss.xml"), "uploads were made");
-    ws.write("herald.toml", target(&moto, "max_deletes = 3\n"));
-    herald(&ws, &["publish"]).expect_code(0);
+    // The operator's word: the next publish makes them.
+    let confirm = herald(&ws, &["confirm-deletes"]);
+    confirm.expect_code(0);
+    assert!(
+        confirm
+            .stdout
+            .contains("next pass to s3://feeds-bucket/site"),
+        "{}",
+        confirm.stdout
+    );
+    assert_eq!(moto.list("").len(), objects.len(), "nothing deleted yet");
+    let run = herald(&ws, &["publish"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("delete site/old/0.html\n"),
+        "{}",
+        run.stdout
+    );
     let objects = moto.list("");
     assert!(!objects.keys().any(|k| k.starts_with("site/old/")));
     assert!(
         objects.contains_key("elsewhere.html"),
         "outside the prefix: not Herald's"
     );
+    let again = herald(&ws, &["publish"]);
+    again.expect_code(0);
+    assert!(again.stdout.contains("0 uploaded"), "{}", again.stdout);
+    assert!(again.stdout.contains(", 0 deleted"), "{}", again.stdout);
 }
 
 /// Waits until the bucket's `key` holds bytes that (decompressed) contain
@@ -637,13 +665,7 @@ fn gzip_off_stores_documents_as_they_are() {
     let Some(moto) = Moto::start() else { return };
     let ws = Workspace::new();
     site(&ws);
-    ws.write(
-        "herald.toml",
-        format!(
-            "base_url = \"https://news.example.org/\"\n{}",
-            target(&moto, "gzip = false\n")
-        ),
-    );
+    ws.write("herald.toml", target(&moto, "gzip = false\n"));
     herald(&ws, &["build"]).expect_code(0);
     herald(&ws, &["publish"]).expect_code(0);
     for (file, local) in documents(&ws) {
@@ -787,4 +809,349 @@ fn an_emptied_content_directory_leaves_the_bucket_alone() {
     );
     assert!(!d.log().contains("articles=0"), "{}", d.log());
     d.stop();
+}
+
+/// Every URL `https://news.example.org/…` in `text`, as written.
+fn site_urls(text: &str) -> Vec<String> {
+    let base = "https://news.example.org/";
+    text.split(base)
+        .skip(1)
+        .map(|rest| {
+            let end = rest.find(['"', '<', '\'', ' ', '\n']).unwrap_or(rest.len());
+            rest[..end].to_string()
+        })
+        .collect()
+}
+
+/// Objects of a category, a tag and an article whose names are not ASCII
+/// are stored under the names of their files (`site/tags/élections/…`),
+/// so the bucket serves each URL the feeds and the OPML list link to
+/// (`/tags/%C3%A9lections/rss.xml`, percent-encoded once) with the local
+/// bytes; a second `herald publish` with nothing changed sends no PUT and
+/// no DELETE.
+#[test]
+fn non_ascii_names_are_stored_as_their_files_are_named() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    ws.write(
+        "content/été.md",
+        "---\ntitle: \"Été\"\ndate: \"2025-05-01 10:00:00+00:00\"\ncategories: [Économie]\ntags: [élections]\n---\nUn été.\n",
+    );
+    ws.write("content/beta.md", article("Beta", 2, "Sport", "Second."));
+    ws.write("herald.toml", target(&moto, ""));
+    herald(&ws, &["build"]).expect_code(0);
+    herald(&ws, &["publish"]).expect_code(0);
+    let docs = documents(&ws);
+    let mut urls: Vec<String> = ["rss.xml", "feeds.opml", "categories/économie/atom.xml"]
+        .iter()
+        .flat_map(|f| site_urls(&ws.read(&format!("feeds/{f}"))))
+        .collect();
+    urls.sort();
+    urls.dedup();
+    for want in [
+        "articles/%C3%A9t%C3%A9/",
+        "categories/%C3%A9conomie/atom.xml",
+        "tags/%C3%A9lections/atom.xml",
+    ] {
+        assert!(urls.iter().any(|u| u == want), "{want} in {urls:?}");
+    }
+    for url in &urls {
+        let object = if url.is_empty() || url.ends_with('/') {
+            format!("{url}index.html")
+        } else {
+            url.clone()
+        };
+        let r = moto.object("GET", &format!("site/{object}"));
+        assert_eq!(r.status, 200, "GET /{url} from the bucket: {}", r.text());
+        let file = percent_encoding::percent_decode_str(&object)
+            .decode_utf8()
+            .expect("UTF-8")
+            .into_owned();
+        let local = docs.get(&file).unwrap_or_else(|| panic!("feeds/{file}"));
+        assert!(gunzip(&r.body) == *local, "/{url} holds feeds/{file}");
+    }
+    let keys: Vec<String> = moto.list("site/").into_keys().collect();
+    assert!(
+        keys.contains(&"site/tags/élections/rss.xml".to_string()),
+        "{keys:?}"
+    );
+    let mark = moto.requests(0).len();
+    let again = herald(&ws, &["publish"]);
+    again.expect_code(0);
+    let sent: Vec<String> = moto
+        .requests(mark)
+        .into_iter()
+        .filter(|r| r.starts_with("PUT ") || r.starts_with("DELETE ") || r.starts_with("POST "))
+        .collect();
+    assert_eq!(
+        sent,
+        Vec::<String>::new(),
+        "nothing changed: {}",
+        again.stdout
+    );
+    assert!(
+        again.stdout.contains("0 uploaded") && again.stdout.contains("0 deleted"),
+        "{}",
+        again.stdout
+    );
+}
+
+/// With a bucket configured, `herald publish` (dry run too) and `herald
+/// serve` refuse to start without a `base_url`, or with a loopback one:
+/// exit 78 and one line saying to set it; nothing reaches the bucket.
+#[test]
+fn publishing_needs_a_public_base_url() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    let cases = [
+        ("missing", String::new()),
+        (
+            "127.0.0.1",
+            "base_url = \"http://127.0.0.1:8092/\"\n".to_string(),
+        ),
+        (
+            "localhost",
+            "base_url = \"http://localhost:8080/\"\n".to_string(),
+        ),
+        (
+            "::1",
+            "base_url = \"http://[::1]:8080/site/\"\n".to_string(),
+        ),
+    ];
+    for (label, base) in &cases {
+        ws.write(
+            "herald.toml",
+            format!(
+                "{base}listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{}",
+                target(&moto, "").replace("base_url = \"https://news.example.org/\"\n", "")
+            ),
+        );
+        for args in [&["publish"][..], &["publish", "--dry-run"], &["serve"]] {
+            let mut cmd = Command::new(HERALD);
+            cmd.args(["--config", "herald.toml"])
+                .args(args)
+                .current_dir(ws.root())
+                .env_remove("RUST_LOG")
+                .env_remove("HERALD_CONFIG")
+                .env("NO_COLOR", "1")
+                .envs(AWS_ENV);
+            let run = run_command(cmd);
+            run.expect_code(78);
+            let lines: Vec<&str> = run.stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{label} {args:?}: {}", run.stderr);
+            assert!(
+                lines[0].contains("set base_url") && lines[0].contains("[publish]"),
+                "{label} {args:?}: {}",
+                lines[0]
+            );
+        }
+    }
+    assert!(moto.list("").is_empty(), "nothing stored");
+    assert!(!ws.exists("feeds/rss.xml"), "nothing written");
+}
+
+/// The bucket's objects under the prefix whose key contains `part`.
+fn count(moto: &Moto, part: &str) -> usize {
+    moto.list("site/")
+        .keys()
+        .filter(|k| k.contains(part))
+        .count()
+}
+
+/// `max_deletes` bounds how far the bucket shrinks over an episode, not
+/// per pass: deleting articles a few at a time (each pass within the
+/// limit) stops deleting once the bucket would hold `max_deletes` fewer
+/// objects than it did at most, and `/healthz` names what is kept, the
+/// count the bucket holds and how to confirm. Articles that come back
+/// take their objects off that list (`/healthz` ok again). Deleted again,
+/// they are held again, until `herald confirm-deletes`: `serve` then
+/// deletes them within a second, says ok, takes the smaller bucket as
+/// the new measure and deletes within the limit again.
+#[test]
+fn max_deletes_bounds_a_run_of_small_deletions() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    for i in 0..12 {
+        ws.write(
+            &format!("content/a{i:02}.md"),
+            article(&format!("A{i:02}"), i + 1, "World", "Text."),
+        );
+    }
+    let mut d = serve(ws, &moto, "max_deletes = 5\n");
+    d.wait_log("bucket updated");
+    let peak = moto.list("site/").len();
+    let page = |i: u32| format!("site/articles/a{i:02}/index.html");
+    let remove = |d: &TestDaemon, ids: &[u32]| {
+        for i in ids {
+            std::fs::remove_file(d.ws.path(&format!("content/a{i:02}.md"))).unwrap();
+        }
+    };
+    let caught_up = |d: &TestDaemon| {
+        wait_until("the bucket caught up", || {
+            d.admin_get("/metrics")
+                .text()
+                .contains("herald_bucket_behind_routes 0\n")
+        })
+    };
+    // Three pages, within the limit: deleted.
+    remove(&d, &[0, 1, 2]);
+    wait_until("three pages deleted", || count(&moto, "/a0") == 7);
+    assert_eq!(d.get("/healthz").text(), "ok\n");
+    // Three more: 6 fewer than the bucket held, more than 5.
+    remove(&d, &[3, 4, 5]);
+    wait_until("the feed without A05", || {
+        let r = moto.object("GET", "site/feed.json");
+        !String::from_utf8_lossy(&gunzip(&r.body)).contains("A05")
+    });
+    caught_up(&d);
+    let health = d.poll("/healthz", "the kept objects named", |r| {
+        r.text().contains("max_deletes")
+    });
+    assert_eq!(health.status, 200, "{}", health.text());
+    let text = health.text();
+    assert!(
+        text.contains("keeps 3 objects")
+            && text.contains(&format!("of the {peak} it held"))
+            && text.contains("herald confirm-deletes"),
+        "{text}"
+    );
+    for i in 3..6 {
+        assert!(
+            moto.list("site/").contains_key(&page(i)),
+            "{} kept",
+            page(i)
+        );
+    }
+    assert!(moto.list("site/").len() + 5 >= peak);
+    // They come back: nothing is held any more.
+    for i in 3..6 {
+        d.ws.write(
+            &format!("content/a{i:02}.md"),
+            article(&format!("A{i:02}"), i + 1, "World", "Text."),
+        );
+    }
+    wait_object(&moto, "site/feed.json", "A05");
+    caught_up(&d);
+    d.poll("/healthz", "ok once the articles are back", |r| {
+        r.text() == "ok\n"
+    });
+    // Gone again, and confirmed by the operator.
+    remove(&d, &[3, 4, 5]);
+    d.poll("/healthz", "held again", |r| {
+        r.text().contains("keeps 3 objects")
+    });
+    herald(&d.ws, &["confirm-deletes"]).expect_code(0);
+    d.poll("/healthz", "ok after the confirmation", |r| {
+        r.text() == "ok\n"
+    });
+    for i in 3..6 {
+        assert!(
+            !moto.list("site/").contains_key(&page(i)),
+            "{} deleted",
+            page(i)
+        );
+    }
+    // The smaller bucket is the measure now: three more go at once.
+    remove(&d, &[6, 7, 8]);
+    wait_until("three more pages deleted", || count(&moto, "/a0") == 1);
+    assert_eq!(d.get("/healthz").text(), "ok\n");
+    let log = d.stop();
+    assert_eq!(log.matches("refusing to delete").count(), 2, "{log}");
+}
+
+/// What drifts in the bucket behind Herald's back is repaired by the
+/// periodic re-list (`repair_interval_secs`) with no publish and no
+/// restart: every object deleted from outside is sent again, one
+/// overwritten gets the local bytes back, a stray one is deleted; the
+/// log says what was repaired.
+#[test]
+fn drift_in_the_bucket_is_repaired() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    let mut d = serve(ws, &moto, "repair_interval_secs = 2\n");
+    d.wait_log("bucket updated");
+    let docs = documents(&d.ws);
+    assert_eq!(moto.list("site/").len(), docs.len());
+    // Emptied from outside, but for one object overwritten, and a stray.
+    for key in moto.list("site/").keys() {
+        if key != "site/rss.xml" {
+            moto.delete(key);
+        }
+    }
+    moto.request("PUT", &format!("/{BUCKET}/site/rss.xml"));
+    moto.request("PUT", &format!("/{BUCKET}/site/stray.html"));
+    assert_eq!(moto.list("site/").len(), 2);
+    wait_until("every document back in the bucket", || {
+        let now = moto.list("site/");
+        now.len() == docs.len() && docs.keys().all(|k| now.contains_key(&format!("site/{k}")))
+    });
+    for (file, local) in &docs {
+        let r = moto.object("GET", &format!("site/{file}"));
+        let body = if r.header("content-encoding") == "gzip" {
+            gunzip(&r.body)
+        } else {
+            r.body
+        };
+        assert!(body == *local, "{file} holds the local bytes");
+    }
+    assert_eq!(d.get("/healthz").text(), "ok\n");
+    let log = d.stop();
+    assert!(
+        log.lines().any(|l| l.contains("bucket updated")
+            && l.contains("deleted=1")
+            && l.contains("full=true")
+            && l.contains(&format!("uploaded={}", docs.len()))),
+        "{log}"
+    );
+}
+
+/// With the bucket's server dropping every connection, `serve` logs the
+/// failure once for the whole episode: none of the S3 client's own
+/// per-retry lines ("Encountered transport error … backing off"), however
+/// many attempts are made.
+#[test]
+fn a_bucket_down_is_one_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            // Accepted and dropped: a transport error for the client.
+            drop(conn);
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let ws = Workspace::new();
+    site(&ws);
+    let mut d = TestDaemon::start_with(
+        ws,
+        &format!("[publish]\nto = \"s3://{BUCKET}/site\"\nendpoint = \"http://{addr}\"\nretry_max_secs = 1\n"),
+        |c| {
+            c.envs(AWS_ENV);
+        },
+    );
+    d.wait_log("bucket: cannot update");
+    d.ws.write("content/gamma.md", article("Gamma", 4, "World", "Third."));
+    d.wait_titles(&["Gamma", "The story", "Beta", "Alpha"]);
+    // Several passes, each with the client's own retries.
+    wait_until("40 connections to the bucket", || {
+        accepted.load(std::sync::atomic::Ordering::Relaxed) >= 40
+    });
+    let health = d.get("/healthz").text();
+    assert!(health.contains("the bucket cannot be written"), "{health}");
+    let log = d.stop();
+    assert_eq!(log.matches("bucket: cannot update").count(), 1, "{log}");
+    let noise: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("transport error") || l.contains("backing off"))
+        .collect();
+    assert!(
+        noise.is_empty(),
+        "{} lines of retries:\n{}",
+        noise.len(),
+        noise.join("\n")
+    );
 }
