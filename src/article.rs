@@ -349,9 +349,25 @@ impl Body {
         self.packed = packed;
     }
 
-    /// The HTML.
+    /// The HTML. A body parked in a mapped file (see [`Body::moved_to`])
+    /// is read from the file (`pread`), not through the mapping, so that
+    /// rendering it leaves no pages of it in the daemon's memory.
     pub fn html(&self) -> String {
-        String::from_utf8(inflate_parts(&[&self.packed], self.len)).expect("Body::new packed a str")
+        let copy;
+        let packed: &[u8] = if crate::sendfile::lookup(&self.packed).is_some() {
+            let mut v = Vec::with_capacity(self.packed.len());
+            match std::io::Read::read_to_end(&mut crate::sendfile::reader(&self.packed), &mut v) {
+                Ok(_) => {
+                    copy = v;
+                    &copy
+                }
+                // Through the mapping after all: the same bytes.
+                Err(_) => &self.packed,
+            }
+        } else {
+            &self.packed
+        };
+        String::from_utf8(inflate_parts(&[packed], self.len)).expect("Body::new packed a str")
     }
 
     /// The packed form: raw deflate blocks ending in a sync flush.

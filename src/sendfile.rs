@@ -171,6 +171,19 @@ fn make(dir: &std::path::Path, body: &[u8]) -> io::Result<Mapped> {
             0,
         )?
     };
+    // Pages come into the daemon's resident memory only as they are read,
+    // one at a time: not a whole 2 MB folio mapped at once (ext4 caches
+    // files in large folios, and a read fault maps all of one) nor the
+    // 16 pages around the one read. Feed bodies are sent by `sendfile`
+    // and read by `pread`, never through the mapping; article bodies
+    // parked here (see `library/cache.rs`) are read a few kilobytes at a
+    // time, scattered, and one touched body must not bring its 2 MB
+    // neighbourhood into the daemon's memory.
+    // SAFETY: advice on the mapping just made; it changes no contents.
+    unsafe {
+        let _ = rustix::mm::madvise(ptr, body.len(), rustix::mm::Advice::LinuxNoHugepage);
+        let _ = rustix::mm::madvise(ptr, body.len(), rustix::mm::Advice::Random);
+    }
     let mapped = Mapped {
         fd,
         ptr,
