@@ -38,6 +38,10 @@ enum Command {
         /// Address to listen on (overrides `listen`); port 0 picks a free port.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Address of the admin listener (overrides `admin_listen`): an
+        /// address (port 0 picks a free port), or `off`.
+        #[arg(long, value_name = "ADDRESS|off", value_parser = admin_address)]
+        admin_listen: Option<AdminListen>,
     },
     /// Build every feed and page once into the output directory.
     Build,
@@ -57,6 +61,19 @@ enum Command {
     ConfirmDeletes,
 }
 
+/// `--admin-listen`: an address, or `None` for "off".
+#[derive(Debug, Clone, Copy)]
+struct AdminListen(Option<std::net::SocketAddr>);
+
+fn admin_address(s: &str) -> Result<AdminListen, String> {
+    if s == "off" {
+        return Ok(AdminListen(None));
+    }
+    s.parse()
+        .map(|a| AdminListen(Some(a)))
+        .map_err(|_| format!("{s:?} is not an address like \"127.0.0.1:9190\", or \"off\""))
+}
+
 fn main() -> ExitCode {
     daemon::tune_allocator();
     let cli = Cli::parse();
@@ -65,7 +82,11 @@ fn main() -> ExitCode {
         output_dir: cli.output.clone(),
         state_dir: cli.state.clone(),
         listen: match &cli.command {
-            Command::Serve { listen } => *listen,
+            Command::Serve { listen, .. } => *listen,
+            _ => None,
+        },
+        admin_listen: match &cli.command {
+            Command::Serve { admin_listen, .. } => admin_listen.map(|a| a.0),
             _ => None,
         },
         log_format: cli.log_format,

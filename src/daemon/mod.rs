@@ -20,6 +20,7 @@ mod build;
 mod drop_guard;
 mod guard;
 mod logging;
+mod ports;
 mod process;
 mod publisher;
 mod systemd;
@@ -73,6 +74,8 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     /// `serve --listen`.
     pub listen: Option<std::net::SocketAddr>,
+    /// `serve --admin-listen`: an address, or `Some(None)` for "off".
+    pub admin_listen: Option<Option<std::net::SocketAddr>>,
     /// The address `serve` actually listens on (the port that port 0
     /// picked, or a socket systemd passed in): the site's URL when the
     /// config sets no `base_url`.
@@ -95,6 +98,9 @@ impl Overrides {
         }
         if let Some(v) = self.listen {
             c.listen = v;
+        }
+        if let Some(v) = self.admin_listen {
+            c.admin_listen = v;
         }
         if !c.base_url_configured {
             if let Some(a) = self.listening.or(self.listen) {
@@ -240,7 +246,11 @@ async fn serve(
         signal(SignalKind::user_defined1()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    // Every listener before anything is written: a second Herald on a
+    // port already taken (the admin one, say) ends here, leaving the
+    // output and state directories as the running one has them.
     let std_listener = listener(&c)?;
+    let admin_listener = admin_listener(&c)?;
     let addr = std_listener
         .local_addr()
         .map_err(|e| Fatal(EXIT_BIND, e.into()))?;
@@ -351,7 +361,13 @@ async fn serve(
         workers: c.http_workers,
         trusted_proxies: crate::server::TrustedProxies::new(&c.trusted_proxies),
     };
-    let admin_listener = admin_listener(&c)?;
+    let admin_listener = admin_listener
+        .map(tokio::net::TcpListener::from_std)
+        .transpose()
+        .map_err(|e| Fatal(EXIT_BIND, e.into()))?;
+    if let Some(a) = admin_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        tracing::info!(address = %a, "admin interface on http://{a}/ (/metrics, /stats)");
+    }
     tracing::info!(
         address = %addr,
         content = %c.content_dir.display(),
@@ -515,26 +531,10 @@ async fn serve(
 /// The admin listener, bound to `admin_listen` (also under socket
 /// activation: systemd hands over the public socket only), or `None`
 /// when it is "off".
-fn admin_listener(c: &Config) -> Result<Option<tokio::net::TcpListener>, Fatal> {
-    let Some(addr) = c.admin_listen else {
-        return Ok(None);
-    };
-    let bind = || -> std::io::Result<tokio::net::TcpListener> {
-        let l = std::net::TcpListener::bind(addr)?;
-        l.set_nonblocking(true)?;
-        let l = tokio::net::TcpListener::from_std(l)?;
-        let a = l.local_addr()?;
-        tracing::info!(address = %a, "admin interface on http://{a}/ (/metrics, /stats)");
-        Ok(l)
-    };
-    bind().map(Some).map_err(|e| {
-        Fatal(
-            EXIT_BIND,
-            anyhow::anyhow!(
-                "cannot listen on {addr} (admin_listen): {e}; set admin_listen to another address, or to \"off\""
-            ),
-        )
-    })
+fn admin_listener(c: &Config) -> Result<Option<std::net::TcpListener>, Fatal> {
+    c.admin_listen
+        .map(|addr| ports::bind(addr, "admin_listen", "--admin-listen"))
+        .transpose()
 }
 
 /// The readership counters, read from `state_dir` (a damaged file is
