@@ -59,6 +59,10 @@ enum Command {
     /// deletion `max_deletes` held back, and takes the bucket's new size
     /// as the measure from now on.
     ConfirmDeletes,
+    /// The content really shrank: the next `serve` publishes what the
+    /// content directory holds, though it removes more than `max_drop`
+    /// of the articles the last run published.
+    ConfirmDrop,
 }
 
 /// `--admin-listen`: an address, or `None` for "off".
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Command::Check => daemon::check_command(&config),
         Command::Publish { dry_run } => daemon::publish_command(&config, dry_run),
         Command::ConfirmDeletes => daemon::confirm_deletes_command(&config),
+        Command::ConfirmDrop => daemon::confirm_drop_command(&config),
         Command::Serve { .. } => daemon::serve_command(config, cli.config, overrides),
     };
     ExitCode::from(code)

@@ -38,6 +38,7 @@ use crate::render::{Body, Settings};
 use crate::state::State;
 
 pub use build::{build_command, check_command, confirm_deletes_command, publish_command};
+pub use drop_guard::{confirm_drop_command, PUBLISHED_FILE};
 pub use logging::init_logging;
 pub use process::tune_allocator;
 
@@ -61,6 +62,10 @@ pub const EXIT_CONTENT_DIR: u8 = 3;
 pub const EXIT_BIND: u8 = 4;
 /// Exit code: output or state cannot be written, or another runtime failure.
 pub const EXIT_RUNTIME: u8 = 5;
+/// Exit code: `serve` did not start because the content it found would
+/// remove too many of the articles the last run published (`max_drop`);
+/// `herald confirm-drop` lets the next start go ahead.
+pub const EXIT_DROP_HELD: u8 = 6;
 
 /// Command-line settings that win over the config file (kept so that a
 /// reload on SIGHUP applies them again).
