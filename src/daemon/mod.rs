@@ -19,6 +19,7 @@ mod brotli;
 mod build;
 mod drop_guard;
 mod guard;
+mod lock;
 mod logging;
 mod ports;
 mod process;
@@ -39,6 +40,7 @@ use crate::state::State;
 
 pub use build::{build_command, check_command, confirm_deletes_command, publish_command};
 pub use drop_guard::{confirm_drop_command, PUBLISHED_FILE};
+pub use lock::LOCK_FILE;
 pub use logging::init_logging;
 pub use process::tune_allocator;
 
@@ -261,6 +263,8 @@ async fn serve(
         .map_err(|e| Fatal(EXIT_BIND, e.into()))?;
     let listener =
         tokio::net::TcpListener::from_std(std_listener).map_err(|e| Fatal(EXIT_BIND, e.into()))?;
+    // Held until `serve` returns (the process's exit releases it anyway).
+    let _state_lock = lock::lock_state(&c.state_dir).map_err(fatal(EXIT_RUNTIME))?;
     // Without a configured `base_url`, links point where Herald is
     // actually reachable (and stay so across reloads).
     overrides.listening = Some(addr);

@@ -69,17 +69,22 @@ fn owner(port: u16) -> Option<String> {
                 .is_ok_and(|t| wanted.iter().any(|w| t.as_os_str() == w.as_str()))
         });
         if holds {
-            let cmd = std::fs::read(proc_entry.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            let cmd = cmd.trim();
-            return Some(if cmd.is_empty() {
-                format!("pid {pid}")
-            } else {
-                format!("pid {pid} ({cmd})")
-            });
+            return Some(describe(pid));
         }
     }
     None
+}
+
+/// "pid N (its command line)", or "pid N" when that cannot be read.
+pub(super) fn describe(pid: u32) -> String {
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+    let cmd = cmd.trim();
+    if cmd.is_empty() {
+        format!("pid {pid}")
+    } else {
+        format!("pid {pid} ({cmd})")
+    }
 }
 
 /// The inodes of the sockets in a `/proc/net/tcp` table listening (state

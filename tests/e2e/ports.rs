@@ -189,3 +189,56 @@ fn admin_listen_flag() {
     assert!(!d.log().contains("admin interface"), "{}", d.log());
     d.stop();
 }
+
+/// Two Heralds never write one state directory: a second `serve` on free
+/// ports, or a `build`, beside a running `serve` on the same `state_dir`
+/// exits 5 naming the running one's pid and leaves `feeds/` and `state/`
+/// as they were; once that one has stopped, the lock is free again.
+#[test]
+fn one_herald_per_state_directory() {
+    let ws = ws_with_article();
+    let first = TestDaemon::start(ws, "debounce_ms = 600000\nsettle_max_ms = 600000\n");
+    first.ws.write(
+        "content/b.txt",
+        column("May 2, 2025, 9 a.m.", "News", "B", "Second."),
+    );
+    let feeds = first.ws.path("feeds");
+    let state = first.ws.path("state");
+    let before = (snapshot(&feeds), snapshot(&state));
+    let pid = format!("pid {}", first.pid());
+    for args in [
+        &[
+            "--config",
+            "herald.toml",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+        ][..],
+        &["--config", "herald.toml", "build"][..],
+    ] {
+        let run = first.ws.herald(args);
+        assert_eq!(run.code, Some(5), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("is in use by another Herald"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(&pid), "{}", run.stderr);
+        let after = (snapshot(&feeds), snapshot(&state));
+        assert_eq!(
+            before.0, after.0,
+            "{args:?}: feeds/ changed:\n{}",
+            run.stderr
+        );
+        assert_eq!(
+            before.1, after.1,
+            "{args:?}: state/ changed:\n{}",
+            run.stderr
+        );
+    }
+    let (_, ws) = first.stop_keep();
+    ws.herald_cfg(&["build"]).expect_code(0);
+    assert!(ws.read("feeds/feed.json").contains("Second."));
+}
