@@ -9,7 +9,11 @@
 //!   cache.
 //! - `publisher`: the writer loop of `serve`, and what it publishes to.
 //! - `drop_guard`: holds back a publish that would remove most articles
-//!   (`max_drop`) until the content comes back or SIGUSR1 confirms.
+//!   (`max_drop`) until the content comes back or SIGUSR1 confirms, and
+//!   a start measured so against the last run's published count.
+//! - `ports`: binding the listeners, and naming who holds a taken port.
+//! - `lock`: the exclusive lock on `state_dir` of `serve`, `build` and
+//!   `publish`.
 //! - `systemd`: the inherited listener, sd_notify and the watchdog.
 //! - `logging`: `tracing` set up for a terminal, journald or JSON.
 //! - `brotli`: the background thread that makes brotli forms.
