@@ -38,6 +38,10 @@ enum Command {
         /// Address to listen on (overrides `listen`); port 0 picks a free port.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Address of the admin listener (overrides `admin_listen`): an
+        /// address (port 0 picks a free port), or `off`.
+        #[arg(long, value_name = "ADDRESS|off", value_parser = admin_address)]
+        admin_listen: Option<AdminListen>,
     },
     /// Build every feed and page once into the output directory.
     Build,
@@ -55,6 +59,23 @@ enum Command {
     /// deletion `max_deletes` held back, and takes the bucket's new size
     /// as the measure from now on.
     ConfirmDeletes,
+    /// The content really shrank: the next `serve` publishes what the
+    /// content directory holds, though it removes more than `max_drop`
+    /// of the articles the last run published.
+    ConfirmDrop,
+}
+
+/// `--admin-listen`: an address, or `None` for "off".
+#[derive(Debug, Clone, Copy)]
+struct AdminListen(Option<std::net::SocketAddr>);
+
+fn admin_address(s: &str) -> Result<AdminListen, String> {
+    if s == "off" {
+        return Ok(AdminListen(None));
+    }
+    s.parse()
+        .map(|a| AdminListen(Some(a)))
+        .map_err(|_| format!("{s:?} is not an address like \"127.0.0.1:9190\", or \"off\""))
 }
 
 fn main() -> ExitCode {
@@ -65,7 +86,11 @@ fn main() -> ExitCode {
         output_dir: cli.output.clone(),
         state_dir: cli.state.clone(),
         listen: match &cli.command {
-            Command::Serve { listen } => *listen,
+            Command::Serve { listen, .. } => *listen,
+            _ => None,
+        },
+        admin_listen: match &cli.command {
+            Command::Serve { admin_listen, .. } => admin_listen.map(|a| a.0),
             _ => None,
         },
         log_format: cli.log_format,
@@ -90,6 +115,7 @@ fn main() -> ExitCode {
         Command::Check => daemon::check_command(&config),
         Command::Publish { dry_run } => daemon::publish_command(&config, dry_run),
         Command::ConfirmDeletes => daemon::confirm_deletes_command(&config),
+        Command::ConfirmDrop => daemon::confirm_drop_command(&config),
         Command::Serve { .. } => daemon::serve_command(config, cli.config, overrides),
     };
     ExitCode::from(code)

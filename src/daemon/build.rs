@@ -120,6 +120,7 @@ fn settings_fingerprint(c: &Config) -> String {
 /// One `herald build`; returns the number of rejected files.
 fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
     let started = Instant::now();
+    let _state_lock = super::lock::lock_state(&c.state_dir).map_err(|e| (EXIT_RUNTIME, e))?;
     let mut lib = open_library(c, true).map_err(|e| (EXIT_RUNTIME, e))?;
     // Fingerprint before reading: a file written during the build makes
     // the next build do the work again.
@@ -229,6 +230,18 @@ pub fn publish_command(c: &Config, dry_run: bool) -> u8 {
         eprintln!("herald: {line}");
         return crate::daemon::EXIT_CONFIG;
     }
+    // A dry run writes no state, so it needs no lock.
+    let _state_lock = if dry_run {
+        None
+    } else {
+        match super::lock::lock_state(&c.state_dir) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("herald: {e:#}");
+                return EXIT_RUNTIME;
+            }
+        }
+    };
     let started = Instant::now();
     let result = (|| -> Result<(crate::site::Site, View), (u8, anyhow::Error)> {
         // A dry run writes nothing, not even the parse cache.

@@ -81,9 +81,7 @@ impl DropGuard {
         self.record(served, now);
         let peak = self.peaks.front().map_or(0, |&(_, n)| n);
         let dropped = peak.saturating_sub(would);
-        let too_many = dropped > 0
-            && (would == 0
-                || (dropped > SMALL_DROP && dropped as f64 > self.max_drop * peak as f64));
+        let too_many = too_many(self.max_drop, peak, would);
         match (too_many, self.held) {
             (true, None) => {
                 let why = format!(
@@ -150,6 +148,112 @@ impl DropGuard {
     }
 }
 
+/// Whether leaving `would` of `peak` articles removes too many: every
+/// one, or more than [`SMALL_DROP`] and more than `max_drop` of them.
+pub(super) fn too_many(max_drop: f64, peak: usize, would: usize) -> bool {
+    let dropped = peak.saturating_sub(would);
+    dropped > 0 && (would == 0 || (dropped > SMALL_DROP && dropped as f64 > max_drop * peak as f64))
+}
+
+/// The file in `state_dir` holding how many articles the last publish
+/// of `serve` put out (a decimal number): what a start is measured
+/// against. One small file rewritten only when the count changes, rather
+/// than the site manifest, which a new Herald binary or another output
+/// directory discards, or the state file, which also keeps the ids of
+/// articles long deleted.
+pub const PUBLISHED_FILE: &str = "published.count";
+
+/// The count [`save_published`] left, if any; a damaged file is logged
+/// and counts as none (the start is then not guarded).
+pub(super) fn load_published(state_dir: &std::path::Path) -> Option<usize> {
+    let path = state_dir.join(PUBLISHED_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "cannot read the last published count ({e}); the start is not guarded");
+            return None;
+        }
+    };
+    match text.trim().parse() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            tracing::warn!(path = %path.display(), "the last published count is not a number; the start is not guarded");
+            None
+        }
+    }
+}
+
+/// Records that `articles` are published now (through a temp file and a
+/// rename, so a crash leaves the old count or the new one).
+///
+/// # Errors
+///
+/// The file cannot be written.
+pub(super) fn save_published(state_dir: &std::path::Path, articles: usize) -> std::io::Result<()> {
+    let path = state_dir.join(PUBLISHED_FILE);
+    let tmp = state_dir.join(format!("{PUBLISHED_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{articles}\n"))?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// `herald confirm-drop`: the operator's word that the content really
+/// shrank. Removes the count a start is measured against
+/// ([`PUBLISHED_FILE`]), so the next start publishes what the content
+/// directory holds and records its count from then on. Exit 0, or 5 when
+/// the file cannot be removed.
+pub fn confirm_drop_command(c: &crate::config::Config) -> u8 {
+    super::init_logging(c);
+    let path = c.state_dir.join(PUBLISHED_FILE);
+    let last = load_published(&c.state_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            println!(
+                "confirmed: the next start of `herald serve` publishes what {} holds, in place of the {} articles the last run published",
+                c.content_dir.display(),
+                last.map_or_else(|| "?".to_string(), |n| n.to_string())
+            );
+            super::EXIT_OK
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "nothing to confirm: no published count in {}",
+                c.state_dir.display()
+            );
+            super::EXIT_OK
+        }
+        Err(e) => {
+            eprintln!(
+                "herald: confirm-drop: cannot remove {}: {e}",
+                path.display()
+            );
+            super::EXIT_RUNTIME
+        }
+    }
+}
+
+/// The start-up check: `Some(message)` when publishing the `would`
+/// articles found at start would remove too many of the `last` the
+/// previous run published (see [`too_many`]).
+pub(super) fn refuse_start(max_drop: f64, last: usize, would: usize) -> Option<String> {
+    if !too_many(max_drop, last, would) {
+        return None;
+    }
+    let what = if would == 0 {
+        format!("all {last} articles the last run published would be removed")
+    } else {
+        format!(
+            "{} of the {last} articles the last run published would be removed (max_drop = {max_drop})",
+            last - would
+        )
+    };
+    Some(format!(
+        "start refused: {what}, so the previous output is left as it is. Restore the \
+         content and start again, or confirm the removal with `herald confirm-drop` \
+         and start again"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +292,10 @@ mod tests {
             "confirmed"
         );
         assert!(!g.confirm(&h), "nothing left to confirm");
+        assert!(refuse_start(0.5, 12, 0).is_some(), "a start on nothing");
+        assert!(refuse_start(0.5, 100, 40).is_some(), "a start on 40 of 100");
+        assert!(refuse_start(0.5, 100, 60).is_none(), "a start on 60 of 100");
+        assert!(refuse_start(0.5, 0, 0).is_none(), "nothing published yet");
         let mut small = DropGuard::new(0.5);
         assert!(!small.hold(1, 8, t0, &h), "7 of 8: a small site's few");
         assert!(small.hold(0, 1, t0, &h), "but not its last");

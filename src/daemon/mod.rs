@@ -9,7 +9,11 @@
 //!   cache.
 //! - `publisher`: the writer loop of `serve`, and what it publishes to.
 //! - `drop_guard`: holds back a publish that would remove most articles
-//!   (`max_drop`) until the content comes back or SIGUSR1 confirms.
+//!   (`max_drop`) until the content comes back or SIGUSR1 confirms, and
+//!   a start measured so against the last run's published count.
+//! - `ports`: binding the listeners, and naming who holds a taken port.
+//! - `lock`: the exclusive lock on `state_dir` of `serve`, `build` and
+//!   `publish`.
 //! - `systemd`: the inherited listener, sd_notify and the watchdog.
 //! - `logging`: `tracing` set up for a terminal, journald or JSON.
 //! - `brotli`: the background thread that makes brotli forms.
@@ -19,7 +23,9 @@ mod brotli;
 mod build;
 mod drop_guard;
 mod guard;
+mod lock;
 mod logging;
+mod ports;
 mod process;
 mod publisher;
 mod systemd;
@@ -37,6 +43,8 @@ use crate::render::{Body, Settings};
 use crate::state::State;
 
 pub use build::{build_command, check_command, confirm_deletes_command, publish_command};
+pub use drop_guard::{confirm_drop_command, PUBLISHED_FILE};
+pub use lock::LOCK_FILE;
 pub use logging::init_logging;
 pub use process::tune_allocator;
 
@@ -60,6 +68,10 @@ pub const EXIT_CONTENT_DIR: u8 = 3;
 pub const EXIT_BIND: u8 = 4;
 /// Exit code: output or state cannot be written, or another runtime failure.
 pub const EXIT_RUNTIME: u8 = 5;
+/// Exit code: `serve` did not start because the content it found would
+/// remove too many of the articles the last run published (`max_drop`);
+/// `herald confirm-drop` lets the next start go ahead.
+pub const EXIT_DROP_HELD: u8 = 6;
 
 /// Command-line settings that win over the config file (kept so that a
 /// reload on SIGHUP applies them again).
@@ -73,6 +85,8 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     /// `serve --listen`.
     pub listen: Option<std::net::SocketAddr>,
+    /// `serve --admin-listen`: an address, or `Some(None)` for "off".
+    pub admin_listen: Option<Option<std::net::SocketAddr>>,
     /// The address `serve` actually listens on (the port that port 0
     /// picked, or a socket systemd passed in): the site's URL when the
     /// config sets no `base_url`.
@@ -95,6 +109,9 @@ impl Overrides {
         }
         if let Some(v) = self.listen {
             c.listen = v;
+        }
+        if let Some(v) = self.admin_listen {
+            c.admin_listen = v;
         }
         if !c.base_url_configured {
             if let Some(a) = self.listening.or(self.listen) {
@@ -240,12 +257,18 @@ async fn serve(
         signal(SignalKind::user_defined1()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Fatal(EXIT_RUNTIME, e.into()))?;
+    // Every listener before anything is written: a second Herald on a
+    // port already taken (the admin one, say) ends here, leaving the
+    // output and state directories as the running one has them.
     let std_listener = listener(&c)?;
+    let admin_listener = admin_listener(&c)?;
     let addr = std_listener
         .local_addr()
         .map_err(|e| Fatal(EXIT_BIND, e.into()))?;
     let listener =
         tokio::net::TcpListener::from_std(std_listener).map_err(|e| Fatal(EXIT_BIND, e.into()))?;
+    // Held until `serve` returns (the process's exit releases it anyway).
+    let _state_lock = lock::lock_state(&c.state_dir).map_err(fatal(EXIT_RUNTIME))?;
     // Without a configured `base_url`, links point where Herald is
     // actually reachable (and stay so across reloads).
     overrides.listening = Some(addr);
@@ -351,7 +374,13 @@ async fn serve(
         workers: c.http_workers,
         trusted_proxies: crate::server::TrustedProxies::new(&c.trusted_proxies),
     };
-    let admin_listener = admin_listener(&c)?;
+    let admin_listener = admin_listener
+        .map(tokio::net::TcpListener::from_std)
+        .transpose()
+        .map_err(|e| Fatal(EXIT_BIND, e.into()))?;
+    if let Some(a) = admin_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        tracing::info!(address = %a, "admin interface on http://{a}/ (/metrics, /stats)");
+    }
     tracing::info!(
         address = %addr,
         content = %c.content_dir.display(),
@@ -515,26 +544,10 @@ async fn serve(
 /// The admin listener, bound to `admin_listen` (also under socket
 /// activation: systemd hands over the public socket only), or `None`
 /// when it is "off".
-fn admin_listener(c: &Config) -> Result<Option<tokio::net::TcpListener>, Fatal> {
-    let Some(addr) = c.admin_listen else {
-        return Ok(None);
-    };
-    let bind = || -> std::io::Result<tokio::net::TcpListener> {
-        let l = std::net::TcpListener::bind(addr)?;
-        l.set_nonblocking(true)?;
-        let l = tokio::net::TcpListener::from_std(l)?;
-        let a = l.local_addr()?;
-        tracing::info!(address = %a, "admin interface on http://{a}/ (/metrics, /stats)");
-        Ok(l)
-    };
-    bind().map(Some).map_err(|e| {
-        Fatal(
-            EXIT_BIND,
-            anyhow::anyhow!(
-                "cannot listen on {addr} (admin_listen): {e}; set admin_listen to another address, or to \"off\""
-            ),
-        )
-    })
+fn admin_listener(c: &Config) -> Result<Option<std::net::TcpListener>, Fatal> {
+    c.admin_listen
+        .map(|addr| ports::bind(addr, "admin_listen", "--admin-listen"))
+        .transpose()
 }
 
 /// The readership counters, read from `state_dir` (a damaged file is

@@ -11,9 +11,11 @@ use anyhow::Context;
 use chrono::Utc;
 
 use super::brotli::BrQueue;
-use super::drop_guard::DropGuard;
+use super::drop_guard::{self, DropGuard};
 use super::systemd::notify;
-use super::{guard, open_library, parse_ctx, settings, Fatal, Overrides, EXIT_CONTENT_DIR};
+use super::{
+    guard, open_library, parse_ctx, settings, Fatal, Overrides, EXIT_CONTENT_DIR, EXIT_DROP_HELD,
+};
 use crate::config::Config;
 use crate::health::{Health, Sink, Step};
 use crate::library::Library;
@@ -97,6 +99,8 @@ pub(super) struct Publisher {
     panic_on_publish: bool,
     /// Holds back a publish that would remove most articles (`max_drop`).
     drop_guard: DropGuard,
+    /// The article count `state_dir` records as published.
+    published: Option<usize>,
 }
 
 impl Publisher {
@@ -125,6 +129,7 @@ impl Publisher {
             start_changed: Vec::new(),
             prune_pending: false,
             drop_guard: DropGuard::new(max_drop),
+            published: None,
             panic_on_publish: std::env::var("HERALD_FAILPOINT").is_ok_and(|v| v == "publish-panic"),
         })
     }
@@ -139,6 +144,16 @@ impl Publisher {
             .scan()
             .map_err(|e| Fatal(EXIT_CONTENT_DIR, e.into()))?;
         let scan = self.lib.last_scan();
+        // Measured against what the last run published before anything is
+        // rendered or written: an emptied content directory must not
+        // turn the site it left into 410s and empty feeds.
+        self.published = drop_guard::load_published(&self.config.state_dir);
+        if let Some(last) = self.published {
+            let would = self.lib.publishable(Utc::now());
+            if let Some(why) = drop_guard::refuse_start(self.config.max_drop, last, would) {
+                return Err(Fatal(EXIT_DROP_HELD, anyhow::anyhow!(why)));
+            }
+        }
         let started = Instant::now();
         let (site, changed) = self.render();
         // Logged like every later publish, so the log says what the site
@@ -402,11 +417,22 @@ impl Publisher {
         }
     }
 
-    pub(super) fn after_publish(&self) {
+    pub(super) fn after_publish(&mut self) {
         if let (Some(shared), Some((_, micros))) = (&self.shared, self.last_rebuild) {
             let site = shared.site.load();
             self.metrics
                 .rebuilt(micros as u64, site.articles, site.rejected);
+        }
+        if let Some(articles) = self.shared.as_ref().map(|s| s.site.load().articles) {
+            if self.published != Some(articles) {
+                match drop_guard::save_published(&self.config.state_dir, articles) {
+                    Ok(()) => self.published = Some(articles),
+                    Err(e) => tracing::warn!(
+                        dir = %self.config.state_dir.display(),
+                        "cannot record the published article count ({e}); the next start is measured against an older one"
+                    ),
+                }
+            }
         }
         if let Some((shared, stats)) = self
             .shared

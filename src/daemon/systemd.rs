@@ -28,15 +28,7 @@ pub(super) fn listener(c: &Config) -> Result<std::net::TcpListener, Fatal> {
             return Ok(l);
         }
     }
-    let l = std::net::TcpListener::bind(c.listen).map_err(|e| {
-        Fatal(
-            EXIT_BIND,
-            anyhow::anyhow!("cannot listen on {}: {e}", c.listen),
-        )
-    })?;
-    l.set_nonblocking(true)
-        .map_err(|e| Fatal(EXIT_BIND, e.into()))?;
-    Ok(l)
+    super::ports::bind(c.listen, "listen", "--listen")
 }
 
 /// How often a start that is still publishing tells systemd so.

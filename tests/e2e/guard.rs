@@ -188,3 +188,52 @@ fn a_wipe_in_pieces_is_held_too() {
     assert_eq!(titles(&d).len(), 20);
     d.stop();
 }
+
+/// A start on an emptied content directory does not publish the empty
+/// site: `serve` exits 6 with one line saying how many articles the last
+/// run published and how to go on, leaving the output directory as it
+/// was; with the content back it starts as usual, a small drop at start
+/// is published, and after `herald confirm-drop` the emptied site is
+/// published.
+#[test]
+fn a_start_on_an_emptied_content_directory_is_refused_until_confirmed() {
+    let ws = Workspace::new();
+    write_articles(&ws, 12);
+    let d = TestDaemon::start(ws, "");
+    d.poll("/feed.json", "12 articles", |r| {
+        feed_titles(&r.body).len() == 12
+    });
+    let (_, ws) = d.stop_keep();
+
+    empty_content(&ws);
+    let before = crate::util::tree(&ws.path("feeds"));
+    let stamps = crate::util::stamps(&ws.path("feeds"));
+    let run = ws.herald_cfg(&["serve"]);
+    assert_eq!(run.code, Some(6), "{}", run.stderr);
+    let err = &run.stderr;
+    assert!(
+        err.contains("all 12 articles the last run published would be removed"),
+        "{err}"
+    );
+    assert!(err.contains("herald confirm-drop"), "{err}");
+    assert_eq!(before, crate::util::tree(&ws.path("feeds")), "{err}");
+    assert_eq!(stamps, crate::util::stamps(&ws.path("feeds")), "{err}");
+
+    // The content back: a start as usual; two fewer: a small drop, published.
+    restore_content(&ws);
+    std::fs::remove_file(ws.path("content/a00.md")).unwrap();
+    std::fs::remove_file(ws.path("content/a01.md")).unwrap();
+    let d = TestDaemon::start(ws, "");
+    assert_eq!(titles(&d).len(), 10, "{}", d.log());
+    let (_, ws) = d.stop_keep();
+
+    // Emptied again, and confirmed: the empty site is published.
+    empty_content(&ws);
+    let run = ws.herald_cfg(&["confirm-drop"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("10 articles"), "{}", run.stdout);
+    let d = TestDaemon::start(ws, "");
+    assert!(titles(&d).is_empty(), "{}", d.log());
+    assert_eq!(d.get("/articles/article-5/").status, 410);
+    d.stop();
+}

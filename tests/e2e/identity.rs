@@ -249,7 +249,9 @@ fn base_url_follows_the_listen_address() {
     let ws = Workspace::new();
     ws.write("content/a.md", md("A", "2025-05-01T10:00:00Z", "", "a"));
     let mut cmd = Command::new(HERALD);
-    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    // No config: the admin listener is off, or it would take the
+    // default port, which a Herald running on this machine may hold.
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "off"]);
     let d = TestDaemon::start_cmd(ws, "", cmd);
     let rss = d.get("/rss.xml").text();
     let home = format!("http://{}/", d.addr);
@@ -267,7 +269,7 @@ fn base_url_follows_the_listen_address() {
     let mut cmd = Command::new("sh");
     cmd.args([
         "-c",
-        "export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" serve",
+        "export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$0\" serve --admin-listen off",
         HERALD,
     ]);
     // SAFETY: only async-signal-safe calls between fork and exec.

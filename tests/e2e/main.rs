@@ -11,6 +11,7 @@ mod identity;
 mod links;
 mod live;
 mod operating;
+mod ports;
 mod proxy;
 mod reliability;
 mod restart;

@@ -521,7 +521,10 @@ fn fatal_exit_codes() {
     let ws = ws_with_article();
     ws.write(
         "herald.toml",
-        format!("listen = \"{}\"\n", taken.local_addr().unwrap()),
+        format!(
+            "listen = \"{}\"\nadmin_listen = \"off\"\n",
+            taken.local_addr().unwrap()
+        ),
     );
     let r = ws.herald_cfg(&["serve"]);
     assert_eq!(r.code, Some(4), "{}", r.stderr);
@@ -529,7 +532,7 @@ fn fatal_exit_codes() {
 
     ws.write(
         "herald.toml",
-        "listen = \"127.0.0.1:0\"\ncontent_dir = \"missing\"\n",
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"off\"\ncontent_dir = \"missing\"\n",
     );
     let r = ws.herald_cfg(&["serve"]);
     assert_eq!(r.code, Some(3), "{}", r.stderr);
