@@ -419,15 +419,13 @@ fn publish_pings_changed_topics_only() {
         assert_eq!(g.param("hub.url").as_deref(), Some(t.as_str()));
         topics.push(t);
     }
-    assert_eq!(
-        topics[0],
-        topics[1..]
-            .iter()
-            .find(|t| **t == topics[0])
-            .cloned()
-            .unwrap_or_default(),
-        "the 500 is retried: {topics:?}"
-    );
+    // The one answered 500 is pinged again (pings go out concurrently, so
+    // which one came first is not fixed).
+    let twice: Vec<&String> = topics
+        .iter()
+        .filter(|t| topics.iter().filter(|u| u == t).count() == 2)
+        .collect();
+    assert_eq!(twice.len(), 2, "the 500 is retried: {topics:?}");
     topics.sort();
     topics.dedup();
     let mut want_sorted = want.clone();
