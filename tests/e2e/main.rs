@@ -24,3 +24,4 @@ mod util;
 mod validate;
 mod website;
 mod websub;
+mod words;
