@@ -313,10 +313,16 @@ impl Feed {
             let a = &self.items[i];
             let html = a.body_html.html();
             match url::Url::parse(&s.article_url(a)) {
-                Ok(base) => match crate::links::absolutize(&html, &base) {
-                    std::borrow::Cow::Owned(abs) => abs,
-                    std::borrow::Cow::Borrowed(_) => html,
-                },
+                Ok(base) => {
+                    let html = match crate::links::absolutize(&html, &base) {
+                        std::borrow::Cow::Owned(abs) => abs,
+                        std::borrow::Cow::Borrowed(_) => html,
+                    };
+                    match crate::links::scope_footnotes(&html, &a.slug, &base) {
+                        std::borrow::Cow::Owned(scoped) => scoped,
+                        std::borrow::Cow::Borrowed(_) => html,
+                    }
+                }
                 Err(_) => html,
             }
         })

@@ -105,3 +105,93 @@ fn title_only_atom_entry_has_a_summary() {
         assert_eq!(v[1][1][1], "A paragraph.", "{v}");
     }
 }
+
+/// XML text with its entity references decoded, to look for markup in
+/// escaped content.
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&amp;", "&")
+}
+
+/// Footnotes: on the article page the notes form a numbered list at the
+/// end, each note's text beside its number with a link back; in every
+/// feed format the ids carry the article's slug (two articles' notes never
+/// share an id) and the links are absolute, to the page's anchors; a body
+/// with raw HTML keeps its footnotes through the sanitiser.
+#[test]
+fn footnotes_are_scoped_and_absolute() {
+    let ws = site(
+        "base_url = \"https://news.example.org/\"\n",
+        &[
+            (
+                "alpha.md",
+                md(
+                    "Alpha",
+                    "2025-05-02T10:00:00Z",
+                    "Claim one.[^src] Claim two.[^2]\n\n[^src]: The source.\n[^2]: Second note.",
+                ),
+            ),
+            (
+                "beta.md",
+                md(
+                    "Beta",
+                    "2025-05-01T10:00:00Z",
+                    "Raw <b>bold</b> and a claim.[^1]\n\n[^1]: Beta's note.",
+                ),
+            ),
+        ],
+    );
+    ws.herald_cfg(&["build"]).expect_code(0);
+    let page = ws.read("feeds/articles/alpha/index.html");
+    assert!(
+        page.contains("Claim one.<sup id=\"fnref-1\"><a href=\"#fn-1\">1</a></sup>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<ol>\n<li id=\"fn-1\">\n<p>The source. <a href=\"#fnref-1\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("<li id=\"fn-2\">\n<p>Second note. <a href=\"#fnref-2\""),
+        "{page}"
+    );
+    assert!(!page.contains("footnote-definition-label"), "{page}");
+    let beta = ws.read("feeds/articles/beta/index.html");
+    assert!(beta.contains("<li id=\"fn-1\">"), "{beta}");
+    assert!(
+        beta.contains("<sup id=\"fnref-1\"><a href=\"#fn-1\""),
+        "{beta}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&ws.read("feeds/feed.json")).expect("feed.json is JSON");
+    let json_html: String = json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["content_html"].as_str().unwrap_or("").to_string())
+        .collect();
+    for (file, text) in [
+        ("atom.xml", unescape(&ws.read("feeds/atom.xml"))),
+        ("rss.xml", unescape(&ws.read("feeds/rss.xml"))),
+        ("feed.json", json_html),
+    ] {
+        for want in [
+            "<sup id=\"alpha-fnref-1\"><a href=\"https://news.example.org/articles/alpha/#fn-1\">1</a></sup>",
+            "<li id=\"alpha-fn-1\">",
+            "<a href=\"https://news.example.org/articles/alpha/#fnref-2\"",
+            "<li id=\"beta-fn-1\">",
+            "<sup id=\"beta-fnref-1\"><a href=\"https://news.example.org/articles/beta/#fn-1\"",
+        ] {
+            assert!(text.contains(want), "{file} lacks {want}:\n{text}");
+        }
+        assert!(
+            !text.contains("href=\"#"),
+            "{file} has a relative link:\n{text}"
+        );
+    }
+    xmllint_valid(&ws, "feeds/atom.xml");
+}
