@@ -207,6 +207,25 @@ fn parse_date(s: &str, ctx: &ParseCtx) -> Option<DateTime<FixedOffset>> {
         .map(|d| localize(d.and_time(chrono::NaiveTime::MIN), ctx.tz))
 }
 
+/// For a date written right whose day its month lacks (`2025-02-30`,
+/// `2025-04-31`): that, in words, since "expected RFC 3339" would send
+/// the writer looking at the format.
+fn no_such_day(s: &str) -> Option<String> {
+    let s = s.trim();
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    if s.as_bytes().get(4) != Some(&b'-') || s.as_bytes().get(7) != Some(&b'-') {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let first = NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, 1)?;
+    let days = first
+        .checked_add_months(chrono::Months::new(1))?
+        .signed_duration_since(first)
+        .num_days();
+    let month = chrono::Month::try_from(u8::try_from(m).ok()?).ok()?;
+    (d == 0 || i64::from(d) > days).then(|| format!("{} {y} has no day {d}", month.name()))
+}
+
 /// Finds the line a front-matter key is on, for error messages.
 fn key_line(s: &Split<'_>, key: &str) -> usize {
     s.front
@@ -253,8 +272,10 @@ pub(super) fn parse(
             path,
             key_line(&split, "date"),
             format!(
-                "invalid `date` {}: expected RFC 3339, e.g. 2025-05-22T06:40:00+08:00",
-                excerpt(date_str)
+                "invalid `date` {}: {}",
+                excerpt(date_str),
+                no_such_day(date_str)
+                    .unwrap_or_else(|| "expected RFC 3339, e.g. 2025-05-22T06:40:00+08:00".into())
             ),
         )
     })?;
@@ -268,7 +289,11 @@ pub(super) fn parse(
                 ParseError::new(
                     path,
                     line,
-                    format!("invalid `updated` {}: expected RFC 3339", excerpt(u)),
+                    format!(
+                        "invalid `updated` {}: {}",
+                        excerpt(u),
+                        no_such_day(u).unwrap_or_else(|| "expected RFC 3339".into())
+                    ),
                 )
             })?;
             showable(&t, ctx.tz)

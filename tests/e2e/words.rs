@@ -195,3 +195,200 @@ fn footnotes_are_scoped_and_absolute() {
     }
     xmllint_valid(&ws, "feeds/atom.xml");
 }
+
+const ARTICLE: &str = "---\ntitle: A\ndate: 2025-05-02T10:00:00Z\n---\nBody.\n";
+
+/// An unknown key close to a known one is answered with the known one,
+/// without the list of every key; a key inside a table is named with its
+/// table.
+#[test]
+fn config_errors_suggest_a_key_and_name_the_table() {
+    let ws = site("max_item = 5\n", &[("a.md", ARTICLE.to_string())]);
+    let run = ws.herald_cfg(&["check"]);
+    run.expect_code(78);
+    assert!(
+        run.stderr
+            .contains("herald.toml:1: unknown key `max_item`; did you mean `max_items`?"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("`page_size`"), "{}", run.stderr);
+
+    ws.write("herald.toml", "[websub]\nbuiltins = true\n");
+    let run = ws.herald_cfg(&["check"]);
+    run.expect_code(78);
+    assert!(
+        run.stderr
+            .contains("herald.toml:2: [websub] unknown key `builtins`; did you mean `builtin`?"),
+        "{}",
+        run.stderr
+    );
+
+    ws.write("herald.toml", "[websub]\nbuiltin = \"yes\"\n");
+    let run = ws.herald_cfg(&["check"]);
+    run.expect_code(78);
+    assert!(
+        run.stderr
+            .contains("herald.toml:2: [websub] builtin: invalid type"),
+        "{}",
+        run.stderr
+    );
+
+    ws.write("herald.toml", "zzzzzz = 1\n");
+    let run = ws.herald_cfg(&["check"]);
+    run.expect_code(78);
+    assert!(
+        run.stderr.contains("herald.toml:1: unknown key `zzzzzz`")
+            && !run.stderr.contains("did you mean"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("`page_size`"), "{}", run.stderr);
+}
+
+/// `listen` takes a host name, resolved when Herald starts; a name that
+/// does not resolve is an error naming the key.
+#[test]
+fn listen_takes_a_host_name() {
+    let ws = site(
+        "listen = \"localhost:8080\"\n",
+        &[("a.md", ARTICLE.to_string())],
+    );
+    ws.herald_cfg(&["build"]).expect_code(0);
+    let atom = ws.read("feeds/atom.xml");
+    assert!(
+        atom.contains("http://127.0.0.1:8080/articles/a/")
+            || atom.contains("http://[::1]:8080/articles/a/"),
+        "{atom}"
+    );
+    ws.write("herald.toml", "listen = \"no-such-host.invalid:8080\"\n");
+    let run = ws.herald_cfg(&["check"]);
+    run.expect_code(78);
+    assert!(
+        run.stderr
+            .contains("herald.toml:1: listen: \"no-such-host.invalid:8080\""),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A date whose day the month does not have says so, rather than asking
+/// for RFC 3339 it already is.
+#[test]
+fn a_date_that_does_not_exist_says_so() {
+    let ws = site(
+        "",
+        &[(
+            "b.md",
+            "---\ntitle: B\ndate: 2025-02-30T10:00:00+02:00\n---\nBody.\n".to_string(),
+        )],
+    );
+    let run = ws.herald(&["check"]);
+    assert!(
+        run.stdout.contains(
+            "content/b.md:3: invalid `date` \"2025-02-30T10:00:00+02:00\": February 2025 has no day 30"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("expected RFC 3339"), "{}", run.stdout);
+}
+
+/// A missing content directory is one error, not a watch warning before
+/// it.
+#[test]
+fn missing_content_directory_is_one_error() {
+    let ws = site(
+        "content_dir = \"nowhere\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"off\"\n",
+        &[],
+    );
+    let run = ws.herald_cfg(&["serve"]);
+    run.expect_code(3);
+    assert!(!run.stderr.contains("cannot watch"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("nowhere: content directory cannot be read"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Every duration in the log is rounded (to a tenth of a millisecond at
+/// most), never a float's full expansion.
+#[test]
+fn log_durations_are_rounded() {
+    let ws = site(
+        "log_level = \"debug\"\nbase_url = \"https://news.example.org/\"\n",
+        &[("a.md", ARTICLE.to_string())],
+    );
+    let run = ws.herald_cfg(&["build"]);
+    run.expect_code(0);
+    let fields: Vec<&str> = run
+        .stderr
+        .split_whitespace()
+        .filter(|w| w.contains("ms="))
+        .collect();
+    assert!(
+        fields.iter().any(|f| f.starts_with("ms=")),
+        "{}",
+        run.stderr
+    );
+    for f in fields {
+        let v = f.split_once("ms=").map_or("", |(_, v)| v);
+        let decimals = v.split_once('.').map_or(0, |(_, d)| d.len());
+        assert!(decimals <= 1, "{f} in:\n{}", run.stderr);
+    }
+}
+
+/// An edit's `updated` is a whole second in every feed format.
+#[test]
+fn updated_is_whole_seconds() {
+    let ws = site(
+        "base_url = \"https://news.example.org/\"\n",
+        &[("a.md", ARTICLE.to_string())],
+    );
+    ws.herald_cfg(&["build"]).expect_code(0);
+    ws.write("content/a.md", ARTICLE.replace("Body.", "Body, edited."));
+    ws.herald_cfg(&["build"]).expect_code(0);
+    let atom = ws.read("feeds/atom.xml");
+    let entry = atom.split("<entry>").nth(1).expect("an entry");
+    let updated = entry
+        .split("<updated>")
+        .nth(1)
+        .and_then(|u| u.split('<').next())
+        .expect("entry updated");
+    assert!(!updated.starts_with("2025-05-02"), "edited: {updated}");
+    assert!(!updated.contains('.'), "atom: {updated}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ws.read("feeds/feed.json")).expect("feed.json is JSON");
+    let modified = json["items"][0]["date_modified"].as_str().unwrap_or("");
+    assert_eq!(
+        modified.len(),
+        "2025-05-02T10:00:00+00:00".len(),
+        "json: {modified}"
+    );
+    assert!(!modified.contains('.'), "json: {modified}");
+}
+
+/// `check` counts in words that agree with the number.
+#[test]
+fn check_counts_agree_in_number() {
+    let ws = site("", &[("a.md", ARTICLE.to_string())]);
+    let run = ws.herald(&["check"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains("1 article ok, 0 files rejected, 0 warnings"),
+        "{}",
+        run.stdout
+    );
+    ws.write("content/b.md", "---\ntitle: B\n---\n\n");
+    ws.write("content/c.md", ARTICLE.replace("Body.", ""));
+    let run = ws.herald(&["check"]);
+    assert!(
+        run.stdout
+            .contains("2 articles ok, 1 file rejected, 1 warning"),
+        "{}",
+        run.stdout
+    );
+}
