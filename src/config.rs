@@ -595,14 +595,26 @@ impl Config {
                 .nth(line - 1)
                 .and_then(|l| l.split_once('='))
                 .map(|(k, _)| k.trim().to_string());
-            let msg = plain_types(&e.message().trim().replace('\n', " "));
+            let msg = unknown_key(&plain_types(&e.message().trim().replace('\n', " ")));
+            // A key inside a table is named with it: `[websub] builtin: …`.
+            let table = text
+                .lines()
+                .take(line)
+                .filter_map(|l| {
+                    let l = l.trim();
+                    l.starts_with('[')
+                        .then(|| l.trim_matches(['[', ']']).trim())
+                })
+                .last()
+                .filter(|t| !t.is_empty())
+                .map_or(String::new(), |t| format!("[{t}] "));
             match key {
                 Some(k)
                     if !k.is_empty() && !k.starts_with('[') && !msg.contains(&format!("`{k}`")) =>
                 {
-                    invalid(line, format!("{k}: {msg}"))
+                    invalid(line, format!("{table}{k}: {msg}"))
                 }
-                _ => invalid(line, msg),
+                _ => invalid(line, format!("{table}{msg}")),
             }
         })?;
 
@@ -790,11 +802,11 @@ impl Config {
         c.content_atom = pick(&raw.atom);
         c.content_json = pick(&raw.json);
         if let Some(l) = raw.listen {
-            c.listen = l.get_ref().parse().map_err(|_| {
+            c.listen = resolve(l.get_ref()).map_err(|why| {
                 invalid(
                     spanned_line(&l.span()),
                     format!(
-                        "listen: {:?} is not an address like \"127.0.0.1:8080\"",
+                        "listen: {:?} is not an address like \"127.0.0.1:8080\" or \"localhost:8080\"{why}",
                         l.get_ref()
                     ),
                 )
@@ -924,11 +936,11 @@ impl Config {
             c.admin_listen = if v == "off" {
                 None
             } else {
-                Some(v.parse().map_err(|_| {
+                Some(resolve(v).map_err(|why| {
                     invalid(
                         spanned_line(&a.span()),
                         format!(
-                            "admin_listen: {v:?} is not an address like \"127.0.0.1:9190\", or \"off\""
+                            "admin_listen: {v:?} is not an address like \"127.0.0.1:9190\" or \"localhost:9190\", or \"off\"{why}"
                         ),
                     )
                 })?)
@@ -1126,6 +1138,46 @@ fn plain_types(msg: &str) -> String {
     match WORDS.iter().find(|(rust, _)| expected == *rust) {
         Some((_, words)) => format!("{head}expected {words}"),
         None => msg.to_string(),
+    }
+}
+
+/// An address to listen on: `IP:port`, or `host:port` resolved now (at
+/// start or reload) to its first address, as `localhost:8080` is to
+/// 127.0.0.1 or ::1. The error is what the resolver said, ready to append.
+fn resolve(v: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let v = v.trim();
+    if let Ok(a) = v.parse() {
+        return Ok(a);
+    }
+    match v.to_socket_addrs() {
+        Ok(mut all) => all
+            .next()
+            .ok_or_else(|| ": the name has no address".to_string()),
+        Err(e) => Err(format!(": {e}")),
+    }
+}
+
+/// serde's `unknown field `x`, expected one of …` (every key Herald
+/// knows) said shortly: the nearest known key when one is close, else
+/// where the keys are listed. Other messages come back unchanged.
+fn unknown_key(msg: &str) -> String {
+    let Some(rest) = msg.strip_prefix("unknown field `") else {
+        return msg.to_string();
+    };
+    let Some((key, expected)) = rest.split_once('`') else {
+        return msg.to_string();
+    };
+    let known = expected.split('`').skip(1).step_by(2);
+    let near = known
+        .map(|k| (strsim::damerau_levenshtein(key, k), k))
+        .filter(|&(d, k)| d <= 2 && d * 3 <= key.len().max(k.len()))
+        .min_by_key(|&(d, _)| d);
+    match near {
+        Some((_, k)) => format!("unknown key `{key}`; did you mean `{k}`?"),
+        None => {
+            format!("unknown key `{key}` (config/herald.toml lists every key with its default)")
+        }
     }
 }
 

@@ -317,6 +317,58 @@ pub fn absolutize<'h>(html: &'h str, base: &url::Url) -> Cow<'h, str> {
     })
 }
 
+/// For a feed: the footnote ids of a body (`fn-N`, `fnref-N`, as the
+/// Markdown parser writes them) prefixed with the article's slug, so that
+/// entries a reader shows together on one page keep distinct ids, and the
+/// links to them (`#fn-N`) made absolute against `base`, the permalink,
+/// whose page has those anchors (a feed reader has no page of its own to
+/// resolve a fragment against). Everything else, and a body without
+/// footnotes, comes back as it was.
+pub fn scope_footnotes<'h>(html: &'h str, slug: &str, base: &url::Url) -> Cow<'h, str> {
+    fn is_note(id: &str) -> bool {
+        id.strip_prefix("fn-")
+            .or_else(|| id.strip_prefix("fnref-"))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()))
+    }
+    if !html.contains("fnref-") {
+        return Cow::Borrowed(html);
+    }
+    rewrite_tags(html, |tag| {
+        if !matches!(tag.name.as_str(), "a" | "sup" | "li") {
+            return TagEdit::Keep;
+        }
+        let mut changed = false;
+        let attrs: Vec<(String, Option<String>)> = tag
+            .attrs
+            .iter()
+            .map(|(name, raw)| {
+                let value = raw.map(|r| unescape(r.text));
+                let new = match (name.as_str(), value.as_deref()) {
+                    ("id", Some(v)) if is_note(v) => Some(format!("{slug}-{v}")),
+                    ("href", Some(v)) if v.strip_prefix('#').is_some_and(is_note) => {
+                        let mut u = base.clone();
+                        u.set_fragment(Some(&v[1..]));
+                        Some(u.to_string())
+                    }
+                    _ => None,
+                };
+                match new {
+                    Some(v) => {
+                        changed = true;
+                        (name.clone(), Some(escape_attr(&v)))
+                    }
+                    None => (name.clone(), raw.map(|r| r.for_double_quotes())),
+                }
+            })
+            .collect();
+        if changed {
+            TagEdit::Attrs(attrs)
+        } else {
+            TagEdit::Keep
+        }
+    })
+}
+
 /// Drops every attribute of an `<a>` that has no `href`: the sanitiser
 /// removes a target it refuses (`javascript:` …) but keeps the other
 /// attributes and adds `rel`, and `rel` (like `target`, `download` …)

@@ -124,6 +124,10 @@ impl Watcher {
                 self.root_watched = true;
                 true
             }
+            // A missing root is reported by the scan that follows (fatal
+            // at start, logged when it goes away later); a second line
+            // about its watch would only say the same less clearly.
+            Err(_) if !self.root.exists() => false,
             Err(e) => {
                 tracing::warn!(path = %self.root.display(), "cannot watch content directory: {}", explain(&e));
                 false

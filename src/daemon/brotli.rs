@@ -31,7 +31,7 @@ pub(super) fn start_br(quality: u32) -> Option<BrQueue> {
                     .count();
                 tracing::debug!(
                     made,
-                    ms = started.elapsed().as_secs_f64() * 1000.0,
+                    ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
                     "brotli forms made"
                 );
             }

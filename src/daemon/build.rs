@@ -85,10 +85,10 @@ pub fn check_command(c: &Config) -> u8 {
         println!("warning: {w}");
     }
     println!(
-        "{} articles ok, {} file(s) rejected, {} warning(s)",
-        view.articles.len(),
-        view.rejected.len(),
-        view.warnings.len()
+        "{} ok, {} rejected, {}",
+        count(view.articles.len(), "article", "articles"),
+        count(view.rejected.len(), "file", "files"),
+        count(view.warnings.len(), "warning", "warnings")
     );
     if view.rejected.is_empty() {
         EXIT_OK
@@ -177,9 +177,9 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
         return Err((
             EXIT_RUNTIME,
             anyhow::anyhow!(
-                "writing {}: {e} ({} files failed)",
+                "writing {}: {e} ({} failed)",
                 c.output_dir.display(),
-                written.errors.len()
+                count(written.errors.len(), "file", "files")
             ),
         ));
     }
@@ -316,4 +316,9 @@ pub fn confirm_deletes_command(c: &Config) -> u8 {
         target.to
     );
     EXIT_OK
+}
+
+/// `1 article`, `2 articles`: a count with its noun in agreement.
+pub(super) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

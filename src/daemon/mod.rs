@@ -421,8 +421,8 @@ async fn serve(
     notify(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&format!(
-            "serving {} articles on {addr}",
-            shared.site.load().articles
+            "serving {} on {addr}",
+            build::count(shared.site.load().articles, "article", "articles")
         )),
     ]);
     tokio::spawn(systemd::watch_health(Arc::clone(&metrics)));

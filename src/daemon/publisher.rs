@@ -320,9 +320,9 @@ impl Publisher {
                     e.error.kind(),
                     || {
                         format!(
-                            "cannot write {}: {e} ({} files failed); serving continues from memory",
+                            "cannot write {}: {e} ({} failed); serving continues from memory",
                             dir.display(),
-                            report.errors.len()
+                            super::build::count(report.errors.len(), "file", "files")
                         )
                     },
                     e.to_string(),
@@ -510,8 +510,8 @@ impl Publisher {
             self.write_out(&site, Some(&changed), &removed);
         }
         notify(&[sd_notify::NotifyState::Status(&format!(
-            "{} articles, {} rejected; last rebuild {:.1} ms ({reason})",
-            site.articles,
+            "{}, {} rejected; last rebuild {:.1} ms ({reason})",
+            super::build::count(site.articles, "article", "articles"),
             site.rejected,
             elapsed.as_secs_f64() * 1000.0
         ))]);

@@ -381,7 +381,7 @@ impl Library {
             files = self.last_scan.files,
             parsed = self.last_scan.parsed,
             from_cache = self.last_scan.from_cache,
-            ms = self.last_scan.elapsed.as_secs_f64() * 1000.0,
+            ms = (self.last_scan.elapsed.as_secs_f64() * 10_000.0).round() / 10.0,
             "scan"
         );
         Ok(self.refresh_pictures() | media | articles)

@@ -207,6 +207,25 @@ fn parse_date(s: &str, ctx: &ParseCtx) -> Option<DateTime<FixedOffset>> {
         .map(|d| localize(d.and_time(chrono::NaiveTime::MIN), ctx.tz))
 }
 
+/// For a date written right whose day its month lacks (`2025-02-30`,
+/// `2025-04-31`): that, in words, since "expected RFC 3339" would send
+/// the writer looking at the format.
+fn no_such_day(s: &str) -> Option<String> {
+    let s = s.trim();
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    if s.as_bytes().get(4) != Some(&b'-') || s.as_bytes().get(7) != Some(&b'-') {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let first = NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, 1)?;
+    let days = first
+        .checked_add_months(chrono::Months::new(1))?
+        .signed_duration_since(first)
+        .num_days();
+    let month = chrono::Month::try_from(u8::try_from(m).ok()?).ok()?;
+    (d == 0 || i64::from(d) > days).then(|| format!("{} {y} has no day {d}", month.name()))
+}
+
 /// Finds the line a front-matter key is on, for error messages.
 fn key_line(s: &Split<'_>, key: &str) -> usize {
     s.front
@@ -253,8 +272,10 @@ pub(super) fn parse(
             path,
             key_line(&split, "date"),
             format!(
-                "invalid `date` {}: expected RFC 3339, e.g. 2025-05-22T06:40:00+08:00",
-                excerpt(date_str)
+                "invalid `date` {}: {}",
+                excerpt(date_str),
+                no_such_day(date_str)
+                    .unwrap_or_else(|| "expected RFC 3339, e.g. 2025-05-22T06:40:00+08:00".into())
             ),
         )
     })?;
@@ -268,7 +289,11 @@ pub(super) fn parse(
                 ParseError::new(
                     path,
                     line,
-                    format!("invalid `updated` {}: expected RFC 3339", excerpt(u)),
+                    format!(
+                        "invalid `updated` {}: {}",
+                        excerpt(u),
+                        no_such_day(u).unwrap_or_else(|| "expected RFC 3339".into())
+                    ),
                 )
             })?;
             showable(&t, ctx.tz)
@@ -508,6 +533,7 @@ fn render_body(md: &str, max_nesting: usize) -> Result<Rendered, (usize, String)
         }
         events.push(ev);
     }
+    let events = gfm_footnotes(events);
     let mut html = String::with_capacity(md.len() + md.len() / 4);
     pulldown_cmark::html::push_html(&mut html, events.into_iter());
     if needs_clean {
@@ -530,7 +556,7 @@ fn render_body(md: &str, max_nesting: usize) -> Result<Rendered, (usize, String)
             ));
         }
         SANITISER_WARNINGS.with(|c| c.set(0));
-        html = ammonia::clean(&html);
+        html = sanitiser().clean(&html).to_string();
         misplaced = SANITISER_WARNINGS.with(std::cell::Cell::get);
         // A link whose target the sanitiser refused keeps `rel` (which it
         // adds) and whatever else it had, and `<a rel>` without `href` is
@@ -555,6 +581,137 @@ struct Rendered {
     /// Places where the sanitiser's HTML parser had to move raw HTML
     /// (content inside a table where tables allow none).
     misplaced: usize,
+}
+
+/// Footnotes as GitHub and most Markdown tools show them.
+/// pulldown-cmark's own HTML puts each note where it was defined, as a
+/// `<div id="LABEL">` whose label stands on a line of its own above the
+/// note, and references it as `href="#LABEL"`. Here the notes are gathered
+/// at the end in a numbered list, in the order they are first referenced;
+/// each ends with a link back to the text, and the ids are `fn-N` and
+/// `fnref-N`, which no other markup Herald writes uses. Feeds scope these
+/// ids by the article's slug and make the links absolute
+/// (`crate::links::scope_footnotes`). A definition never referenced is
+/// left out, as GitHub does.
+fn gfm_footnotes<'a>(events: Vec<Event<'a>>) -> Vec<Event<'a>> {
+    use pulldown_cmark::CowStr;
+    if !events
+        .iter()
+        .any(|e| matches!(e, Event::FootnoteReference(_)))
+    {
+        return events;
+    }
+    let mut defs: Vec<(String, Vec<Event<'a>>)> = Vec::new();
+    let mut text: Vec<Event<'a>> = Vec::with_capacity(events.len());
+    let mut open: Vec<(String, Vec<Event<'a>>)> = Vec::new();
+    for ev in events {
+        match ev {
+            Event::Start(Tag::FootnoteDefinition(name)) => {
+                open.push((name.to_lowercase(), Vec::new()));
+            }
+            Event::End(TagEnd::FootnoteDefinition) => {
+                if let Some(d) = open.pop() {
+                    defs.push(d);
+                }
+            }
+            ev => match open.last_mut() {
+                Some((_, body)) => body.push(ev),
+                None => text.push(ev),
+            },
+        }
+    }
+    let known: Vec<String> = defs.iter().map(|(k, _)| k.clone()).collect();
+    // Numbers in order of first reference, as the notes are listed; a
+    // note may refer to another, which then comes after it.
+    let mut order: Vec<String> = Vec::new();
+    let mut out = footnote_refs(text, &known, &mut order);
+    if order.is_empty() {
+        return out;
+    }
+    out.push(Event::Html(CowStr::from("<hr>\n<ol>\n")));
+    let mut i = 0;
+    while i < order.len() {
+        let n = i + 1;
+        let key = order[i].clone();
+        i += 1;
+        let Some(pos) = defs.iter().position(|(k, _)| *k == key) else {
+            continue;
+        };
+        let body = std::mem::take(&mut defs[pos].1);
+        let mut body = footnote_refs(body, &known, &mut order);
+        let back = format!("<a href=\"#fnref-{n}\" title=\"Back to the text\">\u{21a9}</a>");
+        match body
+            .iter()
+            .rposition(|e| matches!(e, Event::End(TagEnd::Paragraph)))
+        {
+            Some(p) => body.insert(p, Event::InlineHtml(CowStr::from(format!(" {back}")))),
+            None => body.push(Event::Html(CowStr::from(format!("<p>{back}</p>\n")))),
+        }
+        out.push(Event::Html(CowStr::from(format!("<li id=\"fn-{n}\">\n"))));
+        out.extend(body);
+        out.push(Event::Html(CowStr::from("</li>\n")));
+    }
+    out.push(Event::Html(CowStr::from("</ol>\n")));
+    out
+}
+
+/// Footnote references as numbered links (see [`gfm_footnotes`]); the
+/// first reference to a note carries the id its back link goes to. A
+/// reference to a note nobody defined stays as the text it was.
+fn footnote_refs<'a>(
+    events: Vec<Event<'a>>,
+    known: &[String],
+    order: &mut Vec<String>,
+) -> Vec<Event<'a>> {
+    use pulldown_cmark::CowStr;
+    events
+        .into_iter()
+        .map(|ev| {
+            let Event::FootnoteReference(name) = ev else {
+                return ev;
+            };
+            let key = name.to_lowercase();
+            if !known.contains(&key) {
+                return Event::Text(CowStr::from(format!("[^{name}]")));
+            }
+            let (n, first) = match order.iter().position(|k| *k == key) {
+                Some(i) => (i + 1, false),
+                None => {
+                    order.push(key);
+                    (order.len(), true)
+                }
+            };
+            let id = if first {
+                format!(" id=\"fnref-{n}\"")
+            } else {
+                String::new()
+            };
+            Event::InlineHtml(CowStr::from(format!(
+                "<sup{id}><a href=\"#fn-{n}\">{n}</a></sup>"
+            )))
+        })
+        .collect()
+}
+
+/// The sanitiser for bodies with raw HTML: ammonia's defaults, keeping
+/// the footnote ids [`gfm_footnotes`] writes (`fn-N`, `fnref-N` on `li`
+/// and `sup`), so a body with raw HTML keeps working footnotes.
+fn sanitiser() -> &'static ammonia::Builder<'static> {
+    static B: std::sync::OnceLock<ammonia::Builder<'static>> = std::sync::OnceLock::new();
+    B.get_or_init(|| {
+        let mut b = ammonia::Builder::default();
+        b.add_tag_attributes("li", &["id"])
+            .add_tag_attributes("sup", &["id"])
+            .attribute_filter(|_, attr, value| {
+                let keep = attr != "id"
+                    || value
+                        .strip_prefix("fn-")
+                        .or_else(|| value.strip_prefix("fnref-"))
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
+                keep.then(|| value.into())
+            });
+        b
+    })
 }
 
 thread_local! {
@@ -594,6 +751,36 @@ mod tests {
 
     fn md(name: &str, text: &str) -> Result<Option<Article>, ParseError> {
         parse_any(Path::new(name), text, &ctx())
+    }
+
+    /// Footnotes in GitHub's shape: numbered by first reference, a note
+    /// that refers to another brings it after itself, a reference used
+    /// twice carries its id once, an undefined one stays text, an unused
+    /// definition is left out, and raw HTML keeps the ids.
+    #[test]
+    fn footnotes_as_github_shows_them() {
+        let cases = [
+            (
+                "two notes",
+                "A.[^b] B.[^a]\n\n[^a]: Note a.\n[^b]: Note b.",
+                "<p>A.<sup id=\"fnref-1\"><a href=\"#fn-1\">1</a></sup> B.<sup id=\"fnref-2\"><a href=\"#fn-2\">2</a></sup></p>\n<hr>\n<ol>\n<li id=\"fn-1\">\n<p>Note b. <a href=\"#fnref-1\" title=\"Back to the text\">\u{21a9}</a></p>\n</li>\n<li id=\"fn-2\">\n<p>Note a. <a href=\"#fnref-2\" title=\"Back to the text\">\u{21a9}</a></p>\n</li>\n</ol>\n",
+            ),
+            (
+                "note refers to a note, reference twice, unused note",
+                "A.[^x] again[^x]\n\n[^x]: See[^y].\n[^y]: Y.\n[^z]: Unused.",
+                "<p>A.<sup id=\"fnref-1\"><a href=\"#fn-1\">1</a></sup> again<sup><a href=\"#fn-1\">1</a></sup></p>\n<hr>\n<ol>\n<li id=\"fn-1\">\n<p>See<sup id=\"fnref-2\"><a href=\"#fn-2\">2</a></sup>. <a href=\"#fnref-1\" title=\"Back to the text\">\u{21a9}</a></p>\n</li>\n<li id=\"fn-2\">\n<p>Y. <a href=\"#fnref-2\" title=\"Back to the text\">\u{21a9}</a></p>\n</li>\n</ol>\n",
+            ),
+            ("undefined", "A.[^nope]", "<p>A.[^nope]</p>\n"),
+        ];
+        for (label, body, want) in cases {
+            assert_eq!(render_body(body, 64).unwrap().html, want, "{label}");
+        }
+        let raw = render_body("<b>A</b>.[^1]\n\n[^1]: N.", 64).unwrap().html;
+        assert!(
+            raw.contains("<sup id=\"fnref-1\"><a href=\"#fn-1\""),
+            "{raw}"
+        );
+        assert!(raw.contains("<li id=\"fn-1\">"), "{raw}");
     }
 
     const FULL: &str = "---\ntitle: \"Ceasefire talks resume\"\ndate: 2025-05-22T06:40:00+08:00\nupdated: 2025-05-23T09:00:00+08:00\ncategories: [Columns and Opinions]\ntags: [diplomacy, ukraine]\nsummary: \"One paragraph for feed readers.\"\nauthor: \"Desk editor\"\nslug: ceasefire-talks\n---\nBody in **Markdown**.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n";

@@ -347,9 +347,12 @@ mod tests {
                 "markdown/2025-05-25-toml-notes.md",
                 0xb00935b57eac7d0b939b2e8025292bd7,
             ),
+            // Has a footnote: re-pinned when footnotes took GitHub's
+            // shape (numbered list at the end, `fn-N` ids), which changed
+            // the body readers get, and so its `updated`, once.
             (
                 "markdown/ceasefire-talks.md",
-                0x09e0454621862741e6cefe9d8a8edb73,
+                0x5b72fdaf22303624d49d6551612576e7,
             ),
         ];
         for (name, want) in pinned {

@@ -112,16 +112,25 @@ pub fn atom(feed: &Feed, s: &Settings) -> Vec<u8> {
                         })
                         .collect::<Vec<_>>(),
                 );
-                if !a.summary.is_empty() {
-                    e.set_summary(Some(Text::plain(a.summary.clone())));
-                }
                 // No empty `<content>` for a title-only article (RFC 4287
                 // allows none; validators flag a blank one).
-                if s.atom_body == Body::Full && !a.body_html.is_empty() {
+                let content = s.atom_body == Body::Full && !a.body_html.is_empty();
+                if content {
                     let mut c = Content::default();
                     c.set_content_type(Some("html".to_string()));
                     c.set_value(Some(feed.body_html(i, s).to_owned()));
                     e.set_content(Some(c));
+                }
+                // Every entry carries text (the W3C validator's
+                // MissingTextualContent): an entry with neither body nor
+                // summary gets its title as `<summary>`. The title is the
+                // whole of what the article says, a plain-text summary
+                // claims no body that is not there, and readers that list
+                // summaries show a line instead of a blank.
+                if !a.summary.is_empty() {
+                    e.set_summary(Some(Text::plain(a.summary.clone())));
+                } else if !content {
+                    e.set_summary(Some(Text::plain(a.title.clone())));
                 }
                 e
             })

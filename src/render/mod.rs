@@ -313,10 +313,16 @@ impl Feed {
             let a = &self.items[i];
             let html = a.body_html.html();
             match url::Url::parse(&s.article_url(a)) {
-                Ok(base) => match crate::links::absolutize(&html, &base) {
-                    std::borrow::Cow::Owned(abs) => abs,
-                    std::borrow::Cow::Borrowed(_) => html,
-                },
+                Ok(base) => {
+                    let html = match crate::links::absolutize(&html, &base) {
+                        std::borrow::Cow::Owned(abs) => abs,
+                        std::borrow::Cow::Borrowed(_) => html,
+                    };
+                    match crate::links::scope_footnotes(&html, &a.slug, &base) {
+                        std::borrow::Cow::Owned(scoped) => scoped,
+                        std::borrow::Cow::Borrowed(_) => html,
+                    }
+                }
                 Err(_) => html,
             }
         })
@@ -666,9 +672,9 @@ mod tests {
     }
 
     /// A title-only article (no body, no summary) gets no empty element
-    /// in any format: no Atom `<content>`/`<summary>`, no RSS
-    /// `content:encoded`/`description`; JSON Feed carries the required
-    /// `content_text`, empty.
+    /// in any format: no Atom `<content>`, its title as `<summary>` (every
+    /// entry carries text), no RSS `content:encoded`/`description`; JSON
+    /// Feed carries the required `content_text`, empty.
     #[test]
     fn title_only_article_has_no_empty_elements() {
         let s = settings();
@@ -677,10 +683,8 @@ mod tests {
         a.summary = String::new();
         let f = feeds(&[Arc::new(a)], &s);
         let atom = String::from_utf8(atom(&f[0], &s)).unwrap();
-        assert!(
-            !atom.contains("<content") && !atom.contains("<summary"),
-            "{atom}"
-        );
+        assert!(!atom.contains("<content"), "{atom}");
+        assert!(atom.contains("<summary>Bare</summary>"), "{atom}");
         let rss = String::from_utf8(rss(&f[0], &s)).unwrap();
         assert!(
             !rss.contains("content:encoded>") && !rss.contains("<description></"),

@@ -540,7 +540,7 @@ impl State {
                 Some((id, mut e)) => {
                     if e.hash != a.hash {
                         e.hash = a.hash;
-                        e.updated = now.max(a.published);
+                        e.updated = edit_time(now, e.updated).max(a.published);
                     }
                     if *e.path != **rel {
                         e.path = rel.as_str().into();
@@ -652,9 +652,53 @@ pub fn provisional(host: &str) -> bool {
     }
 }
 
+/// When an edit made at `now` is said to have happened: the whole
+/// second, as feeds usually give times, unless the previous edit fell in
+/// that same second; then to the millisecond (and at least 1 ms later), so
+/// that a reader comparing `updated` still sees the second edit.
+fn edit_time(now: DateTime<FixedOffset>, before: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
+    use chrono::{DurationRound, SubsecRound};
+    let whole = now.trunc_subsecs(0);
+    if whole > before {
+        return whole;
+    }
+    let ms = chrono::TimeDelta::milliseconds(1);
+    now.duration_trunc(ms).unwrap_or(now).max(before + ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An edit's time is a whole second, unless the edit before it fell
+    /// in that second: then milliseconds, always later than before.
+    #[test]
+    fn edit_times_are_whole_seconds_unless_too_close() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap();
+        let cases = [
+            (
+                "later second",
+                "2025-05-02T10:00:01.678Z",
+                "2025-05-02T10:00:00Z",
+                "2025-05-02T10:00:01+00:00",
+            ),
+            (
+                "same second",
+                "2025-05-02T10:00:00.678912Z",
+                "2025-05-02T10:00:00Z",
+                "2025-05-02T10:00:00.678+00:00",
+            ),
+            (
+                "same millisecond",
+                "2025-05-02T10:00:00.678912Z",
+                "2025-05-02T10:00:00.678Z",
+                "2025-05-02T10:00:00.679+00:00",
+            ),
+        ];
+        for (label, now, before, want) in cases {
+            assert_eq!(edit_time(t(now), t(before)).to_rfc3339(), want, "{label}");
+        }
+    }
 
     pub(super) fn article(slug: &str, body: &str) -> Article {
         let published = DateTime::parse_from_rfc3339("2025-05-22T06:40:00+08:00").unwrap();

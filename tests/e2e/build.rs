@@ -709,7 +709,7 @@ fn check_lists_all_problems_and_writes_nothing() {
     run.expect_code(1);
     let mut want: Vec<String> = REJECTED.iter().map(|r| format!("error: {r}")).collect();
     want.extend(WARNED.iter().map(|w| format!("warning: {w}")));
-    want.push("12 articles ok, 7 file(s) rejected, 1 warning(s)".into());
+    want.push("12 articles ok, 7 files rejected, 1 warning".into());
     assert_eq!(run.stdout.lines().collect::<Vec<_>>(), want);
     assert_eq!(tree(ws.root()), before, "check changed files");
     assert!(std::fs::read_dir(ws.path("feeds"))
@@ -727,7 +727,7 @@ fn check_lists_all_problems_and_writes_nothing() {
     assert_eq!(
         run.stdout,
         "warning: content/columns/2025-06-03-title-only.txt:7: article has a title but no body paragraphs\n\
-         11 articles ok, 0 file(s) rejected, 1 warning(s)\n"
+         11 articles ok, 0 files rejected, 1 warning\n"
     );
 }
 
@@ -780,7 +780,7 @@ fn config_errors_exit_78_naming_file_line_and_key() {
         ),
         (
             "title = \"x\"\n[rss]\ncontent = \"some\"\n",
-            "herald: herald.toml:3: content: unknown variant `some`, expected `full` or `summary`\n",
+            "herald: herald.toml:3: [rss] content: unknown variant `some`, expected `full` or `summary`\n",
         ),
         (
             "base_url = \"ftp://example.org/\"\n",
@@ -808,7 +808,7 @@ fn config_errors_exit_78_naming_file_line_and_key() {
     run.expect_code(78);
     assert!(
         run.stderr
-            .starts_with("herald: herald.toml:2: unknown field `colour`"),
+            .starts_with("herald: herald.toml:2: unknown key `colour`"),
         "{}",
         run.stderr
     );
@@ -914,7 +914,7 @@ fn shipped_example_config_is_valid() {
     run.expect_code(0);
     assert!(
         run.stdout
-            .ends_with("11 articles ok, 0 file(s) rejected, 1 warning(s)\n"),
+            .ends_with("11 articles ok, 0 files rejected, 1 warning\n"),
         "{}",
         run.stdout
     );

@@ -180,7 +180,7 @@ fn files_over_max_file_bytes_are_rejected() {
     let want =
         format!("big.txt:1: file is {len} bytes; at most 2000 are read (limit `max_file_bytes`)");
     assert!(run.stdout.contains(&want), "{want}:\n{}", run.stdout);
-    assert!(run.stdout.contains("1 articles ok"), "{}", run.stdout);
+    assert!(run.stdout.contains("1 article ok"), "{}", run.stdout);
 }
 
 /// Each pathological input class at 1 MB — thousands of categories or
@@ -284,7 +284,7 @@ fn pathological_inputs_at_one_megabyte_are_refused_by_their_limit() {
             (w, None) => panic!("{name}: no rejection ({w}):\n{}", run.stdout),
         }
     }
-    assert!(run.stdout.contains("1 articles ok"), "{}", run.stdout);
+    assert!(run.stdout.contains("1 article ok"), "{}", run.stdout);
 }
 
 /// Fifty categories and tags together are within the default limit;
@@ -328,7 +328,7 @@ fn label_limit_is_exact() {
         run.stdout
     );
     assert!(
-        run.stdout.contains("1 articles ok, 1 file(s) rejected"),
+        run.stdout.contains("1 article ok, 1 file rejected"),
         "{}",
         run.stdout
     );
@@ -412,7 +412,7 @@ fn symlink_loops_read_each_file_once_and_are_reported_once() {
     symlink(ws.path("content/sub"), ws.path("content/alias")).unwrap();
     let run = ws.herald(&["check"]);
     assert!(
-        run.stdout.contains("20 articles ok, 0 file(s) rejected"),
+        run.stdout.contains("20 articles ok, 0 files rejected"),
         "{run:?}"
     );
     assert_eq!(
@@ -477,7 +477,7 @@ fn symlinks_leaving_the_content_directory_are_refused_by_default() {
     ws.write("elsewhere/e.txt", col("Elsewhere", 2));
     symlink(ws.path("elsewhere/e.txt"), ws.path("content/e.txt")).unwrap();
     let run = ws.herald(&["check"]);
-    assert!(run.stdout.contains("1 articles ok"), "{run:?}");
+    assert!(run.stdout.contains("1 article ok"), "{run:?}");
     assert!(
         run.stderr.contains("e.txt: symlink to")
             && run.stderr.contains(

@@ -25,3 +25,4 @@ mod util;
 mod validate;
 mod website;
 mod websub;
+mod words;

@@ -63,7 +63,7 @@ fn notify_sequence_reload_and_watchdog() {
     });
     let ready = got.iter().find(|m| m.starts_with("READY=1")).unwrap();
     assert!(
-        ready.starts_with("READY=1\nSTATUS=serving 1 articles on"),
+        ready.starts_with("READY=1\nSTATUS=serving 1 article on"),
         "{got:?}"
     );
     assert!(

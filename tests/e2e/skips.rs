@@ -78,7 +78,7 @@ fn silent_skips_are_named_problems() {
         "{out}"
     );
     assert!(out.contains("deep.md") || out.contains("PATH_MAX"), "{out}");
-    assert!(out.contains("3 file(s) rejected"), "{out}");
+    assert!(out.contains("3 files rejected"), "{out}");
 
     let mut d = TestDaemon::start(ws, "");
     d.poll("/feed.json", "the two good articles", |r| {
