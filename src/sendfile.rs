@@ -67,6 +67,11 @@ pub fn enable(dir: &std::path::Path) -> bool {
     }
 }
 
+/// True once [`enable`] worked: [`hold`] may put bodies in files.
+pub fn enabled() -> bool {
+    DIR.get().is_some()
+}
+
 fn tmpfile(dir: &std::path::Path) -> io::Result<OwnedFd> {
     use rustix::fs::{Mode, OFlags};
     Ok(rustix::fs::openat(
@@ -238,7 +243,7 @@ pub struct Found<'a> {
 /// The first of `bufs` that is (part of) a file-backed body, if `sendfile`
 /// is in use at all.
 pub fn find<'a>(bufs: &'a [io::IoSlice<'_>]) -> Option<Found<'a>> {
-    if DIR.get().is_none() || !USABLE.load(Ordering::Relaxed) {
+    if !enabled() || !USABLE.load(Ordering::Relaxed) {
         return None;
     }
     bufs.iter()

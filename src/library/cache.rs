@@ -313,6 +313,10 @@ impl Cache {
     fn park_bodies(&mut self) {
         let paths = std::mem::take(&mut self.unparked);
         self.unparked_bytes = 0;
+        if !crate::sendfile::enabled() {
+            // `build`, `check`: no copy made only to be thrown away.
+            return;
+        }
         let mut chunk: Vec<&mut Article> = Vec::with_capacity(paths.len());
         // Each path once (a later record may supersede an earlier one).
         let mut held: Vec<(&PathBuf, &mut (Stamp, Parsed))> = self.held.iter_mut().collect();
