@@ -233,7 +233,15 @@ pub fn copy_tree(from: &Path, to: &Path) {
 pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     walk(dir, dir, &mut |rel, p| {
-        out.insert(rel, fs::read(p).expect("read output file"));
+        // Gone between listing and reading: removed by a publish under
+        // way (a removed page, a temp file renamed into place).
+        match fs::read(p) {
+            Ok(b) => {
+                out.insert(rel, b);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("{}: {e}", p.display()),
+        }
     });
     out
 }
@@ -257,10 +265,14 @@ pub fn stamps(dir: &Path) -> BTreeMap<String, (u64, SystemTime)> {
 }
 
 fn walk(root: &Path, dir: &Path, f: &mut dyn FnMut(String, &Path)) {
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .collect();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        // A directory below the root removed while it is walked (the
+        // files of a removed page go, then their directory).
+        Err(e) if dir != root && e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => panic!("{}: {e}", dir.display()),
+    };
+    let mut entries: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
