@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use xxhash_rust::xxh3::{xxh3_128, Xxh3};
 
-use super::encode::{gzip, MEDIA_GZIP_LEVEL, PAGE_DEFLATE, WHOLE_GZIP_LEVEL};
+use super::encode::{
+    cut_marker, gzip, gzip_cut, Cuts, CUT_MIN_LEN, MEDIA_GZIP_LEVEL, PAGE_DEFLATE, WHOLE_GZIP_LEVEL,
+};
 use crate::article::Article;
 use crate::render;
 
@@ -150,8 +152,14 @@ pub(super) fn http_date_value(t: SystemTime) -> http::HeaderValue {
 #[derive(Debug)]
 pub(super) enum Form {
     /// Feeds, the index, OPML: the document and its gzip form, compressed
-    /// once at publish time.
-    Whole { identity: Bytes, gzip: Bytes },
+    /// once at publish time; a feed's gzip form in pieces, with where it
+    /// was cut, so its next version reuses the pieces that did not change
+    /// (see `encode::gzip_cut`).
+    Whole {
+        identity: Bytes,
+        gzip: Bytes,
+        cuts: Option<Box<Cuts>>,
+    },
     /// A file an article references, as it is, with no gzip form (an
     /// image or a PDF compresses no further): `gzip_len` is its length, so
     /// gzip is never chosen, and it has no `.gz` twin on disk.
@@ -231,6 +239,19 @@ impl Asset {
         link: Option<http::HeaderValue>,
         last_modified: SystemTime,
     ) -> Asset {
+        Asset::after(None, doc, content_type, cors, link, last_modified)
+    }
+
+    /// [`Asset::new`] for the next version of `before`: a large feed's
+    /// gzip form reuses the pieces of `before`'s that did not change.
+    pub(super) fn after(
+        before: Option<&Asset>,
+        doc: Doc,
+        content_type: &'static str,
+        cors: bool,
+        link: Option<http::HeaderValue>,
+        last_modified: SystemTime,
+    ) -> Asset {
         let last_modified = round_secs(last_modified);
         let sandboxed = matches!(&doc, Doc::Media(m) if m.media_type == "image/svg+xml");
         let (form, len, etag, etag_gzip, gzip_len) = match doc {
@@ -241,6 +262,7 @@ impl Asset {
                 let form = Form::Whole {
                     identity: m.bytes.clone(),
                     gzip: crate::sendfile::hold(gz),
+                    cuts: None,
                 };
                 (form, m.bytes.len(), m.hash, etag_gzip, gzip_len)
             }
@@ -252,7 +274,21 @@ impl Asset {
                 (form, len, m.hash, m.hash, len)
             }
             Doc::Whole(mut body) => {
-                let mut gz = gzip(&body, WHOLE_GZIP_LEVEL);
+                let (mut gz, cuts) = match cut_marker(content_type) {
+                    Some(marker) if body.len() >= CUT_MIN_LEN => {
+                        let before = before.and_then(|a| match &a.form {
+                            Form::Whole {
+                                gzip,
+                                cuts: Some(c),
+                                ..
+                            } => Some((&gzip[..], &**c)),
+                            _ => None,
+                        });
+                        let (gz, cuts) = gzip_cut(&body, marker, before);
+                        (gz, Some(Box::new(cuts)))
+                    }
+                    _ => (gzip(&body, WHOLE_GZIP_LEVEL), None),
+                };
                 gz.shrink_to_fit();
                 body.shrink_to_fit();
                 let (etag, etag_gzip, len, gzip_len) =
@@ -260,6 +296,7 @@ impl Asset {
                 let form = Form::Whole {
                     identity: crate::sendfile::hold(body),
                     gzip: crate::sendfile::hold(gz),
+                    cuts,
                 };
                 (form, len, etag, etag_gzip, gzip_len)
             }
@@ -543,6 +580,7 @@ impl Asset {
         let form = Form::Whole {
             identity: crate::sendfile::hold(body.to_vec()),
             gzip: crate::sendfile::hold(gzip.to_vec()),
+            cuts: None,
         };
         Some(Asset::from_record(form, r, content_type, cors, link))
     }
