@@ -95,6 +95,8 @@ pub struct SiteBuilder {
     pub(super) damage: Arc<Damage>,
     /// What a streaming build wrote, as the manifest records it.
     pub(super) streamed_records: Vec<(Arc<str>, manifest::Record)>,
+    /// Bodies as feeds show them, made by the last build.
+    pub(super) feed_bodies: render::FeedBodies,
 }
 
 #[derive(Debug, Clone)]
@@ -308,7 +310,7 @@ impl SiteBuilder {
         std::hash::Hash::hash(s, &mut sh);
         let settings_fp = sh.digest128();
         let cache_control = cache_control(s.cache_max_age);
-        let feeds = render::feeds(articles, s);
+        let feeds = render::feeds_reusing(articles, s, &self.feed_bodies, settings_fp);
         let list_pages = render::list_pages(articles, &feeds, s.page_size);
         let archive_pages = render::archive_pages(articles, &feeds, s);
         let mut jobs: Vec<Job<'_>> = Vec::with_capacity(articles.len() + feeds.len() * 3 + 3);
@@ -363,6 +365,10 @@ impl SiteBuilder {
         let (results, reused, rendered) = self.render_jobs(jobs, &cache_control, now);
         self.reused = reused;
         self.rendered = rendered;
+        // A one-shot build has no next build to carry bodies to.
+        if self.stream_to.is_none() {
+            self.feed_bodies = render::FeedBodies::made(&feeds, settings_fp);
+        }
         // The manifest serves the first build only; the direct writes too.
         self.recorded = HashMap::default();
         self.direct = false;
@@ -590,7 +596,14 @@ impl SiteBuilder {
             // whether the bytes changed.
             let cc = j.cache_control.as_ref().unwrap_or(&cache_control);
             rendered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let fresh = Asset::new((j.render)(), j.content_type, j.cors, j.link, j.derived);
+            let fresh = Asset::after(
+                before.map(|(_, a)| &**a),
+                (j.render)(),
+                j.content_type,
+                j.cors,
+                j.link,
+                j.derived,
+            );
             let fresh_cc = fresh.is_whole().then_some(cc);
             let prev_lm = before
                 .map(|(_, a)| a.last_modified)
