@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::article::Article;
 
-pub use store::{FILE, JOURNAL};
+pub use store::{Unsynced, FILE, JOURNAL};
 
 /// A state file that cannot be read or written.
 #[derive(Debug, thiserror::Error)]

@@ -66,6 +66,28 @@ struct Line {
 }
 
 /// Makes a rename or a new file in `dir` durable.
+/// A journal append written but not yet on disk
+/// ([`State::save_unsynced`]).
+#[derive(Debug)]
+#[must_use = "an unsynced append is not saved until synced"]
+pub struct Unsynced {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl Unsynced {
+    /// fsyncs the append.
+    ///
+    /// # Errors
+    /// The sync failed: the append may not be on disk.
+    pub fn sync(self) -> Result<(), StateError> {
+        self.file.sync_data().map_err(|error| StateError::Io {
+            path: self.path,
+            error,
+        })
+    }
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -177,8 +199,23 @@ impl State {
     /// # Errors
     /// The directory cannot be created or nothing can be written.
     pub fn save(&mut self, dir: &Path) -> Result<(), StateError> {
+        match self.save_unsynced(dir)? {
+            Some(pending) => pending.sync().inspect_err(|_| self.sync_failed()),
+            None => Ok(()),
+        }
+    }
+
+    /// [`State::save`], except that an append to the journal is written
+    /// but not yet fsynced: the caller syncs it with [`Unsynced::sync`]
+    /// (while it renders, say) and shows nothing of this state before
+    /// that returned `Ok` — or calls [`State::sync_failed`]. The whole
+    /// file, when written, is on disk when this returns, as with `save`.
+    ///
+    /// # Errors
+    /// As [`State::save`].
+    pub fn save_unsynced(&mut self, dir: &Path) -> Result<Option<Unsynced>, StateError> {
         if !self.dirty {
-            return Ok(());
+            return Ok(None);
         }
         std::fs::create_dir_all(dir).map_err(|error| StateError::Io {
             path: dir.join(FILE),
@@ -187,14 +224,28 @@ impl State {
         let whole = self.store.rewrite
             || self.store.file_len == 0
             || self.store.journal_len > JOURNAL_SLACK.max(self.store.file_len / 2);
-        if whole || !self.append(dir)? {
+        let mut pending = None;
+        if whole {
             self.write_file(dir)?;
+        } else {
+            match self.append(dir)? {
+                Some(p) => pending = p,
+                None => self.write_file(dir)?,
+            }
         }
         self.dirty = false;
         self.changed.clear();
         self.meta_changed = false;
         self.unsaved_new.clear();
-        Ok(())
+        Ok(pending)
+    }
+
+    /// An append [`State::save_unsynced`] left unsynced could not be
+    /// synced: what it held may not be on disk, so the next save writes
+    /// the file whole.
+    pub fn sync_failed(&mut self) {
+        self.store.rewrite = true;
+        self.dirty = true;
     }
 
     /// Writes the file whole if the journal holds anything (or something
@@ -210,10 +261,12 @@ impl State {
         self.save(dir)
     }
 
-    /// Appends the changes to the journal. `Ok(false)`: the journal is not
-    /// what this state last wrote (gone, cut, not a regular file): write
-    /// the file whole instead.
-    fn append(&mut self, dir: &Path) -> Result<bool, StateError> {
+    /// Appends the changes to the journal, returning it to be synced (or
+    /// `Some(None)` when it was synced here: a new journal, whose directory
+    /// entry is synced too). `Ok(None)`: the journal is not what this
+    /// state last wrote (gone, cut, not a regular file): write the file
+    /// whole instead.
+    fn append(&mut self, dir: &Path) -> Result<Option<Option<Unsynced>>, StateError> {
         let path = dir.join(JOURNAL);
         let mut buf = Vec::with_capacity(256 * (self.changed.len() + 2));
         let mut line = |l: &Line| {
@@ -262,18 +315,20 @@ impl State {
                 // Never ours: out of the way of the next append.
                 let _ = std::fs::remove_file(&path);
             }
-            return Ok(false);
+            return Ok(None);
         }
         let at = self.store.journal_len;
         // Past `at` is what a failed append left, if anything.
         f.set_len(at).map_err(io)?;
         f.write_all_at(&buf, at).map_err(io)?;
-        f.sync_data().map_err(io)?;
         if at == 0 {
+            f.sync_data().map_err(io)?;
             sync_dir(dir).map_err(io)?;
+            self.store.journal_len = buf.len() as u64;
+            return Ok(Some(None));
         }
         self.store.journal_len = at + buf.len() as u64;
-        Ok(true)
+        Ok(Some(Some(Unsynced { file: f, path })))
     }
 
     /// Writes the file whole (temp file, fsync, rename, fsync of the
@@ -398,6 +453,55 @@ mod tests {
         let mut r = State::load(dir.path()).unwrap();
         assert_eq!(r.disk.generation, 2);
         assert_eq!(ids(&mut r, &[("a.txt", &a2), ("b.txt", &b)], T2), want);
+    }
+
+    /// An append left unsynced is in the journal once synced; the first
+    /// append of a journal is synced at once (with its directory); after
+    /// a failed sync the next save writes the file whole, holding what
+    /// the unsynced append held.
+    #[test]
+    fn unsynced_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::default();
+        s.authority(None, "e.example");
+        let (a, b, c) = (article("a", "one"), article("b", "two"), article("c", "3"));
+        ids(&mut s, &[("a.txt", &a)], T1);
+        assert!(
+            s.save_unsynced(dir.path()).unwrap().is_none(),
+            "the file, whole"
+        );
+        ids(&mut s, &[("a.txt", &a), ("b.txt", &b)], T1);
+        assert!(
+            s.save_unsynced(dir.path()).unwrap().is_none(),
+            "a new journal"
+        );
+        let want = ids(&mut s, &[("a.txt", &a), ("b.txt", &b), ("c.txt", &c)], T2);
+        let pending = s.save_unsynced(dir.path()).unwrap().expect("an append");
+        assert!(!s.is_dirty());
+        pending.sync().unwrap();
+        let mut r = State::load(dir.path()).unwrap();
+        assert_eq!(
+            ids(&mut r, &[("a.txt", &a), ("b.txt", &b), ("c.txt", &c)], T2),
+            want
+        );
+
+        let c2 = article("c", "3, edited");
+        let want = ids(&mut s, &[("a.txt", &a), ("b.txt", &b), ("c.txt", &c2)], T2);
+        let generation = s.disk.generation;
+        drop(s.save_unsynced(dir.path()).unwrap().expect("an append"));
+        s.sync_failed();
+        assert!(s.is_dirty());
+        assert!(
+            s.save_unsynced(dir.path()).unwrap().is_none(),
+            "written whole"
+        );
+        assert_eq!(s.disk.generation, generation + 1);
+        assert!(!dir.path().join(JOURNAL).exists());
+        let mut r = State::load(dir.path()).unwrap();
+        assert_eq!(
+            ids(&mut r, &[("a.txt", &a), ("b.txt", &b), ("c.txt", &c2)], T2),
+            want
+        );
     }
 
     /// A last line cut short by a crash is dropped, and the next append
