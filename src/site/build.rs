@@ -66,8 +66,9 @@ pub struct SiteBuilder {
     /// The route folders of every label ever published, for the next
     /// build ([`SiteBuilder::set_labels_known`]).
     pub(super) labels_known: Vec<String>,
-    /// The route folders of the labels the last build published.
-    pub(super) labels: Vec<Box<str>>,
+    /// The labels the last build published, by route folder, as its
+    /// snapshots share them.
+    pub(super) labels: Arc<super::LabelNames>,
     /// Pages and feeds of the labels known but not published by the last
     /// build (answered 410), and the folders they were made from.
     pub(super) gone_labels: Arc<rustc_hash::FxHashSet<Arc<str>>>,
@@ -306,28 +307,35 @@ impl SiteBuilder {
     }
 
     /// The route folders of the categories and tags the last
-    /// [`SiteBuilder::build`] published, in the order of their feeds:
-    /// what the state records as ever published.
+    /// [`SiteBuilder::build`] published, in no particular order: what the
+    /// state records as ever published.
     pub fn labels(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        self.labels.iter().map(|l| &**l)
+        self.labels.keys().map(|l| &**l)
     }
 
     /// Settles, from the label feeds of this build, the labels published
-    /// and the pages and feeds of known labels that are gone. Costs a
-    /// comparison per label when neither changed.
+    /// (with their names) and the pages and feeds of known labels that
+    /// are gone. Costs a lookup per label when neither changed.
     fn settle_labels(&mut self, feeds: &[Feed]) {
         let live = feeds
             .iter()
-            .filter(|f| f.label.is_some())
-            .map(|f| f.dir.as_str());
-        if !self.labels.iter().map(|l| &**l).eq(live.clone()) {
-            self.labels = live.map(Box::from).collect();
+            .filter_map(|f| f.label.as_ref().map(|l| (f.dir.as_str(), l)));
+        let same = live.clone().count() == self.labels.len()
+            && live.clone().all(|(dir, l)| {
+                self.labels
+                    .get(dir)
+                    .is_some_and(|(kind, name)| *kind == l.kind && **name == l.name)
+            });
+        if !same {
+            self.labels = Arc::new(
+                live.map(|(dir, l)| (Arc::from(dir), (l.kind, Box::from(l.name.as_str()))))
+                    .collect(),
+            );
         }
-        let published: rustc_hash::FxHashSet<&str> = self.labels.iter().map(|l| &**l).collect();
         let gone = self
             .labels_known
             .iter()
-            .filter(|l| !published.contains(l.as_str()));
+            .filter(|l| !self.labels.contains_key(l.as_str()));
         if !gone.clone().eq(self.gone_label_dirs.iter()) {
             self.gone_label_dirs = gone.cloned().collect();
             self.gone_labels = Arc::new(
@@ -591,6 +599,7 @@ impl SiteBuilder {
                 media: Arc::clone(&self.media_site),
                 gone_page: Some((Arc::new(gone_page), gone_headers)),
                 gone_labels: Arc::clone(&self.gone_labels),
+                labels: Arc::clone(&self.labels),
                 gone_label_page: Some((Arc::new(gone_label_page), gone_label_headers)),
                 pages: self.routes.clone(),
                 not_found_headers: not_found_headers(not_found.len),

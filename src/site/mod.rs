@@ -61,6 +61,8 @@ pub struct Site {
     gone_labels: Arc<rustc_hash::FxHashSet<Arc<str>>>,
     /// The page answered with 410 there, and its headers.
     gone_label_page: Option<(Arc<Asset>, http::HeaderMap)>,
+    /// The categories and tags published, by route folder.
+    labels: Arc<LabelNames>,
     /// Article pages, shared shard by shard with the builder and the
     /// snapshots before.
     pages: Pages,
@@ -80,6 +82,11 @@ pub struct Site {
     /// Where a request that found a file-backed page damaged says so.
     damage: Arc<Damage>,
 }
+
+/// The categories and tags of a snapshot: route folder
+/// (`categories/<slug>/`) → kind and name, as the first article with the
+/// label spells it.
+pub(crate) type LabelNames = HashMap<Arc<str>, (crate::render::LabelKind, Box<str>)>;
 
 /// File-backed pages a request found damaged (removed, cut or rewritten
 /// behind Herald's back), for the publish loop to render and write again.
@@ -144,6 +151,7 @@ impl Site {
             gone_page: self.gone_page.clone(),
             gone_labels: Arc::clone(&self.gone_labels),
             gone_label_page: self.gone_label_page.clone(),
+            labels: Arc::clone(&self.labels),
             pages,
             not_found: self.not_found.clone(),
             not_found_headers: self.not_found_headers.clone(),
@@ -206,6 +214,22 @@ impl Site {
         } else {
             None
         }
+    }
+
+    /// The category or tag whose page or feed `route` is
+    /// (`/categories/<slug>/atom.xml`): `"category"` or `"tag"`, and its
+    /// name as the first article with it spells it. `None` for any other
+    /// route, and for a label not published now.
+    pub fn label_of(&self, route: &str) -> Option<(&'static str, &str)> {
+        let rest = route.strip_prefix('/')?;
+        let folder = rest.find('/')?;
+        let slug = rest[folder + 1..].find('/')?;
+        let (kind, name) = self.labels.get(&rest[..folder + slug + 2])?;
+        let kind = match kind {
+            crate::render::LabelKind::Category => "category",
+            crate::render::LabelKind::Tag => "tag",
+        };
+        Some((kind, name))
     }
 
     /// The document behind a file of the output directory: what
@@ -892,8 +916,8 @@ mod tests {
 
     /// The page and the three feeds of a label known but published no
     /// more are gone, with their own 410 page; a label published is not,
-    /// and is among the builder's labels; one published again is gone no
-    /// more.
+    /// and is among the builder's labels, named; one published again is
+    /// gone no more.
     #[test]
     fn labels_known_and_gone() {
         let s = settings();
@@ -921,6 +945,19 @@ mod tests {
             "/tags/gone-tag/page/2/",
         ] {
             assert!(!site.is_gone(route), "{route}");
+        }
+        assert_eq!(
+            site.label_of("/tags/tag-one/atom.xml"),
+            Some(("tag", "tag one"))
+        );
+        assert_eq!(site.label_of("/tags/tag-one/"), Some(("tag", "tag one")));
+        for route in [
+            "/rss.xml",
+            "/tags/gone-tag/rss.xml",
+            "/tags/",
+            "/articles/old/",
+        ] {
+            assert_eq!(site.label_of(route), None, "{route}");
         }
         let (page, _) = site.gone_page("/articles/old/").expect("a 410 page");
         let body = String::from_utf8(page.body().unwrap().to_vec()).unwrap();
