@@ -176,11 +176,15 @@ pub fn respond<B>(req: &Request<B>, shared: &Shared) -> Response<Full<Bytes>> {
             None => no_stats(),
         },
         "/stats.html" | "/stats/" | "/stats/index.html" => match &shared.stats {
-            Some(s) => (
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                stats::html(&s.report(), s.limits()),
-            ),
+            Some(s) => {
+                // Feeds named by the labels of the snapshot served now.
+                let site = shared.site.load();
+                (
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    stats::html(&s.report(), s.limits(), |route| site.label_of(route)),
+                )
+            }
             None => no_stats(),
         },
         "/healthz" => {

@@ -44,6 +44,7 @@ fn render_all(
                 builder = new_builder();
             }
             builder.set_former(&v.moved, &v.gone);
+            builder.set_labels_known(&v.labels_known);
             builder.set_media(&v.media);
             builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
         },
@@ -194,6 +195,8 @@ fn build_once(c: &Config) -> Result<usize, (u8, anyhow::Error)> {
         warnings: view.warnings.clone(),
     });
     lib.state_mut().set_last_build(record);
+    // The labels published, so that `serve` answers 410 for one gone.
+    lib.state_mut().note_labels(builder.labels());
     // What `serve` then finds on disk needs no rendering.
     if let Err(e) = builder.save_manifest(&c.state_dir) {
         tracing::warn!(dir = %c.state_dir.display(), "cannot save the site manifest ({e}); the next start of serve renders every page");

@@ -276,6 +276,7 @@ impl Publisher {
                     *builder = watched_builder(config, metrics, damage);
                 }
                 builder.set_former(&v.moved, &v.gone);
+                builder.set_labels_known(&v.labels_known);
                 builder.set_media(&v.media);
                 builder.build(&v.articles, v.rejected.len(), s, SystemTime::now())
             },
@@ -286,6 +287,12 @@ impl Publisher {
                 return Err(());
             }
         }
+        // A label published for the first time is remembered, so that it
+        // answers 410, not 404, once its last article goes. Saved with the
+        // next publish's ids (which the deletion of its last article is)
+        // or at shutdown, not with a save of its own: only a crash before
+        // either forgets it, and then it answers 404.
+        self.lib.state_mut().note_labels(self.builder.labels());
         self.note_held_back(view.held_back);
         for e in &view.rejected {
             let line = e.to_string();

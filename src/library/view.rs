@@ -1,8 +1,8 @@
 //! Settling the published set ([`Library::view`]): which article owns
 //! each slug, ids and `updated` from the state file, future-dated
 //! articles held back, the old permalinks of renamed and deleted
-//! articles, and the files published articles reference. Moved out of
-//! `mod.rs` as it was.
+//! articles (and the labels ever published), and the files published
+//! articles reference. Moved out of `mod.rs` as it was.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +34,10 @@ pub struct View {
     /// Slugs of articles no longer published: their permalinks are gone.
     /// Sorted.
     pub gone: Vec<String>,
+    /// The route folder (`categories/<slug>/`, `tags/<slug>/`) of every
+    /// category and tag ever published, as the state remembers them
+    /// (sorted): those with no article now are gone.
+    pub labels_known: Vec<String>,
     /// The files published articles reference, by the route they are
     /// published at. Sorted by route, each route once.
     pub media: Vec<(Arc<str>, Arc<crate::article::Media>)>,
@@ -290,6 +294,7 @@ impl Library {
         }
         view.warnings.sort();
         self.settle_former(&mut view);
+        view.labels_known = self.state.labels().map(String::from).collect();
         view
     }
 

@@ -30,7 +30,7 @@ pub use archive::{archive_pages, closed_pages, ArchivePage, FH_NAMESPACE};
 pub use atom::atom;
 pub use html::{article_page, article_page_parts, not_found, Neighbours, CONTENT_SECURITY_POLICY};
 pub use json::json;
-pub use moved::{gone_page, moved_page};
+pub use moved::{gone_label_page, gone_page, moved_page};
 pub use opml::{opml, OPML_FORMAT};
 pub use pages::{list_page, list_pages, ListPage, Newer};
 pub use rss::rss;

@@ -2,7 +2,8 @@
 //! each old permalink of a renamed article (written under `feeds/` too,
 //! so that a web server serving the directory keeps old links working:
 //! it names the new permalink as canonical and refreshes to it), and the
-//! page answered with 410 for an article that is gone.
+//! pages answered with 410 for an article, or a category or tag, that is
+//! gone.
 
 use std::fmt::Write;
 
@@ -29,12 +30,26 @@ pub fn moved_page(title: &str, to: &str, s: &Settings) -> Vec<u8> {
 /// The page answered (with 410) at the permalink of an article that is
 /// no longer published.
 pub fn gone_page(s: &Settings) -> Vec<u8> {
+    gone("This article has been removed.", s)
+}
+
+/// The page answered (with 410) at the page and the feeds of a category
+/// or tag that no published article has any more.
+pub fn gone_label_page(s: &Settings) -> Vec<u8> {
+    gone(
+        "No article is filed under this category or tag any more.",
+        s,
+    )
+}
+
+/// A 410 page saying `why` (plain text), linking the site's home.
+fn gone(why: &str, s: &Settings) -> Vec<u8> {
     let mut out = String::with_capacity(512);
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <title>Gone</title>\n<meta name=\"robots\" content=\"noindex\">\n</head>\n<body>\n\
-         <h1>Gone</h1>\n<p>This article has been removed. <a href=\"{home}\">{site}</a></p>\n\
+         <h1>Gone</h1>\n<p>{why} <a href=\"{home}\">{site}</a></p>\n\
          </body>\n</html>\n",
         lang = escape(&s.language),
         home = escape(&s.url("")),
@@ -65,5 +80,11 @@ mod tests {
         }
         let g = String::from_utf8(gone_page(&s)).unwrap();
         assert!(g.contains("<h1>Gone</h1>") && g.contains("href=\"https://news.example.org/\""));
+        assert!(g.contains("This article has been removed."), "{g}");
+        let l = String::from_utf8(gone_label_page(&s)).unwrap();
+        assert!(
+            l.contains("<h1>Gone</h1>") && l.contains("category or tag"),
+            "{l}"
+        );
     }
 }

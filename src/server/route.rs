@@ -76,7 +76,8 @@ pub(super) fn route<B>(
 /// A path that is no route as it is: the route it spells another way
 /// (lower-case or missing percent-escapes: `/articles/%d0%ba…/` or the
 /// raw UTF-8 `/articles/київ/`), an old permalink of a renamed article
-/// (301 to the new one) or of one that is gone (410), or any of these
+/// (301 to the new one) or of one that is gone (410), the page or a
+/// feed of a label gone (410), or any of these
 /// without the trailing slash. Only requests that miss come here, so the
 /// routes served all the time cost no extra work.
 fn miss<B>(req: &Request<B>, path: &str, site: &Site, head: bool) -> Response<Full<Bytes>> {
@@ -102,12 +103,12 @@ fn miss<B>(req: &Request<B>, path: &str, site: &Site, head: bool) -> Response<Fu
 }
 
 /// The answer at a permalink an article no longer has: 301 to where it
-/// went, or 410 when it is no longer published.
+/// went, or 410 when it is no longer published; 410 too at the page and
+/// feeds of a category or tag no article has any more.
 fn former(route: &str, site: &Site, head: bool) -> Option<Response<Full<Bytes>>> {
     let (status, asset, headers) = if let Some(m) = site.moved(route) {
         (StatusCode::MOVED_PERMANENTLY, &m.asset, &m.headers)
-    } else if site.is_gone(route) {
-        let (page, headers) = site.gone_page()?;
+    } else if let Some((page, headers)) = site.gone_page(route) {
         (StatusCode::GONE, page, headers)
     } else {
         return None;

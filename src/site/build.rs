@@ -63,6 +63,16 @@ pub struct SiteBuilder {
     /// Permalinks of articles gone, as of the last build.
     pub(super) gone: Arc<rustc_hash::FxHashSet<Arc<str>>>,
     pub(super) gone_slugs: Vec<String>,
+    /// The route folders of every label ever published, for the next
+    /// build ([`SiteBuilder::set_labels_known`]).
+    pub(super) labels_known: Vec<String>,
+    /// The labels the last build published, by route folder, as its
+    /// snapshots share them.
+    pub(super) labels: Arc<super::LabelNames>,
+    /// Pages and feeds of the labels known but not published by the last
+    /// build (answered 410), and the folders they were made from.
+    pub(super) gone_labels: Arc<rustc_hash::FxHashSet<Arc<str>>>,
+    pub(super) gone_label_dirs: Vec<String>,
     /// Files articles reference, for the next build
     /// ([`SiteBuilder::set_media`]).
     pub(super) media_in: Vec<(Arc<str>, Arc<crate::article::Media>)>,
@@ -288,6 +298,61 @@ impl SiteBuilder {
         }
     }
 
+    /// The route folders (`categories/<slug>/`, `tags/<slug>/`) of every
+    /// category and tag ever published: the next [`SiteBuilder::build`]
+    /// answers 410 at the page and the feeds of those it publishes no
+    /// feed for.
+    pub fn set_labels_known(&mut self, known: &[String]) {
+        if self.labels_known != known {
+            self.labels_known = known.to_vec();
+        }
+    }
+
+    /// The route folders of the categories and tags the last
+    /// [`SiteBuilder::build`] published, in no particular order: what the
+    /// state records as ever published.
+    pub fn labels(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.labels.keys().map(|l| &**l)
+    }
+
+    /// Settles, from the label feeds of this build, the labels published
+    /// (with their names) and the pages and feeds of known labels that
+    /// are gone. Costs a lookup per label when neither changed.
+    fn settle_labels(&mut self, feeds: &[Feed]) {
+        let live = feeds
+            .iter()
+            .filter_map(|f| f.label.as_ref().map(|l| (f.dir.as_str(), l)));
+        let same = live.clone().count() == self.labels.len()
+            && live.clone().all(|(dir, l)| {
+                self.labels
+                    .get(dir)
+                    .is_some_and(|(kind, name)| *kind == l.kind && **name == l.name)
+            });
+        if !same {
+            self.labels = Arc::new(
+                live.map(|(dir, l)| (Arc::from(dir), (l.kind, Box::from(l.name.as_str()))))
+                    .collect(),
+            );
+        }
+        let gone = self
+            .labels_known
+            .iter()
+            .filter(|l| !self.labels.contains_key(l.as_str()));
+        if !gone.clone().eq(self.gone_label_dirs.iter()) {
+            self.gone_label_dirs = gone.cloned().collect();
+            self.gone_labels = Arc::new(
+                self.gone_label_dirs
+                    .iter()
+                    .flat_map(|dir| {
+                        std::iter::once(String::new())
+                            .chain(render::Format::ALL.iter().map(|f| f.file().to_string()))
+                            .map(move |file| Arc::from(format!("/{dir}{file}")))
+                    })
+                    .collect(),
+            );
+        }
+    }
+
     /// Routes present before the last [`SiteBuilder::build`] and gone
     /// after it (their files should be removed with [`remove_routes`]).
     pub fn removed(&self) -> &[String] {
@@ -311,6 +376,7 @@ impl SiteBuilder {
         let settings_fp = sh.digest128();
         let cache_control = cache_control(s.cache_max_age);
         let feeds = render::feeds_reusing(articles, s, &self.feed_bodies, settings_fp);
+        self.settle_labels(&feeds);
         let list_pages = render::list_pages(articles, &feeds, s.page_size);
         let archive_pages = render::archive_pages(articles, &feeds, s);
         let mut jobs: Vec<Job<'_>> = Vec::with_capacity(articles.len() + feeds.len() * 3 + 3);
@@ -514,6 +580,14 @@ impl SiteBuilder {
             UNIX_EPOCH,
         );
         let gone_headers = not_found_headers(gone_page.len);
+        let gone_label_page = Asset::new(
+            Doc::Whole(render::gone_label_page(s)),
+            "text/html; charset=utf-8",
+            false,
+            None,
+            UNIX_EPOCH,
+        );
+        let gone_label_headers = not_found_headers(gone_label_page.len);
         changed.sort();
         (
             Site {
@@ -530,6 +604,9 @@ impl SiteBuilder {
                 gone: Arc::clone(&self.gone),
                 media: Arc::clone(&self.media_site),
                 gone_page: Some((Arc::new(gone_page), gone_headers)),
+                gone_labels: Arc::clone(&self.gone_labels),
+                labels: Arc::clone(&self.labels),
+                gone_label_page: Some((Arc::new(gone_label_page), gone_label_headers)),
                 pages: self.routes.clone(),
                 not_found_headers: not_found_headers(not_found.len),
                 not_found: Some(not_found),

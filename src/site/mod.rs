@@ -7,7 +7,7 @@
 //! temp file + rename, only when its bytes changed, each with a `.gz` twin.
 //! Besides the rendered documents, a snapshot holds the redirect pages at
 //! renamed articles' old permalinks, the permalinks of articles gone
-//! (410), and the files articles reference (`media.rs`).
+//! and the pages and feeds of labels gone (410), and the files articles reference (`media.rs`).
 //! Uses `render` and `article`.
 //!
 //! # Layout
@@ -54,8 +54,15 @@ pub struct Site {
     media: Arc<HashMap<Arc<str>, Arc<Asset>>>,
     /// Permalinks of articles no longer published (answered 410).
     gone: Arc<rustc_hash::FxHashSet<Arc<str>>>,
-    /// The page answered with 410, and its headers.
+    /// The page answered with 410 there, and its headers.
     gone_page: Option<(Arc<Asset>, http::HeaderMap)>,
+    /// Pages and feeds of categories and tags no article has any more
+    /// (answered 410).
+    gone_labels: Arc<rustc_hash::FxHashSet<Arc<str>>>,
+    /// The page answered with 410 there, and its headers.
+    gone_label_page: Option<(Arc<Asset>, http::HeaderMap)>,
+    /// The categories and tags published, by route folder.
+    labels: Arc<LabelNames>,
     /// Article pages, shared shard by shard with the builder and the
     /// snapshots before.
     pages: Pages,
@@ -75,6 +82,11 @@ pub struct Site {
     /// Where a request that found a file-backed page damaged says so.
     damage: Arc<Damage>,
 }
+
+/// The categories and tags of a snapshot: route folder
+/// (`categories/<slug>/`) → kind and name, as the first article with the
+/// label spells it.
+pub(crate) type LabelNames = HashMap<Arc<str>, (crate::render::LabelKind, Box<str>)>;
 
 /// File-backed pages a request found damaged (removed, cut or rewritten
 /// behind Herald's back), for the publish loop to render and write again.
@@ -137,6 +149,9 @@ impl Site {
             media: Arc::clone(&self.media),
             gone: Arc::clone(&self.gone),
             gone_page: self.gone_page.clone(),
+            gone_labels: Arc::clone(&self.gone_labels),
+            gone_label_page: self.gone_label_page.clone(),
+            labels: Arc::clone(&self.labels),
             pages,
             not_found: self.not_found.clone(),
             not_found_headers: self.not_found_headers.clone(),
@@ -183,14 +198,38 @@ impl Site {
     }
 
     /// True when `route` is the permalink of an article no longer
-    /// published.
+    /// published, or the page or a feed of a category or tag that no
+    /// article has any more.
     pub fn is_gone(&self, route: &str) -> bool {
-        self.gone.contains(route)
+        self.gone.contains(route) || self.gone_labels.contains(route)
     }
 
-    /// The page answered with 410, with its headers.
-    pub fn gone_page(&self) -> Option<&(Arc<Asset>, http::HeaderMap)> {
-        self.gone_page.as_ref()
+    /// The page answered with 410 at `route`, with its headers, when
+    /// [`Site::is_gone`] holds for it.
+    pub fn gone_page(&self, route: &str) -> Option<&(Arc<Asset>, http::HeaderMap)> {
+        if self.gone.contains(route) {
+            self.gone_page.as_ref()
+        } else if self.gone_labels.contains(route) {
+            self.gone_label_page.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// The category or tag whose page or feed `route` is
+    /// (`/categories/<slug>/atom.xml`): `"category"` or `"tag"`, and its
+    /// name as the first article with it spells it. `None` for any other
+    /// route, and for a label not published now.
+    pub fn label_of(&self, route: &str) -> Option<(&'static str, &str)> {
+        let rest = route.strip_prefix('/')?;
+        let folder = rest.find('/')?;
+        let slug = rest[folder + 1..].find('/')?;
+        let (kind, name) = self.labels.get(&rest[..folder + slug + 2])?;
+        let kind = match kind {
+            crate::render::LabelKind::Category => "category",
+            crate::render::LabelKind::Tag => "tag",
+        };
+        Some((kind, name))
     }
 
     /// The document behind a file of the output directory: what
@@ -873,6 +912,64 @@ mod tests {
             .filter(|r| r.ends_with('/'))
             .collect();
         assert_eq!(pages, ["/articles/a0010/"]);
+    }
+
+    /// The page and the three feeds of a label known but published no
+    /// more are gone, with their own 410 page; a label published is not,
+    /// and is among the builder's labels, named; one published again is
+    /// gone no more.
+    #[test]
+    fn labels_known_and_gone() {
+        let s = settings();
+        let mut b = SiteBuilder::default();
+        let arts = articles();
+        b.set_labels_known(&["tags/gone-tag/".into(), "tags/tag-one/".into()]);
+        b.set_former(&[], &["old".into()]);
+        let (site, _) = b.build(&arts, 0, &s, t(0));
+        assert!(b.labels().any(|l| l == "tags/tag-one/"));
+        assert!(b.labels().all(|l| l != "tags/gone-tag/"));
+        for route in [
+            "/tags/gone-tag/",
+            "/tags/gone-tag/rss.xml",
+            "/tags/gone-tag/atom.xml",
+            "/tags/gone-tag/feed.json",
+        ] {
+            assert!(site.is_gone(route), "{route}");
+            let (page, _) = site.gone_page(route).expect("a 410 page");
+            let body = String::from_utf8(page.body().unwrap().to_vec()).unwrap();
+            assert!(body.contains("category or tag"), "{body}");
+        }
+        for route in [
+            "/tags/tag-one/",
+            "/tags/tag-one/rss.xml",
+            "/tags/gone-tag/page/2/",
+        ] {
+            assert!(!site.is_gone(route), "{route}");
+        }
+        assert_eq!(
+            site.label_of("/tags/tag-one/atom.xml"),
+            Some(("tag", "tag one"))
+        );
+        assert_eq!(site.label_of("/tags/tag-one/"), Some(("tag", "tag one")));
+        for route in [
+            "/rss.xml",
+            "/tags/gone-tag/rss.xml",
+            "/tags/",
+            "/articles/old/",
+        ] {
+            assert_eq!(site.label_of(route), None, "{route}");
+        }
+        let (page, _) = site.gone_page("/articles/old/").expect("a 410 page");
+        let body = String::from_utf8(page.body().unwrap().to_vec()).unwrap();
+        assert!(body.contains("This article has been removed."), "{body}");
+
+        let mut tagged = (*arts[0]).clone();
+        tagged.tags.push("Gone tag".into());
+        let now = vec![Arc::new(tagged), Arc::clone(&arts[1]), Arc::clone(&arts[2])];
+        let (site, _) = b.build(&now, 0, &s, t(0));
+        assert!(site.get("/tags/gone-tag/rss.xml").is_some());
+        assert!(!site.is_gone("/tags/gone-tag/rss.xml"));
+        assert!(b.labels().any(|l| l == "tags/gone-tag/"));
     }
 
     /// An old permalink holds a redirect page (a file of the output, not

@@ -1,14 +1,15 @@
 //! The small persistent record that keeps ids and `updated` stable across
 //! edits, renames and restarts: per article its id, slug (and the slugs
 //! it had before, whose permalinks redirect), source path, content hash
-//! and last real change, and how it matches articles to their ids; and
+//! and last real change, and how it matches articles to their ids; the
+//! categories and tags ever published (one gone is answered 410); and
 //! the id authority, provisional while it is no public host. Kept in `state_dir` (`store`: `state.json`, written whole
 //! and atomically, plus a journal of the changes since), never in the
 //! output directory. Uses nothing else of Herald's but the `Article` model.
 
 mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -111,6 +112,11 @@ struct Disk {
     /// What the last clean `herald build` saw and wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_build: Option<BuildRecord>,
+    /// The route folder (`categories/<slug>/`, `tags/<slug>/`) of every
+    /// category and tag ever published: one with no article any more is
+    /// gone (410), not unknown (404).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    labels: BTreeSet<Box<str>>,
 }
 
 /// Fingerprints of a clean build: content tree, settings, output tree,
@@ -165,6 +171,8 @@ pub struct State {
     with_former: HashSet<Arc<str>>,
     /// Most former slugs kept per article (`None`: the default).
     max_former: Option<usize>,
+    /// Labels first recorded since the last save (for the journal).
+    new_labels: Vec<Box<str>>,
 }
 
 /// Former slugs kept per article unless configured otherwise
@@ -221,6 +229,28 @@ impl State {
     /// True when there are changes not yet saved.
     pub fn is_dirty(&self) -> bool {
         self.dirty
+    }
+
+    /// The route folders of every category and tag ever published
+    /// (`categories/<slug>/`), sorted.
+    pub fn labels(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.disk.labels.iter().map(|l| &**l)
+    }
+
+    /// Records the route folders of the labels published now; returns
+    /// whether any was new (the state then needs saving). Labels are
+    /// never forgotten, as the slugs of deleted articles are not.
+    pub fn note_labels<'a>(&mut self, published: impl IntoIterator<Item = &'a str>) -> bool {
+        let before = self.new_labels.len();
+        for l in published {
+            if !self.disk.labels.contains(l) {
+                self.disk.labels.insert(l.into());
+                self.new_labels.push(l.into());
+            }
+        }
+        let new = self.new_labels.len() > before;
+        self.dirty |= new;
+        new
     }
 
     /// Keeps at most `n` former slugs per article (the oldest are

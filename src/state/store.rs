@@ -1,13 +1,14 @@
 //! How the state is kept on disk: `state.json`, the whole record, written
 //! atomically (temp file, fsync, rename, fsync of the directory), and
-//! `state.journal`, the changes since, one JSON line per changed entry,
-//! appended and fsynced on every save. A publish must save before it
-//! serves (an id a reader has seen is on disk), and rewriting megabytes at
-//! 10,000 articles on every edit put tens of milliseconds into each one;
-//! a journal line is a few hundred bytes. The file is written whole again
-//! when the journal has grown past half its size, when `herald build`
-//! records a build, at shutdown, and whenever the journal cannot be
-//! trusted (missing, cut, not a regular file).
+//! `state.journal`, the changes since, one JSON line per changed entry
+//! (and per category or tag first published), appended and fsynced on
+//! every save. A publish must save before it serves (an id a reader has
+//! seen is on disk), and rewriting megabytes at 10,000 articles on every
+//! edit put tens of milliseconds into each one; a journal line is a few
+//! hundred bytes. The file is written whole again when the journal has
+//! grown past half its size, when `herald build` records a build, at
+//! shutdown, and whenever the journal cannot be trusted (missing, cut,
+//! not a regular file).
 //!
 //! The journal begins with the generation of the file it follows; every
 //! whole write counts one up, so a journal left behind by a crash between
@@ -63,6 +64,9 @@ struct Line {
     authority: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     since: Option<String>,
+    /// A label's route folder, first published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    label: Option<Box<str>>,
 }
 
 /// Makes a rename or a new file in `dir` durable.
@@ -183,6 +187,9 @@ impl State {
                 if let Some(since) = parsed.since {
                     self.disk.since = Some(since);
                 }
+                if let Some(label) = parsed.label {
+                    self.disk.labels.insert(label);
+                }
             }
             whole += line.len() as u64;
         }
@@ -237,6 +244,7 @@ impl State {
         self.changed.clear();
         self.meta_changed = false;
         self.unsaved_new.clear();
+        self.new_labels.clear();
         Ok(pending)
     }
 
@@ -297,6 +305,12 @@ impl State {
                     ..Line::default()
                 });
             }
+        }
+        for label in &self.new_labels {
+            line(&Line {
+                label: Some(label.clone()),
+                ..Line::default()
+            });
         }
         let io = |error| StateError::Io {
             path: path.clone(),
@@ -502,6 +516,35 @@ mod tests {
             ids(&mut r, &[("a.txt", &a), ("b.txt", &b), ("c.txt", &c2)], T2),
             want
         );
+    }
+
+    /// Labels are recorded once each: in the file when it is written
+    /// whole, as one journal line each when first published after that;
+    /// a label already known makes nothing to save; all of them are
+    /// there after a load, and after compaction.
+    #[test]
+    fn labels_journaled_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::default();
+        s.authority(None, "e.example");
+        assert!(s.note_labels(["categories/world/", "tags/t/"]));
+        s.save(dir.path()).unwrap();
+        assert!(!s.note_labels(["tags/t/"]), "known: nothing to save");
+        assert!(!s.is_dirty());
+        assert!(s.note_labels(["tags/t/", "tags/%C3%A9/"]));
+        s.save(dir.path()).unwrap();
+        let journal = std::fs::read_to_string(dir.path().join(JOURNAL)).unwrap();
+        assert_eq!(
+            journal, "{\"generation\":1}\n{\"label\":\"tags/%C3%A9/\"}\n",
+            "only the new one"
+        );
+        let want = ["categories/world/", "tags/%C3%A9/", "tags/t/"];
+        let mut r = State::load(dir.path()).unwrap();
+        assert_eq!(r.labels().collect::<Vec<_>>(), want);
+        assert!(!r.is_dirty());
+        r.compact(dir.path()).unwrap();
+        let r = State::load(dir.path()).unwrap();
+        assert_eq!(r.labels().collect::<Vec<_>>(), want);
     }
 
     /// A last line cut short by a crash is dropped, and the next append

@@ -398,6 +398,102 @@ fn renamed_articles_redirect_and_deleted_ones_are_gone() {
     d.stop();
 }
 
+/// A category or tag whose last article goes answers 410, like the
+/// permalink of a deleted article, at its page and its three feeds (with
+/// or without the trailing slash, in any spelling of the path), and its
+/// files go; a label that never existed stays 404. The state remembers
+/// the labels across restarts, and a label used again serves 200 again.
+#[test]
+fn labels_whose_last_article_went_are_gone() {
+    let ws = Workspace::new();
+    ws.write(
+        "content/kept.md",
+        md(
+            "Kept",
+            "2025-05-01T10:00:00Z",
+            "categories: [World]\ntags: [kept]\n",
+            "k",
+        ),
+    );
+    ws.write(
+        "content/solo.md",
+        md(
+            "Solo",
+            "2025-05-02T10:00:00Z",
+            "categories: [Київ]\ntags: [\"Élections 2025\"]\n",
+            "s",
+        ),
+    );
+    let d = TestDaemon::start(ws, "");
+    let cat = format!("/categories/{KYIV}/");
+    let tag = "/tags/%C3%A9lections-2025/";
+    let routes = |dir: &str| {
+        ["", "rss.xml", "atom.xml", "feed.json"]
+            .into_iter()
+            .map(|f| format!("{dir}{f}"))
+            .collect::<Vec<_>>()
+    };
+    for r in routes(&cat).iter().chain(&routes(tag)) {
+        assert_eq!(d.get(r).status, 200, "{r} before the delete");
+    }
+    std::fs::remove_file(d.ws.path("content/solo.md")).unwrap();
+    d.poll(&cat, "the category gone", |r| r.status == 410);
+    let gone = |d: &TestDaemon, when: &str| {
+        for r in routes(&cat).iter().chain(&routes(tag)) {
+            let resp = d.get(r);
+            assert_eq!(resp.status, 410, "{r} {when}: {}", resp.text());
+            assert_eq!(resp.header("content-type"), "text/html; charset=utf-8");
+            assert!(resp.text().contains("Gone"), "{r}: {}", resp.text());
+        }
+        for r in [
+            cat.trim_end_matches('/'),
+            "/categories/київ/atom.xml",
+            "/tags/%c3%a9lections-2025/feed.json",
+        ] {
+            assert_eq!(d.get(r).status, 410, "{r} {when}");
+        }
+        for r in ["/tags/never/", "/tags/never/rss.xml", "/categories/nope/"] {
+            assert_eq!(d.get(r).status, 404, "{r} {when}: never was");
+        }
+        for r in routes("/categories/world/")
+            .iter()
+            .chain(&routes("/tags/kept/"))
+        {
+            assert_eq!(d.get(r).status, 200, "{r} {when}: still used");
+        }
+    };
+    gone(&d, "after the delete");
+    wait_until("the gone labels' files removed", || {
+        !d.ws.exists(&format!("feeds/categories/{KYIV}/rss.xml"))
+            && !d.ws.exists("feeds/tags/%C3%A9lections-2025/index.html")
+    });
+
+    let (_, ws) = d.stop_keep();
+    let d = TestDaemon::start(ws, "");
+    gone(&d, "after a restart");
+
+    // Used again (another spelling of the same tag): published again.
+    d.ws.write(
+        "content/again.md",
+        md(
+            "Again",
+            "2025-05-03T10:00:00Z",
+            "tags: [\"élections 2025\"]\n",
+            "a",
+        ),
+    );
+    d.poll(tag, "the tag back", |r| r.status == 200);
+    for r in routes(tag) {
+        assert_eq!(d.get(&r).status, 200, "{r} back");
+    }
+    assert_eq!(d.get(&cat).status, 410, "the category is still gone");
+    let (_, ws) = d.stop_keep();
+    let d = TestDaemon::start(ws, "");
+    assert_eq!(d.get(&format!("{tag}atom.xml")).status, 200);
+    assert_eq!(d.get(&format!("{cat}rss.xml")).status, 410);
+    d.stop();
+}
+
 /// Waits (with a deadline) until the file `rel` exists and its text
 /// passes `ok`; returns the text.
 fn wait_file(ws: &Workspace, rel: &str, ok: impl Fn(&str) -> bool) -> String {

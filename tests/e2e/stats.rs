@@ -342,3 +342,76 @@ fn invented_aggregators_cannot_squat_the_figures() {
     assert_eq!(again["days"][0]["feeds"]["/rss.xml"], *rss);
     d.stop();
 }
+
+/// `/stats.html` reads on a phone: a viewport that follows the device,
+/// the table in a container that scrolls sideways instead of the page,
+/// the chart's legend as text outside the scaled drawing, and each feed
+/// named as a person reads it — the label's own name, its kind and
+/// format, the path decoded — rather than percent-encoded.
+#[test]
+fn stats_page_reads_on_a_phone() {
+    let ws = Workspace::new();
+    ws.write(
+        "content/kyiv.md",
+        "---\ntitle: Kyiv\ndate: 2025-05-01T10:00:00Z\ncategories: [Київ]\ntags: [\"Élections 2025\"]\n---\nBody.\n",
+    );
+    let d = TestDaemon::start(ws, "");
+    let feedly = [(
+        "User-Agent",
+        "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 12 subscribers; like FeedFetcher-Google)",
+    )];
+    for feed in [
+        "/categories/%D0%BA%D0%B8%D1%97%D0%B2/atom.xml",
+        "/tags/%C3%A9lections-2025/rss.xml",
+        "/rss.xml",
+    ] {
+        assert_eq!(d.request("GET", feed, &feedly).status, 200, "{feed}");
+    }
+    let html = d.admin_get("/stats.html").text();
+    assert!(
+        html.contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"),
+        "{html}"
+    );
+    // The table scrolls inside its own box, never the page.
+    let style = html.split("</style>").next().unwrap();
+    assert!(style.contains(".scroll{overflow-x:auto"), "{style}");
+    let table = html.find("<table").expect("a table");
+    let boxed = html[..table]
+        .rfind("<div class=\"scroll\">")
+        .expect("a box");
+    assert!(
+        !html[boxed..table].contains("</div>"),
+        "the table is in the box"
+    );
+    // The legend is text of the page, not of the scaled chart.
+    let svg = &html[html.find("<svg").expect("a chart")..];
+    let (svg, after) = svg.split_once("</svg>").expect("a whole chart");
+    let legend = after
+        .split_once("<ul class=\"legend\">")
+        .and_then(|(_, l)| l.split_once("</ul>"))
+        .expect("a legend after the chart")
+        .0;
+    for series in [
+        "subscribers reported by aggregators",
+        "direct pollers (estimate)",
+        "WebSub subscriptions",
+    ] {
+        assert!(!svg.contains(series), "{series}: not in the scaled chart");
+        assert!(legend.contains(series), "{series}: in the legend");
+    }
+    // Feeds named with their label's name, kind and format, path decoded.
+    assert!(
+        !html.contains("%D0%BA") && !html.contains("%C3%A9"),
+        "{html}"
+    );
+    for want in [
+        "Київ</strong> <small>category, Atom</small>",
+        "Élections 2025</strong> <small>tag, RSS</small>",
+        "<code>/categories/київ/atom.xml</code>",
+        "<code>/tags/élections-2025/rss.xml</code>",
+        "<code>/rss.xml</code>",
+    ] {
+        assert!(html.contains(want), "{want}: {html}");
+    }
+    d.stop();
+}
