@@ -128,6 +128,16 @@ struct Key {
     slug: u64,
     /// The article has warnings to report.
     warned: bool,
+    /// Hash of the id, once the article is identified (see
+    /// `FileEntry::identified`): the view asks "is this id taken?" of
+    /// hashes next to each other in memory, not of 100,000 strings each
+    /// behind its own pointer.
+    id: u64,
+}
+
+/// The hash [`Key::id`] holds.
+fn id_hash(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
 }
 
 impl Key {
@@ -136,6 +146,7 @@ impl Key {
             published: instant(&a.published),
             slug: xxhash_rust::xxh3::xxh3_64(a.slug.as_bytes()),
             warned: !a.warnings.is_empty(),
+            id: id_hash(&a.id),
         }
     }
 }
@@ -168,6 +179,11 @@ pub struct Library {
     ctx: ParseCtx,
     policy: Policy,
     files: HashMap<PathBuf, FileEntry>,
+    /// Every directory that held a file of `files` (kept when the file
+    /// goes): a path gone that is none of them was at most a file, and
+    /// forgetting it costs a lookup, not a pass over every known path
+    /// (20 ms at 100,000 articles, on each editor's temporary file).
+    dirs: HashSet<PathBuf>,
     /// The path each known file is read as, by identity (device, inode).
     by_id: HashMap<FileId, PathBuf>,
     /// Things skipped while walking, each logged once until it goes away.
@@ -224,6 +240,7 @@ impl Library {
             ctx,
             policy: Policy::default(),
             files: HashMap::default(),
+            dirs: HashSet::default(),
             by_id: HashMap::default(),
             skipped: HashSet::default(),
             problems: Default::default(),
@@ -286,6 +303,7 @@ impl Library {
 
     fn clear(&mut self) {
         self.files.clear();
+        self.dirs.clear();
         self.by_id.clear();
         self.media.clear();
     }
@@ -505,12 +523,19 @@ impl Library {
     /// Drops every entry at or below `p` (a deleted file or directory).
     fn forget_under(&mut self, p: &Path) -> bool {
         let under = Under::new(p);
-        if let Some(c) = &mut self.cache {
-            c.forget_under(&under);
-        }
         let problems = self.problems.len();
         self.problems.retain(|k, _| !under.holds(k));
         let problems_gone = problems != self.problems.len();
+        if !self.dirs.contains(p) {
+            // A file, or nothing the library knows.
+            if let Some(c) = &mut self.cache {
+                c.forget(p);
+            }
+            return self.remove_entry(p).is_some() || problems_gone;
+        }
+        if let Some(c) = &mut self.cache {
+            c.forget_under(&under);
+        }
         let before = self.files.len();
         let by_id = &mut self.by_id;
         self.files.retain(|k, f| {
@@ -829,6 +854,13 @@ impl Library {
     fn insert_entry(&mut self, p: PathBuf, entry: FileEntry) {
         if let Some(id) = entry.stamp.id() {
             self.by_id.insert(id, p.clone());
+        }
+        let mut up = p.parent();
+        while let Some(dir) = up {
+            if self.dirs.contains(dir) || !self.dirs.insert(dir.to_path_buf()) {
+                break;
+            }
+            up = dir.parent();
         }
         self.files.insert(p, entry);
     }
