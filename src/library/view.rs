@@ -57,6 +57,7 @@ impl Library {
                 if let Some(a) = f.article.as_mut() {
                     if let Some(new) = rekeyed.get(a.id.as_str()) {
                         Arc::make_mut(a).id = new.to_string();
+                        f.key.id = super::id_hash(new);
                     }
                 }
             }
@@ -156,7 +157,7 @@ impl Library {
         // Articles identified before and unchanged since keep their ids and
         // hold their state entries; only new and changed ones are matched.
         let mut fresh: Vec<PathBuf> = Vec::new();
-        let mut claimed: HashSet<&str> =
+        let mut claimed: HashSet<u64> =
             HashSet::with_capacity_and_hasher(claims.len(), Default::default());
         // Sorted by the keys, newest first, before the articles are
         // gathered in that order.
@@ -171,7 +172,7 @@ impl Library {
                 with_refs.push((*p).clone());
             }
             if f.identified {
-                claimed.insert(a.id.as_str());
+                claimed.insert(f.key.id);
                 if f.key.warned {
                     view.warnings.extend(a.warnings.iter().cloned());
                 }
@@ -201,14 +202,17 @@ impl Library {
                 if a.id.is_empty() {
                     continue;
                 }
-                let owner = if claimed.contains(a.id.as_str()) {
-                    claims
-                        .iter()
-                        .find(|(_, f, o)| f.identified && o.id == a.id)
-                        .map(|(q, _, _)| q.as_path())
-                } else {
-                    first.get(a.id.as_str()).copied()
-                };
+                // The hashes meeting, the strings are compared.
+                let owner = claimed
+                    .contains(&super::id_hash(&a.id))
+                    .then(|| {
+                        claims
+                            .iter()
+                            .find(|(_, f, o)| f.identified && o.id == a.id)
+                            .map(|(q, _, _)| q.as_path())
+                    })
+                    .flatten()
+                    .or_else(|| first.get(a.id.as_str()).copied());
                 match owner {
                     Some(owner) => duplicates.push(ParseError::new(
                         p,
@@ -241,9 +245,15 @@ impl Library {
                         .map(|a| (rel(&self.root, p), a))
                 })
                 .collect();
+            // Held by an identified article: the hashes meeting, the ids
+            // are compared.
+            let taken = |id: &str| {
+                claimed.contains(&super::id_hash(id))
+                    && claims.iter().any(|(_, f, o)| f.identified && o.id == id)
+            };
             let identities = self
                 .state
-                .identify_all(&refs, &claimed, &self.authority, now_fixed);
+                .identify_all(&refs, &taken, &self.authority, now_fixed);
             drop(claimed);
             drop(claims);
             let mut matched = Vec::with_capacity(fresh.len());
@@ -266,6 +276,7 @@ impl Library {
                     m.id.shrink_to_fit();
                     m.updated = updated;
                 }
+                f.key.id = super::id_hash(&a.id);
                 view.warnings.extend(a.warnings.iter().cloned());
                 matched.push(Arc::clone(a));
             }

@@ -498,19 +498,18 @@ impl State {
     /// — or `None` while new ids are withheld
     /// ([`State::withdraw_unsaved_ids`]).
     /// `updated` moves to `now` when a known article's content hash changed.
-    /// `taken` holds ids already in use by articles not in `items`.
+    /// `taken` tells the ids already in use by articles not in `items`.
     pub fn identify_all(
         &mut self,
         items: &[(String, &Article)],
-        taken: &HashSet<&str>,
+        taken: &dyn Fn(&str) -> bool,
         authority: &str,
         now: DateTime<FixedOffset>,
     ) -> Vec<Option<(String, DateTime<FixedOffset>)>> {
         let mut found: Vec<Option<Arc<str>>> = vec![None; items.len()];
         // Entries held by articles identified earlier and unchanged since.
         let mut claimed: HashSet<Arc<str>> = HashSet::default();
-        let free =
-            |id: &str, claimed: &HashSet<Arc<str>>| !taken.contains(id) && !claimed.contains(id);
+        let free = |id: &str, claimed: &HashSet<Arc<str>>| !claimed.contains(id) && !taken(id);
         let claim =
             |found: &mut Option<Arc<str>>, id: &Arc<str>, claimed: &mut HashSet<Arc<str>>| {
                 if found.is_none() && free(id, claimed) {
@@ -769,7 +768,7 @@ mod tests {
         at: &str,
     ) -> Vec<(String, DateTime<FixedOffset>)> {
         let items: Vec<(String, &Article)> = set.iter().map(|(p, a)| (p.to_string(), *a)).collect();
-        s.identify_all(&items, &HashSet::default(), "e.example", now(at))
+        s.identify_all(&items, &|_| false, "e.example", now(at))
             .into_iter()
             .map(|x| x.expect("new ids allowed"))
             .collect()
@@ -833,7 +832,7 @@ mod tests {
         let a = article("x", "b");
         let auth = s.authority(None, "first.example");
         let items = [("x.txt".to_string(), &a)];
-        let first = s.identify_all(&items, &HashSet::default(), &auth, now(T1));
+        let first = s.identify_all(&items, &|_| false, &auth, now(T1));
         s.save(dir.path()).unwrap();
         assert!(!s.is_dirty());
         let mut r = State::load(dir.path()).unwrap();
@@ -843,7 +842,7 @@ mod tests {
             "authority fixed at first publication"
         );
         assert_eq!(
-            r.identify_all(&items, &HashSet::default(), "second.example", now(T2)),
+            r.identify_all(&items, &|_| false, "second.example", now(T2)),
             first
         );
         assert!(!r.is_dirty());
@@ -938,7 +937,7 @@ mod tests {
             ("b.txt".to_string(), &b),
             ("c.txt".to_string(), &c),
         ];
-        s.identify_all(&items, &HashSet::default(), &auth, now(T1));
+        s.identify_all(&items, &|_| false, &auth, now(T1));
         s.save(dir.path()).unwrap();
         assert_eq!(
             s.authority(None, "192.168.1.2"),
@@ -954,7 +953,7 @@ mod tests {
             &*renamed["tag:127.0.0.1,2025-05-22:a"],
             "tag:news.example.org,2025-05-22:a"
         );
-        let got = s.identify_all(&items, &HashSet::default(), "news.example.org", now(T2));
+        let got = s.identify_all(&items, &|_| false, "news.example.org", now(T2));
         let got: Vec<String> = got.into_iter().map(|x| x.unwrap().0).collect();
         assert_eq!(
             got,
@@ -1059,7 +1058,7 @@ mod tests {
             .iter()
             .map(|(p, x)| (p.to_string(), *x))
             .collect();
-        let got = s.identify_all(&items, &HashSet::default(), "e.example", now(T2));
+        let got = s.identify_all(&items, &|_| false, "e.example", now(T2));
         assert_eq!(got[0], Some((first[0].0.clone(), now(T2))), "known, edited");
         assert_eq!(got[1], None, "would need a new id");
         assert_eq!(

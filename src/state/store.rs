@@ -399,7 +399,7 @@ mod tests {
     /// Identifies `set` (path, article) in `s` at `at`.
     fn ids(s: &mut State, set: &[(&str, &Article)], at: &str) -> Vec<(String, String)> {
         let items: Vec<(String, &Article)> = set.iter().map(|(p, a)| (p.to_string(), *a)).collect();
-        s.identify_all(&items, &HashSet::default(), "e.example", now(at))
+        s.identify_all(&items, &|_| false, "e.example", now(at))
             .into_iter()
             .map(|x| {
                 let (id, updated) = x.expect("new ids allowed");
