@@ -27,7 +27,12 @@ pub(super) fn start_br(quality: u32) -> Option<BrQueue> {
                 let made = batch
                     .iter()
                     .filter_map(std::sync::Weak::upgrade)
-                    .filter(|a| a.make_br(quality))
+                    .filter(|a| {
+                        // A feed read from disk at start learns where its
+                        // gzip form's pieces are (see `Asset::make_cuts`).
+                        a.make_cuts();
+                        a.make_br(quality)
+                    })
                     .count();
                 tracing::debug!(
                     made,

@@ -158,7 +158,9 @@ pub(super) enum Form {
     Whole {
         identity: Bytes,
         gzip: Bytes,
-        cuts: Option<Box<Cuts>>,
+        /// Set when compressed; for a feed read from disk at start,
+        /// after publication (see [`Asset::make_cuts`]).
+        cuts: std::sync::OnceLock<Box<Cuts>>,
     },
     /// A file an article references, as it is, with no gzip form (an
     /// image or a PDF compresses no further): `gzip_len` is its length, so
@@ -262,7 +264,7 @@ impl Asset {
                 let form = Form::Whole {
                     identity: m.bytes.clone(),
                     gzip: crate::sendfile::hold(gz),
-                    cuts: None,
+                    cuts: std::sync::OnceLock::new(),
                 };
                 (form, m.bytes.len(), m.hash, etag_gzip, gzip_len)
             }
@@ -277,17 +279,13 @@ impl Asset {
                 let (mut gz, cuts) = match cut_marker(content_type) {
                     Some(marker) if body.len() >= CUT_MIN_LEN => {
                         let before = before.and_then(|a| match &a.form {
-                            Form::Whole {
-                                gzip,
-                                cuts: Some(c),
-                                ..
-                            } => Some((&gzip[..], &**c)),
+                            Form::Whole { gzip, cuts, .. } => cuts.get().map(|c| (&gzip[..], &**c)),
                             _ => None,
                         });
                         let (gz, cuts) = gzip_cut(&body, marker, before);
-                        (gz, Some(Box::new(cuts)))
+                        (gz, std::sync::OnceLock::from(Box::new(cuts)))
                     }
-                    _ => (gzip(&body, WHOLE_GZIP_LEVEL), None),
+                    _ => (gzip(&body, WHOLE_GZIP_LEVEL), std::sync::OnceLock::new()),
                 };
                 gz.shrink_to_fit();
                 body.shrink_to_fit();
@@ -391,6 +389,39 @@ impl Asset {
     /// ([`Form::Gzipped`]).
     pub(super) fn is_whole(&self) -> bool {
         matches!(self.form, Form::Whole { .. } | Form::Gzipped { .. })
+    }
+
+    /// For a large feed read from disk at start, whose pieces no record
+    /// holds (see `encode::gzip_cut`): cuts it again and, when that gives
+    /// the very gzip bytes held (the same binary wrote them), keeps where
+    /// the pieces are, so that the feed's next version copies them
+    /// instead of compressing every piece. Run after publication, off
+    /// the edit path, with the brotli forms. Returns true when it did.
+    pub fn make_cuts(&self) -> bool {
+        let Form::Whole {
+            identity,
+            gzip,
+            cuts,
+        } = &self.form
+        else {
+            return false;
+        };
+        let Some(marker) = cut_marker(self.content_type).filter(|_| self.len >= CUT_MIN_LEN) else {
+            return false;
+        };
+        if cuts.get().is_some() {
+            return false;
+        }
+        // Read through the file for a file-backed document, as `make_br`.
+        let read = |b: &Bytes| {
+            let mut v = Vec::with_capacity(b.len());
+            std::io::Read::read_to_end(&mut crate::sendfile::reader(b), &mut v).map(|_| v)
+        };
+        let (Ok(doc), Ok(held)) = (read(identity), read(gzip)) else {
+            return false;
+        };
+        let (again, found) = gzip_cut(&doc, marker, None);
+        again == held && cuts.set(Box::new(found)).is_ok()
     }
 
     /// The brotli form, once made (see [`Asset::make_br`]).
@@ -580,7 +611,7 @@ impl Asset {
         let form = Form::Whole {
             identity: crate::sendfile::hold(body.to_vec()),
             gzip: crate::sendfile::hold(gzip.to_vec()),
-            cuts: None,
+            cuts: std::sync::OnceLock::new(),
         };
         Some(Asset::from_record(form, r, content_type, cors, link))
     }

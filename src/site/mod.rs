@@ -385,6 +385,52 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    /// A large feed read back from its files (as a restart does) learns
+    /// where its gzip form's pieces are from the bytes themselves, and
+    /// its next version is what compressing it afresh gives; a gzip form
+    /// another binary wrote (deflated whole) is left alone.
+    #[test]
+    fn reloaded_feed_learns_its_cuts() {
+        use super::asset::Doc;
+        let item = |i: usize, t: &str| {
+            let words: String = (0..400)
+                .map(|w| format!("w{} ", (w * 7 + i * 13) % 300))
+                .collect();
+            format!("<item><title>{t} {i}</title><description>{words}</description></item>\n")
+        };
+        let feed = |edited: usize| {
+            let mut d = String::from("<rss><channel>\n");
+            for i in 0..40 {
+                d.push_str(&item(i, if i == edited { "edited" } else { "title" }));
+            }
+            d.push_str("</channel></rss>\n");
+            d.into_bytes()
+        };
+        let ct = "application/rss+xml; charset=utf-8";
+        let first = Asset::new(Doc::Whole(feed(99)), ct, true, None, t(1));
+        assert!(first.len >= 32 * 1024);
+        let dir = tempfile::tempdir().unwrap();
+        let (plain, gz) = (dir.path().join("rss.xml"), dir.path().join("rss.xml.gz"));
+        std::fs::write(&plain, first.body().unwrap()).unwrap();
+        std::fs::write(&gz, first.gzip().unwrap()).unwrap();
+        let record = first.record(7);
+        let again = Asset::reloaded(&plain, &gz, &record, ct, true, None).unwrap();
+        assert!(again.make_cuts(), "cut again, the same bytes");
+        assert!(!again.make_cuts(), "once");
+        let next = Asset::after(Some(&again), Doc::Whole(feed(3)), ct, true, None, t(2));
+        let fresh = Asset::new(Doc::Whole(feed(3)), ct, true, None, t(2));
+        assert_eq!(next.gzip().unwrap(), fresh.gzip().unwrap());
+
+        // Deflated whole, as an older binary wrote it: no pieces to learn.
+        std::fs::write(&gz, super::encode::gzip(&feed(99), 3)).unwrap();
+        let mut other = first.record(7);
+        let held = std::fs::read(&gz).unwrap();
+        other.gzip_len = held.len() as u64;
+        other.etag_gzip = xxh3_128(&held);
+        let old = Asset::reloaded(&plain, &gz, &other, ct, true, None).unwrap();
+        assert!(!old.make_cuts());
+    }
+
     /// A feed's ready headers are those a response would be built with
     /// (after its final `Last-Modified` was set), a page builds the same
     /// set per request (and an HTML page's security headers), and brotli asked of a document without a brotli
