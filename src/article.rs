@@ -235,7 +235,25 @@ pub(crate) fn deflate_into(
     out: &mut Vec<u8>,
     finish: bool,
 ) {
+    deflate_after(compress, &[], input, out, finish);
+}
+
+/// [`deflate_into`], the compressor primed with `dict` after the reset:
+/// the bytes that precede `input` where its output is spliced, so that
+/// it may refer back to them.
+pub(crate) fn deflate_after(
+    compress: &mut flate2::Compress,
+    dict: &[u8],
+    input: &[u8],
+    out: &mut Vec<u8>,
+    finish: bool,
+) {
     compress.reset();
+    if !dict.is_empty() {
+        compress
+            .set_dictionary(dict)
+            .expect("a raw deflate stream takes a dictionary before any input");
+    }
     let flush = if finish {
         flate2::FlushCompress::Finish
     } else {

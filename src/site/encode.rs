@@ -116,7 +116,9 @@ pub(super) fn gzip_cut(b: &[u8], marker: &[u8], before: Option<(&[u8], &Cuts)>) 
             }
             None => {
                 let dict = &prev.0[prev.0.len().saturating_sub(32 * 1024)..];
-                with_compressor(CUT_GZIP_LEVEL, |c| deflate_primed(c, dict, piece, &mut out));
+                with_compressor(CUT_GZIP_LEVEL, |c| {
+                    crate::article::deflate_after(c, dict, piece, &mut out, false);
+                });
                 crc32fast::hash(piece)
             }
         };
@@ -137,26 +139,6 @@ pub(super) fn gzip_cut(b: &[u8], marker: &[u8], before: Option<(&[u8], &Cuts)>) 
     out.extend_from_slice(&crc.finalize().to_le_bytes());
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
     (out, Cuts(cuts))
-}
-
-/// Raw-deflates `input` with `c` (reset first, then primed with `dict`),
-/// appending to `out` and ending with a sync flush.
-fn deflate_primed(c: &mut flate2::Compress, dict: &[u8], input: &[u8], out: &mut Vec<u8>) {
-    c.reset();
-    if !dict.is_empty() {
-        c.set_dictionary(dict)
-            .expect("a raw deflate stream takes a dictionary before any input");
-    }
-    loop {
-        out.reserve(input.len() / 2 + 1024);
-        let done = c.total_in() as usize;
-        c.compress_vec(&input[done..], out, flate2::FlushCompress::Sync)
-            .expect("deflating an in-memory buffer cannot fail");
-        // Output space left over means the flush completed.
-        if c.total_in() as usize == input.len() && out.len() < out.capacity() {
-            break;
-        }
-    }
 }
 
 /// Runs `f` with this thread's compressor at `level`. The deflate state
