@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::live::{column, http, TestDaemon};
-use crate::util::{tree, Workspace};
+use crate::util::{tree, Run, Workspace};
 
 fn ws_with_article() -> Workspace {
     let ws = Workspace::new();
@@ -104,18 +104,23 @@ fn second_instance_fails_before_writing() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    assert_eq!(run.code, Some(4), "{}", run.stderr);
-    let after = (snapshot(&feeds), snapshot(&state));
-    assert_eq!(before.0, after.0, "feeds/ changed:\n{}", run.stderr);
-    assert_eq!(before.1, after.1, "state/ changed:\n{}", run.stderr);
-    let err = &run.stderr;
-    assert!(
-        err.contains(&format!("cannot listen on {admin} (admin_listen)")),
-        "{err}"
-    );
-    assert!(err.contains(&format!("pid {}", first.pid())), "{err}");
-    assert!(err.contains("herald"), "{err}");
-    assert!(err.contains("--admin-listen"), "{err}");
+    // Refused with exit 4 and nothing written; the error names the
+    // address, its key, the holder's pid and the flag to change.
+    let refused = |run: &Run, taken: &str, key: &str, flag: &str| {
+        assert_eq!(run.code, Some(4), "{}", run.stderr);
+        let after = (snapshot(&feeds), snapshot(&state));
+        assert_eq!(before.0, after.0, "feeds/ changed:\n{}", run.stderr);
+        assert_eq!(before.1, after.1, "state/ changed:\n{}", run.stderr);
+        let err = &run.stderr;
+        assert!(
+            err.contains(&format!("cannot listen on {taken} ({key})")),
+            "{err}"
+        );
+        assert!(err.contains(&format!("pid {}", first.pid())), "{err}");
+        assert!(err.contains(flag), "{err}");
+    };
+    refused(&run, &admin.to_string(), "admin_listen", "--admin-listen");
+    assert!(run.stderr.contains("herald"), "{}", run.stderr);
 
     // The public port taken: the same, naming `listen` and `--listen`.
     let public = first.addr;
@@ -128,17 +133,7 @@ fn second_instance_fails_before_writing() {
         "--admin-listen",
         "off",
     ]);
-    assert_eq!(run.code, Some(4), "{}", run.stderr);
-    let after = (snapshot(&feeds), snapshot(&state));
-    assert_eq!(before.0, after.0, "feeds/ changed:\n{}", run.stderr);
-    assert_eq!(before.1, after.1, "state/ changed:\n{}", run.stderr);
-    let err = &run.stderr;
-    assert!(
-        err.contains(&format!("cannot listen on {public} (listen)")),
-        "{err}"
-    );
-    assert!(err.contains(&format!("pid {}", first.pid())), "{err}");
-    assert!(err.contains("--listen"), "{err}");
+    refused(&run, &public.to_string(), "listen", "--listen");
     assert_eq!(first.get("/feed.json").status, 200);
     first.stop();
 }
