@@ -1340,6 +1340,41 @@ mod tests {
         assert!(c.held.is_empty());
     }
 
+    /// A record whose CRC holds but whose body lies (bytes changed inside
+    /// the packed stream, its end intact) is read at start without being
+    /// inflated; the body then reads as empty, with an error logged, and
+    /// nothing panics. Herald never writes such a record: it takes a CRC
+    /// collision on a damaged disk, or a hand at work in `state_dir`.
+    #[test]
+    fn lying_body_reads_empty() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("content");
+        let (good, at) = three(d.path(), &root);
+        // The first record, an article with a body.
+        let (s, e) = (at[0] as usize, at[1] as usize);
+        let mut payload = good[s + FRAME_LEN..e].to_vec();
+        let body = find_body(&payload);
+        payload[body] ^= 0xFF;
+        payload[body + 1] ^= 0x5A;
+        let mut b = good[..s].to_vec();
+        b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        b.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        b.extend_from_slice(&payload);
+        b.extend_from_slice(&good[e..]);
+        fs::write(d.path().join(FILE), &b).unwrap();
+        let mut c = cache_in(d.path(), &root);
+        c.load().unwrap();
+        let samples = samples(&root);
+        let p = samples[0].0.with_file_name("f0.md");
+        let got = c.take(&p, stamp(0)).unwrap().unwrap();
+        assert!(!got.body_html.is_empty());
+        assert_eq!(got.body_html.html(), "");
+        // The records after it are whole.
+        let p2 = samples[0].0.with_file_name("f2.md");
+        let a2 = c.take(&p2, stamp(2)).unwrap().unwrap();
+        assert_eq!(a2.body_html.html(), samples[0].1.body_html.html());
+    }
+
     /// Offset of the first byte of the packed body in a payload of an
     /// article record.
     fn find_body(p: &[u8]) -> usize {
