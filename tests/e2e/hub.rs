@@ -624,3 +624,91 @@ fn unsavable_subscriptions_logged_once_then_saved() {
     assert_eq!(stored(&d.ws), [(cb, None)]);
     d.stop();
 }
+
+/// The per-host cap holds under a flood of concurrent subscriptions whose
+/// verifications finish while more requests for the same host arrive: on
+/// each of 8 hosts in turn, 32 connections at once ask for distinct
+/// callbacks until every accepted one has been verified; exactly
+/// `max_subscriptions_per_host` (100) per host are accepted and stored,
+/// the rest refused with 403 or 429 (a verification leaving the pending
+/// ones and its subscription being stored must be one step to the count,
+/// or a request in between takes a 101st place).
+#[test]
+fn per_host_cap_holds_under_concurrent_subscribes() {
+    let hosts: Vec<Recorder> = (1..=8)
+        .map(|h| Recorder::start_at(&format!("127.0.0.{h}:0"), echo))
+        .collect();
+    let ws = Workspace::new();
+    ws.write("content/a.txt", col("News", "A", 1));
+    let cap = 100;
+    let d = TestDaemon::start(
+        ws,
+        &format!("[websub]\nbuiltin = true\nallow_private_callbacks = true\nmax_subscriptions_per_host = {cap}\nrequests_per_minute = 100000\n"),
+    );
+    let mut accepted = Vec::new();
+    for (h, host) in hosts.iter().enumerate() {
+        let next = AtomicUsize::new(0);
+        // Set once the host has answered as many challenges as places:
+        // the flood goes on a little past the last verification.
+        let verified: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..32)
+                .map(|_| {
+                    let (next, verified, d) = (&next, &verified, &d);
+                    s.spawn(move || {
+                        let mut got = Vec::new();
+                        loop {
+                            if host.of("GET").len() >= cap {
+                                let at = verified.get_or_init(Instant::now);
+                                if at.elapsed() > Duration::from_millis(100) {
+                                    return got;
+                                }
+                            }
+                            let i = next.fetch_add(1, Ordering::SeqCst);
+                            assert!(i < 5000, "host {h}: {cap} verifications not seen");
+                            let cb = host.url(&format!("/cb/{i:04}"));
+                            let r = post_form(
+                                d,
+                                &[
+                                    ("hub.mode", "subscribe"),
+                                    ("hub.topic", TOPIC),
+                                    ("hub.callback", &cb),
+                                ],
+                            );
+                            got.push((r.status, r.text()));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        // 503: too many name checks at once, no answer about the cap.
+        let odd: Vec<_> = answers
+            .iter()
+            .filter(|(s, _)| !matches!(s, 202 | 403 | 429 | 503))
+            .collect();
+        assert!(odd.is_empty(), "host {h}: {odd:?}");
+        accepted.push(answers.iter().filter(|(s, _)| *s == 202).count());
+    }
+    let total: usize = accepted.iter().sum();
+    // Every accepted request is verified (the subscribers echo), then
+    // stored: wait for the last of them, and for the file to say so.
+    crate::live::wait_until("every accepted request verified", || {
+        d.log().matches("websub: subscribed").count() >= total
+    });
+    wait_stored(&d, "the verified subscriptions saved", |s| s.len() >= total);
+    assert_eq!(accepted, vec![cap; hosts.len()], "202s per host");
+    let stored = stored(&d.ws);
+    for (h, r) in hosts.iter().enumerate() {
+        let prefix = r.url("/");
+        let on_host = stored
+            .iter()
+            .filter(|(cb, _)| cb.starts_with(&prefix))
+            .count();
+        assert_eq!(on_host, cap, "subscriptions stored on host {h}");
+    }
+    d.stop();
+}
