@@ -712,3 +712,77 @@ fn per_host_cap_holds_under_concurrent_subscribes() {
     }
     d.stop();
 }
+
+/// The hub's record of failing callbacks is pruned when a subscription
+/// ends: two callbacks that fail their delivery show in
+/// `herald_websub_slow_callbacks`; one unsubscribed, it counts one; the
+/// other's lease over, none.
+#[test]
+fn failing_callbacks_forgotten_when_subscriptions_end() {
+    let sub = Recorder::start(|g| {
+        if g.method == "POST" {
+            Some((500, b"broken".to_vec()))
+        } else {
+            echo(g)
+        }
+    });
+    let ws = Workspace::new();
+    ws.write("content/a.txt", col("News", "A", 1));
+    let d = TestDaemon::start(
+        ws,
+        "[websub]\nbuiltin = true\nallow_private_callbacks = true\nretries = 0\n",
+    );
+    let slow = |d: &TestDaemon| -> Option<u64> {
+        d.admin_get("/metrics")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("herald_websub_slow_callbacks "))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let (gone, expiring) = (sub.url("/unsubscribed"), sub.url("/expiring"));
+    // The lease leaves time for the first delivery to fail.
+    let lease = 6;
+    for (cb, lease) in [(&gone, "864000"), (&expiring, &*lease.to_string())] {
+        let r = post_form(
+            &d,
+            &[
+                ("hub.mode", "subscribe"),
+                ("hub.topic", TOPIC),
+                ("hub.callback", cb),
+                ("hub.lease_seconds", lease),
+            ],
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    wait_stored(&d, "both subscribed", |s| s.len() == 2);
+    let subscribed = Instant::now();
+    d.ws.write("content/b.txt", col("News", "B", 2));
+    crate::live::wait_until("both deliveries failed and remembered", || {
+        slow(&d) == Some(2)
+    });
+    assert!(
+        subscribed.elapsed() < Duration::from_secs(lease - 1),
+        "the failures came after the lease; nothing shown"
+    );
+    let r = post_form(
+        &d,
+        &[
+            ("hub.mode", "unsubscribe"),
+            ("hub.topic", TOPIC),
+            ("hub.callback", &gone),
+        ],
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    wait_stored(&d, "unsubscribed", |s| s.len() == 1);
+    crate::live::wait_until("the unsubscribed callback forgotten", || {
+        slow(&d) == Some(1)
+    });
+    // Past the lease, a change sweeps the subscriptions whose leases ended.
+    while subscribed.elapsed() < Duration::from_secs(lease + 1) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.ws.write("content/c.txt", col("News", "C", 3));
+    wait_stored(&d, "the lease ended", |s| s.is_empty());
+    crate::live::wait_until("the expired callback forgotten", || slow(&d) == Some(0));
+    d.stop();
+}

@@ -409,7 +409,8 @@ impl Hub {
         }
     }
 
-    /// Measures the delivery queue for `/metrics` and `/healthz`.
+    /// Measures the delivery queue and the callbacks remembered as slow or
+    /// failing for `/metrics` and `/healthz`.
     fn gauge(&self) {
         let (depth, oldest) = deliver::queue(self);
         for lane in 0..2 {
@@ -420,6 +421,10 @@ impl Hub {
                 std::sync::atomic::Ordering::Relaxed,
             );
         }
+        let slow = self.standing.lock().unwrap_or_else(|p| p.into_inner()).len();
+        self.metrics
+            .websub_slow_callbacks
+            .store(slow as u64, std::sync::atomic::Ordering::Relaxed);
         let behind = (oldest[0] >= self.cfg.delivery_lag).then(|| (depth[0], oldest[0].as_secs()));
         self.metrics.health.set_websub_behind(behind);
     }
