@@ -786,3 +786,47 @@ fn failing_callbacks_forgotten_when_subscriptions_end() {
     crate::live::wait_until("the expired callback forgotten", || slow(&d) == Some(0));
     d.stop();
 }
+
+/// On the first change after a start, callbacks that hang and are not yet
+/// known to be slow do not hold a healthy one back until they are cut
+/// off: with 50 of them ahead of it and 2 delivery places, the fast
+/// subscriber has its delivery before the first hung one reaches
+/// `slow_delivery_secs` (without the waiting room: 50 / 2 × 8 s).
+#[test]
+fn first_change_fast_one_not_behind_hung_ones() {
+    let sub = Recorder::start(|g| {
+        if g.method == "POST" && g.target.starts_with("/hang") {
+            None
+        } else {
+            echo(g)
+        }
+    });
+    let ws = Workspace::new();
+    ws.write("content/a.txt", col("News", "A", 1));
+    let mut callbacks: Vec<String> = (0..50).map(|i| sub.url(&format!("/hang/{i:02}"))).collect();
+    // Sorted last: its delivery starts after every hung one's.
+    callbacks.push(sub.url("/zz-fast"));
+    write_subscriptions(&ws, &callbacks);
+    let mut d = TestDaemon::start(
+        ws,
+        "max_connections = 64\n[websub]\nbuiltin = true\nallow_private_callbacks = true\nmax_subscriptions_per_host = 100\ndelivery_concurrency = 2\nslow_delivery_secs = 8\nrequest_timeout_secs = 10\nretries = 0\n",
+    );
+    d.ws.write("content/b.txt", col("News", "B", 2));
+    let got = sub.wait("the fast subscriber's delivery", |g| {
+        g.iter()
+            .any(|g| g.method == "POST" && g.target == "/zz-fast")
+    });
+    assert!(
+        !d.log().contains("did not answer within"),
+        "a hung callback was cut off before the fast one was served:\n{}",
+        d.log()
+    );
+    let hung = got
+        .iter()
+        .filter(|g| g.method == "POST" && g.target.starts_with("/hang"))
+        .count();
+    assert_eq!(hung, 50, "every hung callback was tried first");
+    // They are still found out, and moved aside.
+    d.wait_log("did not answer within 8 s");
+    d.stop();
+}
