@@ -94,6 +94,13 @@ pub struct WebSubConfig {
     pub slow_delivery: Duration,
     /// Deliveries at once to subscribers in the slow lane.
     pub slow_lane_concurrency: usize,
+    /// A delivery to a subscriber in good standing not answered in this
+    /// time hands its place among `delivery_concurrency` to the next one
+    /// and waits on among `waiting_deliveries` (when one is free).
+    pub delivery_patience: Duration,
+    /// Deliveries past `delivery_patience` still waiting for an answer,
+    /// at once.
+    pub waiting_deliveries: usize,
     /// A change waiting this long for a healthy subscriber degrades
     /// `/healthz`.
     pub delivery_lag: Duration,
@@ -119,6 +126,8 @@ impl Default for WebSubConfig {
             verify_concurrency: 8,
             slow_delivery: Duration::from_secs(2),
             slow_lane_concurrency: 4,
+            delivery_patience: Duration::from_millis(100),
+            waiting_deliveries: 1024,
             delivery_lag: Duration::from_secs(60),
         }
     }
@@ -286,6 +295,8 @@ struct RawWebSub {
     verify_concurrency: Option<toml::Spanned<i64>>,
     slow_delivery_secs: Option<toml::Spanned<i64>>,
     slow_lane_concurrency: Option<toml::Spanned<i64>>,
+    delivery_patience_ms: Option<toml::Spanned<i64>>,
+    waiting_deliveries: Option<toml::Spanned<i64>>,
     delivery_lag_secs: Option<toml::Spanned<i64>>,
 }
 
@@ -924,6 +935,16 @@ impl Config {
                 w.slow_lane_concurrency,
                 &key("slow_lane_concurrency"),
                 d.slow_lane_concurrency,
+            )?;
+            d.delivery_patience = Duration::from_millis(w_positive(
+                w.delivery_patience_ms,
+                "delivery_patience_ms",
+                d.delivery_patience.as_millis() as u64,
+            )?);
+            d.waiting_deliveries = positive(
+                w.waiting_deliveries,
+                &key("waiting_deliveries"),
+                d.waiting_deliveries,
             )?;
             d.delivery_lag = Duration::from_secs(w_positive(
                 w.delivery_lag_secs,

@@ -81,6 +81,8 @@ pub struct Metrics {
     pub websub_queue: [AtomicU64; 2],
     /// Age of the oldest change not yet delivered, per lane, milliseconds.
     pub websub_oldest_ms: [AtomicU64; 2],
+    /// Subscriptions the built-in hub remembers as slow or failing.
+    pub websub_slow_callbacks: AtomicU64,
 }
 
 impl Metrics {
@@ -257,6 +259,13 @@ impl Metrics {
                 self.websub_oldest_ms[i].load(Relaxed) as f64 / 1000.0
             );
         }
+        gauge(
+            &mut out,
+            "herald_websub_slow_callbacks",
+            "gauge",
+            "Subscriptions whose callbacks the built-in hub remembers as slow or failing (their deliveries go to the slow lane); one leaves when its callback answers quickly again or its subscription ends.",
+            self.websub_slow_callbacks.load(Relaxed) as f64,
+        );
         out.push_str("# HELP herald_write_failing 1 while writing to that place fails.\n# TYPE herald_write_failing gauge\n");
         for sink in [Sink::Output, Sink::State, Sink::Bucket] {
             let _ = writeln!(

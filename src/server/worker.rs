@@ -77,6 +77,10 @@ pub(super) fn run(
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(async move {
                 if let Err(e) = fut.await {
+                    if let Some(status) = answered_by_hyper(&*e) {
+                        // Before any route was read: class "other".
+                        metrics.request(super::route::class_of(""), status);
+                    }
                     tracing::debug!(%peer, "connection ended: {e}");
                 }
                 metrics
@@ -90,4 +94,37 @@ pub(super) fn run(
             () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace of {:?} over; closing remaining connections", limits.shutdown_grace),
         }
     });
+}
+
+/// The status hyper sent on its own before an HTTP/1 connection ended
+/// with `e`, so `/metrics` counts it too: a request head it could not
+/// parse (400), one over `max_buf_size` (431) or a URI over hyper's own
+/// limit (414). Hyper's `on_error` writes those answers and then returns
+/// the parse error from the connection; the two kinds `is_parse_too_large`
+/// covers are told apart by their message. Other parse errors (an HTTP/2
+/// preface, hyper's internal ones) get no answer.
+fn answered_by_hyper(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            let text = h.to_string();
+            return if h.is_parse_too_large() {
+                Some(if text.starts_with("URI too long") {
+                    414
+                } else {
+                    431
+                })
+            } else if h.is_parse()
+                && !h.is_parse_status()
+                && !h.is_parse_version_h2()
+                && !text.starts_with("internal error")
+            {
+                Some(400)
+            } else {
+                None
+            };
+        }
+        cur = c.source();
+    }
+    None
 }

@@ -624,3 +624,209 @@ fn unsavable_subscriptions_logged_once_then_saved() {
     assert_eq!(stored(&d.ws), [(cb, None)]);
     d.stop();
 }
+
+/// The per-host cap holds under a flood of concurrent subscriptions whose
+/// verifications finish while more requests for the same host arrive: on
+/// each of 8 hosts in turn, 32 connections at once ask for distinct
+/// callbacks until every accepted one has been verified; exactly
+/// `max_subscriptions_per_host` (100) per host are accepted and stored,
+/// the rest refused with 403 or 429 (a verification leaving the pending
+/// ones and its subscription being stored must be one step to the count,
+/// or a request in between takes a 101st place).
+#[test]
+fn per_host_cap_holds_under_concurrent_subscribes() {
+    let hosts: Vec<Recorder> = (1..=8)
+        .map(|h| Recorder::start_at(&format!("127.0.0.{h}:0"), echo))
+        .collect();
+    let ws = Workspace::new();
+    ws.write("content/a.txt", col("News", "A", 1));
+    let cap = 100;
+    let d = TestDaemon::start(
+        ws,
+        &format!("[websub]\nbuiltin = true\nallow_private_callbacks = true\nmax_subscriptions_per_host = {cap}\nrequests_per_minute = 100000\n"),
+    );
+    let mut accepted = Vec::new();
+    for (h, host) in hosts.iter().enumerate() {
+        let next = AtomicUsize::new(0);
+        // Set once the host has answered as many challenges as places:
+        // the flood goes on a little past the last verification.
+        let verified: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..32)
+                .map(|_| {
+                    let (next, verified, d) = (&next, &verified, &d);
+                    s.spawn(move || {
+                        let mut got = Vec::new();
+                        loop {
+                            if host.of("GET").len() >= cap {
+                                let at = verified.get_or_init(Instant::now);
+                                if at.elapsed() > Duration::from_millis(100) {
+                                    return got;
+                                }
+                            }
+                            let i = next.fetch_add(1, Ordering::SeqCst);
+                            assert!(i < 5000, "host {h}: {cap} verifications not seen");
+                            let cb = host.url(&format!("/cb/{i:04}"));
+                            let r = post_form(
+                                d,
+                                &[
+                                    ("hub.mode", "subscribe"),
+                                    ("hub.topic", TOPIC),
+                                    ("hub.callback", &cb),
+                                ],
+                            );
+                            got.push((r.status, r.text()));
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        // 503: too many name checks at once, no answer about the cap.
+        let odd: Vec<_> = answers
+            .iter()
+            .filter(|(s, _)| !matches!(s, 202 | 403 | 429 | 503))
+            .collect();
+        assert!(odd.is_empty(), "host {h}: {odd:?}");
+        accepted.push(answers.iter().filter(|(s, _)| *s == 202).count());
+    }
+    let total: usize = accepted.iter().sum();
+    // Every accepted request is verified (the subscribers echo), then
+    // stored: wait for the last of them, and for the file to say so.
+    crate::live::wait_until("every accepted request verified", || {
+        d.log().matches("websub: subscribed").count() >= total
+    });
+    wait_stored(&d, "the verified subscriptions saved", |s| s.len() >= total);
+    assert_eq!(accepted, vec![cap; hosts.len()], "202s per host");
+    let stored = stored(&d.ws);
+    for (h, r) in hosts.iter().enumerate() {
+        let prefix = r.url("/");
+        let on_host = stored
+            .iter()
+            .filter(|(cb, _)| cb.starts_with(&prefix))
+            .count();
+        assert_eq!(on_host, cap, "subscriptions stored on host {h}");
+    }
+    d.stop();
+}
+
+/// The hub's record of failing callbacks is pruned when a subscription
+/// ends: two callbacks that fail their delivery show in
+/// `herald_websub_slow_callbacks`; one unsubscribed, it counts one; the
+/// other's lease over, none.
+#[test]
+fn failing_callbacks_forgotten_when_subscriptions_end() {
+    let sub = Recorder::start(|g| {
+        if g.method == "POST" {
+            Some((500, b"broken".to_vec()))
+        } else {
+            echo(g)
+        }
+    });
+    let ws = Workspace::new();
+    ws.write("content/a.txt", col("News", "A", 1));
+    let d = TestDaemon::start(
+        ws,
+        "[websub]\nbuiltin = true\nallow_private_callbacks = true\nretries = 0\n",
+    );
+    let slow = |d: &TestDaemon| -> Option<u64> {
+        d.admin_get("/metrics")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("herald_websub_slow_callbacks "))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let (gone, expiring) = (sub.url("/unsubscribed"), sub.url("/expiring"));
+    // The lease leaves time for the first delivery to fail.
+    let lease = 6;
+    for (cb, lease) in [(&gone, "864000"), (&expiring, &*lease.to_string())] {
+        let r = post_form(
+            &d,
+            &[
+                ("hub.mode", "subscribe"),
+                ("hub.topic", TOPIC),
+                ("hub.callback", cb),
+                ("hub.lease_seconds", lease),
+            ],
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    wait_stored(&d, "both subscribed", |s| s.len() == 2);
+    let subscribed = Instant::now();
+    d.ws.write("content/b.txt", col("News", "B", 2));
+    crate::live::wait_until("both deliveries failed and remembered", || {
+        slow(&d) == Some(2)
+    });
+    assert!(
+        subscribed.elapsed() < Duration::from_secs(lease - 1),
+        "the failures came after the lease; nothing shown"
+    );
+    let r = post_form(
+        &d,
+        &[
+            ("hub.mode", "unsubscribe"),
+            ("hub.topic", TOPIC),
+            ("hub.callback", &gone),
+        ],
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    wait_stored(&d, "unsubscribed", |s| s.len() == 1);
+    crate::live::wait_until("the unsubscribed callback forgotten", || {
+        slow(&d) == Some(1)
+    });
+    // Past the lease, a change sweeps the subscriptions whose leases ended.
+    while subscribed.elapsed() < Duration::from_secs(lease + 1) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.ws.write("content/c.txt", col("News", "C", 3));
+    wait_stored(&d, "the lease ended", |s| s.is_empty());
+    crate::live::wait_until("the expired callback forgotten", || slow(&d) == Some(0));
+    d.stop();
+}
+
+/// On the first change after a start, callbacks that hang and are not yet
+/// known to be slow do not hold a healthy one back until they are cut
+/// off: with 50 of them ahead of it and 2 delivery places, the fast
+/// subscriber has its delivery before the first hung one reaches
+/// `slow_delivery_secs` (without the waiting room: 50 / 2 × 8 s).
+#[test]
+fn first_change_fast_one_not_behind_hung_ones() {
+    let sub = Recorder::start(|g| {
+        if g.method == "POST" && g.target.starts_with("/hang") {
+            None
+        } else {
+            echo(g)
+        }
+    });
+    let ws = Workspace::new();
+    ws.write("content/a.txt", col("News", "A", 1));
+    let mut callbacks: Vec<String> = (0..50).map(|i| sub.url(&format!("/hang/{i:02}"))).collect();
+    // Sorted last: its delivery starts after every hung one's.
+    callbacks.push(sub.url("/zz-fast"));
+    write_subscriptions(&ws, &callbacks);
+    let mut d = TestDaemon::start(
+        ws,
+        "max_connections = 64\n[websub]\nbuiltin = true\nallow_private_callbacks = true\nmax_subscriptions_per_host = 100\ndelivery_concurrency = 2\nslow_delivery_secs = 8\nrequest_timeout_secs = 10\nretries = 0\n",
+    );
+    d.ws.write("content/b.txt", col("News", "B", 2));
+    let got = sub.wait("the fast subscriber's delivery", |g| {
+        g.iter()
+            .any(|g| g.method == "POST" && g.target == "/zz-fast")
+    });
+    assert!(
+        !d.log().contains("did not answer within"),
+        "a hung callback was cut off before the fast one was served:\n{}",
+        d.log()
+    );
+    let hung = got
+        .iter()
+        .filter(|g| g.method == "POST" && g.target.starts_with("/hang"))
+        .count();
+    assert_eq!(hung, 50, "every hung callback was tried first");
+    // They are still found out, and moved aside.
+    d.wait_log("did not answer within 8 s");
+    d.stop();
+}

@@ -141,3 +141,35 @@ fn every_status_sent_is_counted() {
     let (code, _) = d.wait_exit();
     assert_eq!(code, Some(5));
 }
+
+/// The answers hyper writes itself before Herald sees a request are
+/// counted too: a malformed request line (400) and a request head over
+/// `max_header_bytes` (431), under `route="other"`.
+#[test]
+fn hyper_own_answers_counted() {
+    let d = TestDaemon::start(ws(), "max_header_bytes = 8192\n");
+    let raw = |bytes: &[u8]| -> String {
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        let _ = s.write_all(bytes);
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    let bad = raw(b"GET /a b c HTTP/9.9\x01\r\n\r\n");
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let big = raw(big.as_bytes());
+    assert!(big.starts_with("HTTP/1.1 431"), "{big}");
+    let m = d
+        .admin_poll("/metrics", "both counted", |r| {
+            counted(&r.text(), "other", 400).is_some() && counted(&r.text(), "other", 431).is_some()
+        })
+        .text();
+    assert_eq!(counted(&m, "other", 400), Some(1), "{m}");
+    assert_eq!(counted(&m, "other", 431), Some(1), "{m}");
+    d.stop();
+}

@@ -12,7 +12,10 @@
 //! dead callback never stands in a healthy one's way:
 //!
 //! - **normal** (`delivery_concurrency`): subscribers in good standing. A
-//!   request there is cut off after `slow_delivery_secs`; its subscriber
+//!   request there not answered within `delivery_patience_ms` hands its
+//!   place to the next delivery and waits on in the waiting room
+//!   (`waiting_deliveries` places; when it is full, it keeps its place).
+//!   Either way it is cut off after `slow_delivery_secs`; its subscriber
 //!   moves to the slow lane and the delivery goes on there at once (no
 //!   retry is spent). Any failure moves it too.
 //! - **slow** (`slow_lane_concurrency`): the full `request_timeout_secs`
@@ -20,9 +23,14 @@
 //!   row (at least 1 s), with the usual backoff between retries. A
 //!   delivery answered within `slow_delivery_secs` brings it back.
 //!
-//! So a healthy subscriber waits at most `slow_delivery_secs` per
-//! `delivery_concurrency` callbacks not yet known to be slow, and not at
-//! all for known ones. A retry waits without holding a request slot.
+//! So on a change, a healthy subscriber waits `delivery_patience_ms` per
+//! `delivery_concurrency` callbacks ahead of it that hang and are not yet
+//! known to be slow (1,000 of them, defaults: about 3 s), as long as the
+//! waiting room has places (`slow_delivery_secs` per `delivery_concurrency`
+//! when it is full), and not at all for known ones. The patience is no
+//! deadline: a callback answering after it but within
+//! `slow_delivery_secs` stays in good standing. A retry waits without
+//! holding a request slot.
 //! Memory: one body per topic, shared, plus one slot per subscription
 //! with a change under way.
 
@@ -31,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::store::{host_key, Key};
 use super::{unix_now, Hub, Standing, POOLED_HOSTS};
@@ -209,8 +218,14 @@ async fn deliver(hub: &Arc<Hub>, key: &Key, change: Arc<Change>) {
             return;
         };
         let started = Instant::now();
-        let outcome = post(hub, &sub, &change, timeout).await;
-        drop(permit);
+        let request = post(hub, &sub, &change, timeout);
+        let outcome = if standing.slow {
+            let o = request.await;
+            drop(permit);
+            o
+        } else {
+            patiently(hub, permit, request).await
+        };
         match outcome {
             Outcome::Delivered => {
                 let quick = started.elapsed() < slow_after;
@@ -282,6 +297,32 @@ async fn deliver(hub: &Arc<Hub>, key: &Key, change: Arc<Change>) {
             change.topic
         );
     }
+}
+
+/// Awaits `request` holding `place` (in the normal lane) for at most
+/// `delivery_patience`; then, when the waiting room has a place, the lane's
+/// place goes to the next delivery and the request waits on in the room.
+/// Connections at once stay within the two budgets.
+async fn patiently(
+    hub: &Hub,
+    place: OwnedSemaphorePermit,
+    request: impl std::future::Future<Output = Outcome>,
+) -> Outcome {
+    tokio::pin!(request);
+    tokio::select! {
+        o = &mut request => return o,
+        () = tokio::time::sleep(hub.cfg.delivery_patience) => {}
+    }
+    let place = match Arc::clone(&hub.waiting_permits).try_acquire_owned() {
+        Ok(room) => {
+            drop(place);
+            room
+        }
+        Err(_) => place,
+    };
+    let o = request.await;
+    drop(place);
+    o
 }
 
 /// One POST of `change` to `sub`, given `timeout`.

@@ -5,9 +5,10 @@
 //! POSTed to its subscribers, signed when they gave a secret. Everything
 //! it does on the network runs on the syndication runtime, in budgets of
 //! its own: verifications (`verify_concurrency`), deliveries to
-//! subscribers in good standing (`delivery_concurrency`) and deliveries to
-//! slow or failing ones (`slow_lane_concurrency`), all cut to what the
-//! open-file limit leaves (see [`fd_budget`]).
+//! subscribers in good standing (`delivery_concurrency`, and
+//! `waiting_deliveries` for those past `delivery_patience_ms`) and
+//! deliveries to slow or failing ones (`slow_lane_concurrency`), all cut
+//! to what the open-file limit leaves (see [`fd_budget`]).
 //!
 //! - `subscribe.rs`: the request path: read, validate, rate-limit, queue.
 //! - `verify.rs`: verification of intent, then store or remove.
@@ -165,20 +166,27 @@ struct Standing {
 pub struct Budget {
     /// Deliveries to subscribers in good standing at once.
     pub deliveries: usize,
+    /// Deliveries past their patience still waiting for an answer, at
+    /// once (0: none hands its place on).
+    pub waiting: usize,
     /// Deliveries to slow or failing subscribers at once.
     pub slow: usize,
     /// Verifications at once.
     pub verifications: usize,
 }
 
-/// The budgets `cfg` asks for, cut (each at least 1) so that every
-/// outgoing connection — those three, pings, and [`POOLED_HOSTS`] idle
-/// ones — fits in half of what the open-file limit `nofile` leaves after
-/// the clients (`clients`) and [`FD_RESERVE`]: accepting a reader always
-/// has descriptors to spare, however many callback hosts there are.
+/// The budgets `cfg` asks for, cut so that every outgoing connection —
+/// those four, pings, and [`POOLED_HOSTS`] idle ones — fits in half of
+/// what the open-file limit `nofile` leaves after the clients (`clients`)
+/// and [`FD_RESERVE`]: accepting a reader always has descriptors to
+/// spare, however many callback hosts there are. The waiting room is cut
+/// first (to nothing, if need be: deliveries then keep their place until
+/// answered or cut off, as without it), then the other three alike, each
+/// at least 1.
 pub fn fd_budget(cfg: &WebSubConfig, nofile: u64, clients: u64) -> Budget {
     let want = Budget {
         deliveries: cfg.delivery_concurrency,
+        waiting: cfg.waiting_deliveries,
         slow: cfg.slow_lane_concurrency,
         verifications: cfg.verify_concurrency,
     };
@@ -187,11 +195,15 @@ pub fn fd_budget(cfg: &WebSubConfig, nofile: u64, clients: u64) -> Budget {
     let room = spare.saturating_sub(fixed).max(3) as usize;
     let total = want.deliveries + want.slow + want.verifications;
     if total <= room {
-        return want;
+        return Budget {
+            waiting: want.waiting.min(room - total),
+            ..want
+        };
     }
     let cut = |n: usize| (n * room / total).max(1);
     Budget {
         deliveries: cut(want.deliveries),
+        waiting: 0,
         slow: cut(want.slow),
         verifications: cut(want.verifications),
     }
@@ -220,6 +232,8 @@ pub struct Hub {
     rate: Mutex<HashMap<u128, (Instant, usize)>>,
     /// Deliveries at once to subscribers in good standing.
     permits: Arc<Semaphore>,
+    /// Deliveries at once past their patience, waiting for an answer.
+    waiting_permits: Arc<Semaphore>,
     /// Deliveries at once in the slow lane.
     slow_permits: Arc<Semaphore>,
     /// Verifications at once.
@@ -257,15 +271,18 @@ impl Hub {
         let clients = (config.max_connections + config.admin_max_connections) as u64;
         let budget = fd_budget(&cfg, nofile, clients);
         if budget.deliveries < cfg.delivery_concurrency
+            || budget.waiting < cfg.waiting_deliveries
             || budget.slow < cfg.slow_lane_concurrency
             || budget.verifications < cfg.verify_concurrency
         {
             tracing::warn!(
-                "websub: the open-file limit ({nofile}) leaves room for {} deliveries, {} slow-lane deliveries and {} verifications at once (of {}, {} and {} configured), so that readers always have descriptors; raise LimitNOFILE or lower max_connections",
+                "websub: the open-file limit ({nofile}) leaves room for {} deliveries, {} waiting deliveries, {} slow-lane deliveries and {} verifications at once (of {}, {}, {} and {} configured), so that readers always have descriptors; raise LimitNOFILE or lower max_connections",
                 budget.deliveries,
+                budget.waiting,
                 budget.slow,
                 budget.verifications,
                 cfg.delivery_concurrency,
+                cfg.waiting_deliveries,
                 cfg.slow_lane_concurrency,
                 cfg.verify_concurrency
             );
@@ -291,6 +308,7 @@ impl Hub {
         }
         let hub = Arc::new(Hub {
             permits: Arc::new(Semaphore::new(budget.deliveries)),
+            waiting_permits: Arc::new(Semaphore::new(budget.waiting)),
             slow_permits: Arc::new(Semaphore::new(budget.slow)),
             verify_permits: Arc::new(Semaphore::new(budget.verifications)),
             resolving: Semaphore::new(MAX_RESOLVING),
@@ -409,7 +427,8 @@ impl Hub {
         }
     }
 
-    /// Measures the delivery queue for `/metrics` and `/healthz`.
+    /// Measures the delivery queue and the callbacks remembered as slow or
+    /// failing for `/metrics` and `/healthz`.
     fn gauge(&self) {
         let (depth, oldest) = deliver::queue(self);
         for lane in 0..2 {
@@ -420,6 +439,14 @@ impl Hub {
                 std::sync::atomic::Ordering::Relaxed,
             );
         }
+        let slow = self
+            .standing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        self.metrics
+            .websub_slow_callbacks
+            .store(slow as u64, std::sync::atomic::Ordering::Relaxed);
         let behind = (oldest[0] >= self.cfg.delivery_lag).then(|| (depth[0], oldest[0].as_secs()));
         self.metrics.health.set_websub_behind(behind);
     }
@@ -473,23 +500,35 @@ mod tests {
         let cfg = WebSubConfig::default();
         let full = Budget {
             deliveries: 32,
+            waiting: 1024,
             slow: 4,
             verifications: 8,
         };
-        // 8192 (the shipped unit) with 1024 + 8 clients: plenty.
+        // 8192 (the shipped unit) with 1024 + 8 clients: plenty
+        // ((8192 - 1160) / 2 - 32 = 3484 >= 1068).
         assert_eq!(fd_budget(&cfg, 8192, 1032), full);
         assert_eq!(fd_budget(&cfg, u64::MAX, 1032), full);
-        // 1400: (1400 - 1032 - 128) / 2 = 120, less 32 idle: 88 >= 44.
-        assert_eq!(fd_budget(&cfg, 1400, 1032), full);
-        // 1300: (1300 - 1160) / 2 = 70, less 32: 38 < 44, cut.
+        // 1400: (1400 - 1032 - 128) / 2 = 120, less 32 idle: 88 >= 44;
+        // the waiting room gets the other 44.
+        assert_eq!(
+            fd_budget(&cfg, 1400, 1032),
+            Budget {
+                waiting: 44,
+                ..full
+            }
+        );
+        // 1300: (1300 - 1160) / 2 = 70, less 32: 38 < 44, cut, no room
+        // for waiting.
         let b = fd_budget(&cfg, 1300, 1032);
         assert!(b.deliveries + b.slow + b.verifications <= 38, "{b:?}");
         assert!(b.deliveries >= 1 && b.slow >= 1 && b.verifications >= 1);
+        assert_eq!(b.waiting, 0);
         // No room at all: one of each still.
         assert_eq!(
             fd_budget(&cfg, 256, 1032),
             Budget {
                 deliveries: 2,
+                waiting: 0,
                 slow: 1,
                 verifications: 1
             }
