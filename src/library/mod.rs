@@ -202,6 +202,12 @@ pub struct Library {
     cache: Option<cache::Cache>,
     /// What the last scan did.
     last_scan: ScanStats,
+    /// What changed since the last view (see [`Library::view`]).
+    since: view::Since,
+    /// The last view, for the next one to start from.
+    last: Option<view::Last>,
+    /// Views settled from the last one (articles edited in place only).
+    views_in_place: u64,
 }
 
 /// What one [`Library::scan`] did, for the log.
@@ -251,6 +257,9 @@ impl Library {
             max_asset_bytes: MAX_ASSET_BYTES,
             cache: None,
             last_scan: ScanStats::default(),
+            since: view::Since::Any,
+            last: None,
+            views_in_place: 0,
         }
     }
 
@@ -280,6 +289,7 @@ impl Library {
     /// from the next scan.
     pub fn set_max_asset_bytes(&mut self, n: u64) {
         if self.max_asset_bytes != n {
+            self.since = view::Since::Any;
             self.max_asset_bytes = n;
             self.media.clear();
         }
@@ -302,6 +312,7 @@ impl Library {
     }
 
     fn clear(&mut self) {
+        self.since = view::Since::Any;
         self.files.clear();
         self.dirs.clear();
         self.by_id.clear();
@@ -348,6 +359,7 @@ impl Library {
             self.clear();
         }
         self.ctx = ctx;
+        self.since = view::Since::Any;
         if let Some(c) = &mut self.cache {
             c.rekey(cache::key(&self.root, &self.ctx));
         }
@@ -436,6 +448,7 @@ impl Library {
                 // A new article the walk would name as a problem.
                 Ok(m) if !m.is_dir() && walk::bad_name(p).is_some() => {
                     let e = walk::bad_name(p).expect("checked in the guard");
+                    self.since = view::Since::Any;
                     self.problems.insert(p.clone(), e).is_none()
                 }
                 Ok(m) if parse::kind_of(p).is_some() => match self.admit(p, &m) {
@@ -522,6 +535,14 @@ impl Library {
 
     /// Drops every entry at or below `p` (a deleted file or directory).
     fn forget_under(&mut self, p: &Path) -> bool {
+        let gone = self.forget_under_quietly(p);
+        if gone {
+            self.since = view::Since::Any;
+        }
+        gone
+    }
+
+    fn forget_under_quietly(&mut self, p: &Path) -> bool {
         let under = Under::new(p);
         let problems = self.problems.len();
         self.problems.retain(|k, _| !under.holds(k));
@@ -588,6 +609,9 @@ impl Library {
             keep
         });
         let removed = before != self.files.len();
+        if removed || problems_changed {
+            self.since = view::Since::Any;
+        }
         self.sync_files(seen) | removed | problems_changed
     }
 
@@ -650,9 +674,13 @@ impl Library {
             }
             match r {
                 Read::Parsed(stamp, None) => {
-                    changed |= self
+                    let was = self
                         .remove_entry(&p)
                         .is_some_and(|f| f.article.is_some() || f.error.is_some());
+                    if was {
+                        self.since = view::Since::Any;
+                    }
+                    changed |= was;
                     // A draft is remembered only by its stamp so it is not re-read.
                     self.insert_entry(p, FileEntry::new(stamp));
                 }
@@ -688,6 +716,28 @@ impl Library {
                                 }
                             }
                         }
+                        // The version the last view published, if this is
+                        // an edit in place the next view can settle alone.
+                        let old = self
+                            .files
+                            .get(&p)
+                            .filter(|f| {
+                                f.error.is_none() && f.identified && f.refs.is_empty()
+                            })
+                            .and_then(|f| f.article.clone())
+                            .filter(|_| entry.refs.is_empty());
+                        // (An article edited again before a view is
+                        // still the one the last view published.)
+                        let again = entry.refs.is_empty()
+                            && self.since.holds(&p)
+                            && self.files.get(&p).is_some_and(|f| {
+                                f.error.is_none() && !f.identified && f.refs.is_empty()
+                            });
+                        match old {
+                            Some(old) => self.since.replaced(&p, old),
+                            None if again => {}
+                            None => self.since = view::Since::Any,
+                        }
                         entry.article = Some(Arc::from(a));
                         self.insert_entry(p, entry);
                         changed = true;
@@ -713,6 +763,14 @@ impl Library {
     /// file is published, its length and type (for enclosures), or that
     /// it is not. Returns whether any article changed.
     fn refresh_pictures(&mut self) -> bool {
+        let changed = self.refresh_pictures_quietly();
+        if changed {
+            self.since = view::Since::Any;
+        }
+        changed
+    }
+
+    fn refresh_pictures_quietly(&mut self) -> bool {
         let media = &self.media;
         let mut changed = false;
         for f in self.files.values_mut() {
@@ -833,6 +891,9 @@ impl Library {
             changed |= !same;
             self.media.insert(p, m);
         }
+        if changed {
+            self.since = view::Since::Any;
+        }
         changed
     }
 
@@ -840,6 +901,7 @@ impl Library {
     /// article stays); `retry` for failures outside its content. Returns
     /// whether the reported error changed.
     fn record_failure(&mut self, p: PathBuf, stamp: Stamp, e: ParseError, retry: bool) -> bool {
+        self.since = view::Since::Any;
         let mut entry = self
             .remove_entry(&p)
             .unwrap_or_else(|| FileEntry::new(stamp));
@@ -879,6 +941,7 @@ impl Library {
     /// found to break rendering): its article leaves the published set
     /// until the file changes.
     pub fn reject(&mut self, path: &Path, reason: String) {
+        self.since = view::Since::Any;
         if let Some(f) = self.files.get_mut(path) {
             f.article = None;
             f.identified = false;
@@ -889,6 +952,7 @@ impl Library {
 
     /// Keeps at most `n` former slugs per article (`max_former_slugs`).
     pub fn set_max_former_slugs(&mut self, n: usize) {
+        self.since = view::Since::Any;
         self.state.set_max_former_slugs(n);
     }
 }
@@ -1338,6 +1402,125 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(l.view(later).articles.len(), 1);
+    }
+
+    /// Everything a view holds, as text, for comparing two views.
+    fn summary(v: &View) -> Vec<String> {
+        let mut out: Vec<String> = v
+            .articles
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {} {:?} {} {} {:?} {:?} {}",
+                    a.slug,
+                    a.id,
+                    a.title,
+                    a.published.to_rfc3339(),
+                    a.updated.to_rfc3339(),
+                    a.categories,
+                    a.tags,
+                    a.body_html.html()
+                )
+            })
+            .collect();
+        out.extend(v.rejected.iter().map(|e| format!("rejected {e}")));
+        out.extend(v.warnings.iter().map(|w| format!("warning {w}")));
+        out.extend(v.moved.iter().map(|(o, a)| format!("moved {o} {}", a.slug)));
+        out.extend(v.gone.iter().map(|g| format!("gone {g}")));
+        out.extend(v.labels_known.iter().map(|l| format!("label {l}")));
+        out.extend(v.media.iter().map(|(r, _)| format!("media {r}")));
+        out.push(format!("next {:?} held {}", v.next_release, v.held_back));
+        out
+    }
+
+    /// Articles edited in place are settled from the last view (only they
+    /// are identified); whatever changed, the view is the one settling
+    /// every article again gives, edit after edit: titles, bodies, labels,
+    /// two files at once, a file edited twice, then a date, a slug, a
+    /// file gone, one new, one broken, a future article coming due.
+    #[test]
+    fn edits_in_place_settle_as_the_whole_view_would() {
+        let d = tempfile::tempdir().unwrap();
+        let w = |name: &str, text: String| fs::write(d.path().join(name), text).unwrap();
+        let md = |title: &str, date: &str, slug: &str, tags: &str, body: &str| {
+            format!(
+                "---\ntitle: {title}\ndate: {date}\nslug: {slug}\ncategories: [News]\ntags: [{tags}]\n---\n{body}\n"
+            )
+        };
+        for i in 0..30 {
+            w(
+                &format!("a{i}.md"),
+                md(&format!("A{i}"), &format!("2025-05-{:02}T10:00:00Z", 1 + i % 9), &format!("a{i}"), "x", "body"),
+            );
+        }
+        w("c.txt", col("Column", "May 3, 2025, noon"));
+        w("f.md", md("Future", "2026-01-02T00:00:00Z", "f", "y", "soon"));
+        w("i.md", "---\ntitle: I\ndate: 2025-04-01\nid: urn:x:i\n---\ni\n".into());
+        let mut l = lib(d.path());
+        l.scan().unwrap();
+        let mut now = now();
+        l.view(now);
+        let mut check = |l: &mut Library, paths: &[&str], now: DateTime<Utc>, in_place: bool| {
+            let paths: Vec<PathBuf> = paths.iter().map(|n| d.path().join(n)).collect();
+            l.apply(&paths).unwrap();
+            let before = l.views_in_place;
+            let v = l.view(now);
+            assert_eq!(l.views_in_place - before, u64::from(in_place), "{paths:?}");
+            l.since = view::Since::Any;
+            let whole = l.view(now);
+            assert_eq!(summary(&v), summary(&whole), "{paths:?}");
+            v
+        };
+        // A title, then a body and a tag: in place.
+        w("a3.md", md("A3 again", "2025-05-04T10:00:00Z", "a3", "x", "body"));
+        let v = check(&mut l, &["a3.md"], now, true);
+        assert!(v.articles.iter().any(|a| a.title == "A3 again"));
+        w("a4.md", md("A4", "2025-05-05T10:00:00Z", "a4", "x, new-tag", "more body"));
+        let v = check(&mut l, &["a4.md"], now, true);
+        let a4 = v.articles.iter().find(|a| a.slug == "a4").unwrap();
+        assert_eq!(a4.tags, ["x", "new-tag"]);
+        // Two files in one batch, and one file written twice before a view.
+        w("a5.md", md("A5 b", "2025-05-06T10:00:00Z", "a5", "x", "body"));
+        w("c.txt", col("Column b", "May 3, 2025, noon"));
+        check(&mut l, &["a5.md", "c.txt"], now, true);
+        w("a6.md", md("A6 b", "2025-05-07T10:00:00Z", "a6", "x", "body"));
+        l.apply(&[d.path().join("a6.md")]).unwrap();
+        w("a6.md", md("A6 c", "2025-05-07T10:00:00Z", "a6", "x", "body"));
+        let v = check(&mut l, &["a6.md"], now, true);
+        assert!(v.articles.iter().any(|a| a.title == "A6 c"));
+        // The one with a front-matter id is settled whole.
+        w("i.md", "---\ntitle: I2\ndate: 2025-04-01\nid: urn:x:i\n---\ni\n".into());
+        check(&mut l, &["i.md"], now, false);
+        // A new date, a new slug: the order moves, settled whole.
+        w("a7.md", md("A7", "2025-06-01T10:00:00Z", "a7", "x", "body"));
+        let v = check(&mut l, &["a7.md"], now, false);
+        assert_eq!(v.articles[0].slug, "a7");
+        w("a8.md", md("A8", "2025-05-09T10:00:00Z", "a8-renamed", "x", "body"));
+        let v = check(&mut l, &["a8.md"], now, false);
+        assert!(v.moved.iter().any(|(o, _)| o == "a8"), "{:?}", v.moved);
+        // An edit after those is in place again, the moved slug kept.
+        w("a8.md", md("A8 b", "2025-05-09T10:00:00Z", "a8-renamed", "x", "body"));
+        let v = check(&mut l, &["a8.md"], now, true);
+        assert!(v.moved.iter().any(|(o, _)| o == "a8"), "{:?}", v.moved);
+        // Gone, new, broken.
+        fs::remove_file(d.path().join("a9.md")).unwrap();
+        let v = check(&mut l, &["a9.md"], now, false);
+        assert!(v.gone.iter().any(|g| g == "a9"), "{:?}", v.gone);
+        w("n.md", md("New", "2025-05-02T11:00:00Z", "n", "z", "new"));
+        check(&mut l, &["n.md"], now, false);
+        w("a10.md", "---\ntitle: [unclosed\n---\n".into());
+        let v = check(&mut l, &["a10.md"], now, false);
+        assert_eq!(v.rejected.len(), 1);
+        // An edit once the future article is due: settled whole, with it.
+        now = DateTime::parse_from_rfc3339("2026-01-03T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        w("a11.md", md("A11 b", "2025-05-03T10:00:00Z", "a11", "x", "body"));
+        let v = check(&mut l, &["a11.md"], now, false);
+        assert_eq!(v.articles[0].slug, "f");
+        // And in place after that.
+        w("a12.md", md("A12 b", "2025-05-04T10:00:00Z", "a12", "x", "body"));
+        check(&mut l, &["a12.md"], now, true);
     }
 
     /// A failed re-parse keeps the last good version published and reports

@@ -11,6 +11,54 @@ use chrono::{DateTime, FixedOffset, Utc};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::{instant, media, newest_first, FileEntry, Key, Library};
+
+/// What changed in the library since its last [`Library::view`].
+#[derive(Debug, Default)]
+pub(super) enum Since {
+    /// Nothing the view reads.
+    Nothing,
+    /// Articles edited in place, each with the version the last view
+    /// published (the first edit's, when a file changed twice).
+    Replaced(Vec<(PathBuf, Arc<Article>)>),
+    /// Anything else: files added, removed or failing, slugs or dates
+    /// moved, problems, referenced files, ids renamed.
+    #[default]
+    Any,
+}
+
+/// Articles edited in place at most, before a whole view is settled
+/// again: past this, one pass is cheaper than the lookups.
+const MAX_REPLACED: usize = 256;
+
+impl Since {
+    /// Notes that the article published from `p`, `old` in the last
+    /// view, was replaced by a new version (to be identified).
+    pub(super) fn replaced(&mut self, p: &Path, old: Arc<Article>) {
+        match self {
+            Since::Nothing => *self = Since::Replaced(vec![(p.to_path_buf(), old)]),
+            Since::Replaced(v) if v.len() >= MAX_REPLACED => *self = Since::Any,
+            Since::Replaced(v) => {
+                if !v.iter().any(|(q, _)| q == p) {
+                    v.push((p.to_path_buf(), old));
+                }
+            }
+            Since::Any => {}
+        }
+    }
+
+    /// `p` is among the articles replaced since the last view.
+    pub(super) fn holds(&self, p: &Path) -> bool {
+        matches!(self, Since::Replaced(v) if v.iter().any(|(q, _)| q == p))
+    }
+}
+
+/// The last view, kept for the next one to start from.
+#[derive(Debug)]
+pub(super) struct Last {
+    pub(super) view: View,
+    /// Hashes of its articles' ids.
+    pub(super) ids: HashSet<u64>,
+}
 use crate::article::Article;
 use crate::parse::ParseError;
 
@@ -48,11 +96,19 @@ impl Library {
     /// one the state file already knows, else the earliest published, then
     /// path order), stable ids and `updated` from the state file, articles
     /// dated after `now` held back.
+    ///
+    /// When all that changed since the last view is articles edited in
+    /// place (same file, slug and date, no error, no warning, no files
+    /// referenced), the last view is taken and only those articles are
+    /// identified and put where they were: an edit then costs what it
+    /// touches, not a pass over every article (75-80 ms at 100,000).
+    /// Anything else settles the whole set again.
     pub fn view(&mut self, now: DateTime<Utc>) -> View {
         // Ids the state renamed (a provisional authority gave way to a
         // real one): the articles holding them take the new ones.
         let rekeyed = self.state.take_rekeyed();
         if !rekeyed.is_empty() {
+            self.since = Since::Any;
             for f in self.files.values_mut() {
                 if let Some(a) = f.article.as_mut() {
                     if let Some(new) = rekeyed.get(a.id.as_str()) {
@@ -62,6 +118,127 @@ impl Library {
                 }
             }
         }
+        let since = std::mem::replace(&mut self.since, Since::Any);
+        if let Some(view) = self.view_replaced(since, now) {
+            self.since = Since::Nothing;
+            self.views_in_place += 1;
+            return view;
+        }
+        let view = self.view_full(now);
+        self.last = Some(Last {
+            ids: view.articles.iter().map(|a| super::id_hash(&a.id)).collect(),
+            view: view.clone(),
+        });
+        self.since = Since::Nothing;
+        view
+    }
+
+    /// The last view with the articles of `since` (edited in place)
+    /// identified and put where their last versions stood; `None` when
+    /// anything else changed, or one of them no longer fits in place
+    /// (each has then been identified at most, as the whole view would).
+    fn view_replaced(&mut self, since: Since, now: DateTime<Utc>) -> Option<View> {
+        let replaced = match since {
+            Since::Nothing => Vec::new(),
+            Since::Replaced(r) => r,
+            Since::Any => return None,
+        };
+        let last = self.last.as_mut()?;
+        if last.view.held_back > 0 || last.view.next_release.is_some_and(|t| t <= now) {
+            return None;
+        }
+        let now_fixed: DateTime<FixedOffset> = now.fixed_offset();
+        let now_key = instant(&now_fixed);
+        let mut slots = Vec::with_capacity(replaced.len());
+        for (p, old) in &replaced {
+            let f = self.files.get(p)?;
+            let a = f.article.as_ref()?;
+            let fits = f.error.is_none()
+                && !f.identified
+                && f.refs.is_empty()
+                && f.key.published <= now_key
+                && !f.key.warned
+                && a.id.is_empty()
+                && a.slug == old.slug
+                && a.published == old.published
+                && old.warnings.is_empty();
+            if !fits {
+                return None;
+            }
+            let i = last
+                .view
+                .articles
+                .binary_search_by(|x| newest_first(x, old))
+                .ok()
+                .filter(|&i| Arc::ptr_eq(&last.view.articles[i], old))?;
+            slots.push(i);
+        }
+        if !replaced.is_empty() {
+            let rel = |p: &Path| {
+                p.strip_prefix(&self.root)
+                    .unwrap_or(p)
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            let refs: Vec<(String, &Article)> = replaced
+                .iter()
+                .filter_map(|(p, _)| {
+                    let a = self.files.get(p)?.article.as_deref()?;
+                    Some((rel(p), a))
+                })
+                .collect();
+            let olds: Vec<&str> = replaced.iter().map(|(_, o)| o.id.as_str()).collect();
+            let (ids, articles) = (&last.ids, &last.view.articles);
+            // Held by another published article: the hashes meeting, the
+            // ids are compared.
+            let taken = |id: &str| {
+                !olds.contains(&id)
+                    && ids.contains(&super::id_hash(id))
+                    && articles
+                        .iter()
+                        .any(|o| o.id == id && !olds.contains(&o.id.as_str()))
+            };
+            let identities = self
+                .state
+                .identify_all(&refs, &taken, &self.authority, now_fixed);
+            let mut placed = Vec::with_capacity(replaced.len());
+            for (((p, old), identity), slot) in replaced.iter().zip(identities).zip(slots) {
+                // Left out for now (no new id may be made up): the whole
+                // view counts it.
+                let (id, updated) = identity?;
+                let f = self.files.get_mut(p)?;
+                f.identified = true;
+                let a = f.article.as_mut()?;
+                if a.id != id || a.updated != updated {
+                    let m = Arc::make_mut(a);
+                    m.id = id;
+                    m.id.shrink_to_fit();
+                    m.updated = updated;
+                }
+                f.key.id = super::id_hash(&a.id);
+                placed.push((slot, super::id_hash(&old.id), Arc::clone(a)));
+            }
+            for (slot, old_id, a) in placed {
+                last.ids.remove(&old_id);
+                last.ids.insert(super::id_hash(&a.id));
+                last.view.articles[slot] = a;
+            }
+        }
+        let mut view = last.view.clone();
+        view.moved.clear();
+        view.gone.clear();
+        self.settle_former(&mut view);
+        view.labels_known = self.state.labels().map(String::from).collect();
+        if let Some(last) = self.last.as_mut() {
+            last.view.moved.clone_from(&view.moved);
+            last.view.gone.clone_from(&view.gone);
+            last.view.labels_known.clone_from(&view.labels_known);
+        }
+        Some(view)
+    }
+
+    /// Settles the whole published set (see [`Library::view`]).
+    fn view_full(&mut self, now: DateTime<Utc>) -> View {
         let now_fixed: DateTime<FixedOffset> = now.fixed_offset();
         let mut view = View::default();
         let bytes = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
@@ -411,6 +588,7 @@ impl Library {
     /// in [`View::held_back`]; articles already identified stay. Returns
     /// how many were taken back (settle the view again if any).
     pub fn hold_new_articles(&mut self) -> usize {
+        self.since = Since::Any;
         let ids = self.state.withdraw_unsaved_ids();
         if ids.is_empty() {
             return 0;
