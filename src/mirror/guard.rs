@@ -131,8 +131,9 @@ impl Guard {
             confirmed: self.confirmed.clone(),
         };
         let body = serde_json::to_vec(&saved).expect("plain data serialises");
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path))
+        // Durable: a crash must not leave an empty file, which would be
+        // read as no mark at all (and no held deletions to confirm).
+        crate::durable::write(path, &body).map(drop)
     }
 
     fn save_or_warn(&self) {
