@@ -31,12 +31,17 @@
 //! - [`syndicate`]: WebSub: publish pings and the built-in hub.
 //! - [`mirror`]: the snapshot mirrored to an S3-compatible bucket.
 //! - [`daemon`]: wiring of all of the above; `build`, `check` and `serve`.
+//! - `escape`: HTML escaping, written once. Pure.
+//! - `durable`: the one way a file of record is replaced (temp file,
+//!   fsync, rename, directory fsync).
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod article;
 pub mod config;
 pub mod daemon;
+mod durable;
+mod escape;
 pub mod health;
 pub mod library;
 pub mod links;

@@ -1,5 +1,5 @@
 //! URLs inside an article body's HTML: finding the attributes that hold
-//! them and rewriting their values. Pure; uses nothing else of Herald's.
+//! them and rewriting their values. Pure; uses only `escape` of Herald's.
 //!
 //! The HTML scanned here is always Herald's own: pulldown-cmark's output,
 //! or ammonia's after sanitising. Both write text with `<` escaped and
@@ -224,21 +224,6 @@ pub fn unescape(v: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Escapes an attribute value for a double-quoted attribute.
-fn escape_attr(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() + 8);
-    for c in v.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 /// Calls `f` with each URL attribute (`href`, `src`, `cite`) of every tag
 /// in `html`; where it returns a new value, that value replaces the old
 /// one (escaped here). Text is never touched; the document is copied only
@@ -265,7 +250,7 @@ pub fn rewrite_attrs<'h>(
                 match new {
                     Some(v) => {
                         changed = true;
-                        (name.clone(), Some(escape_attr(&v)))
+                        (name.clone(), Some(crate::escape::double_quoted(&v)))
                     }
                     None => (name.clone(), raw.map(|r| r.for_double_quotes())),
                 }
@@ -355,7 +340,7 @@ pub fn scope_footnotes<'h>(html: &'h str, slug: &str, base: &url::Url) -> Cow<'h
                 match new {
                     Some(v) => {
                         changed = true;
-                        (name.clone(), Some(escape_attr(&v)))
+                        (name.clone(), Some(crate::escape::double_quoted(&v)))
                     }
                     None => (name.clone(), raw.map(|r| r.for_double_quotes())),
                 }

@@ -54,10 +54,11 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// The site really shrank: the next pass to the bucket (a running
-    /// `serve`'s within a second, or the next `publish`) makes every
-    /// deletion `max_deletes` held back, and takes the bucket's new size
-    /// as the measure from now on.
+    /// The site really shrank: the deletions `max_deletes` held back, and
+    /// no others, are made by the next pass to the bucket that would make
+    /// only those (a running `serve`'s within a second, or the next
+    /// `publish`), which takes the bucket's new size as the measure from
+    /// now on.
     ConfirmDeletes,
     /// The content really shrank: the next `serve` publishes what the
     /// content directory holds, though it removes more than `max_drop`

@@ -22,7 +22,6 @@
 //! are kept, and `days` days. Uses nothing else of Herald's.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -599,12 +598,9 @@ impl Stats {
             path: self.path.clone(),
             error,
         };
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        // Durable, directory included: a figure an admin page has shown
+        // must not come back older after a crash.
+        crate::durable::write(&self.path, &bytes).map_err(io)?;
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use crate::escape::html as escape;
 use crate::stats::{Day, Limits};
 
 /// The readership as JSON: every day kept, today first, with its totals
@@ -253,22 +254,6 @@ fn chart(out: &mut String, days: &[(String, Day)], span: usize) {
         );
     }
     out.push_str("</ul>\n");
-}
-
-/// Text for HTML content and attribute values.
-fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 #[cfg(test)]

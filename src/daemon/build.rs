@@ -295,9 +295,12 @@ pub fn publish_command(c: &Config, dry_run: bool) -> u8 {
 }
 
 /// `herald confirm-deletes`: the operator's word that the site really
-/// shrank. Recorded in `state/bucket.json` only (nothing else is touched,
-/// so it is safe beside a running `serve`); the next pass that lists the
-/// bucket makes every deletion `max_deletes` held back.
+/// shrank, given for the deletions `max_deletes` last held back (listed in
+/// `state/bucket.json`) and for no others. Recorded in that file only
+/// (nothing else is touched, so it is safe beside a running `serve`); the
+/// next pass whose deletions are all among them makes them. With nothing
+/// held back there is nothing to confirm: it says so, writes nothing and
+/// exits 0.
 pub fn confirm_deletes_command(c: &Config) -> u8 {
     init_logging(c);
     let Some(target) = &c.publish else {
@@ -305,19 +308,25 @@ pub fn confirm_deletes_command(c: &Config) -> u8 {
         return crate::daemon::EXIT_CONFIG;
     };
     let mut guard = crate::mirror::Guard::open(Some(&c.state_dir), target);
-    if let Err(e) =
-        std::fs::create_dir_all(&c.state_dir).and_then(|()| guard.request_confirmation())
-    {
-        eprintln!(
-            "herald: confirm-deletes: cannot write {}: {e}",
+    match guard.request_confirmation() {
+        Ok(0) => println!(
+            "nothing to confirm: no pass to {} has held deletions back (none listed in {}); a confirmation covers only deletions already held back",
+            target.to,
             c.state_dir.join(crate::mirror::GUARD_FILE).display()
-        );
-        return EXIT_RUNTIME;
+        ),
+        Ok(n) => println!(
+            "confirmed: {}: the next pass to {} whose deletions are all among them makes them (a running `herald serve` within a second; otherwise the next `herald publish`), and the bucket's new size becomes its mark; a pass that would delete anything else is still held back",
+            count(n, "deletion max_deletes held back", "deletions max_deletes held back"),
+            target.to
+        ),
+        Err(e) => {
+            eprintln!(
+                "herald: confirm-deletes: cannot write {}: {e}",
+                c.state_dir.join(crate::mirror::GUARD_FILE).display()
+            );
+            return EXIT_RUNTIME;
+        }
     }
-    println!(
-        "confirmed: the next pass to {} makes every deletion max_deletes held back (a running `herald serve` within a second; otherwise the next `herald publish`), and the bucket's new size becomes its mark",
-        target.to
-    );
     EXIT_OK
 }
 

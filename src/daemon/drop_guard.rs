@@ -184,17 +184,20 @@ pub(super) fn load_published(state_dir: &std::path::Path) -> Option<usize> {
     }
 }
 
-/// Records that `articles` are published now (through a temp file and a
-/// rename, so a crash leaves the old count or the new one).
+/// Records that `articles` are published now, durably
+/// ([`crate::durable`]): a crash leaves the old count or the new one,
+/// never an empty file that would leave the next start unguarded.
+/// The publisher calls it only when the count changes.
 ///
 /// # Errors
 ///
 /// The file cannot be written.
 pub(super) fn save_published(state_dir: &std::path::Path, articles: usize) -> std::io::Result<()> {
-    let path = state_dir.join(PUBLISHED_FILE);
-    let tmp = state_dir.join(format!("{PUBLISHED_FILE}.tmp"));
-    std::fs::write(&tmp, format!("{articles}\n"))?;
-    std::fs::rename(&tmp, &path)
+    crate::durable::write(
+        &state_dir.join(PUBLISHED_FILE),
+        format!("{articles}\n").as_bytes(),
+    )
+    .map(drop)
 }
 
 /// `herald confirm-drop`: the operator's word that the content really

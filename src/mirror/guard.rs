@@ -5,9 +5,18 @@
 //! bucket held under the prefix at the end of a pass since the operator
 //! last confirmed a smaller site (`herald confirm-deletes`). It is kept
 //! in `state/bucket.json`, so neither a restart nor a second process
-//! (`herald publish`) starts the count again; a confirmation written
-//! there is acted on by the next pass of whichever process lists the
-//! bucket first (a running `serve` within a second). Uses `config`.
+//! (`herald publish`) starts the count again.
+//!
+//! A confirmation is the operator's word on the deletions a pass held
+//! back, and on nothing else: a refused pass writes its keys to the file
+//! (`held`), `confirm-deletes` copies them (`confirmed`), and only a pass
+//! whose deletions are all among them, in whichever process, makes them
+//! whatever `max_deletes` says and spends it. A pass that would delete
+//! anything else is guarded as before and the confirmation waits; a pass
+//! that holds nothing back clears both (what was confirmed is no longer
+//! to be deleted). The keys are in the file so a second process can check
+//! them: its size follows the deletions held back, not the site. Uses
+//! `config`.
 
 use std::path::{Path, PathBuf};
 
@@ -25,11 +34,17 @@ struct Saved {
     to: String,
     /// Most objects the bucket held.
     peak: usize,
-    /// The operator confirmed a smaller site (`herald confirm-deletes`):
-    /// the next pass that lists the whole bucket makes every deletion and
-    /// sets the mark to what is left.
-    #[serde(default)]
-    confirm: bool,
+    /// The keys whose deletion the last pass refused, sorted (empty: none
+    /// held back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    held: Vec<String>,
+    /// The held keys the operator confirmed (`herald confirm-deletes`),
+    /// sorted: a pass whose deletions are all among them makes them and
+    /// sets the mark to what is left. (A file of an older Herald may say
+    /// `"confirm": true` instead; that word named no deletions and is not
+    /// taken.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    confirmed: Vec<String>,
 }
 
 /// The bucket's high-water mark and what may be deleted against it. The
@@ -45,7 +60,10 @@ pub struct Guard {
     max: usize,
     /// `None` until the bucket has been listed once (or a mark was read).
     peak: Option<usize>,
-    confirm: bool,
+    /// As in [`Saved`].
+    held: Vec<String>,
+    /// As in [`Saved`].
+    confirmed: Vec<String>,
 }
 
 impl Guard {
@@ -59,7 +77,8 @@ impl Guard {
             to: cfg.to.clone(),
             max: cfg.max_deletes,
             peak: None,
-            confirm: false,
+            held: Vec::new(),
+            confirmed: Vec::new(),
         };
         g.refresh();
         g
@@ -88,9 +107,16 @@ impl Guard {
 
     /// Takes what the file says, when it says anything.
     fn refresh(&mut self) {
-        if let Some(s) = self.read() {
+        if let Some(mut s) = self.read() {
             self.peak = Some(s.peak);
-            self.confirm = s.confirm;
+            // Sorted as written; sorted again in case a hand edited it, as
+            // `covers` searches them.
+            for keys in [&mut s.held, &mut s.confirmed] {
+                keys.sort_unstable();
+                keys.dedup();
+            }
+            self.held = s.held;
+            self.confirmed = s.confirmed;
         }
     }
 
@@ -101,11 +127,13 @@ impl Guard {
         let saved = Saved {
             to: self.to.clone(),
             peak: self.peak.unwrap_or(0),
-            confirm: self.confirm,
+            held: self.held.clone(),
+            confirmed: self.confirmed.clone(),
         };
         let body = serde_json::to_vec(&saved).expect("plain data serialises");
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path))
+        // Durable: a crash must not leave an empty file, which would be
+        // read as no mark at all (and no held deletions to confirm).
+        crate::durable::write(path, &body).map(drop)
     }
 
     fn save_or_warn(&self) {
@@ -141,29 +169,71 @@ impl Guard {
         }
     }
 
-    /// Whether the operator has confirmed a smaller site and no pass has
-    /// acted on it yet (the file is read again).
-    pub fn confirmation_pending(&mut self) -> bool {
+    /// A pass refused to delete `keys` (sorted), or, `keys` empty, held
+    /// nothing back: the file says so for `herald confirm-deletes`. A pass
+    /// that holds nothing back also withdraws a confirmation (what it named
+    /// is no longer to be deleted).
+    pub fn hold(&mut self, keys: &[String]) {
         self.refresh();
-        self.confirm
+        let withdraw = keys.is_empty() && !self.confirmed.is_empty();
+        if self.held != keys || withdraw {
+            self.held = keys.to_vec();
+            if keys.is_empty() {
+                self.confirmed.clear();
+            }
+            self.save_or_warn();
+        }
     }
 
-    /// The operator's word (`herald confirm-deletes`): the next pass that
-    /// lists the whole bucket, in whichever process, makes every deletion.
+    /// A fingerprint of the operator's confirmation waiting for a pass
+    /// (the file is read again); `None` when there is none. Equal
+    /// fingerprints: the same keys confirmed.
+    pub fn pending(&mut self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        self.refresh();
+        if self.confirmed.is_empty() {
+            return None;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.confirmed.hash(&mut h);
+        Some(h.finish())
+    }
+
+    /// Whether the operator confirmed every one of `deletes` (the file is
+    /// read again): a pass deleting them may go below the mark. Never for
+    /// a pass that deletes nothing.
+    pub fn covers(&mut self, deletes: &[String]) -> bool {
+        self.refresh();
+        !deletes.is_empty()
+            && deletes
+                .iter()
+                .all(|k| self.confirmed.binary_search(k).is_ok())
+    }
+
+    /// The operator's word (`herald confirm-deletes`) on the deletions the
+    /// last pass held back, in whichever process: a later pass whose
+    /// deletions are all among them makes them. Returns how many keys it
+    /// confirms; 0 when none are held (nothing is written).
     ///
     /// # Errors
     /// The file cannot be written.
-    pub fn request_confirmation(&mut self) -> std::io::Result<()> {
+    pub fn request_confirmation(&mut self) -> std::io::Result<usize> {
         self.refresh();
-        self.confirm = true;
-        self.save()
+        if self.held.is_empty() {
+            return Ok(0);
+        }
+        self.confirmed = self.held.clone();
+        self.save()?;
+        Ok(self.confirmed.len())
     }
 
     /// A confirmed pass is done: the bucket's `n` objects are the mark
-    /// from now on, for this process and any other.
+    /// from now on, for this process and any other, and nothing is held or
+    /// confirmed.
     pub fn confirmed(&mut self, n: usize) {
         self.peak = Some(n);
-        self.confirm = false;
+        self.held.clear();
+        self.confirmed.clear();
         self.save_or_warn();
     }
 }
@@ -180,8 +250,8 @@ mod tests {
 
     /// Deletions are bounded per pass and against the mark; the mark only
     /// rises, survives a new guard (a restart), belongs to its target; a
-    /// confirmation waits in the file for the next confirmed pass, which
-    /// lowers the mark for every guard of the target.
+    /// confirmation waits in the file for the confirmed pass, which lowers
+    /// the mark for every guard of the target.
     #[test]
     fn marks() {
         let dir = tempfile::tempdir().unwrap();
@@ -200,11 +270,12 @@ mod tests {
         let other = Guard::open(Some(dir.path()), &cfg_to("s3://other"));
         assert_eq!(other.peak(), 0, "another target's mark is not this one's");
 
-        assert!(!g.confirmation_pending());
-        again.request_confirmation().unwrap();
-        assert!(g.confirmation_pending(), "seen by the other guard");
+        assert!(g.pending().is_none());
+        g.hold(&keys(&["a", "b"]));
+        assert_eq!(again.request_confirmation().unwrap(), 2);
+        assert!(g.pending().is_some(), "seen by the other guard");
         g.confirmed(40);
-        assert!(!again.confirmation_pending(), "acted on once");
+        assert!(again.pending().is_none(), "acted on once");
         assert_eq!(again.peak(), 40);
         again.saw(41);
         g.saw(3);
@@ -229,6 +300,63 @@ mod tests {
             10,
             "and never writes it"
         );
+    }
+
+    fn keys(k: &[&str]) -> Vec<String> {
+        k.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A confirmation covers the deletions held back when it was given, or
+    /// some of them, and nothing else; given with nothing held it
+    /// confirms nothing; a later refusal with other keys leaves it as it
+    /// was; a pass that holds nothing back withdraws it.
+    #[test]
+    fn confirmations() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = Guard::open(Some(dir.path()), &cfg(2));
+        let mut op = Guard::open(Some(dir.path()), &cfg(2));
+        assert_eq!(op.request_confirmation().unwrap(), 0, "nothing held");
+        assert!(!g.covers(&keys(&["a"])));
+        assert!(!dir.path().join(FILE).exists(), "nothing written");
+
+        g.hold(&keys(&["a", "b", "c"]));
+        assert_eq!(op.request_confirmation().unwrap(), 3);
+        let fp = g.pending();
+        let cases: [(&str, &[&str], bool); 5] = [
+            ("the same set", &["a", "b", "c"], true),
+            ("a subset", &["a", "c"], true),
+            ("one more", &["a", "b", "c", "d"], false),
+            ("another", &["d"], false),
+            ("nothing to delete", &[], false),
+        ];
+        for (label, deletes, want) in cases {
+            assert_eq!(g.covers(&keys(deletes)), want, "{label}");
+        }
+        g.hold(&keys(&["a", "b", "c", "d"]));
+        assert_eq!(
+            g.pending(),
+            fp,
+            "a refusal of more keeps what was confirmed"
+        );
+        assert!(!g.covers(&keys(&["a", "b", "c", "d"])));
+        assert_eq!(op.request_confirmation().unwrap(), 4, "confirmed again");
+        assert_ne!(g.pending(), fp, "another confirmation");
+        assert!(g.covers(&keys(&["a", "b", "c", "d"])));
+
+        g.hold(&[]);
+        assert!(g.pending().is_none(), "withdrawn when nothing is held");
+        assert!(!op.covers(&keys(&["a"])));
+        assert_eq!(op.request_confirmation().unwrap(), 0);
+
+        // A file of an older Herald: its bare word is not taken.
+        std::fs::write(
+            dir.path().join(FILE),
+            r#"{"to":"s3://bucket/site","peak":7,"confirm":true}"#,
+        )
+        .unwrap();
+        let mut old = Guard::open(Some(dir.path()), &cfg(2));
+        assert_eq!(old.peak(), 7);
+        assert!(old.pending().is_none());
     }
 
     fn cfg_to(to: &str) -> PublishConfig {

@@ -15,7 +15,9 @@
 //! below its high-water mark ([`Guard`]), deletes none and says so (a
 //! wrong prefix, an emptied content directory or deletions made a few at
 //! a time must not wipe a bucket); `serve` keeps those objects until their
-//! routes come back or the operator confirms.
+//! routes come back or the operator confirms those deletions (a
+//! confirmation covers the keys held back when it was given, nothing
+//! else).
 //!
 //! `herald serve` runs it in the background ([`Mirror`]): its own thread
 //! and runtime, a queue that coalesces publishes (the latest snapshot and
@@ -299,14 +301,18 @@ pub struct Report {
     pub objects: usize,
     /// The most it held since the operator last confirmed a smaller site.
     pub peak: usize,
+    /// The deletions were the operator's confirmed ones, made whatever
+    /// `max_deletes` says.
+    pub confirmed: bool,
 }
 
 /// Carries out `plan`: each phase's PUTs, `concurrency` at once, then the
 /// deletions, unless `guard` refuses them (more than `max_deletes` at once
-/// or below the bucket's high-water mark) and `confirmed` does not
-/// overrule it. `remote` follows every request that worked. The first
-/// failure ends the pass after its phase (so no feed goes up before the
-/// pages it links to).
+/// or below the bucket's high-water mark) and the operator has not
+/// confirmed every one of them ([`Guard::covers`]); refused ones are
+/// recorded as held for `herald confirm-deletes`. `remote` follows every
+/// request that worked. The first failure ends the pass after its phase
+/// (so no feed goes up before the pages it links to).
 ///
 /// # Errors
 /// A request failed (after the client's own quick retries).
@@ -318,7 +324,6 @@ pub async fn execute(
     plan: Plan,
     remote: &mut HashMap<String, Remote>,
     guard: &mut Guard,
-    confirmed: bool,
     sent: &AtomicU64,
 ) -> Result<Report, BucketError> {
     let mut report = Report::default();
@@ -384,6 +389,7 @@ pub async fn execute(
         .filter(|k| remote.contains_key(*k))
         .count();
     let after = remote.len() - present;
+    let confirmed = guard.covers(&plan.deletes);
     if !confirmed && !guard.allows(plan.deletes.len(), after) {
         report.refused = plan.deletes.len();
         report.kept = plan.deletes;
@@ -397,8 +403,10 @@ pub async fn execute(
     if confirmed {
         guard.confirmed(remote.len());
     } else {
+        guard.hold(&report.kept);
         guard.saw(remote.len());
     }
+    report.confirmed = confirmed;
     report.objects = remote.len();
     report.peak = guard.peak();
     Ok(report)
@@ -448,10 +456,10 @@ pub enum PublishError {
 /// `herald publish`: one pass mirroring `site` to the target, printing
 /// each object it uploads and deletes (`say`); with `dry_run`, only the
 /// listing is requested and nothing changes. The bucket's high-water mark
-/// is kept in `state_dir` ([`Guard`]); when the operator has confirmed a
-/// smaller site (`herald confirm-deletes`), every deletion is made
-/// whatever `max_deletes` says, and the bucket's new size becomes the
-/// mark.
+/// is kept in `state_dir` ([`Guard`]); when the operator has confirmed
+/// (`herald confirm-deletes`) every deletion this pass would make, they
+/// are made whatever `max_deletes` says, and the bucket's new size
+/// becomes the mark. Refused deletions are recorded for that command.
 ///
 /// # Errors
 /// A request failed, or the deletions were refused (the uploads were
@@ -480,7 +488,7 @@ pub fn publish_once(
         if dry_run {
             guard = guard.read_only();
         }
-        let confirm = guard.confirmation_pending();
+        let confirm = guard.covers(&plan.deletes);
         guard.saw(remote.len());
         let mut after = remote.len();
         for p in &plan.puts {
@@ -507,6 +515,7 @@ pub fn publish_once(
                 kept: Vec::new(),
                 objects: if refused { objects } else { after },
                 peak,
+                confirmed: confirm,
             };
             return if refused {
                 Err(PublishError::Refused(refused_line(cfg, n, objects, peak)))
@@ -521,7 +530,6 @@ pub fn publish_once(
             plan,
             &mut remote,
             &mut guard,
-            confirm,
             &AtomicU64::new(0),
         )
         .await?;
@@ -620,6 +628,7 @@ impl Mirror {
             on_synced,
             guard,
             held: HashSet::new(),
+            tried: None,
             next_repair: None,
         };
         std::thread::Builder::new()
@@ -663,6 +672,10 @@ struct Worker {
     guard: Guard,
     /// Keys whose deletion the guard refused, still in the bucket.
     held: HashSet<String>,
+    /// The confirmation ([`Guard::pending`]) a full pass was last made
+    /// for: one that did not cover that pass's deletions waits for a pass
+    /// whose deletions it covers, without a listing every poll.
+    tried: Option<u64>,
     /// When the next pass that lists the whole bucket is due.
     next_repair: Option<tokio::time::Instant>,
 }
@@ -699,8 +712,12 @@ impl Worker {
             if self.next_repair.is_some_and(|t| t <= now) {
                 return Wake::Repair;
             }
-            if !self.held.is_empty() && self.guard.confirmation_pending() {
-                return Wake::Repair;
+            if !self.held.is_empty() {
+                match self.guard.pending() {
+                    None => self.tried = None,
+                    pending if pending != self.tried => return Wake::Repair,
+                    Some(_) => {}
+                }
             }
             let mut until = self.next_repair;
             if !self.held.is_empty() {
@@ -744,11 +761,17 @@ impl Worker {
                     (Arc::clone(&self.synced), HashSet::new(), None)
                 }
             };
-            let confirmed = self.guard.confirmation_pending();
-            if confirmed {
-                // The operator confirmed a smaller site: a full pass makes
-                // every deletion this snapshot implies and takes the
-                // bucket's new size as the mark.
+            let pending = self.guard.pending();
+            if pending.is_none() {
+                // Spent or withdrawn (here or by `herald publish`): the same
+                // keys confirmed again are a new word.
+                self.tried = None;
+            } else if pending != self.tried {
+                // The operator confirmed the deletions held back: a full
+                // pass finds what this snapshot would delete, and makes it
+                // if that is among them (`execute` asks the guard), taking
+                // the bucket's new size as the mark.
+                self.tried = pending;
                 remote = None;
             }
             self.behind(dirty.len(), since);
@@ -780,7 +803,6 @@ impl Worker {
                     plan,
                     &mut r,
                     &mut self.guard,
-                    confirmed,
                     &self.metrics.bucket_puts,
                 )
                 .await;
@@ -793,7 +815,7 @@ impl Worker {
             match result {
                 Ok(report) => {
                     failures = 0;
-                    if confirmed {
+                    if report.confirmed {
                         tracing::info!(
                             target = %self.cfg.to,
                             deleted = report.deleted,

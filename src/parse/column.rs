@@ -81,7 +81,7 @@ pub(super) fn parse(path: &Path, text: &str, ctx: &ParseCtx) -> Result<Article, 
     let mut body_html = String::with_capacity(paragraphs.iter().map(|p| p.len() + 8).sum());
     for p in &paragraphs {
         body_html.push_str("<p>");
-        push_escaped(&mut body_html, p);
+        crate::escape::push_html(&mut body_html, p);
         body_html.push_str("</p>\n");
     }
     let summary = paragraphs
@@ -160,19 +160,6 @@ fn is_views(s: &str) -> bool {
         && rest
             .chars()
             .all(|c| c.is_ascii_digit() || c == ',' || c == '.' || c == ' ')
-}
-
-fn push_escaped(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
 }
 
 /// Parses Django's default `DATETIME_FORMAT` (`N j, Y, P`): AP-style month

@@ -2,7 +2,8 @@
 //!
 //! `column.rs` reads the scraped news column (`.txt`), `markdown.rs` reads
 //! Markdown with front matter (`.md`). [`parse`] picks by extension;
-//! [`kind_of`] says which files are articles at all. Uses `article` only.
+//! [`kind_of`] says which files are articles at all. Uses `article`,
+//! `links` and `escape`.
 
 mod column;
 mod guard;

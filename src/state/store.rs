@@ -16,7 +16,6 @@
 //! replayed over newer entries. A last line cut short (a crash while
 //! appending) is dropped on loading; any other bad line is an error.
 
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -90,10 +89,6 @@ impl Unsynced {
             error,
         })
     }
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Reads a whole file, which must be a regular file (else an
@@ -337,7 +332,7 @@ impl State {
         f.write_all_at(&buf, at).map_err(io)?;
         if at == 0 {
             f.sync_data().map_err(io)?;
-            sync_dir(dir).map_err(io)?;
+            crate::durable::sync_dir(Some(dir)).map_err(io)?;
             self.store.journal_len = buf.len() as u64;
             return Ok(Some(None));
         }
@@ -345,29 +340,21 @@ impl State {
         Ok(Some(Some(Unsynced { file: f, path })))
     }
 
-    /// Writes the file whole (temp file, fsync, rename, fsync of the
-    /// directory) as the next generation, and drops the journal.
+    /// Writes the file whole ([`crate::durable`]: temp file, fsync,
+    /// rename, fsync of the directory) as the next generation, and drops
+    /// the journal.
     fn write_file(&mut self, dir: &Path) -> Result<(), StateError> {
         let path = dir.join(FILE);
-        let tmp = dir.join(format!(".{FILE}.tmp"));
         self.disk.version = VERSION;
         self.disk.generation += 1;
-        let written = (|| {
-            // Streamed through a small buffer: the file is megabytes at
-            // 10,000 articles, so a whole copy in memory would be
-            // allocated and faulted in each time.
-            let mut f = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
-            serde_json::to_writer_pretty(&mut f, &self.disk).map_err(|e| {
+        // Streamed through a small buffer: the file is megabytes at 10,000
+        // articles, so a whole copy in memory would be allocated and
+        // faulted in each time.
+        let written = crate::durable::write_with(&path, |f| {
+            serde_json::to_writer_pretty(f, &self.disk).map_err(|e| {
                 std::io::Error::new(e.io_error_kind().unwrap_or(std::io::ErrorKind::Other), e)
-            })?;
-            f.flush()?;
-            let f = f.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-            let len = f.metadata()?.len();
-            std::fs::rename(&tmp, &path)?;
-            sync_dir(dir)?;
-            Ok(len)
-        })();
+            })
+        });
         match written {
             Ok(len) => {
                 self.store.file_len = len;
@@ -380,9 +367,6 @@ impl State {
             }
             Err(error) => {
                 self.disk.generation -= 1;
-                // Whatever was left half-written (or is not a file at all)
-                // must not be what the next save opens.
-                let _ = std::fs::remove_file(&tmp);
                 Err(StateError::Io { path, error })
             }
         }

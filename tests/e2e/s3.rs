@@ -430,6 +430,76 @@ fn max_deletes_guards_the_bucket() {
     assert!(again.stdout.contains(", 0 deleted"), "{}", again.stdout);
 }
 
+/// `herald confirm-deletes` confirms the deletions a pass held back, and
+/// only those: given while nothing is held it confirms nothing (a later
+/// pass over `max_deletes` is still refused), and once given, a pass
+/// that would also delete something else (an article removed since) is
+/// still refused and the confirmation waits; the pass whose deletions
+/// are among those confirmed makes them, and spends it.
+#[test]
+fn a_confirmation_covers_only_the_deletions_it_was_given_for() {
+    let Some(moto) = Moto::start() else { return };
+    let ws = Workspace::new();
+    site(&ws);
+    ws.write(
+        "herald.toml",
+        target(
+            &moto,
+            "max_deletes = 2
+",
+        ),
+    );
+    herald(&ws, &["publish"]).expect_code(0);
+    // Nothing is held: there is nothing to confirm.
+    let early = herald(&ws, &["confirm-deletes"]);
+    early.expect_code(0);
+    for i in 0..3 {
+        moto.request("PUT", &format!("/{BUCKET}/site/old/{i}.html"));
+    }
+    let old = |moto: &Moto| count(moto, "site/old/");
+    herald(&ws, &["publish"]).expect_code(5);
+    assert_eq!(old(&moto), 3, "the early word confirmed nothing");
+    assert!(
+        early.stdout.contains("nothing to confirm"),
+        "{}",
+        early.stdout
+    );
+    // Those three confirmed; then an article goes too.
+    let confirm = herald(&ws, &["confirm-deletes"]);
+    confirm.expect_code(0);
+    assert!(confirm.stdout.contains("3 deletions"), "{}", confirm.stdout);
+    let alpha = ws.read("content/alpha.md");
+    std::fs::remove_file(ws.path("content/alpha.md")).unwrap();
+    let run = herald(&ws, &["publish"]);
+    run.expect_code(5);
+    assert!(
+        run.stdout
+            .contains("refused: delete site/articles/alpha/index.html\n"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(old(&moto), 3, "a pass deleting more is still held");
+    assert!(moto
+        .list("site/")
+        .contains_key("site/articles/alpha/index.html"));
+    // The article is back: what is left is what was confirmed.
+    ws.write("content/alpha.md", &alpha);
+    let run = herald(&ws, &["publish"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("delete site/old/0.html\n"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(old(&moto), 0, "the confirmed deletions made");
+    // Spent: three more are held again.
+    for i in 0..3 {
+        moto.request("PUT", &format!("/{BUCKET}/site/old/{i}.html"));
+    }
+    herald(&ws, &["publish"]).expect_code(5);
+    assert_eq!(old(&moto), 3, "the confirmation was used once");
+}
+
 /// Waits until the bucket's `key` holds bytes that (decompressed) contain
 /// `needle`.
 fn wait_object(moto: &Moto, key: &str, needle: &str) {

@@ -431,7 +431,7 @@ impl Store {
         f.write_all(&buf).map_err(io)?;
         f.sync_data().map_err(io)?;
         if fresh {
-            sync_dir(&self.dir).map_err(io)?;
+            crate::durable::sync_dir(Some(&self.dir)).map_err(io)?;
         }
         disk.journal_len += buf.len() as u64;
         Ok(())
@@ -459,19 +459,7 @@ impl Store {
             path: path.clone(),
             error,
         };
-        let tmp = self.dir.join(format!(".{FILE}.herald-tmp"));
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, &path)?;
-            sync_dir(&self.dir)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.map_err(io)?;
+        crate::durable::write(&path, &bytes).map_err(io)?;
         disk.generation = generation;
         disk.file_len = bytes.len() as u64;
         disk.journal_len = 0;
@@ -479,11 +467,6 @@ impl Store {
         // on; a new one begins with this generation.
         self.append(disk, &[])
     }
-}
-
-/// Makes a rename or a new file in `dir` durable.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Applies the journal's changes, if it follows the file's generation.
