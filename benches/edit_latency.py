@@ -48,7 +48,7 @@ LISTENING = re.compile(r"listening on http://([0-9.]+:[0-9]+)/")
 PUBLISHED_MS = re.compile(r"published.*?\bms=([0-9.]+)|\bms=([0-9.]+).*published")
 TITLE = re.compile(r"^title(\s*[:=]\s*).*$", re.M)
 
-STARTUP_TIMEOUT_S = 300
+STARTUP_TIMEOUT_S = 900  # a cold start of 100,000 articles on a busy 2-core machine
 POLL_TIMEOUT_S = 10
 # Pause between polls. A loop with no pause kept one of the machine's two
 # cores busy with requests (the client's and the server's halves), which

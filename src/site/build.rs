@@ -107,6 +107,9 @@ pub struct SiteBuilder {
     pub(super) streamed_records: Vec<(Arc<str>, manifest::Record)>,
     /// Bodies as feeds show them, made by the last build.
     pub(super) feed_bodies: render::FeedBodies,
+    /// Which articles each label holds, for the next build to take when
+    /// only articles' texts changed.
+    pub(super) label_index: render::LabelIndex,
 }
 
 #[derive(Debug, Clone)]
@@ -375,7 +378,13 @@ impl SiteBuilder {
         std::hash::Hash::hash(s, &mut sh);
         let settings_fp = sh.digest128();
         let cache_control = cache_control(s.cache_max_age);
-        let feeds = render::feeds_reusing(articles, s, &self.feed_bodies, settings_fp);
+        let feeds = render::feeds_reusing(
+            articles,
+            s,
+            &self.feed_bodies,
+            settings_fp,
+            &mut self.label_index,
+        );
         self.settle_labels(&feeds);
         let list_pages = render::list_pages(articles, &feeds, s.page_size);
         let archive_pages = render::archive_pages(articles, &feeds, s);
