@@ -492,8 +492,13 @@ impl Stats {
     /// counters today carry on; a route no longer published is no longer
     /// counted (what it had on past days stays).
     pub fn set_feeds<'a>(&self, routes: impl IntoIterator<Item = &'a str>) {
+        let routes: Vec<&str> = routes.into_iter().collect();
         let _book = self.book();
         let old = self.live.load_full();
+        // The same feeds (each route once): nothing to make.
+        if routes.len() == old.feeds.len() && routes.iter().all(|r| old.feeds.contains_key(*r)) {
+            return;
+        }
         let mut live = Live::with_key(old.day, old.key, Arc::clone(&old.all));
         for r in routes {
             let f = old.feeds.get(r).cloned().unwrap_or_default();

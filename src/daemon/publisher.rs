@@ -1014,7 +1014,9 @@ impl SinkLog {
 /// feed (main, category, tag) in every format, but not an archive page,
 /// which a reader fetches once to fill in history.
 pub(super) fn feed_routes(site: &crate::site::Site) -> impl Iterator<Item = &str> {
-    site.routes()
+    // Feeds' current documents are held in memory; closed archive pages
+    // are files, and not counted.
+    site.docs()
         .filter(|(r, a)| {
             a.cors
                 && !r.contains("/archive/")

@@ -723,9 +723,7 @@ impl Library {
                         let old = self
                             .files
                             .get(&p)
-                            .filter(|f| {
-                                f.error.is_none() && f.identified && f.refs.is_empty()
-                            })
+                            .filter(|f| f.error.is_none() && f.identified && f.refs.is_empty())
                             .and_then(|f| f.article.clone())
                             .filter(|_| entry.refs.is_empty());
                         // (An article edited again before a view is
@@ -1452,12 +1450,24 @@ mod tests {
         for i in 0..30 {
             w(
                 &format!("a{i}.md"),
-                md(&format!("A{i}"), &format!("2025-05-{:02}T10:00:00Z", 1 + i % 9), &format!("a{i}"), "x", "body"),
+                md(
+                    &format!("A{i}"),
+                    &format!("2025-05-{:02}T10:00:00Z", 1 + i % 9),
+                    &format!("a{i}"),
+                    "x",
+                    "body",
+                ),
             );
         }
         w("c.txt", col("Column", "May 3, 2025, noon"));
-        w("f.md", md("Future", "2026-01-02T00:00:00Z", "f", "y", "soon"));
-        w("i.md", "---\ntitle: I\ndate: 2025-04-01\nid: urn:x:i\n---\ni\n".into());
+        w(
+            "f.md",
+            md("Future", "2026-01-02T00:00:00Z", "f", "y", "soon"),
+        );
+        w(
+            "i.md",
+            "---\ntitle: I\ndate: 2025-04-01\nid: urn:x:i\n---\ni\n".into(),
+        );
         let mut l = lib(d.path());
         l.scan().unwrap();
         let mut now = now();
@@ -1474,34 +1484,64 @@ mod tests {
             v
         };
         // A title, then a body and a tag: in place.
-        w("a3.md", md("A3 again", "2025-05-04T10:00:00Z", "a3", "x", "body"));
+        w(
+            "a3.md",
+            md("A3 again", "2025-05-04T10:00:00Z", "a3", "x", "body"),
+        );
         let v = check(&mut l, &["a3.md"], now, true);
         assert!(v.articles.iter().any(|a| a.title == "A3 again"));
-        w("a4.md", md("A4", "2025-05-05T10:00:00Z", "a4", "x, new-tag", "more body"));
+        w(
+            "a4.md",
+            md(
+                "A4",
+                "2025-05-05T10:00:00Z",
+                "a4",
+                "x, new-tag",
+                "more body",
+            ),
+        );
         let v = check(&mut l, &["a4.md"], now, true);
         let a4 = v.articles.iter().find(|a| a.slug == "a4").unwrap();
         assert_eq!(a4.tags, ["x", "new-tag"]);
         // Two files in one batch, and one file written twice before a view.
-        w("a5.md", md("A5 b", "2025-05-06T10:00:00Z", "a5", "x", "body"));
+        w(
+            "a5.md",
+            md("A5 b", "2025-05-06T10:00:00Z", "a5", "x", "body"),
+        );
         w("c.txt", col("Column b", "May 3, 2025, noon"));
         check(&mut l, &["a5.md", "c.txt"], now, true);
-        w("a6.md", md("A6 b", "2025-05-07T10:00:00Z", "a6", "x", "body"));
+        w(
+            "a6.md",
+            md("A6 b", "2025-05-07T10:00:00Z", "a6", "x", "body"),
+        );
         l.apply(&[d.path().join("a6.md")]).unwrap();
-        w("a6.md", md("A6 c", "2025-05-07T10:00:00Z", "a6", "x", "body"));
+        w(
+            "a6.md",
+            md("A6 c", "2025-05-07T10:00:00Z", "a6", "x", "body"),
+        );
         let v = check(&mut l, &["a6.md"], now, true);
         assert!(v.articles.iter().any(|a| a.title == "A6 c"));
         // The one with a front-matter id is settled whole.
-        w("i.md", "---\ntitle: I2\ndate: 2025-04-01\nid: urn:x:i\n---\ni\n".into());
+        w(
+            "i.md",
+            "---\ntitle: I2\ndate: 2025-04-01\nid: urn:x:i\n---\ni\n".into(),
+        );
         check(&mut l, &["i.md"], now, false);
         // A new date, a new slug: the order moves, settled whole.
         w("a7.md", md("A7", "2025-06-01T10:00:00Z", "a7", "x", "body"));
         let v = check(&mut l, &["a7.md"], now, false);
         assert_eq!(v.articles[0].slug, "a7");
-        w("a8.md", md("A8", "2025-05-09T10:00:00Z", "a8-renamed", "x", "body"));
+        w(
+            "a8.md",
+            md("A8", "2025-05-09T10:00:00Z", "a8-renamed", "x", "body"),
+        );
         let v = check(&mut l, &["a8.md"], now, false);
         assert!(v.moved.iter().any(|(o, _)| o == "a8"), "{:?}", v.moved);
         // An edit after those is in place again, the moved slug kept.
-        w("a8.md", md("A8 b", "2025-05-09T10:00:00Z", "a8-renamed", "x", "body"));
+        w(
+            "a8.md",
+            md("A8 b", "2025-05-09T10:00:00Z", "a8-renamed", "x", "body"),
+        );
         let v = check(&mut l, &["a8.md"], now, true);
         assert!(v.moved.iter().any(|(o, _)| o == "a8"), "{:?}", v.moved);
         // Gone, new, broken.
@@ -1517,11 +1557,17 @@ mod tests {
         now = DateTime::parse_from_rfc3339("2026-01-03T00:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        w("a11.md", md("A11 b", "2025-05-03T10:00:00Z", "a11", "x", "body"));
+        w(
+            "a11.md",
+            md("A11 b", "2025-05-03T10:00:00Z", "a11", "x", "body"),
+        );
         let v = check(&mut l, &["a11.md"], now, false);
         assert_eq!(v.articles[0].slug, "f");
         // And in place after that.
-        w("a12.md", md("A12 b", "2025-05-04T10:00:00Z", "a12", "x", "body"));
+        w(
+            "a12.md",
+            md("A12 b", "2025-05-04T10:00:00Z", "a12", "x", "body"),
+        );
         check(&mut l, &["a12.md"], now, true);
     }
 

@@ -126,7 +126,11 @@ impl Library {
         }
         let view = self.view_full(now);
         self.last = Some(Last {
-            ids: view.articles.iter().map(|a| super::id_hash(&a.id)).collect(),
+            ids: view
+                .articles
+                .iter()
+                .map(|a| super::id_hash(&a.id))
+                .collect(),
             view: view.clone(),
         });
         self.since = Since::Nothing;

@@ -353,7 +353,13 @@ pub fn article_route(slug: &str) -> String {
 /// `max_items + archive_page_size - 1`, see `archive.rs`). `articles`
 /// must be newest first.
 pub fn feeds(articles: &[Arc<Article>], s: &Settings) -> Vec<Feed> {
-    feeds_reusing(articles, s, &FeedBodies::default(), 0, &mut LabelIndex::default())
+    feeds_reusing(
+        articles,
+        s,
+        &FeedBodies::default(),
+        0,
+        &mut LabelIndex::default(),
+    )
 }
 
 /// Which articles each category and tag holds, as the last [`feeds`]
@@ -866,7 +872,10 @@ mod tests {
                         .iter()
                         .map(|a| format!("{}:{}", a.slug, a.title))
                         .collect();
-                    format!("{} {} {:?} {} {:?}", f.dir, f.title, f.members, f.archived, items)
+                    format!(
+                        "{} {} {:?} {} {:?}",
+                        f.dir, f.title, f.members, f.archived, items
+                    )
                 })
                 .collect()
         };
@@ -874,7 +883,11 @@ mod tests {
             .map(|i| {
                 let mut a = (*article(&format!("a{i}"), "t", "2025-01-01T00:00:00Z", "x")).clone();
                 a.categories = vec![["World", "Local", "Sport"][i % 3].into()];
-                a.tags = if i % 7 == 0 { vec!["Seven".into()] } else { vec![] };
+                a.tags = if i % 7 == 0 {
+                    vec!["Seven".into()]
+                } else {
+                    vec![]
+                };
                 Arc::new(a)
             })
             .collect();
@@ -885,14 +898,20 @@ mod tests {
             fs
         };
         build(&all, &mut index);
-        let held = |index: &LabelIndex, i: usize, a: &Arc<Article>| Arc::ptr_eq(&index.articles[i], a);
+        let held =
+            |index: &LabelIndex, i: usize, a: &Arc<Article>| Arc::ptr_eq(&index.articles[i], a);
         // A new title: the index is taken, and holds the new version.
         let mut a = (*all[3]).clone();
         a.title = "edited".into();
         all[3] = Arc::new(a);
         let fs = build(&all, &mut index);
-        assert!(held(&index, 3, &all[3]), "the index holds the edited article");
-        assert!(fs.iter().any(|f| f.items.iter().any(|a| a.title == "edited")));
+        assert!(
+            held(&index, 3, &all[3]),
+            "the index holds the edited article"
+        );
+        assert!(fs
+            .iter()
+            .any(|f| f.items.iter().any(|a| a.title == "edited")));
         // A tag added, then a category respelled: found again.
         let mut a = (*all[4]).clone();
         a.tags = vec!["Seven".into()];
@@ -904,7 +923,11 @@ mod tests {
         a.categories = vec!["WORLD".into()];
         all[0] = Arc::new(a);
         let fs = build(&all, &mut index);
-        assert!(fs.iter().any(|f| f.title.contains("WORLD")), "{:?}", shape(&fs));
+        assert!(
+            fs.iter().any(|f| f.title.contains("WORLD")),
+            "{:?}",
+            shape(&fs)
+        );
         // One article fewer.
         all.remove(10);
         build(&all, &mut index);

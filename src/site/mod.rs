@@ -281,6 +281,12 @@ impl Site {
             .chain(self.media.iter().map(|(r, a)| (&**r, a)))
     }
 
+    /// The routes held in memory (the feeds' current documents, the index
+    /// and OPML) and their assets: a few, however large the archive.
+    pub fn docs(&self) -> impl Iterator<Item = (&str, &Arc<Asset>)> {
+        self.docs.iter().map(|(r, a)| (&**r, a))
+    }
+
     /// Number of routes.
     pub fn len(&self) -> usize {
         self.docs.len() + self.pages.len() + self.redirects.len() + self.media.len()
