@@ -1,8 +1,8 @@
 //! HTML escaping, written once: text for HTML (and XML) content and
 //! attribute values ([`html`], [`push_html`]), and a value for a
 //! double-quoted attribute in article HTML ([`double_quoted`]). Pure;
-//! uses nothing of ours. (`render::escape` is the same rule as [`html`],
-//! kept there until `render/` moves onto this module.)
+//! uses nothing of ours. (`render::escape`, which the renderers call,
+//! is [`html`].)
 
 /// Appends `s` to `out` with `&`, `<`, `>`, `"` and `'` escaped: safe in
 /// element content and in attribute values quoted either way.

@@ -1472,7 +1472,7 @@ mod tests {
         l.scan().unwrap();
         let mut now = now();
         l.view(now);
-        let mut check = |l: &mut Library, paths: &[&str], now: DateTime<Utc>, in_place: bool| {
+        let check = |l: &mut Library, paths: &[&str], now: DateTime<Utc>, in_place: bool| {
             let paths: Vec<PathBuf> = paths.iter().map(|n| d.path().join(n)).collect();
             l.apply(&paths).unwrap();
             let before = l.views_in_place;

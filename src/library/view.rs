@@ -52,6 +52,23 @@ impl Since {
     }
 }
 
+impl FileEntry {
+    /// Marks the entry identified, its article carrying `id` and
+    /// `updated` (the article copied only if they differ): the article.
+    fn identify(&mut self, id: String, updated: DateTime<FixedOffset>) -> Option<&Arc<Article>> {
+        self.identified = true;
+        let a = self.article.as_mut()?;
+        if a.id != id || a.updated != updated {
+            let m = Arc::make_mut(a);
+            m.id = id;
+            m.id.shrink_to_fit();
+            m.updated = updated;
+        }
+        self.key.id = super::id_hash(&a.id);
+        Some(a)
+    }
+}
+
 /// The last view, kept for the next one to start from.
 #[derive(Debug)]
 pub(super) struct Last {
@@ -210,16 +227,7 @@ impl Library {
                 // Left out for now (no new id may be made up): the whole
                 // view counts it.
                 let (id, updated) = identity?;
-                let f = self.files.get_mut(p)?;
-                f.identified = true;
-                let a = f.article.as_mut()?;
-                if a.id != id || a.updated != updated {
-                    let m = Arc::make_mut(a);
-                    m.id = id;
-                    m.id.shrink_to_fit();
-                    m.updated = updated;
-                }
-                f.key.id = super::id_hash(&a.id);
+                let a = self.files.get_mut(p)?.identify(id, updated)?;
                 placed.push((slot, super::id_hash(&old.id), Arc::clone(a)));
             }
             for (slot, old_id, a) in placed {
@@ -444,20 +452,9 @@ impl Library {
                     view.held_back += 1;
                     continue;
                 };
-                let Some(f) = self.files.get_mut(p) else {
+                let Some(a) = self.files.get_mut(p).and_then(|f| f.identify(id, updated)) else {
                     continue;
                 };
-                f.identified = true;
-                let Some(a) = f.article.as_mut() else {
-                    continue;
-                };
-                if a.id != id || a.updated != updated {
-                    let m = Arc::make_mut(a);
-                    m.id = id;
-                    m.id.shrink_to_fit();
-                    m.updated = updated;
-                }
-                f.key.id = super::id_hash(&a.id);
                 view.warnings.extend(a.warnings.iter().cloned());
                 matched.push(Arc::clone(a));
             }

@@ -649,20 +649,10 @@ pub fn label_route(kind: LabelKind, name: &str) -> Option<String> {
     (!slug.is_empty()).then(|| format!("{}/{}/", kind.folder(), encode_segment(&slug)))
 }
 
-/// Escapes text for HTML and XML content and attribute values.
+/// Escapes text for HTML and XML content and attribute values (see
+/// [`crate::escape::html`]).
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    crate::escape::html(s)
 }
 
 #[cfg(test)]
@@ -892,7 +882,7 @@ mod tests {
             })
             .collect();
         let mut index = LabelIndex::default();
-        let mut build = |all: &[Arc<Article>], index: &mut LabelIndex| {
+        let build = |all: &[Arc<Article>], index: &mut LabelIndex| {
             let fs = feeds_reusing(all, &s, &FeedBodies::default(), 1, index);
             assert_eq!(shape(&fs), shape(&feeds(all, &s)));
             fs
