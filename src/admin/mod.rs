@@ -244,11 +244,9 @@ fn no_stats() -> (StatusCode, &'static str, String) {
     )
 }
 
+/// An answer of the admin listener: never stored by a cache, not sniffed.
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let mut r = crate::server::text(status, content_type, body);
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r

@@ -38,6 +38,7 @@ mod io;
 mod negotiate;
 mod range;
 mod response;
+pub(crate) use response::text;
 mod route;
 mod worker;
 

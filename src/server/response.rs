@@ -12,20 +12,28 @@ use super::negotiate::negotiate;
 use super::range::{ranged, Ranged};
 use crate::site::{Asset, Coding, Site};
 
-/// A short text answer (errors, `/healthz`), not sniffed as anything else.
-pub(super) fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+/// An answer Herald writes itself (errors, `/healthz`, the hub's and the
+/// admin listener's): `body` as `content_type`, which browsers do not
+/// sniff as anything else. The one place these headers are set.
+pub(crate) fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
     r
+}
+
+/// A short plain-text answer (errors, `/healthz`).
+pub(super) fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    text(status, "text/plain; charset=utf-8", body.as_bytes())
 }
 
 /// The 404 page, with the headers the snapshot made for it.

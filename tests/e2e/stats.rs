@@ -211,6 +211,9 @@ fn admin_routes_only_on_the_admin_listener() {
         assert!(!r.text().contains("herald_"), "public {p}");
         let r = http(admin, "GET", p, &[]);
         assert_eq!(r.status, 200, "admin {p}");
+        // Never stored, never sniffed as anything but what it says.
+        assert_eq!(r.header("cache-control"), "no-store", "admin {p}");
+        assert_eq!(r.header("x-content-type-options"), "nosniff", "admin {p}");
     }
     assert!(d
         .admin_get("/metrics")

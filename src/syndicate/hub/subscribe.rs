@@ -25,18 +25,9 @@ const SECRET_LIMIT: usize = 200;
 fn answer(status: StatusCode, text: impl Into<String>) -> Response<Full<Bytes>> {
     let mut text = text.into();
     text.push('\n');
-    let mut r = Response::new(Full::new(Bytes::from(text)));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut r = crate::server::text(status, "text/plain; charset=utf-8", text);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
