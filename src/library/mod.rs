@@ -470,7 +470,7 @@ impl Library {
             };
         }
         if !files.is_empty() {
-            changed |= self.sync_files(files);
+            changed |= self.sync_files(files.into_iter().map(|p| (p, None)).collect());
         }
         if let Some(c) = &mut self.cache {
             c.flush();
@@ -583,6 +583,7 @@ impl Library {
             .collect();
         let walk::Walk {
             files: seen,
+            stamps,
             skipped,
             problems,
         } = walk::walk(&self.root, dir, self.policy, &outside);
@@ -612,26 +613,33 @@ impl Library {
         if removed || problems_changed {
             self.since = view::Since::Any;
         }
+        let seen = seen.into_iter().zip(stamps).collect();
         self.sync_files(seen) | removed | problems_changed
     }
 
-    /// Stats each file; reads and parses (in parallel) the ones whose stamp
-    /// moved, or whose last read failed for a reason outside its content.
-    /// A file that fails to parse keeps its last good version.
-    fn sync_files(&mut self, paths: Vec<PathBuf>) -> bool {
+    /// Stats each file (unless the walk just did: a regular file with its
+    /// stamp); reads and parses (in parallel) the ones whose stamp moved,
+    /// or whose last read failed for a reason outside its content. A file
+    /// that fails to parse keeps its last good version.
+    fn sync_files(&mut self, paths: Vec<(PathBuf, Option<Stamp>)>) -> bool {
         // Stat calls in parallel: at start, one per article (100,000).
         let files = &self.files;
         let stale: Vec<(PathBuf, Option<Stamp>)> = paths
             .into_par_iter()
-            .filter_map(|p| {
-                let meta = std::fs::metadata(&p).ok();
-                let st = meta.as_ref().map(Stamp::of);
+            .filter_map(|(p, walked)| {
+                // Only a regular file may be taken from the cache.
+                let (st, cachable) = match walked {
+                    Some(st) => (Some(st), true),
+                    None => {
+                        let meta = std::fs::metadata(&p).ok();
+                        let st = meta.as_ref().map(Stamp::of);
+                        (st, meta.is_some_and(|m| m.is_file()))
+                    }
+                };
                 let stale = match (st, files.get(&p)) {
                     (Some(st), Some(f)) => f.retry || st != f.stamp,
                     _ => true,
                 };
-                // Only a regular file may be taken from the cache.
-                let cachable = meta.is_some_and(|m| m.is_file());
                 stale.then(|| (p, st.filter(|_| cachable)))
             })
             .collect();

@@ -37,6 +37,10 @@ pub(crate) struct Walk {
     /// Article files, real paths first (each in name order), then those
     /// reached through symlinks.
     pub files: Vec<PathBuf>,
+    /// Beside each of `files`, what the walk's own `stat` of a regular
+    /// file found (`None` for one reached through a symlink): the
+    /// library need not look again.
+    pub stamps: Vec<Option<super::Stamp>>,
     /// One line per thing skipped, naming the path and why.
     pub skipped: Vec<String>,
     /// Articles that cannot be read, as errors (see the module doc).
@@ -253,11 +257,11 @@ impl Walker<'_> {
                         // A file's device is its directory's (only a bind
                         // mount could differ, and then its inode alone
                         // still tells it from its neighbours).
-                        let id = match entry.metadata() {
-                            Ok(m) => id_of(&m),
-                            Err(_) => (0, std::os::unix::fs::DirEntryExt::ino(&entry)),
+                        let (id, stamp) = match entry.metadata() {
+                            Ok(m) => (id_of(&m), Some(super::Stamp::of(&m))),
+                            Err(_) => ((0, std::os::unix::fs::DirEntryExt::ino(&entry)), None),
                         };
-                        self.add_file(path, id);
+                        self.add_file(path, id, stamp);
                     } else if special_kind(&t).is_some() {
                         self.out.skipped.push(not_regular(&path, &t));
                     }
@@ -292,7 +296,7 @@ impl Walker<'_> {
         true
     }
 
-    fn add_file(&mut self, path: PathBuf, id: FileId) {
+    fn add_file(&mut self, path: PathBuf, id: FileId, stamp: Option<super::Stamp>) {
         if let Some(first) = self.known.get(&id).filter(|p| **p != path) {
             let first = first.clone();
             self.skip(
@@ -317,6 +321,7 @@ impl Walker<'_> {
         }
         self.seen_files.insert(id, path.clone());
         self.out.files.push(path);
+        self.out.stamps.push(stamp);
     }
 
     /// Follows one symlink met during the walk.
@@ -359,7 +364,7 @@ impl Walker<'_> {
                 self.walk_real(link);
             }
         } else if t.is_file() {
-            self.add_file(link.to_path_buf(), id_of(&meta));
+            self.add_file(link.to_path_buf(), id_of(&meta), None);
         } else if let Some(what) = special_kind(&t) {
             self.skip(
                 link,
