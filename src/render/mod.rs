@@ -555,11 +555,7 @@ fn labels_in(part: &[Arc<Article>], first: usize) -> Vec<Found<'_>> {
     let mut by_slug: rustc_hash::FxHashMap<(LabelKind, String), usize> = Default::default();
     for (i, a) in part.iter().enumerate() {
         let i = (first + i) as u32;
-        let named = a
-            .categories
-            .iter()
-            .map(|c| (LabelKind::Category, c))
-            .chain(a.tags.iter().map(|t| (LabelKind::Tag, t)));
+        let named = named_labels(a);
         for (kind, name) in named {
             let at = *by_name.entry((kind, name.as_str())).or_insert_with(|| {
                 let slug = slugify(name);
@@ -613,6 +609,15 @@ fn feed_key(f: &Feed) -> Option<(LabelKind, &str)> {
     f.label.as_ref().map(|l| (l.kind, l.slug.as_str()))
 }
 
+/// An article's labels as written: its categories, then its tags, each
+/// with its kind.
+fn named_labels(a: &Article) -> impl Iterator<Item = (LabelKind, &String)> {
+    a.categories
+        .iter()
+        .map(|c| (LabelKind::Category, c))
+        .chain(a.tags.iter().map(|t| (LabelKind::Tag, t)))
+}
+
 /// The categories and tags of an article that have pages and feeds:
 /// kind, the article's own spelling and the route folder
 /// (`categories/<slug>/`), each label once (two spellings of one name are
@@ -620,11 +625,7 @@ fn feed_key(f: &Feed) -> Option<(LabelKind, &str)> {
 /// announces, from the article alone.
 pub fn labels_of(a: &Article) -> Vec<(LabelKind, &str, String)> {
     let mut out: Vec<(LabelKind, &str, String)> = Vec::new();
-    let named = a
-        .categories
-        .iter()
-        .map(|c| (LabelKind::Category, c))
-        .chain(a.tags.iter().map(|t| (LabelKind::Tag, t)));
+    let named = named_labels(a);
     for (kind, name) in named {
         if let Some(dir) = label_route(kind, name) {
             if !out.iter().any(|(k, _, d)| *k == kind && *d == dir) {

@@ -17,6 +17,28 @@ use crate::websub::{col, echo, post_form, post_raw, stored, wait_stored, Recorde
 const FAR: u64 = 4_102_444_800; // 2100-01-01
 
 /// `state/websub.json` holding `callbacks`, all subscribed to [`TOPIC`].
+/// A subscriber whose callbacks under `prefix` never answer a delivery
+/// (`n` of them, subscribed) and one more, `/zz-fast`, that answers at
+/// once: sorted last, so its delivery starts after every hung one's. In
+/// a workspace with one article.
+fn hung_then_fast(prefix: &'static str, n: usize) -> (Recorder, Workspace) {
+    let sub = Recorder::start(move |g| {
+        if g.method == "POST" && g.target.starts_with(prefix) {
+            None
+        } else {
+            echo(g)
+        }
+    });
+    let ws = Workspace::new();
+    ws.write("content/a.txt", col("News", "A", 1));
+    let mut callbacks: Vec<String> = (0..n)
+        .map(|i| sub.url(&format!("{prefix}/{i:02}")))
+        .collect();
+    callbacks.push(sub.url("/zz-fast"));
+    write_subscriptions(&ws, &callbacks);
+    (sub, ws)
+}
+
 fn write_subscriptions(ws: &Workspace, callbacks: &[String]) {
     let subs: Vec<serde_json::Value> = callbacks
         .iter()
@@ -91,19 +113,7 @@ fn renewal_appends_to_the_journal() {
 /// 18 s of waiting when they stand in the healthy one's way).
 #[test]
 fn slow_callbacks_do_not_delay_a_fast_one() {
-    let sub = Recorder::start(|g| {
-        if g.method == "POST" && g.target.starts_with("/slow") {
-            None
-        } else {
-            echo(g)
-        }
-    });
-    let ws = Workspace::new();
-    ws.write("content/a.txt", col("News", "A", 1));
-    let mut callbacks: Vec<String> = (0..12).map(|i| sub.url(&format!("/slow/{i:02}"))).collect();
-    // Sorted last: delivered after the slow ones when they share a queue.
-    callbacks.push(sub.url("/zz-fast"));
-    write_subscriptions(&ws, &callbacks);
+    let (sub, ws) = hung_then_fast("/slow", 12);
     let d = TestDaemon::start(
         ws,
         "[websub]\nbuiltin = true\nallow_private_callbacks = true\nmax_subscriptions_per_host = 100\ndelivery_concurrency = 4\nrequest_timeout_secs = 6\nretries = 0\n",
@@ -794,19 +804,7 @@ fn failing_callbacks_forgotten_when_subscriptions_end() {
 /// `slow_delivery_secs` (without the waiting room: 50 / 2 × 8 s).
 #[test]
 fn first_change_fast_one_not_behind_hung_ones() {
-    let sub = Recorder::start(|g| {
-        if g.method == "POST" && g.target.starts_with("/hang") {
-            None
-        } else {
-            echo(g)
-        }
-    });
-    let ws = Workspace::new();
-    ws.write("content/a.txt", col("News", "A", 1));
-    let mut callbacks: Vec<String> = (0..50).map(|i| sub.url(&format!("/hang/{i:02}"))).collect();
-    // Sorted last: its delivery starts after every hung one's.
-    callbacks.push(sub.url("/zz-fast"));
-    write_subscriptions(&ws, &callbacks);
+    let (sub, ws) = hung_then_fast("/hang", 50);
     let mut d = TestDaemon::start(
         ws,
         "max_connections = 64\n[websub]\nbuiltin = true\nallow_private_callbacks = true\nmax_subscriptions_per_host = 100\ndelivery_concurrency = 2\nslow_delivery_secs = 8\nrequest_timeout_secs = 10\nretries = 0\n",
